@@ -1,0 +1,140 @@
+// The edge <-> backend protocol: token ids in, token ids out (vLLM's "tokens in, tokens out").
+// Both sides import this file; it holds no runtime APIs so it runs in workerd and Node alike.
+
+export const PROTOCOL_VERSION = 1;
+
+/** Header that carries the shared secret from the edge to the backend (`Bearer <BACKEND_TOKEN>`). */
+export const BACKEND_AUTH_HEADER = 'authorization';
+/** Header the backend sets on every response so the edge can refuse a mismatched peer. */
+export const PROTOCOL_VERSION_HEADER = 'x-protocol-version';
+
+/** Sampling parameters. Every field is optional on the wire; the backend applies the defaults below. */
+export interface SamplingParams {
+  /** 0 means greedy (argmax). */
+  temperature: number;
+  topP: number;
+  /** 0 or -1 disables top-k. */
+  topK: number;
+  minP: number;
+  /** Same seed, same output, whatever else shares the batch. */
+  seed?: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  repetitionPenalty: number;
+  /** Upper bound on generated tokens per choice. */
+  maxTokens: number;
+  /** Generation of a choice stops after any of these ids (the id is not counted as text). */
+  stopTokenIds: number[];
+  /** Keep generating past the model's EOS id. */
+  ignoreEos: boolean;
+  /** Number of top alternatives to report with each token; undefined = no logprobs, 0 = chosen token only. */
+  logprobs?: number;
+  /** Independent choices that share the prompt's KV state. */
+  n: number;
+}
+
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  maxTokens: 256,
+  stopTokenIds: [],
+  ignoreEos: false,
+  n: 1,
+};
+
+/** POST /v1/generate body. */
+export interface GenerateRequest {
+  requestId: string;
+  /** The whole prompt, BOS included, as the model sees it. */
+  tokenIds: number[];
+  sampling?: Partial<SamplingParams>;
+  /** true: text/event-stream of GenerateEvent; false: one GenerateResponse JSON body. */
+  stream: boolean;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens whose KV state came from the prefix cache (skipped prefill). */
+  cachedTokens: number;
+}
+
+export interface TokenLogprob {
+  tokenId: number;
+  logprob: number;
+}
+
+export interface SampledLogprob extends TokenLogprob {
+  /** The `logprobs` most likely alternatives at this step, most likely first. */
+  top: TokenLogprob[];
+}
+
+/** SSE event names and their JSON payloads (one `event:` + one `data:` line per event). */
+export interface GenerateEventMap {
+  /** New token ids for one choice, in order. logprobs[i] belongs to tokenIds[i]. */
+  token: { choice: number; tokenIds: number[]; logprobs?: SampledLogprob[] };
+  /** One choice ended. */
+  finish: { choice: number; finishReason: FinishReason };
+  /** The request ended; always the last event of a successful stream. */
+  end: { usage: Usage };
+  /** In-band error after the first byte; the stream ends after it. */
+  error: ErrorBody['error'];
+}
+
+export type GenerateEventName = keyof GenerateEventMap;
+export type GenerateEvent = {
+  [K in GenerateEventName]: { event: K; data: GenerateEventMap[K] };
+}[GenerateEventName];
+
+/** Non-streaming answer to POST /v1/generate. */
+export interface GenerateResponse {
+  requestId: string;
+  choices: { choice: number; tokenIds: number[]; finishReason: FinishReason; logprobs?: SampledLogprob[] }[];
+  usage: Usage;
+}
+
+/** GET /v1/model: what the backend serves, read by the edge for limits and by operators. */
+export interface ModelInfo {
+  modelId: string;
+  vocabSize: number;
+  /** Longest prompt + completion the backend accepts. */
+  maxModelLen: number;
+  slidingWindow: number | null;
+  bosTokenId: number;
+  eosTokenId: number;
+}
+
+/** Error codes shared by both sides; OpenAI-shaped at the edge. */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'invalid_api_key'
+  | 'rate_limit_exceeded'
+  | 'context_length_exceeded'
+  | 'backend_unavailable'
+  | 'overloaded'
+  | 'shutting_down'
+  | 'internal_error'
+  | 'not_found';
+
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: ErrorCode };
+}
+
+export function errorBody(code: ErrorCode, message: string, param: string | null = null): ErrorBody {
+  const type =
+    code === 'invalid_api_key'
+      ? 'authentication_error'
+      : code === 'rate_limit_exceeded'
+        ? 'rate_limit_error'
+        : code === 'backend_unavailable' || code === 'overloaded' || code === 'shutting_down' || code === 'internal_error'
+          ? 'server_error'
+          : 'invalid_request_error';
+  return { error: { message, type, param, code } };
+}
