@@ -1,0 +1,67 @@
+// The contract between the model engine (ONNX session + KV cache) and the serving scheduler.
+// The scheduler only sees this interface, so it can be tested with a deterministic fake.
+
+import type { ModelConfig } from './config';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+export type WeightFormat = 'fp32' | 'fp16' | 'int4';
+
+export interface EngineOptions {
+  /** Hugging Face checkpoint folder (config.json + safetensors). */
+  modelDir: string;
+  dtype: WeightFormat;
+  executionProvider: ExecutionProvider;
+  intraOpThreads: number;
+  /** Longest prefill chunk per session.run; defaults to the sliding window (or 512 without one). */
+  chunkSize?: number;
+  /** Most sequences (KV cache rows) alive at once, prefix-cache snapshots included. */
+  maxSequences: number;
+  /** Longest prompt + completion of one sequence; defaults to the model's max positions. */
+  maxModelLen?: number;
+}
+
+export interface KvCacheStats {
+  /** Token slots currently holding keys/values, all sequences, one layer. */
+  slotsUsed: number;
+  /** Token slots the cache can hold at most, all sequences, one layer. */
+  slotsTotal: number;
+  /** Bytes of K and V for one token slot, all layers together. */
+  bytesPerSlot: number;
+  /** Bytes copied host<->device (or into/out of session.run) by the last decode step. */
+  lastStepTransferBytes: number;
+}
+
+/** One unit of work in a step: append `tokenIds` to a sequence and return logits of its last new token. */
+export interface StepItem {
+  sequenceId: number;
+  /** New tokens, placed at positions [length, length + tokenIds.length) of the sequence. */
+  tokenIds: number[];
+}
+
+export interface ModelEngine {
+  readonly config: ModelConfig;
+  readonly modelId: string;
+  /** Longest prompt + completion of one sequence. */
+  readonly maxModelLen: number;
+  /** A new empty sequence; throws EngineCapacityError when maxSequences are alive. */
+  createSequence(): number;
+  /** A new sequence whose KV state equals `sourceId`'s (n > 1 choices, prefix-cache reuse). */
+  forkSequence(sourceId: number): number;
+  releaseSequence(sequenceId: number): void;
+  /** Tokens processed so far (positions cached). */
+  sequenceLength(sequenceId: number): number;
+  /**
+   * Runs one engine step: every item's tokens go through the model (decode items of one token are
+   * batched into one session.run; longer items are prefilled in chunks). Returns one logits row
+   * ([vocabSize]) per item, in item order. Items must name distinct sequences.
+   */
+  step(items: StepItem[]): Promise<Float32Array[]>;
+  kvStats(): KvCacheStats;
+  /** Sequences that can still be created. */
+  freeSequences(): number;
+  dispose(): Promise<void>;
+}
+
+export class EngineCapacityError extends Error {
+  override name = 'EngineCapacityError';
+}
