@@ -1,5 +1,8 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { fileURLToPath } from 'node:url';
 import { defineProject } from 'vitest/config';
+
+const FIXTURES = fileURLToPath(new URL('../../shared/fixtures', import.meta.url));
 
 // Edge tests run inside workerd with the bindings declared in wrangler.toml.
 export default defineProject({
@@ -9,6 +12,14 @@ export default defineProject({
       wrangler: { configPath: '../wrangler.toml' },
       miniflare: {
         bindings: { BACKEND_URLS: 'http://127.0.0.1:9', BACKEND_TOKEN: 'test-backend-token', DEV_API_KEY: '' },
+        // Test-only fixtures from ../shared (workerd has no file system): SentencePiece models and vectors.
+        dataBlobBindings: {
+          FIXTURE_TOKENIZER_V1: `${FIXTURES}/tokenizer/tokenizer.model.v1`,
+          FIXTURE_TOKENIZER_V3: `${FIXTURES}/tokenizer/mistral_instruct_tokenizer_240323.model.v3`,
+        },
+        textBlobBindings: {
+          FIXTURE_PUBLISHED_VECTORS: `${FIXTURES}/tokenizer/published-vectors.json`,
+        },
       },
     }),
   ],

@@ -6,4 +6,5 @@ it('serves health', async () => {
   expect(res.status).toBe(200);
   const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName('k'));
   expect(await stub.ping()).toBe('pong');
+  expect((env as unknown as { FIXTURE_TOKENIZER_V1: ArrayBuffer }).FIXTURE_TOKENIZER_V1.byteLength).toBe(493443);
 });
