@@ -1,0 +1,151 @@
+// End to end: a real backend process (ONNX session on the default model) + the edge worker in workerd
+// (`wrangler dev`, local mode) + the official `openai` client, exactly as a user runs them.
+
+import { createServer } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_DIR, generateApiKey, startStack, type Stack } from '../scripts/stack';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+let stack: Stack;
+let client: OpenAI;
+const logLines: string[] = [];
+
+beforeAll(async () => {
+  const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
+  stack = await startStack({
+    modelDir,
+    backendPort: await freePort(),
+    edgePort: await freePort(),
+    apiKey: generateApiKey(),
+    backendArgs: ['--threads', '1'],
+    log: (line) => logLines.push(line),
+  });
+  client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+}, 240_000);
+
+afterAll(async () => {
+  await stack?.stop();
+}, 60_000);
+
+const MESSAGES = [{ role: 'user' as const, content: 'Write a haiku about sliding windows.' }];
+
+describe('edge + backend + openai client', () => {
+  it('lists the served model', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toContain(stack.modelInfo.modelId);
+  });
+
+  it('streams chunks incrementally whose text equals the detokenized backend token ids', async () => {
+    const maxTokens = 40;
+    const started = performance.now();
+    const stream = await client.chat.completions.create({
+      model: stack.modelInfo.modelId,
+      messages: MESSAGES,
+      stream: true,
+      max_tokens: maxTokens,
+      temperature: 0,
+    });
+    const arrivals: number[] = [];
+    let text = '';
+    let finishReason: string | null = null;
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe('chat.completion.chunk');
+      const choice = chunk.choices[0];
+      if (choice?.delta?.content) {
+        arrivals.push(performance.now() - started);
+        text += choice.delta.content;
+      }
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+    }
+    expect(finishReason).not.toBeNull();
+    expect(arrivals.length).toBeGreaterThan(5);
+    const first = arrivals[0]!;
+    const last = arrivals[arrivals.length - 1]!;
+    // Token by token: the first text arrives in the first half of the stream's life, not in one burst at the end.
+    expect(first).toBeLessThan(last * 0.5);
+
+    // The same prompt ids straight to the backend (greedy), detokenized by the edge: same text.
+    const tokenized = (await (
+      await fetch(`${stack.edgeUrl}/tokenize`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: stack.modelInfo.modelId, messages: MESSAGES }),
+      })
+    ).json()) as { tokens: number[] };
+    expect(tokenized.tokens[0]).toBe(1);
+    const generated = (await (
+      await fetch(`${stack.backendUrl}/v1/generate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.backendToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ requestId: 'e2e-direct', tokenIds: tokenized.tokens, stream: false, sampling: { temperature: 0, maxTokens } }),
+      })
+    ).json()) as { choices: { tokenIds: number[] }[] };
+    const detokenized = (await (
+      await fetch(`${stack.edgeUrl}/detokenize`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: stack.modelInfo.modelId, tokens: generated.choices[0]!.tokenIds.filter((id) => id !== stack.modelInfo.eosTokenId) }),
+      })
+    ).json()) as { prompt: string };
+    expect(text).toBe(detokenized.prompt);
+  });
+
+  it('answers a non-streaming request with one chat.completion', async () => {
+    const completion = await client.chat.completions.create({
+      model: stack.modelInfo.modelId,
+      messages: MESSAGES,
+      max_tokens: 8,
+      temperature: 0,
+    });
+    expect(completion.object).toBe('chat.completion');
+    expect(completion.choices[0]!.message.role).toBe('assistant');
+    expect(completion.usage!.prompt_tokens).toBeGreaterThan(5);
+    expect(completion.usage!.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('refuses a wrong API key with an OpenAI-shaped 401', async () => {
+    const stranger = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
+    const error = await stranger.models.list().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect((error as InstanceType<typeof OpenAI.AuthenticationError>).code).toBe('invalid_api_key');
+  });
+
+  it('answers malformed JSON with a 400 naming the problem', async () => {
+    const res = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: '{"model": "x", "messages": [',
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { type: string } };
+    expect(body.error.type).toBe('invalid_request_error');
+  });
+
+  // Last: it stops the backend.
+  it('answers 503 with a clear message when the backend is down, and the edge stays up', async () => {
+    await stack.stopBackend();
+    const error = await client.chat.completions.create({ model: stack.modelInfo.modelId, messages: MESSAGES, max_tokens: 4 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect((error as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    const health = await fetch(`${stack.edgeUrl}/health`);
+    expect(health.status).toBe(200);
+  });
+});
