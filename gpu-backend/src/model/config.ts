@@ -42,6 +42,12 @@ function positiveNumber(json: Record<string, unknown>, key: string, fallback: nu
   return value;
 }
 
+/** eos_token_id may be a list in newer configs; the first entry is the model's own end-of-sequence id. */
+function firstTokenId(value: unknown, fallback: number): number {
+  const first = Array.isArray(value) ? value[0] : value;
+  return typeof first === 'number' && Number.isInteger(first) && first >= 0 ? first : fallback;
+}
+
 /** The one place Hugging Face names become ours. Throws ConfigError naming the key at fault. */
 export function configFromHuggingFace(json: unknown): ModelConfig {
   if (typeof json !== 'object' || json === null) throw new ConfigError('config.json: expected a JSON object');
@@ -59,7 +65,16 @@ export function configFromHuggingFace(json: unknown): ModelConfig {
   }
   const headDim = hf.head_dim == null ? hiddenSize / queryHeadCount : positiveInt(hf, 'head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
-    throw new ConfigError(`config.json: head dimension ${headDim} must be an even integer`);
+    const source = hf.head_dim == null ? '"hidden_size" / "num_attention_heads"' : '"head_dim"';
+    throw new ConfigError(`config.json: head dimension ${headDim} (${source}) must be an even integer`);
+  }
+  // Features that change the math but are not implemented: refuse them rather than serve wrong logits.
+  if (hf.hidden_act != null && hf.hidden_act !== 'silu') {
+    throw new ConfigError(`config.json: "hidden_act" ${JSON.stringify(hf.hidden_act)} is not supported (expected "silu")`);
+  }
+  if (hf.rope_scaling != null) throw new ConfigError('config.json: "rope_scaling" is not supported (expected null)');
+  if (hf.attention_bias === true || hf.mlp_bias === true) {
+    throw new ConfigError('config.json: "attention_bias"/"mlp_bias" are not supported (expected false)');
   }
   const window = hf.sliding_window;
   if (window != null && (typeof window !== 'number' || !Number.isInteger(window) || window <= 0)) {
@@ -79,7 +94,7 @@ export function configFromHuggingFace(json: unknown): ModelConfig {
     maxPositions: positiveInt(hf, 'max_position_embeddings', 4096),
     slidingWindow: (window as number | null | undefined) ?? null,
     bosTokenId: typeof hf.bos_token_id === 'number' ? hf.bos_token_id : 1,
-    eosTokenId: typeof hf.eos_token_id === 'number' ? hf.eos_token_id : 2,
+    eosTokenId: firstTokenId(hf.eos_token_id, 2),
     tieWordEmbeddings: hf.tie_word_embeddings === true,
   };
 }
