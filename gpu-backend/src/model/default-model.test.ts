@@ -1,0 +1,116 @@
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Checkpoint } from './checkpoint';
+import { configFromHuggingFace } from './config';
+import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureDefaultModel, writeRandomModel } from './default-model';
+import { ReferenceModel } from './reference-forward';
+import { writeSafetensors } from './safetensors';
+import { SeededRandom, hashSeed } from './seeded-random';
+
+const root = mkdtempSync(join(tmpdir(), 'default-model-test-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('SeededRandom', () => {
+  it('is reproducible and draws standard normals', () => {
+    const a = new SeededRandom(42).fillNormal(new Float32Array(20_000), 1);
+    const b = new SeededRandom(42).fillNormal(new Float32Array(20_000), 1);
+    expect(a).toEqual(b);
+    expect(new SeededRandom(43).fillNormal(new Float32Array(4), 1)).not.toEqual(a.subarray(0, 4));
+    const mean = a.reduce((sum, v) => sum + v, 0) / a.length;
+    const variance = a.reduce((sum, v) => sum + (v - mean) ** 2, 0) / a.length;
+    expect(Math.abs(mean)).toBeLessThan(0.03);
+    expect(Math.abs(variance - 1)).toBeLessThan(0.05);
+    expect(hashSeed(1, 'a')).not.toBe(hashSeed(1, 'b'));
+    expect(hashSeed(1, 'a')).not.toBe(hashSeed(2, 'a'));
+  });
+});
+
+describe('default model', () => {
+  let first: string;
+  beforeAll(async () => {
+    first = await ensureDefaultModel(join(root, 'first'));
+  });
+
+  it('has the documented shape and passes checkpoint validation', async () => {
+    const checkpoint = await Checkpoint.open(first);
+    expect(checkpoint.config).toMatchObject({
+      vocabSize: 32000, hiddenSize: 256, layerCount: 4, queryHeadCount: 8, keyValueHeadCount: 2, headDim: 32,
+      intermediateSize: 768, slidingWindow: 128, maxPositions: 4096, ropeTheta: 10000, rmsNormEps: 1e-5,
+      bosTokenId: 1, eosTokenId: 2, tieWordEmbeddings: false,
+    });
+    expect(checkpoint.tensorDtype('lm_head.weight')).toBe('F32');
+    const embedding = await checkpoint.readFloat32('model.embed_tokens.weight');
+    const std = Math.sqrt(embedding.reduce((sum, v) => sum + v * v, 0) / embedding.length);
+    expect(std).toBeGreaterThan(0.95);
+    expect(std).toBeLessThan(1.05);
+    await checkpoint.close();
+  });
+
+  it('is byte-identical when generated again in another folder', async () => {
+    const second = await ensureDefaultModel(join(root, 'second'));
+    expect(readFileSync(join(second, 'config.json'))).toEqual(readFileSync(join(first, 'config.json')));
+    expect(readFileSync(join(second, 'model.safetensors')).equals(readFileSync(join(first, 'model.safetensors')))).toBe(true);
+  });
+
+  it('keeps a complete folder, regenerates an incomplete one, refuses to overwrite a foreign one', async () => {
+    const weights = join(first, 'model.safetensors');
+    const before = statSync(weights).mtimeMs;
+    await ensureDefaultModel(first);
+    expect(statSync(weights).mtimeMs).toBe(before);
+
+    const broken = join(root, 'broken');
+    cpSync(first, broken, { recursive: true });
+    truncateSync(join(broken, 'model.safetensors'), 1000);
+    await ensureDefaultModel(broken);
+    await (await Checkpoint.open(broken)).close();
+    unlinkSync(join(broken, 'config.json'));
+    await ensureDefaultModel(broken);
+    await (await Checkpoint.open(broken)).close();
+
+    const foreign = join(root, 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'config.json'), JSON.stringify(DEFAULT_MODEL_CONFIG));
+    await writeSafetensors(join(foreign, 'model.safetensors'), [{ name: 'x', shape: [1], dtype: 'F32', data: new Float32Array(1) }]);
+    await expect(ensureDefaultModel(foreign)).rejects.toThrow('refusing to overwrite');
+  });
+
+  it('decodes greedily without collapsing onto one token', async () => {
+    const model = await ReferenceModel.load(first);
+    const generated = model.greedy([1], 12, { ignoreEos: true });
+    expect(new Set(generated).size).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe('writeRandomModel', () => {
+  it('writes any Mistral config: GQA ratios, head sizes, with and without a window', async () => {
+    for (const [ratio, headDim, window] of [[1, 8, null], [2, 16, 4], [4, 32, null], [2, 64, 8]] as const) {
+      const hf = {
+        ...DEFAULT_MODEL_CONFIG, vocab_size: 50, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2,
+        num_attention_heads: 4, num_key_value_heads: 4 / ratio, head_dim: headDim, sliding_window: window,
+      };
+      const dir = await writeRandomModel(join(root, `random-${ratio}-${headDim}`), hf, 3);
+      const checkpoint = await Checkpoint.open(dir);
+      expect(checkpoint.tensorShape('model.layers.1.self_attn.k_proj.weight')).toEqual([(4 / ratio) * headDim, 24]);
+      expect(checkpoint.config.slidingWindow).toBe(window);
+      await checkpoint.close();
+    }
+  });
+
+  it('a different seed gives different weights', async () => {
+    const tiny = { ...DEFAULT_MODEL_CONFIG, vocab_size: 50, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 1 };
+    const a = await writeRandomModel(join(root, 'seed-a'), tiny, 1);
+    const b = await writeRandomModel(join(root, 'seed-b'), tiny, 2);
+    expect(readFileSync(join(a, 'model.safetensors')).equals(readFileSync(join(b, 'model.safetensors')))).toBe(false);
+  });
+
+  it('the benchmark config maps to ~125M parameters', () => {
+    const config = configFromHuggingFace(BENCH_125M_CONFIG);
+    const { vocabSize, hiddenSize, intermediateSize, layerCount, queryHeadCount, keyValueHeadCount, headDim } = config;
+    const perLayer = 2 * hiddenSize + 2 * hiddenSize * queryHeadCount * headDim + 2 * hiddenSize * keyValueHeadCount * headDim + 3 * hiddenSize * intermediateSize;
+    const parameters = 2 * vocabSize * hiddenSize + layerCount * perLayer + hiddenSize;
+    expect(parameters).toBeGreaterThan(115e6);
+    expect(parameters).toBeLessThan(135e6);
+  });
+});
