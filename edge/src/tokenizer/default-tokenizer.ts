@@ -1,0 +1,14 @@
+// The tokenizer the worker serves with: the asset written by `npm run build:tokenizer`
+// (edge/generated/tokenizer.json, git-ignored), parsed by the bundler once and turned into tables lazily.
+
+import asset from '../../generated/tokenizer.json';
+import { Tokenizer } from './tokenizer';
+import type { TokenizerAsset } from './tokenizer-asset';
+
+let cached: Tokenizer | undefined;
+
+/** One Tokenizer per isolate, built on first use (~tens of ms), then shared by every request. */
+export function getDefaultTokenizer(): Tokenizer {
+  cached ??= Tokenizer.fromAsset(asset as TokenizerAsset);
+  return cached;
+}

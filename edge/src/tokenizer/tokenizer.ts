@@ -1,0 +1,186 @@
+// Mistral's SentencePiece tokenizer (v1 and v3 vocabularies): text -> ids exactly as sentencepiece's BPE
+// encode, ids -> text exactly as its decode. Lookup tables are built once per Tokenizer (per isolate).
+
+import { Bpe } from './bpe';
+import { IncrementalDecoder } from './incremental-decoder';
+import { parseSentencePieceModel } from './sentencepiece-model';
+import { PIECE_TYPE, type TokenizerAsset, validateTokenizerAsset } from './tokenizer-asset';
+
+const SPACE_SYMBOL = '\u2581'; // "▁", SentencePiece's escaped space
+const SPACE_SYMBOL_UNIT = 0x2581;
+const UNKNOWN_SURFACE = ' \u2047 '; // sentencepiece's default unk_surface " ⁇ "
+const CACHE_ENTRIES = 16_384;
+const CACHE_MAX_CHUNK = 64;
+const BYTE_PIECE = /^<0x([0-9A-F]{2})>$/;
+
+/** Replaces lone surrogates with U+FFFD; native where the runtime has it (workerd and Node 20 do). */
+function toWellFormed(text: string): string {
+  const native = (String.prototype as { toWellFormed?: () => string }).toWellFormed;
+  if (native) return native.call(text);
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
+export class Tokenizer {
+  readonly vocabSize: number;
+  readonly bosTokenId: number;
+  readonly eosTokenId: number;
+  readonly unkTokenId: number;
+  readonly templateVersion: 'v1' | 'v3';
+  /** Decode tables, read by IncrementalDecoder: byte value of <0xXX> pieces (-1 otherwise). */
+  readonly byteValues: Int16Array; // [vocab]
+  /** Decode tables: text of each piece ("▁" as space; control ''; unknown " ⁇ "). */
+  readonly surfaces: string[]; // [vocab]
+  /** Decode tables: 1 where a leading "▁" is dropped at the start of a sequence (normal and user-defined). */
+  readonly dropsLeadingSpace: Uint8Array; // [vocab]
+  private readonly pieces: string[];
+  private readonly types: Uint8Array; // [vocab]
+  private readonly bpe: Bpe;
+  private readonly preSplit: boolean;
+  private readonly chunkCache = new Map<string, number[]>();
+  private hardCharacters: ((codePoint: number) => boolean) | undefined;
+
+  static fromAsset(asset: TokenizerAsset): Tokenizer {
+    validateTokenizerAsset(asset);
+    return new Tokenizer(asset);
+  }
+
+  static fromSentencePieceModel(bytes: Uint8Array): Tokenizer {
+    return Tokenizer.fromAsset(parseSentencePieceModel(bytes));
+  }
+
+  private constructor(asset: TokenizerAsset) {
+    const vocabSize = asset.pieces.length;
+    this.vocabSize = vocabSize;
+    this.bosTokenId = asset.bosTokenId;
+    this.eosTokenId = asset.eosTokenId;
+    this.unkTokenId = asset.unkTokenId;
+    this.templateVersion = asset.templateVersion;
+    this.pieces = asset.pieces;
+    this.types = Uint8Array.from(asset.types);
+    this.byteValues = new Int16Array(vocabSize).fill(-1);
+    this.surfaces = new Array<string>(vocabSize);
+    this.dropsLeadingSpace = new Uint8Array(vocabSize);
+    const pieceToId = new Map<string, number>();
+    const byteIds = new Int32Array(256).fill(-1);
+    const userDefinedPieces: string[] = [];
+    let preSplit = true;
+    for (let id = 0; id < vocabSize; id++) {
+      const piece = asset.pieces[id];
+      const type = asset.types[id];
+      if (type === PIECE_TYPE.byte) {
+        const byte = parseInt(BYTE_PIECE.exec(piece)![1], 16);
+        this.byteValues[id] = byte;
+        byteIds[byte] = id;
+        this.surfaces[id] = '';
+      } else if (type === PIECE_TYPE.control) {
+        this.surfaces[id] = '';
+      } else if (type === PIECE_TYPE.unknown) {
+        this.surfaces[id] = UNKNOWN_SURFACE;
+      } else {
+        // Normal and user-defined pieces are what user text can become; control pieces ("<s>", "[INST]") never.
+        pieceToId.set(piece, id);
+        if (type === PIECE_TYPE.userDefined) userDefinedPieces.push(piece);
+        this.surfaces[id] = piece.replaceAll(SPACE_SYMBOL, ' ');
+        this.dropsLeadingSpace[id] = piece.startsWith(SPACE_SYMBOL) ? 1 : 0;
+        if (type === PIECE_TYPE.userDefined ? piece.includes(SPACE_SYMBOL) : /[^\u2581]\u2581/.test(piece)) preSplit = false;
+      }
+    }
+    // Pre-splitting before each "▁" run that follows another character is exact only when no piece could
+    // merge across that point, i.e. no piece has "▁" after another character (true for Mistral's vocabularies).
+    this.preSplit = preSplit;
+    this.bpe = new Bpe({ pieceToId, scores: Float64Array.from(asset.scores), userDefinedPieces, byteIds, unkTokenId: asset.unkTokenId });
+  }
+
+  /** SentencePiece encode of plain text: dummy-prefix "▁", no BOS/EOS; control-piece text stays text. */
+  encode(text: string): number[] {
+    if (text.length === 0) return [];
+    const tokenIds: number[] = [];
+    this.encodeNormalized(this.normalize(text), tokenIds);
+    return tokenIds;
+  }
+
+  /** SentencePiece decode: control ids vanish, bytes join into UTF-8, the first piece's "▁" is dropped. */
+  decode(tokenIds: number[]): string {
+    const decoder = new IncrementalDecoder(this);
+    return decoder.push(tokenIds) + decoder.flush();
+  }
+
+  idToPiece(id: number): string | undefined {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize ? this.pieces[id] : undefined;
+  }
+
+  /**
+   * How many leading ids of encode(text) stay the same in encode(text + anySuffix): ids before the last point
+   * no merge can cross (a "▁" run after another character, or a character no multi-character piece contains,
+   * such as "\n" in Mistral's vocabularies). Used for prompt-prefix caching of system prompts.
+   */
+  stablePrefixLength(text: string): number {
+    if (text.length === 0) return 0;
+    const normalized = this.normalize(text);
+    const isHard = this.hardCharacterTest();
+    let cut = 0;
+    let previous = -1;
+    for (let position = 0; position < normalized.length; ) {
+      const codePoint = normalized.codePointAt(position)!;
+      const isWall = this.preSplit && codePoint === SPACE_SYMBOL_UNIT && previous !== SPACE_SYMBOL_UNIT && position > 0;
+      if (isWall || isHard(codePoint) || (previous >= 0 && isHard(previous))) cut = position;
+      previous = codePoint;
+      position += codePoint > 0xffff ? 2 : 1;
+    }
+    if (previous >= 0 && isHard(previous)) cut = normalized.length;
+    const tokenIds: number[] = [];
+    this.encodeNormalized(normalized.slice(0, cut), tokenIds);
+    return tokenIds.length;
+  }
+
+  private normalize(text: string): string {
+    // Mistral's normalizer is "identity" with add_dummy_prefix and escaped (not collapsed) spaces.
+    return SPACE_SYMBOL + toWellFormed(text).replaceAll(' ', SPACE_SYMBOL);
+  }
+
+  private encodeNormalized(normalized: string, out: number[]): void {
+    if (!this.preSplit) {
+      this.bpe.encode(normalized, out);
+      return;
+    }
+    let start = 0;
+    for (let position = 1; position < normalized.length; position++) {
+      if (normalized.charCodeAt(position) === SPACE_SYMBOL_UNIT && normalized.charCodeAt(position - 1) !== SPACE_SYMBOL_UNIT) {
+        this.encodeChunk(normalized.slice(start, position), out);
+        start = position;
+      }
+    }
+    this.encodeChunk(normalized.slice(start), out);
+  }
+
+  private encodeChunk(chunk: string, out: number[]): void {
+    if (chunk.length > CACHE_MAX_CHUNK) {
+      this.bpe.encode(chunk, out);
+      return;
+    }
+    let cached = this.chunkCache.get(chunk);
+    if (cached === undefined) {
+      cached = [];
+      this.bpe.encode(chunk, cached);
+      // Bounded: drop the oldest entry (Map iterates in insertion order).
+      if (this.chunkCache.size >= CACHE_ENTRIES) this.chunkCache.delete(this.chunkCache.keys().next().value!);
+      this.chunkCache.set(chunk, cached);
+    }
+    for (let index = 0; index < cached.length; index++) out.push(cached[index]);
+  }
+
+  /** A character is "hard" when no mergeable piece longer than one character contains it. */
+  private hardCharacterTest(): (codePoint: number) => boolean {
+    if (!this.hardCharacters) {
+      const inMultiCharacterPiece = new Set<number>();
+      for (let id = 0; id < this.vocabSize; id++) {
+        const type = this.types[id];
+        if (type !== PIECE_TYPE.normal && type !== PIECE_TYPE.userDefined) continue;
+        const codePoints = Array.from(this.pieces[id], (character) => character.codePointAt(0)!);
+        if (codePoints.length > 1) for (const codePoint of codePoints) inMultiCharacterPiece.add(codePoint);
+      }
+      this.hardCharacters = (codePoint) => !inMultiCharacterPiece.has(codePoint);
+    }
+    return this.hardCharacters;
+  }
+}
