@@ -1,0 +1,230 @@
+// The model engine: checkpoint -> cached ONNX graph -> session, plus the KV cache. One step batches
+// every single-token decode item into one session.run and prefills longer items chunk by chunk (B = 1).
+
+import path from 'node:path';
+import { Checkpoint } from './checkpoint';
+import type { ModelConfig } from './config';
+import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
+import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem } from './engine-types';
+import type { AttentionKind } from './graph-attention';
+import { KvCache } from './kv-cache';
+import type { WeightSource } from './model-graph';
+import { prepareOnnxModel } from './onnx-model-store';
+import { OrtSession } from './ort-session';
+
+export interface EngineLoadOptions extends EngineOptions {
+  /** Cached ONNX graphs; null builds in memory. Default: env MODEL_ONNX_CACHE_DIR or <cwd>/.models/onnx-cache. */
+  onnxCacheDir?: string | null;
+  /** Force the attention implementation (tests); default picks fused unless headDim % 16 != 0. */
+  attention?: AttentionKind;
+  int4AccuracyLevel?: number;
+}
+
+export class EngineError extends Error {
+  override name = 'EngineError';
+}
+
+const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
+
+function positiveInteger(value: number, setting: string): number {
+  if (!Number.isInteger(value) || value <= 0) throw new EngineError(`${setting} must be a positive integer, got ${value}`);
+  return value;
+}
+
+export class Engine implements ModelEngine {
+  readonly maxModelLen: number;
+  readonly chunkSize: number;
+  private lastTransferBytes = 0;
+  private running = false;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly modelId: string,
+    readonly attention: AttentionKind,
+    private readonly session: OrtSession,
+    private readonly cache: KvCache,
+    options: EngineOptions,
+  ) {
+    this.maxModelLen = cache.options.maxModelLen;
+    this.chunkSize = positiveInteger(options.chunkSize ?? config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW, 'chunkSize');
+  }
+
+  /** Opens a Hugging Face checkpoint folder, builds (or loads the cached) graph and starts a session. */
+  static async load(options: EngineLoadOptions): Promise<Engine> {
+    const checkpoint = await Checkpoint.open(options.modelDir);
+    try {
+      return await Engine.fromWeights(checkpoint, options);
+    } finally {
+      await checkpoint.close();
+    }
+  }
+
+  /** Same as load() for weights already in hand (tests build random models in memory). */
+  static async fromWeights(source: WeightSource, options: EngineLoadOptions): Promise<Engine> {
+    const config = source.config;
+    positiveInteger(options.maxSequences, 'maxSequences');
+    positiveInteger(options.intraOpThreads, 'intraOpThreads');
+    const maxModelLen = positiveInteger(options.maxModelLen ?? config.maxPositions, 'maxModelLen');
+    if (maxModelLen > config.maxPositions) {
+      throw new EngineError(`maxModelLen ${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositions}`);
+    }
+    const cacheDir = options.onnxCacheDir === undefined ? (process.env.MODEL_ONNX_CACHE_DIR ?? path.resolve('.models/onnx-cache')) : options.onnxCacheDir;
+    const prepared = await prepareOnnxModel(source, {
+      format: options.dtype,
+      attention: options.attention,
+      int4AccuracyLevel: options.int4AccuracyLevel,
+      cacheDir,
+      checkpointDir: options.modelDir,
+    });
+    const session = await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
+    const cache = new KvCache({
+      layerCount: config.layerCount,
+      keyValueHeadCount: config.keyValueHeadCount,
+      headDim: config.headDim,
+      slidingWindow: config.slidingWindow,
+      maxSequences: options.maxSequences,
+      maxModelLen,
+      elementType: prepared.computeType,
+    });
+    return new Engine(config, path.basename(path.resolve(options.modelDir)), prepared.attention, session, cache, options);
+  }
+
+  createSequence(): number {
+    if (this.cache.liveCount >= this.cache.options.maxSequences) {
+      throw new EngineCapacityError(`all ${this.cache.options.maxSequences} sequences are in use`);
+    }
+    return this.cache.create();
+  }
+
+  forkSequence(sourceId: number): number {
+    this.sequenceLength(sourceId);
+    if (this.cache.liveCount >= this.cache.options.maxSequences) {
+      throw new EngineCapacityError(`all ${this.cache.options.maxSequences} sequences are in use`);
+    }
+    return this.cache.fork(sourceId);
+  }
+
+  releaseSequence(sequenceId: number): void {
+    if (this.cache.has(sequenceId)) this.cache.release(sequenceId);
+  }
+
+  sequenceLength(sequenceId: number): number {
+    if (!this.cache.has(sequenceId)) throw new EngineError(`unknown sequence ${sequenceId}`);
+    return this.cache.length(sequenceId);
+  }
+
+  /** Slots per sequence per layer allocated right now (bounded by W - 1 with a window). */
+  get cacheCapacity(): number {
+    return this.cache.capacity;
+  }
+
+  async step(items: StepItem[]): Promise<Float32Array[]> {
+    if (this.running) throw new EngineError('step() called while another step is running');
+    this.validate(items);
+    this.running = true;
+    try {
+      this.lastTransferBytes = 0;
+      const results: Float32Array[] = new Array(items.length);
+      const decodeIndices: number[] = [];
+      for (let i = 0; i < items.length; i++) {
+        if (items[i].tokenIds.length === 1) decodeIndices.push(i);
+        else results[i] = await this.prefill(items[i]);
+      }
+      if (decodeIndices.length > 0) {
+        const logits = await this.decode(decodeIndices.map((i) => items[i]));
+        decodeIndices.forEach((itemIndex, k) => (results[itemIndex] = logits[k]));
+      }
+      return results;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private validate(items: StepItem[]): void {
+    const seen = new Set<number>();
+    for (const { sequenceId, tokenIds } of items) {
+      const length = this.sequenceLength(sequenceId);
+      if (seen.has(sequenceId)) throw new EngineError(`sequence ${sequenceId} appears twice in one step`);
+      seen.add(sequenceId);
+      if (tokenIds.length === 0) throw new EngineError(`sequence ${sequenceId}: a step item needs at least one token id`);
+      if (length + tokenIds.length > this.maxModelLen) {
+        throw new EngineError(`sequence ${sequenceId}: ${length + tokenIds.length} tokens exceed maxModelLen ${this.maxModelLen}`);
+      }
+      for (const id of tokenIds) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new EngineError(`token id ${id} is outside [0, ${this.config.vocabSize})`);
+      }
+    }
+  }
+
+  private async prefill(item: StepItem): Promise<Float32Array> {
+    let logits: Float32Array | null = null;
+    for (let start = 0; start < item.tokenIds.length; start += this.chunkSize) {
+      const tokenIds = item.tokenIds.slice(start, start + this.chunkSize);
+      const length = this.cache.length(item.sequenceId);
+      this.cache.ensureFits(length + tokenIds.length);
+      const plan: BatchPlan = {
+        rows: [{ sequenceId: item.sequenceId, tokenIds }],
+        sequenceLength: tokenIds.length,
+        firstRow: this.cache.row(item.sequenceId),
+        timeOrdered: this.attention === 'fused' && tokenIds.length > 1 && this.cache.isWrapped(length),
+      };
+      logits = (await this.run(plan))[0];
+    }
+    return logits!;
+  }
+
+  /** All decode items in one run over the cache rows they span (rows of other sequences ride along as fillers). */
+  private async decode(items: StepItem[]): Promise<Float32Array[]> {
+    const rowOf = new Map(items.map((item) => [this.cache.row(item.sequenceId), item]));
+    const firstRow = Math.min(...rowOf.keys());
+    const lastRow = Math.max(...rowOf.keys());
+    for (const item of items) this.cache.ensureFits(this.cache.length(item.sequenceId) + 1);
+    const rows: BatchRow[] = [];
+    for (let row = firstRow; row <= lastRow; row++) rows.push(rowOf.get(row) ?? { sequenceId: null, tokenIds: [0] });
+    const logits = await this.run({ rows, sequenceLength: 1, firstRow, timeOrdered: false });
+    // run() returns logits in row order of the real rows; map back to item order.
+    const byId = new Map<number, Float32Array>();
+    rows.filter((row) => row.sequenceId !== null).forEach((row, k) => byId.set(row.sequenceId!, logits[k]));
+    return items.map((item) => byId.get(item.sequenceId)!);
+  }
+
+  private async run(plan: BatchPlan): Promise<Float32Array[]> {
+    const { layerCount, vocabSize } = this.config;
+    const feeds = buildFeeds(this.config, this.attention, this.cache, plan);
+    const outputNames = ['logits'];
+    for (let layer = 0; layer < layerCount; layer++) outputNames.push(`new_key.${layer}`, `new_value.${layer}`);
+    const outputs = await this.session.run(feeds, outputNames);
+    for (const name of outputNames) this.lastTransferBytes += outputs[name].byteLength;
+    const S = plan.sequenceLength;
+    const logits: Float32Array[] = [];
+    plan.rows.forEach((row, b) => {
+      if (row.sequenceId === null) return;
+      for (let layer = 0; layer < layerCount; layer++) {
+        const newKeys = outputs[`new_key.${layer}`] as Float32Array | Uint16Array;
+        const newValues = outputs[`new_value.${layer}`] as Float32Array | Uint16Array;
+        this.cache.write(row.sequenceId, layer, newKeys, newValues, b, S, S);
+      }
+      this.cache.advance(row.sequenceId, S);
+      const k = logits.length;
+      logits.push((outputs.logits as Float32Array).subarray(k * vocabSize, (k + 1) * vocabSize));
+    });
+    return logits;
+  }
+
+  kvStats(): KvCacheStats {
+    return {
+      slotsUsed: this.cache.slotsUsed(),
+      slotsTotal: this.cache.slotsMax(),
+      bytesPerSlot: this.cache.bytesPerSlot(),
+      lastStepTransferBytes: this.lastTransferBytes,
+    };
+  }
+
+  freeSequences(): number {
+    return this.cache.options.maxSequences - this.cache.liveCount;
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

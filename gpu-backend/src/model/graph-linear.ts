@@ -1,0 +1,66 @@
+// Emits linear layers and per-channel vectors in the chosen weight format: fp32/fp16 MatMul on the
+// transposed weight, or int4 com.microsoft.MatMulNBits straight from the [out, in] layout.
+
+import type { ModelConfig } from './config';
+import type { WeightFormat } from './engine-types';
+import { float32ToSixteenBit } from './float-bits';
+import { GraphBuilder, bytesOf } from './graph-builder';
+import type { OnnxDataType } from './onnx-proto-writer';
+import { INT4_BLOCK_SIZE, quantizeInt4 } from './quantize-int4';
+
+export interface GraphContext {
+  g: GraphBuilder;
+  config: ModelConfig;
+  format: WeightFormat;
+  /** Activation and cache type: float16 only for the fp16 format. */
+  computeType: 'float32' | 'float16';
+  /** MatMulNBits accuracy_level (0 = fp32 compute, 4 = int8 activations, faster, less exact). */
+  int4AccuracyLevel: number;
+}
+
+/** Bytes of `values` in the context's compute type. */
+export function computeBytes(ctx: GraphContext, values: Float32Array): { dataType: OnnxDataType; bytes: Uint8Array } {
+  if (ctx.computeType === 'float32') return { dataType: 'float32', bytes: bytesOf(values) };
+  return { dataType: 'float16', bytes: bytesOf(float32ToSixteenBit(values, 'F16')) };
+}
+
+/** An initializer in the compute type (norm weights, rotary caches, embeddings, scalars). */
+export function emitVector(ctx: GraphContext, name: string, values: Float32Array, dims: number[]): string {
+  const { dataType, bytes } = computeBytes(ctx, values);
+  return ctx.g.initializer(name, dataType, dims, bytes);
+}
+
+/** input [..., inFeatures] -> [..., outFeatures] for a Hugging Face weight [outFeatures, inFeatures]. */
+export function emitLinear(
+  ctx: GraphContext,
+  input: string,
+  name: string,
+  weight: Float32Array,
+  outFeatures: number,
+  inFeatures: number,
+): string {
+  if (weight.length !== outFeatures * inFeatures) {
+    throw new Error(`${name}: expected ${outFeatures}x${inFeatures} weights, got ${weight.length} values`);
+  }
+  if (ctx.format === 'int4') {
+    const quantized = quantizeInt4(weight, outFeatures, inFeatures);
+    const packed = ctx.g.initializer(`${name}.qweight`, 'uint8', [outFeatures, quantized.blockCount, INT4_BLOCK_SIZE / 2], quantized.packed);
+    const scales = ctx.g.initializer(`${name}.scales`, 'float32', [outFeatures * quantized.blockCount], bytesOf(quantized.scales));
+    const attributes = {
+      K: { i: inFeatures },
+      N: { i: outFeatures },
+      bits: { i: 4 },
+      block_size: { i: INT4_BLOCK_SIZE },
+      accuracy_level: { i: ctx.int4AccuracyLevel },
+    };
+    return ctx.g.op('MatMulNBits', [input, packed, scales], attributes, 'com.microsoft');
+  }
+  // MatMul wants [in, out]: transpose once at build time.
+  const transposed = new Float32Array(weight.length);
+  for (let o = 0; o < outFeatures; o++) {
+    const row = o * inFeatures;
+    for (let i = 0; i < inFeatures; i++) transposed[i * outFeatures + o] = weight[row + i];
+  }
+  const initializer = emitVector(ctx, `${name}.weight`, transposed, [inFeatures, outFeatures]);
+  return ctx.g.op('MatMul', [input, initializer]);
+}

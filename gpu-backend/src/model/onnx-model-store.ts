@@ -1,0 +1,104 @@
+// Builds the ONNX graph for a checkpoint once and caches it (model.onnx + model.onnx.data) in a cache
+// folder keyed by config, weight format, attention kind, builder version and the checkpoint files'
+// sizes and mtimes, so a restart loads instead of rebuilding. Nothing is written into the checkpoint.
+
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { WeightFormat } from './engine-types';
+import { type AttentionKind, chooseAttention } from './graph-attention';
+import { ExternalDataWriter } from './graph-builder';
+import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph } from './model-graph';
+import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
+
+/** Above this estimated weight size the weights go to model.onnx.data (protobuf stops at 2 GiB). */
+const EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
+
+export interface StoreOptions {
+  format: WeightFormat;
+  attention?: AttentionKind;
+  int4AccuracyLevel?: number;
+  /** Folder for cached graphs; null builds in memory every time (small models, tests). */
+  cacheDir: string | null;
+  /** The checkpoint folder, fingerprinted by file sizes and mtimes. */
+  checkpointDir: string;
+}
+
+export interface PreparedModel {
+  /** ONNX bytes (in memory) or the path of the cached model.onnx. */
+  model: Uint8Array | string;
+  attention: AttentionKind;
+  computeType: 'float32' | 'float16';
+  fromCache: boolean;
+}
+
+function estimatedWeightBytes(source: WeightSource, format: WeightFormat): number {
+  const c = source.config;
+  const perLayer = c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim + c.queryHeadCount * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
+  const linear = perLayer * c.layerCount + c.vocabSize * c.hiddenSize;
+  const bytesPerWeight = format === 'fp32' ? 4 : format === 'fp16' ? 2 : 0.625;
+  const embeddingBytes = c.vocabSize * c.hiddenSize * (format === 'fp16' ? 2 : 4);
+  return linear * bytesPerWeight + embeddingBytes;
+}
+
+function checkpointFingerprint(dir: string): string[] {
+  return fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.safetensors') || name.endsWith('.json'))
+    .sort()
+    .map((name) => {
+      const stat = fs.statSync(path.join(dir, name));
+      return `${name}:${stat.size}:${stat.mtimeMs}`;
+    });
+}
+
+function writeChunks(filePath: string, chunks: Uint8Array[]): void {
+  const fd = fs.openSync(filePath, 'w');
+  try {
+    for (const chunk of chunks) fs.writeSync(fd, chunk);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export async function prepareOnnxModel(source: WeightSource, options: StoreOptions): Promise<PreparedModel> {
+  const attention = options.attention ?? chooseAttention(source.config.headDim);
+  const computeType = options.format === 'fp16' ? 'float16' : 'float32';
+  const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel };
+  const external = estimatedWeightBytes(source, options.format) > EXTERNAL_DATA_THRESHOLD;
+  if (options.cacheDir === null) {
+    if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
+    const built = await buildModelGraph(source, graphOptions, null);
+    return { model: concatChunks(encodeOnnxModel(built.model)), attention, computeType, fromCache: false };
+  }
+  const key = createHash('sha256')
+    .update(JSON.stringify({ config: source.config, graphOptions, builder: GRAPH_BUILDER_VERSION, files: checkpointFingerprint(options.checkpointDir) }))
+    .digest('hex')
+    .slice(0, 16);
+  const folder = path.join(options.cacheDir, `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${key}`);
+  const modelPath = path.join(folder, 'model.onnx');
+  if (fs.existsSync(modelPath)) return { model: modelPath, attention, computeType, fromCache: true };
+
+  // Build into a private temp folder, then rename: a concurrent loader never sees half a model.
+  fs.mkdirSync(options.cacheDir, { recursive: true });
+  const staging = fs.mkdtempSync(path.join(options.cacheDir, '.building-'));
+  try {
+    const writer = external ? new ExternalDataWriter(path.join(staging, 'model.onnx.data'), 'model.onnx.data') : null;
+    try {
+      const built = await buildModelGraph(source, graphOptions, writer);
+      writeChunks(path.join(staging, 'model.onnx'), encodeOnnxModel(built.model));
+    } finally {
+      writer?.close();
+    }
+    try {
+      fs.renameSync(staging, folder);
+    } catch (error) {
+      if (!fs.existsSync(modelPath)) throw error; // another process won the race: use its copy
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
+  } catch (error) {
+    fs.rmSync(staging, { recursive: true, force: true });
+    throw error;
+  }
+  return { model: modelPath, attention, computeType, fromCache: false };
+}
