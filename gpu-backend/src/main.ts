@@ -1,0 +1,151 @@
+// The backend process: flags -> engine thread (model + scheduler) -> Hono app on @hono/node-server,
+// with graceful shutdown on SIGTERM/SIGINT. `npx tsx gpu-backend/src/main.ts --model DIR`.
+
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { serve } from '@hono/node-server';
+import type { EngineOptions, ExecutionProvider, WeightFormat } from './model/engine-types';
+import { createBackendApp } from './server/app';
+import { GenerationClient } from './server/generation-client';
+import type { EngineHostOptions, ServingLimits } from './server/worker-messages';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DEFAULT_MODEL_DIR = path.join(REPO_ROOT, '.models', 'mistral-tiny-random');
+const DEFAULT_MODEL_MODULE = './model/default-model.ts';
+
+class FlagError extends Error {}
+
+const FLAGS = {
+  model: { type: 'string' },
+  'default-model': { type: 'boolean' },
+  'fake-engine': { type: 'boolean' },
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string' },
+  ep: { type: 'string', default: 'cpu' },
+  threads: { type: 'string' },
+  dtype: { type: 'string', default: 'fp32' },
+  'max-sequences': { type: 'string' },
+  'max-model-len': { type: 'string' },
+  'max-running': { type: 'string' },
+  'max-batched-tokens': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'prefix-cache-size': { type: 'string' },
+  'chunk-size': { type: 'string' },
+  'drain-seconds': { type: 'string', default: '30' },
+  'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
+} as const;
+
+function integerFlag(values: Record<string, unknown>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new FlagError(`--${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  return value;
+}
+
+function oneOf<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[]): T {
+  const raw = values[name] as string;
+  if (!allowed.includes(raw as T)) throw new FlagError(`--${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
+}
+
+export interface BackendSettings {
+  host: string;
+  port: number;
+  drainSeconds: number;
+  debug: boolean;
+  engineHost: EngineHostOptions;
+  modelLabel: string;
+}
+
+async function parseSettings(argv: string[]): Promise<BackendSettings> {
+  let values: Record<string, unknown>;
+  try {
+    values = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new FlagError((error as Error).message);
+  }
+  const ep = oneOf<ExecutionProvider>(values, 'ep', ['cpu', 'cuda', 'webgpu']);
+  const dtype = oneOf<WeightFormat>(values, 'dtype', ['fp32', 'fp16', 'int4']);
+  const logLevel = oneOf(values, 'log-level', ['info', 'debug']);
+  const port = integerFlag(values, 'port', 1, 65535) ?? Number(process.env.BACKEND_PORT || 8000);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new FlagError(`BACKEND_PORT must be a port number, got "${process.env.BACKEND_PORT}"`);
+  const limits: Partial<ServingLimits> = {};
+  const setLimit = (key: keyof ServingLimits, flag: string, min: number) => {
+    const value = integerFlag(values, flag, min);
+    if (value !== undefined) limits[key] = value;
+  };
+  setLimit('maxRunning', 'max-running', 1);
+  setLimit('maxBatchedTokens', 'max-batched-tokens', 1);
+  setLimit('maxQueue', 'max-queue', 0);
+  setLimit('prefixCacheSize', 'prefix-cache-size', 0);
+  const maxSequences = integerFlag(values, 'max-sequences', 1) ?? Math.max(16, (limits.maxRunning ?? 0) + (limits.prefixCacheSize ?? 4));
+  const common = { host: values.host as string, port, drainSeconds: integerFlag(values, 'drain-seconds', 0)!, debug: logLevel === 'debug' };
+
+  if (values['fake-engine']) {
+    return { ...common, engineHost: { engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000 } }, limits }, modelLabel: 'fake' };
+  }
+  let modelDir = values.model as string | undefined;
+  if (!modelDir && values['default-model']) {
+    const module = (await import(DEFAULT_MODEL_MODULE)) as { ensureDefaultModel(dir: string): Promise<string> };
+    modelDir = await module.ensureDefaultModel(DEFAULT_MODEL_DIR);
+  }
+  if (!modelDir) throw new FlagError('--model DIR is required (or --default-model for the built-in random tiny model)');
+  const options: EngineOptions = {
+    modelDir,
+    dtype,
+    executionProvider: ep,
+    intraOpThreads: integerFlag(values, 'threads', 1, 1024) ?? 1,
+    maxSequences,
+    chunkSize: integerFlag(values, 'chunk-size', 1),
+    maxModelLen: integerFlag(values, 'max-model-len', 1),
+  };
+  return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype})` };
+}
+
+async function main(): Promise<void> {
+  let settings: BackendSettings;
+  try {
+    settings = await parseSettings(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof FlagError)) throw error;
+    console.error(`gpu-backend: ${error.message}`);
+    process.exit(2);
+  }
+  const client = GenerationClient.inWorker(settings.engineHost);
+  client.onLog = (level, message) => {
+    if (level === 'info' || settings.debug) console.error(`[engine] ${message}`);
+  };
+  const app = createBackendApp({ client, backendToken: process.env.BACKEND_TOKEN || undefined });
+  // Listen before the model loads: /health answers at once, /ready once the engine is warm.
+  const server = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port });
+  const url = `http://${settings.host}:${settings.port}`;
+  try {
+    await client.whenReady();
+  } catch (error) {
+    console.error(`gpu-backend: ${(error as Error).message}`);
+    server.close();
+    process.exit(1);
+  }
+  const limits = client.limits!;
+  console.log(
+    `gpu-backend listening on ${url}: model ${client.modelInfo!.modelId} from ${settings.modelLabel}, ` +
+      `max running ${limits.maxRunning}, max batched tokens ${limits.maxBatchedTokens}, queue ${limits.maxQueue}`,
+  );
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`gpu-backend: ${signal}: draining (up to ${settings.drainSeconds} s)`);
+    void client
+      .drain(settings.drainSeconds * 1000)
+      .then(() => new Promise((resolve) => server.close(resolve)))
+      .finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,103 @@
+// The engine thread: loads the model, warms it with one step, runs the scheduler loop and talks to
+// the HTTP thread by messages. session.run blocks its thread for a whole step, so it must not share
+// one with HTTP, SSE and cancellation. `runEngineHost` also runs in-process (tests, fake engine).
+
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
+import type { EngineOptions, ModelEngine } from '../model/engine-types';
+import { FakeEngine } from './fake-engine';
+import { Scheduler } from './scheduler';
+import type { EngineHostOptions, FromEngineThread, ServingLimits, ToEngineThread } from './worker-messages';
+
+export interface EngineHostPort {
+  post(message: FromEngineThread): void;
+  onMessage(handler: (message: ToEngineThread) => void): void;
+}
+
+/** Limits derived from the engine where the operator gave none. */
+export function defaultLimits(engine: ModelEngine, given: Partial<ServingLimits> = {}): ServingLimits {
+  const sequences = engine.freeSequences();
+  const prefixCacheSize = given.prefixCacheSize ?? (sequences >= 4 ? Math.floor(sequences / 4) : 0);
+  const maxRunning = given.maxRunning ?? sequences;
+  // Prefill tokens per step trade time-to-first-token against the stall running streams see.
+  const maxBatchedTokens = given.maxBatchedTokens ?? Math.max(maxRunning, 128);
+  return {
+    maxRunning,
+    maxBatchedTokens,
+    maxQueue: given.maxQueue ?? Math.max(16, 4 * maxRunning),
+    prefixCacheSize,
+    prefixMinTokens: given.prefixMinTokens ?? 16,
+  };
+}
+
+const ENGINE_MODULE = '../model/engine.ts';
+
+async function loadEngine(options: EngineHostOptions['engine']): Promise<ModelEngine> {
+  if (options.kind === 'fake') return new FakeEngine(options.options);
+  // Through a variable until the engine module lands, so this file typechecks without it.
+  const module = (await import(ENGINE_MODULE)) as { Engine: { load(options: EngineOptions): Promise<ModelEngine> } };
+  return module.Engine.load(options.options);
+}
+
+export function modelInfoOf(engine: ModelEngine): ModelInfo {
+  const { config } = engine;
+  return {
+    modelId: engine.modelId,
+    vocabSize: config.vocabSize,
+    maxModelLen: engine.maxModelLen,
+    slidingWindow: config.slidingWindow,
+    bosTokenId: config.bosTokenId,
+    eosTokenId: config.eosTokenId,
+  };
+}
+
+/** One throwaway step so the first request does not pay for lazy initialisation; /ready waits for it. */
+async function warmUp(engine: ModelEngine): Promise<void> {
+  const sequenceId = engine.createSequence();
+  try {
+    await engine.step([{ sequenceId, tokenIds: [engine.config.bosTokenId] }]);
+  } finally {
+    engine.releaseSequence(sequenceId);
+  }
+}
+
+/** Runs until a 'stop' message; `engine` may be given directly (in-process hosts with a prepared fake). */
+export async function runEngineHost(options: EngineHostOptions, port: EngineHostPort, engine?: ModelEngine): Promise<void> {
+  let scheduler: Scheduler;
+  try {
+    engine ??= await loadEngine(options.engine);
+    await warmUp(engine);
+    const limits = defaultLimits(engine, options.limits);
+    let events: [number, GenerateEvent][] = [];
+    scheduler = new Scheduler(engine, limits, (id, event) => events.push([id, event]));
+    port.onMessage((message) => {
+      if (message.type === 'submit') scheduler.submit(message.request);
+      else if (message.type === 'cancel') scheduler.cancel(message.id);
+      else scheduler.stop();
+    });
+    port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits });
+    const flush = (didWork = true) => {
+      if (!didWork && events.length === 0) return;
+      const stats = scheduler.stats();
+      port.post({ type: 'step', events, stats });
+      events = [];
+      if (stats.lastDecodeCount > 0) {
+        port.post({ type: 'log', level: 'debug', message: `decode step: ${stats.lastDecodeCount} sequences, ${stats.kv.lastStepTransferBytes} bytes moved` });
+      }
+    };
+    await scheduler.run(flush);
+    flush();
+    await engine.dispose();
+    port.post({ type: 'stopped' });
+  } catch (error) {
+    port.post({ type: 'failed', message: (error as Error).message });
+  }
+}
+
+if (!isMainThread && parentPort && (workerData as { engineHost?: EngineHostOptions } | null)?.engineHost) {
+  const port = parentPort;
+  void runEngineHost((workerData as { engineHost: EngineHostOptions }).engineHost, {
+    post: (message) => port.postMessage(message),
+    onMessage: (handler) => port.on('message', handler),
+  });
+}

@@ -1,0 +1,230 @@
+// The HTTP thread's handle on the engine thread: admission (bounded queue, draining), per-request
+// event routing, cancellation, latency metrics. The scheduler runs in a worker thread, or in this
+// thread for tests (same messages, no structured clone).
+
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
+import type { ModelEngine } from '../model/engine-types';
+import { runEngineHost } from './engine-worker';
+import { Metrics, type RequestOutcome } from './metrics';
+import { randomSeed } from './prng';
+import type { ValidatedGenerateRequest } from './request-schema';
+import type { EngineHostOptions, FromEngineThread, ServingLimits, ToEngineThread } from './worker-messages';
+
+/** tsx's ESM register API as a file URL (require.resolve would give its CommonJS twin). */
+function tsxEsmApiUrl(): string {
+  const require = createRequire(import.meta.url);
+  const manifestPath = require.resolve('tsx/package.json');
+  const manifest = require(manifestPath) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(path.join(path.dirname(manifestPath), manifest.exports['./esm/api'].import.default)).href;
+}
+
+export type EventListener = (event: GenerateEvent) => void;
+
+export type SubmitOutcome =
+  | { ok: true; id: number; cancel: () => void }
+  | { ok: false; code: 'overloaded' | 'shutting_down' | 'backend_unavailable'; message: string };
+
+interface Pending {
+  listener: EventListener;
+  choices: number;
+  arrivedAt: number;
+  firstTokenSeen: boolean;
+  /** Time of each choice's last token event, for inter-token latency. */
+  lastTokenAt: Map<number, number>;
+  outcome: RequestOutcome;
+}
+
+interface Transport {
+  send(message: ToEngineThread): void;
+  close(): Promise<void>;
+}
+
+export class GenerationClient {
+  readonly metrics = new Metrics();
+  modelInfo: ModelInfo | null = null;
+  limits: ServingLimits | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private outstandingChoices = 0;
+  private nextId = 1;
+  private draining = false;
+  private failure: string | null = null;
+  private readonly readyPromise: Promise<void>;
+  private resolveReady!: () => void;
+  private rejectReady!: (error: Error) => void;
+  private idleWaiters: (() => void)[] = [];
+  private stoppedWaiter: (() => void) | null = null;
+  private transport!: Transport;
+
+  /** Logs from the engine thread; debug lines only when `debug` is set. */
+  onLog: (level: 'info' | 'debug', message: string) => void = () => {};
+
+  private constructor() {
+    this.readyPromise = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.readyPromise.catch(() => {}); // observed through whenReady()
+  }
+
+  /** The scheduler and engine in a worker thread (the server's mode). */
+  static inWorker(options: EngineHostOptions): GenerationClient {
+    const client = new GenerationClient();
+    // The worker loads TypeScript through tsx, the way the project runs everything. Loader hooks of
+    // this thread (tsx, vitest) do not reach a worker and `execArgv: ['--import', 'tsx']` is not
+    // honoured for .ts entry points on Node 20, so a small bootstrap registers tsx in the worker first.
+    const tsxApi = tsxEsmApiUrl();
+    const entry = new URL('./engine-worker.ts', import.meta.url).href;
+    const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
+    const worker = new Worker(bootstrap, { eval: true, workerData: { engineHost: options } });
+    worker.on('message', (message: FromEngineThread) => client.receive(message));
+    worker.on('error', (error) => client.receive({ type: 'failed', message: error.message }));
+    worker.on('exit', (code) => {
+      if (code !== 0) client.receive({ type: 'failed', message: `engine thread exited with code ${code}` });
+    });
+    client.transport = {
+      send: (message) => worker.postMessage(message),
+      close: async () => {
+        await worker.terminate();
+      },
+    };
+    return client;
+  }
+
+  /** The scheduler in this thread; `engine` overrides what options.engine would load. */
+  static inProcess(options: EngineHostOptions, engine?: ModelEngine): GenerationClient {
+    const client = new GenerationClient();
+    let handler: (message: ToEngineThread) => void = () => {};
+    const done = runEngineHost(options, { post: (message) => client.receive(message), onMessage: (h) => (handler = h) }, engine);
+    client.transport = {
+      send: (message) => handler(message),
+      close: () => done,
+    };
+    return client;
+  }
+
+  whenReady(): Promise<void> {
+    return this.readyPromise;
+  }
+
+  isReady(): boolean {
+    return this.modelInfo !== null && this.failure === null;
+  }
+
+  submit(request: ValidatedGenerateRequest, listener: EventListener): SubmitOutcome {
+    if (this.draining) return { ok: false, code: 'shutting_down', message: 'The backend is shutting down.' };
+    if (!this.isReady() || !this.limits) {
+      return { ok: false, code: 'backend_unavailable', message: this.failure ?? 'The model is still loading.' };
+    }
+    const choices = request.sampling.n;
+    if (this.outstandingChoices + choices > this.limits.maxRunning + this.limits.maxQueue) {
+      return { ok: false, code: 'overloaded', message: 'Too many requests are queued; retry later.' };
+    }
+    const id = this.nextId++;
+    this.pending.set(id, { listener, choices, arrivedAt: performance.now(), firstTokenSeen: false, lastTokenAt: new Map(), outcome: 'stop' });
+    this.outstandingChoices += choices;
+    const sampling = { ...request.sampling, seed: request.sampling.seed ?? randomSeed() };
+    this.transport.send({ type: 'submit', request: { id, tokenIds: request.tokenIds, sampling, prefixLength: request.prefixLength } });
+    return { ok: true, id, cancel: () => this.transport.send({ type: 'cancel', id }) };
+  }
+
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Stops admission, waits up to `deadlineMs` for running requests to finish, then ends the rest
+   * with an in-band `shutting_down` error and stops the engine thread.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    if (this.pending.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const [id, entry] of this.pending) {
+      this.finish(id, entry, 'shutting_down');
+      entry.listener({ event: 'error', data: { message: 'The backend shut down before the request finished.', type: 'server_error', param: null, code: 'shutting_down' } });
+      this.transport.send({ type: 'cancel', id });
+    }
+    await this.close();
+  }
+
+  /** Stops the engine thread (after disposing the engine when it is healthy). */
+  async close(): Promise<void> {
+    if (this.isReady()) {
+      const stopped = new Promise<void>((resolve) => (this.stoppedWaiter = resolve));
+      this.transport.send({ type: 'stop' });
+      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+    }
+    await this.transport.close();
+  }
+
+  private receive(message: FromEngineThread): void {
+    switch (message.type) {
+      case 'ready':
+        this.modelInfo = message.modelInfo;
+        this.limits = message.limits;
+        this.resolveReady();
+        return;
+      case 'step':
+        this.metrics.updateScheduler(message.stats);
+        for (const [id, event] of message.events) this.route(id, event);
+        return;
+      case 'failed':
+        this.failure = message.message;
+        this.rejectReady(new Error(`engine failed: ${message.message}`));
+        for (const [id, entry] of this.pending) {
+          this.finish(id, entry, 'error');
+          entry.listener({ event: 'error', data: { message: 'The model engine failed.', type: 'server_error', param: null, code: 'internal_error' } });
+        }
+        this.onLog('info', `engine failed: ${message.message}`);
+        return;
+      case 'log':
+        this.onLog(message.level, message.message);
+        return;
+      case 'stopped':
+        this.stoppedWaiter?.();
+        return;
+    }
+  }
+
+  private route(id: number, event: GenerateEvent): void {
+    const entry = this.pending.get(id);
+    if (!entry) return; // ended here already (shutdown, error): the engine thread is catching up
+    const now = performance.now();
+    if (event.event === 'token') {
+      if (!entry.firstTokenSeen) {
+        entry.firstTokenSeen = true;
+        this.metrics.observeTimeToFirstToken((now - entry.arrivedAt) / 1000);
+      }
+      const last = entry.lastTokenAt.get(event.data.choice);
+      if (last !== undefined) this.metrics.observeInterTokenLatency((now - last) / 1000);
+      entry.lastTokenAt.set(event.data.choice, now);
+    } else if (event.event === 'finish') {
+      // A request's outcome is its most telling choice: abort over length over stop.
+      const reason = event.data.finishReason;
+      if (reason === 'abort' || (reason === 'length' && entry.outcome === 'stop')) entry.outcome = reason;
+    } else if (event.event === 'end') {
+      this.metrics.countUsage(event.data.usage);
+      this.finish(id, entry, entry.outcome);
+    } else {
+      this.finish(id, entry, 'error');
+    }
+    entry.listener(event);
+  }
+
+  private finish(id: number, entry: Pending, outcome: RequestOutcome): void {
+    this.pending.delete(id);
+    this.outstandingChoices -= entry.choices;
+    this.metrics.countRequest(outcome);
+    if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+}

@@ -1,0 +1,304 @@
+// Continuous batching: `waiting` and `running` queues; one step = schedule -> engine.step -> sample ->
+// postprocess -> emit. Requests join and leave only at step boundaries. Every running decode goes into
+// each step; the rest of the token budget prefills prompts in chunks, so a long prompt never stalls
+// the streams already running.
+
+import type { GenerateEvent } from '../../../shared/protocol';
+import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/engine-types';
+import { PrefixCache } from './prefix-cache';
+import { Sequence, type ScheduledRequest } from './sequence';
+
+export interface SchedulerLimits {
+  /** Choices (sequences) decoding or prefilling at once. */
+  maxRunning: number;
+  /** Tokens per engine step: one per running decode, the rest for prefill chunks. */
+  maxBatchedTokens: number;
+  /** Prefix-cache snapshots kept (each is an engine sequence; evicted first under pressure). */
+  prefixCacheSize: number;
+  /** Shortest prompt head worth a snapshot. */
+  prefixMinTokens: number;
+}
+
+export interface SchedulerStats {
+  running: number;
+  waiting: number;
+  steps: number;
+  /** Items (sequences) in the last step and how many of them were single-token decodes. */
+  lastBatchSize: number;
+  lastDecodeCount: number;
+  lastPrefillTokens: number;
+  freeSequences: number;
+  kv: KvCacheStats;
+  prefixCacheEntries: number;
+  prefixCacheHits: number;
+  prefixCacheMisses: number;
+}
+
+export type SchedulerEventSink = (requestId: number, event: GenerateEvent) => void;
+
+/** A request and its choices; only choice 0 exists until the prompt is prefilled, then it forks. */
+interface RequestGroup {
+  request: ScheduledRequest;
+  sequences: Sequence[];
+  cachedTokens: number;
+  snapshotPoints: number[];
+  cancelled: boolean;
+}
+
+interface ScheduledItem extends StepItem {
+  sequence: Sequence;
+}
+
+export class Scheduler {
+  readonly waiting: RequestGroup[] = [];
+  readonly running: Sequence[] = [];
+  readonly prefixCache: PrefixCache;
+  private readonly groups = new Map<number, RequestGroup>();
+  /** Choices admitted and not finished: siblings count before they are forked. */
+  private reservedChoices = 0;
+  /** Engine sequences promised to siblings of prompts still prefilling. */
+  private pendingForks = 0;
+  private lastStep = { batchSize: 0, decodeCount: 0, prefillTokens: 0 };
+  private steps = 0;
+  private wake: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly engine: ModelEngine,
+    readonly limits: SchedulerLimits,
+    private readonly emit: SchedulerEventSink,
+  ) {
+    if (limits.maxRunning > limits.maxBatchedTokens) {
+      throw new Error(`maxBatchedTokens (${limits.maxBatchedTokens}) must be at least maxRunning (${limits.maxRunning})`);
+    }
+    this.prefixCache = new PrefixCache(engine, limits.prefixCacheSize, limits.prefixMinTokens);
+  }
+
+  submit(request: ScheduledRequest): void {
+    const group: RequestGroup = { request, sequences: [], cachedTokens: 0, snapshotPoints: [], cancelled: false };
+    group.sequences.push(new Sequence(request, 0, this.engine.config.eosTokenId));
+    this.groups.set(request.id, group);
+    this.waiting.push(group);
+    this.wake?.();
+  }
+
+  /** The request leaves at the next step boundary; its sequences are released there. */
+  cancel(requestId: number): void {
+    const group = this.groups.get(requestId);
+    if (!group) return;
+    group.cancelled = true;
+    this.wake?.();
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  /** One scheduler step; false when there was nothing to run. */
+  async step(): Promise<boolean> {
+    this.dropCancelled();
+    const items = this.schedule();
+    if (items.length === 0) return false;
+    let logits: Float32Array[];
+    try {
+      logits = await this.engine.step(items.map(({ sequenceId, tokenIds }) => ({ sequenceId, tokenIds })));
+    } catch (error) {
+      this.failBatch(items, error as Error);
+      return true;
+    }
+    this.steps++;
+    this.postprocess(items, logits);
+    return true;
+  }
+
+  /** Runs steps until stop(); sleeps (no polling) while there is no work. */
+  async run(afterStep?: (didWork: boolean) => void): Promise<void> {
+    while (!this.stopped) {
+      const didWork = await this.step();
+      afterStep?.(didWork);
+      // Yield a macrotask so messages (submit, cancel) are handled between steps.
+      if (didWork || this.hasPendingCancel()) await new Promise((resolve) => setImmediate(resolve));
+      else await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = null;
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  stats(): SchedulerStats {
+    return {
+      running: this.running.length,
+      waiting: this.waiting.length,
+      steps: this.steps,
+      lastBatchSize: this.lastStep.batchSize,
+      lastDecodeCount: this.lastStep.decodeCount,
+      lastPrefillTokens: this.lastStep.prefillTokens,
+      freeSequences: this.engine.freeSequences(),
+      kv: this.engine.kvStats(),
+      prefixCacheEntries: this.prefixCache.size,
+      prefixCacheHits: this.prefixCache.hits,
+      prefixCacheMisses: this.prefixCache.misses,
+    };
+  }
+
+  private schedule(): ScheduledItem[] {
+    const items: ScheduledItem[] = [];
+    let budget = this.limits.maxBatchedTokens;
+    for (const sequence of this.running) {
+      if (sequence.status !== 'decoding') continue;
+      items.push({ sequence, sequenceId: sequence.engineId, tokenIds: [sequence.outputIds[sequence.outputIds.length - 1]] });
+      budget--;
+    }
+    for (const sequence of this.running) {
+      if (budget <= 0) break;
+      if (sequence.status !== 'prefilling') continue;
+      items.push(this.prefillChunk(sequence, budget));
+      budget -= items[items.length - 1].tokenIds.length;
+    }
+    while (budget > 0 && this.waiting.length > 0 && this.admit(this.waiting[0])) {
+      const sequence = this.waiting.shift()!.sequences[0];
+      items.push(this.prefillChunk(sequence, budget));
+      budget -= items[items.length - 1].tokenIds.length;
+    }
+    this.lastStep = {
+      batchSize: items.length,
+      decodeCount: items.filter((item) => item.sequence.status === 'decoding').length,
+      prefillTokens: items.reduce((sum, item) => sum + (item.sequence.status === 'prefilling' ? item.tokenIds.length : 0), 0),
+    };
+    return items;
+  }
+
+  /** Gives the group's first choice an engine sequence (from the prefix cache when one matches). */
+  private admit(group: RequestGroup): boolean {
+    const { request } = group;
+    const choices = request.sampling.n;
+    if (this.reservedChoices + choices > this.limits.maxRunning) return false;
+    while (this.engine.freeSequences() - this.pendingForks < choices) {
+      if (!this.prefixCache.evictOne()) return false;
+    }
+    const sequence = group.sequences[0];
+    const hit = this.prefixCache.lookup(request.tokenIds, request.tokenIds.length - 1);
+    try {
+      sequence.engineId = hit ? this.engine.forkSequence(hit.engineId) : this.engine.createSequence();
+    } catch (error) {
+      if (error instanceof EngineCapacityError) return false;
+      throw error;
+    }
+    group.cachedTokens = hit?.length ?? 0;
+    sequence.prefilled = group.cachedTokens;
+    group.snapshotPoints = this.prefixCache.snapshotPoints(request.tokenIds, group.cachedTokens, request.prefixLength);
+    sequence.status = 'prefilling';
+    this.running.push(sequence);
+    this.reservedChoices += choices;
+    this.pendingForks += choices - 1;
+    return true;
+  }
+
+  /** The next piece of the prompt, cut at the budget and at the next snapshot point. */
+  private prefillChunk(sequence: Sequence, budget: number): ScheduledItem {
+    const group = this.groups.get(sequence.request.id)!;
+    let end = Math.min(sequence.promptLength, sequence.prefilled + budget);
+    const point = group.snapshotPoints.find((length) => length > sequence.prefilled);
+    if (point !== undefined && point < end) end = point;
+    return { sequence, sequenceId: sequence.engineId, tokenIds: sequence.request.tokenIds.slice(sequence.prefilled, end) };
+  }
+
+  private postprocess(items: ScheduledItem[], logits: Float32Array[]): void {
+    items.forEach(({ sequence, tokenIds }, index) => {
+      const group = this.groups.get(sequence.request.id)!;
+      if (sequence.status === 'decoding') {
+        this.sampleAndEmit(group, sequence, logits[index]);
+        return;
+      }
+      sequence.prefilled += tokenIds.length;
+      if (group.snapshotPoints.includes(sequence.prefilled) && this.engine.freeSequences() > this.pendingForks) {
+        this.prefixCache.insert(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
+      }
+      if (sequence.prefilled === sequence.promptLength) this.finishPrefill(group, sequence, logits[index]);
+    });
+    this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
+  }
+
+  /** The prompt is in the cache: fork the other choices and sample every choice's first token. */
+  private finishPrefill(group: RequestGroup, first: Sequence, logits: Float32Array): void {
+    const { request } = group;
+    this.pendingForks -= request.sampling.n - 1;
+    for (let choice = 1; choice < request.sampling.n; choice++) {
+      const sibling = new Sequence(request, choice, this.engine.config.eosTokenId);
+      sibling.engineId = this.engine.forkSequence(first.engineId);
+      sibling.prefilled = first.prefilled;
+      group.sequences.push(sibling);
+      this.running.push(sibling);
+    }
+    for (const sequence of group.sequences) {
+      sequence.status = 'decoding';
+      this.sampleAndEmit(group, sequence, logits);
+    }
+  }
+
+  private sampleAndEmit(group: RequestGroup, sequence: Sequence, logits: Float32Array): void {
+    const sampled = sequence.sampleNext(logits);
+    if (sampled) {
+      const logprobs = sampled.logprob ? [sampled.logprob] : undefined;
+      this.emit(group.request.id, { event: 'token', data: { choice: sequence.choice, tokenIds: [sampled.tokenId], ...(logprobs && { logprobs }) } });
+    }
+    if (sequence.finishReason) this.finishSequence(group, sequence);
+  }
+
+  private finishSequence(group: RequestGroup, sequence: Sequence): void {
+    sequence.status = 'finished';
+    if (sequence.engineId >= 0) this.engine.releaseSequence(sequence.engineId);
+    sequence.engineId = -1;
+    this.reservedChoices--;
+    this.emit(group.request.id, { event: 'finish', data: { choice: sequence.choice, finishReason: sequence.finishReason! } });
+    if (group.sequences.length < group.request.sampling.n) return;
+    if (group.sequences.some((other) => other.status !== 'finished')) return;
+    this.groups.delete(group.request.id);
+    const completionTokens = group.sequences.reduce((sum, other) => sum + other.outputIds.length, 0);
+    this.emit(group.request.id, {
+      event: 'end',
+      data: { usage: { promptTokens: group.request.tokenIds.length, completionTokens, cachedTokens: group.cachedTokens } },
+    });
+  }
+
+  private hasPendingCancel(): boolean {
+    for (const group of this.groups.values()) if (group.cancelled) return true;
+    return false;
+  }
+
+  /** Cancelled requests leave here, at a step boundary: their choices finish with 'abort'. */
+  private dropCancelled(): void {
+    for (const group of [...this.groups.values()]) {
+      if (!group.cancelled) continue;
+      const waitingIndex = this.waiting.indexOf(group);
+      if (waitingIndex >= 0) {
+        this.waiting.splice(waitingIndex, 1);
+        this.reservedChoices += group.request.sampling.n; // never reserved: balance the releases below
+      } else if (group.sequences[0].status === 'prefilling') {
+        this.pendingForks -= group.request.sampling.n - 1;
+      }
+      while (group.sequences.length < group.request.sampling.n) {
+        group.sequences.push(new Sequence(group.request, group.sequences.length, this.engine.config.eosTokenId));
+      }
+      for (const sequence of group.sequences) {
+        if (sequence.status === 'finished') continue;
+        sequence.finishReason = 'abort';
+        this.finishSequence(group, sequence);
+      }
+    }
+    this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
+  }
+
+  /** An engine failure ends every request that had work in the failed step. */
+  private failBatch(items: ScheduledItem[], error: Error): void {
+    const failed = new Set(items.map((item) => this.groups.get(item.sequence.request.id)!));
+    for (const group of failed) {
+      this.emit(group.request.id, { event: 'error', data: { message: `engine step failed: ${error.message}`, type: 'server_error', param: null, code: 'internal_error' } });
+      group.cancelled = true;
+    }
+    this.dropCancelled();
+  }
+}

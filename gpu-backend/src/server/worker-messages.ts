@@ -1,0 +1,32 @@
+// Messages between the HTTP thread (GenerationClient) and the engine thread (engine-worker.ts).
+// Plain data only: they cross a worker_threads port by structured clone.
+
+import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
+import type { EngineOptions } from '../model/engine-types';
+import type { FakeEngineOptions } from './fake-engine';
+import type { SchedulerLimits, SchedulerStats } from './scheduler';
+import type { ScheduledRequest } from './sequence';
+
+export interface ServingLimits extends SchedulerLimits {
+  /** Choices that may wait for admission beyond the running ones; past it requests get 503. */
+  maxQueue: number;
+}
+
+/** What the engine thread loads and how it schedules. Unset limits are derived from the engine. */
+export interface EngineHostOptions {
+  engine: { kind: 'onnx'; options: EngineOptions } | { kind: 'fake'; options: Omit<FakeEngineOptions, 'beforeStep'> };
+  limits?: Partial<ServingLimits>;
+}
+
+export type ToEngineThread =
+  | { type: 'submit'; request: ScheduledRequest }
+  | { type: 'cancel'; id: number }
+  | { type: 'stop' };
+
+export type FromEngineThread =
+  | { type: 'ready'; modelInfo: ModelInfo; limits: ServingLimits }
+  /** Everything one step produced, in order, and the scheduler's state after it. */
+  | { type: 'step'; events: [number, GenerateEvent][]; stats: SchedulerStats }
+  | { type: 'failed'; message: string }
+  | { type: 'log'; level: 'info' | 'debug'; message: string }
+  | { type: 'stopped' };
