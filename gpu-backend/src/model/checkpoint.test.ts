@@ -91,6 +91,10 @@ describe('Checkpoint', () => {
 
     writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { ...weightMap, extra: 'model-00003-of-00003.safetensors' } }));
     expect(await openError(dir)).toContain('model-00003-of-00003.safetensors');
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { ...weightMap, [names[0]]: 'model-00002-of-00002.safetensors' } }));
+    expect(await openError(dir)).toContain(`weight_map puts tensor "${names[0]}" in model-00002-of-00002.safetensors`);
+    writeFileSync(join(dir, 'model.safetensors.index.json'), '{"weight_map": 3}');
+    expect(await openError(dir)).toContain('"weight_map"');
   });
 
   it('reads BF16 and F16 checkpoints as float32 with the expected rounding, and raw 16-bit bytes', async () => {

@@ -28,8 +28,14 @@ async function readJson(path: string, what: string): Promise<unknown> {
   }
 }
 
+interface ShardList {
+  files: string[];
+  /** Tensor name -> file name, when the folder has an index. */
+  weightMap?: Record<string, string>;
+}
+
 /** Safetensors file names of the folder: from the index's weight_map, else model.safetensors, else every *.safetensors. */
-async function shardFiles(dir: string): Promise<string[]> {
+async function shardFiles(dir: string): Promise<ShardList> {
   let entries: string[];
   try {
     entries = await readdir(dir);
@@ -45,12 +51,12 @@ async function shardFiles(dir: string): Promise<string[]> {
     const files = [...new Set(Object.values(weightMap as Record<string, unknown>))];
     const bad = files.find((file) => typeof file !== 'string' || file.includes('/') || file.includes('\\'));
     if (bad !== undefined) throw new CheckpointError(`${join(dir, INDEX_FILE)}: weight_map names an invalid file ${JSON.stringify(bad)}`);
-    return (files as string[]).sort();
+    return { files: (files as string[]).sort(), weightMap: weightMap as Record<string, string> };
   }
-  if (entries.includes(SINGLE_FILE)) return [SINGLE_FILE];
+  if (entries.includes(SINGLE_FILE)) return { files: [SINGLE_FILE] };
   const found = entries.filter((name) => name.endsWith('.safetensors')).sort();
   if (found.length === 0) throw new CheckpointError(`checkpoint folder ${dir}: no ${SINGLE_FILE}, ${INDEX_FILE} or other .safetensors file`);
-  return found;
+  return { files: found };
 }
 
 /** configFromHuggingFace with the folder named in its errors (there may be several checkpoints in play). */
@@ -75,7 +81,7 @@ export class Checkpoint {
   static async open(dir: string): Promise<Checkpoint> {
     const configPath = join(dir, 'config.json');
     const config = parseConfig(configPath, await readJson(configPath, `checkpoint folder ${dir}`));
-    const fileNames = await shardFiles(dir);
+    const { files: fileNames, weightMap } = await shardFiles(dir);
     const files: SafetensorsFile[] = [];
     try {
       for (const fileName of fileNames) files.push(await SafetensorsFile.open(join(dir, fileName)));
@@ -85,6 +91,11 @@ export class Checkpoint {
           const previous = owners.get(name);
           if (previous) throw new CheckpointError(`checkpoint folder ${dir}: tensor "${name}" is in both ${previous.path} and ${file.path}`);
           owners.set(name, file);
+        }
+      }
+      for (const [name, fileName] of Object.entries(weightMap ?? {})) {
+        if (owners.get(name)?.path !== join(dir, fileName)) {
+          throw new CheckpointError(`${join(dir, INDEX_FILE)}: weight_map puts tensor "${name}" in ${fileName}, which does not hold it`);
         }
       }
       const checkpoint = new Checkpoint(dir, config, owners, files);

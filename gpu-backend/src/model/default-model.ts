@@ -46,7 +46,7 @@ export const BENCH_125M_CONFIG = {
 export const DEFAULT_MODEL_SEED = 20231010;
 
 /** Written into the safetensors metadata so a folder we generated can be told from a user's checkpoint. */
-const GENERATOR = 'mistral-edge-serve writeRandomModel v1';
+const GENERATOR = 'mistral-edge-serve writeRandomModel v2';
 
 const TORCH_DTYPES: Record<FloatDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 

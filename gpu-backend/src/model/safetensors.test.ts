@@ -141,6 +141,7 @@ describe('SafetensorsFile', () => {
   it('reports a corrupted header', async () => {
     expect(await openError(handMade('garbage.safetensors', null, new Uint8Array(4), '{"a": {"dtype": "F3'))).toContain('corrupted header');
     expect(await openError(handMade('array.safetensors', [1, 2], new Uint8Array(0)))).toContain('corrupted header');
+    expect(await openError(handMade('metadata.safetensors', { __metadata__: { step: 3 } }, new Uint8Array(0)))).toContain('"__metadata__"');
     const huge = join(dir, 'huge.safetensors');
     const prefix = Buffer.alloc(16);
     prefix.writeBigUInt64LE(0xffffffffffn);

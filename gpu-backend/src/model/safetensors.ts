@@ -135,7 +135,10 @@ export class SafetensorsFile {
     let metadata: Record<string, string> = {};
     for (const [name, entry] of Object.entries(header)) {
       if (name === '__metadata__') {
-        metadata = (entry ?? {}) as Record<string, string>;
+        if (typeof entry !== 'object' || entry === null || Object.values(entry).some((value) => typeof value !== 'string')) {
+          throw new SafetensorsError(`${path}: corrupted header ("__metadata__" must map strings to strings)`);
+        }
+        metadata = entry as Record<string, string>;
         continue;
       }
       tensors.set(name, parseEntry(path, name, entry, dataStart));

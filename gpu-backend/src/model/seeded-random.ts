@@ -1,5 +1,5 @@
-// A small deterministic PRNG (mulberry32) with normal samples (Box-Muller), for reproducible random weights.
-// Same seed, same numbers: 32-bit integer ops plus V8's fdlibm-based Math.log/cos/sin, which do not vary by CPU.
+// A small deterministic PRNG (mulberry32) with normal samples (polar method), for reproducible random weights.
+// Same seed, same numbers: 32-bit integer ops plus V8's own (fdlibm-based) Math.log, which does not vary by CPU.
 
 /** FNV-1a over a string, mixed with a seed: gives each tensor its own stream, independent of write order. */
 export function hashSeed(seed: number, label: string): number {
@@ -27,22 +27,30 @@ export class SeededRandom {
     return (t ^ (t >>> 14)) >>> 0;
   }
 
-  /** Uniform in (0, 1): never 0, so log() in Box-Muller stays finite. */
+  /** Uniform in (0, 1). */
   nextFloat(): number {
     return (this.nextUint32() + 0.5) / 4294967296;
   }
 
-  /** Standard normal; Box-Muller yields two per pair of uniforms, the second is kept for the next call. */
+  /**
+   * Standard normal by Marsaglia's polar method (Box-Muller without sin/cos): draw a point in the unit disc,
+   * get two independent normals from it; the second is kept for the next call.
+   */
   nextNormal(): number {
     if (this.spareNormal !== null) {
       const spare = this.spareNormal;
       this.spareNormal = null;
       return spare;
     }
-    const radius = Math.sqrt(-2 * Math.log(this.nextFloat()));
-    const angle = 2 * Math.PI * this.nextFloat();
-    this.spareNormal = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
+    for (;;) {
+      const u = 2 * this.nextFloat() - 1;
+      const v = 2 * this.nextFloat() - 1;
+      const radiusSquared = u * u + v * v;
+      if (radiusSquared >= 1 || radiusSquared === 0) continue;
+      const factor = Math.sqrt((-2 * Math.log(radiusSquared)) / radiusSquared);
+      this.spareNormal = v * factor;
+      return u * factor;
+    }
   }
 
   /** Fills `target` with mean + std * N(0, 1). */
