@@ -1,10 +1,54 @@
-import { env, SELF } from 'cloudflare:test';
-import { expect, it } from 'vitest';
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { bearer, callEdge, createKey } from './test-support/edge-harness';
 
-it('serves health', async () => {
-  const res = await SELF.fetch('http://edge/health');
-  expect(res.status).toBe(200);
-  const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName('k'));
-  expect(await stub.ping()).toBe('pong');
-  expect((env as unknown as { FIXTURE_TOKENIZER_V1: ArrayBuffer }).FIXTURE_TOKENIZER_V1.byteLength).toBe(493443);
+type ErrorJson = { error: { message: string; type: string; param: string | null; code: string } };
+
+describe('routing and auth', () => {
+  it('serves /health without a key', async () => {
+    const { response } = await callEdge('/health');
+    expect(response.status).toBe(200);
+  });
+
+  it('refuses a missing, malformed, unknown or revoked key with an OpenAI-shaped 401', async () => {
+    const revoked = await createKey(undefined, true);
+    const cases: Record<string, string>[] = [{}, { authorization: 'Basic abc' }, { authorization: 'Bearer' }, { authorization: 'Bearer a b' }, bearer('sk-edge-unknown-key-0000'), bearer(revoked.secret)];
+    for (const headers of cases) {
+      const { response } = await callEdge('/v1/models', { headers });
+      expect(response.status, JSON.stringify(headers)).toBe(401);
+      const body = (await response.json()) as ErrorJson;
+      expect(body.error.code).toBe('invalid_api_key');
+      expect(body.error.type).toBe('authentication_error');
+    }
+  });
+
+  it('accepts a KV key and the DEV_API_KEY, and lists the served model', async () => {
+    const { secret } = await createKey();
+    for (const [headers, overrides] of [
+      [bearer(secret), {}],
+      [bearer('dev-key-for-tests'), { DEV_API_KEY: 'dev-key-for-tests' }],
+    ] as const) {
+      const { response } = await callEdge('/v1/models', { headers }, overrides);
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as { object: string; data: { id: string; object: string }[] };
+      expect(body.object).toBe('list');
+      expect(body.data[0]).toMatchObject({ id: env.MODEL_ID, object: 'model' });
+    }
+    // An empty DEV_API_KEY accepts nothing.
+    const { response } = await callEdge('/v1/models', { headers: bearer('dev-key-for-tests') }, { DEV_API_KEY: '' });
+    expect(response.status).toBe(401);
+  });
+
+  it('stores keys only as SHA-256 hashes', async () => {
+    const { secret } = await createKey();
+    const listed = await env.API_KEYS.list();
+    expect(listed.keys.every((k) => /^key:[0-9a-f]{64}$/.test(k.name))).toBe(true);
+    expect(listed.keys.some((k) => k.name.includes(secret))).toBe(false);
+  });
+
+  it('answers unknown routes with an OpenAI-shaped 404', async () => {
+    const { response } = await callEdge('/nope');
+    expect(response.status).toBe(404);
+    expect(((await response.json()) as ErrorJson).error.code).toBe('not_found');
+  });
 });

@@ -1,0 +1,133 @@
+// Zod schemas of the public request bodies: OpenAI fields copied exactly (snake_case), vLLM-style
+// extensions (top_k, min_p, repetition_penalty, ignore_eos) and system_prompt_id. Unknown fields are
+// stripped; null means "not set", as the OpenAI SDKs may send it.
+
+import { z } from 'zod';
+import { MAX_CHOICES, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS } from '../config';
+
+const optional = <T extends z.ZodTypeAny>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
+
+const contentPart = z
+  .object({ type: z.string(), text: z.string().max(MAX_MESSAGE_CHARS).optional() })
+  .passthrough()
+  .superRefine((part, ctx) => {
+    if (part.type !== 'text') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['type'], message: `content parts of type "${part.type}" are not supported; only "text" is` });
+    } else if (typeof part.text !== 'string') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['text'], message: 'a text content part needs a string "text"' });
+    }
+  });
+
+const messageContent = z.union([z.string().max(MAX_MESSAGE_CHARS), z.array(contentPart).max(256)]);
+
+export const chatMessageSchema = z
+  .object({
+    role: z.string(),
+    content: messageContent.nullish(),
+    name: optional(z.string().max(256)),
+    tool_calls: z.unknown().optional(),
+  })
+  .superRefine((message, ctx) => {
+    if (!['system', 'developer', 'user', 'assistant'].includes(message.role)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['role'], message: `role "${message.role}" is not supported; use system, user or assistant` });
+    }
+    if (Array.isArray(message.tool_calls) && message.tool_calls.length > 0) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tool_calls'], message: 'tool calls are not supported' });
+    }
+    if (message.content == null && message.role !== 'assistant') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['content'], message: 'content is required' });
+    }
+  });
+
+const stop = optional(z.union([z.string().min(1).max(MAX_STOP_CHARS), z.array(z.string().min(1).max(MAX_STOP_CHARS)).max(MAX_STOP_STRINGS)]));
+
+/** Fields shared by /v1/chat/completions and /v1/completions. */
+const samplingFields = {
+  model: z.string().min(1).max(256),
+  max_tokens: optional(z.number().int().positive()),
+  temperature: optional(z.number().min(0).max(2)),
+  top_p: optional(z.number().gt(0).max(1)),
+  top_k: optional(z.number().int().min(-1)),
+  min_p: optional(z.number().min(0).max(1)),
+  presence_penalty: optional(z.number().min(-2).max(2)),
+  frequency_penalty: optional(z.number().min(-2).max(2)),
+  repetition_penalty: optional(z.number().gt(0).max(10)),
+  seed: optional(z.number().int().min(-(2 ** 53)).max(2 ** 53)),
+  n: optional(z.number().int().positive().max(MAX_CHOICES, { message: `n may be at most ${MAX_CHOICES}` })),
+  stop,
+  stream: optional(z.boolean()),
+  stream_options: optional(z.object({ include_usage: optional(z.boolean()) })),
+  ignore_eos: optional(z.boolean()),
+  user: optional(z.string().max(512)),
+  system_prompt_id: optional(z.string().min(1).max(128)),
+};
+
+const unsupportedIfPresent = (name: string) =>
+  z.unknown().superRefine((value, ctx) => {
+    if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${name} is not supported by this server` });
+    }
+  });
+
+export const chatRequestSchema = z
+  .object({
+    ...samplingFields,
+    messages: z.array(chatMessageSchema).min(1, { message: 'messages must not be empty' }).max(MAX_MESSAGES, { message: `at most ${MAX_MESSAGES} messages` }),
+    max_completion_tokens: optional(z.number().int().positive()),
+    logprobs: optional(z.boolean()),
+    top_logprobs: optional(z.number().int().min(0).max(MAX_TOP_LOGPROBS)),
+    tools: unsupportedIfPresent('tools'),
+    functions: unsupportedIfPresent('functions'),
+    function_call: unsupportedIfPresent('function_call'),
+    tool_choice: z.unknown().superRefine((value, ctx) => {
+      if (value !== undefined && value !== null && value !== 'none') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'tool_choice other than "none" is not supported' });
+    }),
+    response_format: optional(z.object({ type: z.string() }).passthrough()).superRefine((value, ctx) => {
+      if (value && value.type !== 'text') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['type'], message: `response_format "${value.type}" is not supported; only "text" is` });
+    }),
+    modalities: optional(z.array(z.string())).superRefine((value, ctx) => {
+      if (value && value.some((m) => m !== 'text')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'only the "text" modality is supported' });
+    }),
+    audio: unsupportedIfPresent('audio output'),
+  })
+  .superRefine((body, ctx) => {
+    if (body.top_logprobs !== undefined && body.top_logprobs > 0 && !body.logprobs) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['top_logprobs'], message: 'top_logprobs requires logprobs: true' });
+    }
+  });
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+export type ChatMessageInput = z.infer<typeof chatMessageSchema>;
+
+export const completionRequestSchema = z.object({
+  ...samplingFields,
+  prompt: z.union([
+    z.string().max(MAX_MESSAGE_CHARS),
+    z.array(z.string().max(MAX_MESSAGE_CHARS)).length(1, { message: 'only one prompt per request is supported' }),
+    z.array(z.number().int().min(0)).min(1).max(1_000_000),
+  ]),
+  max_tokens: optional(z.number().int().positive()),
+  logprobs: optional(z.number().int().min(0).max(MAX_TOP_LOGPROBS)),
+  echo: optional(z.boolean()).superRefine((value, ctx) => {
+    if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'echo is not supported' });
+  }),
+  suffix: optional(z.string()).superRefine((value, ctx) => {
+    if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'suffix is not supported' });
+  }),
+  best_of: optional(z.number().int()).superRefine((value, ctx) => {
+    if (value !== undefined && value > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'best_of > 1 is not supported' });
+  }),
+});
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+export const tokenizeRequestSchema = z.union([
+  z.object({ model: optional(z.string()), prompt: z.string().max(MAX_MESSAGE_CHARS), add_special_tokens: optional(z.boolean()) }),
+  z.object({
+    model: optional(z.string()),
+    messages: z.array(chatMessageSchema).min(1).max(MAX_MESSAGES),
+    add_generation_prompt: optional(z.boolean()),
+    add_special_tokens: optional(z.boolean()),
+  }),
+]);
+export type TokenizeRequest = z.infer<typeof tokenizeRequestSchema>;
+
+export const detokenizeRequestSchema = z.object({ model: optional(z.string()), tokens: z.array(z.number().int().min(0)).max(1_000_000) });

@@ -1,0 +1,41 @@
+// Reads the backend's SSE body (shared/sse.ts framing) as typed GenerateEvents; anything malformed becomes
+// a thrown error, so the caller can turn it into an in-band error without echoing backend text.
+
+import type { GenerateEvent } from '../../../shared/protocol';
+import { SseParser } from '../../../shared/sse';
+
+const EVENT_NAMES = new Set(['token', 'finish', 'end', 'error']);
+
+export class BackendStreamError extends Error {}
+
+export async function* readBackendEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<GenerateEvent> {
+  const parser = new SseParser();
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  let finished = false;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      const text = done ? decoder.decode() : decoder.decode(value, { stream: true });
+      for (const message of parser.push(text)) {
+        if (!EVENT_NAMES.has(message.event)) continue;
+        let data: unknown;
+        try {
+          data = JSON.parse(message.data);
+        } catch {
+          throw new BackendStreamError('backend sent malformed event data');
+        }
+        if (typeof data !== 'object' || data === null) throw new BackendStreamError('backend sent malformed event data');
+        yield { event: message.event, data } as GenerateEvent;
+      }
+      if (done) {
+        finished = true;
+        return;
+      }
+    }
+  } finally {
+    // Left early (stop string, client gone, bad event): cancel the body so the backend sees the request end.
+    if (!finished) await reader.cancel().catch(() => undefined);
+    reader.releaseLock();
+  }
+}

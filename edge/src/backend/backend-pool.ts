@@ -1,0 +1,93 @@
+// Chooses a backend per request: healthy first (no recent failure), then least in-flight in this isolate.
+// Tries the next backend only while nothing has been streamed (connect error or 5xx before any token).
+
+import { BACKEND_AUTH_HEADER, type GenerateRequest } from '../../../shared/protocol';
+import { HttpError } from '../http-error';
+
+/** A backend that failed is skipped for this long unless every backend is failing. */
+export const FAILURE_COOLDOWN_MS = 10_000;
+
+interface BackendState {
+  url: string;
+  inFlight: number;
+  lastFailureAt: number;
+}
+
+export interface BackendLease {
+  url: string;
+  response: Response;
+  /** Marks the request done for load accounting; `failed` also starts the cooldown. */
+  done(failed?: boolean): void;
+}
+
+const states = new Map<string, BackendState>();
+
+function stateOf(url: string): BackendState {
+  let state = states.get(url);
+  if (!state) {
+    state = { url, inFlight: 0, lastFailureAt: -Infinity };
+    states.set(url, state);
+  }
+  return state;
+}
+
+/** Order of attempts: healthy backends by load (random tie-break), then failing ones by oldest failure. */
+export function backendOrder(urls: string[], now = Date.now()): string[] {
+  const all = urls.map(stateOf).map((state) => ({ state, tie: Math.random() }));
+  const healthy = all.filter((b) => now - b.state.lastFailureAt >= FAILURE_COOLDOWN_MS);
+  const failing = all.filter((b) => now - b.state.lastFailureAt < FAILURE_COOLDOWN_MS);
+  healthy.sort((a, b) => a.state.inFlight - b.state.inFlight || a.tie - b.tie);
+  failing.sort((a, b) => a.state.lastFailureAt - b.state.lastFailureAt);
+  return [...healthy, ...failing].map((b) => b.state.url);
+}
+
+export function resetBackendStates(): void {
+  states.clear();
+}
+
+export function backendHeaders(token: string): Record<string, string> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (token) headers[BACKEND_AUTH_HEADER] = `Bearer ${token}`;
+  return headers;
+}
+
+/** Backend status -> public error, never passing the backend's message through. */
+function refusal(status: number): HttpError {
+  if (status === 400 || status === 413 || status === 422) return new HttpError(400, 'invalid_request', 'The model backend rejected the request parameters.');
+  if (status === 429) return new HttpError(503, 'overloaded', 'The model is overloaded; retry shortly.', null, { 'retry-after': '1' });
+  return new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
+}
+
+/**
+ * POSTs to /v1/generate on the best backend, falling through to the next on a connect error or a
+ * retryable status. Resolves once a backend has answered 2xx headers.
+ */
+export async function openGeneration(urls: string[], token: string, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
+  let lastError: HttpError = refusal(503);
+  for (const url of backendOrder(urls)) {
+    if (signal.aborted) break;
+    const state = stateOf(url);
+    state.inFlight += 1;
+    let finished = false;
+    const done = (failed = false) => {
+      if (finished) return;
+      finished = true;
+      state.inFlight -= 1;
+      if (failed) state.lastFailureAt = Date.now();
+    };
+    try {
+      const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(token), body: JSON.stringify(request), signal });
+      if (response.ok && response.body) return { url, response, done };
+      await response.body?.cancel();
+      const retryable = response.status >= 500 || response.status === 429 || response.status === 401 || response.status === 403;
+      done(response.status >= 500 || response.status === 401 || response.status === 403);
+      lastError = refusal(response.status);
+      if (!retryable) throw lastError;
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      done(!signal.aborted);
+      lastError = refusal(503);
+    }
+  }
+  throw lastError;
+}

@@ -1,0 +1,60 @@
+// The worker side of rate limiting: admission over RPC, OpenAI's x-ratelimit-* headers, 429s, and release.
+
+import type { KeyRecord } from '../auth/api-key-store';
+import { HttpError } from '../http-error';
+import type { RateLimitSnapshot } from './rate-limiter';
+
+export interface Admission {
+  headers: Record<string, string>;
+  /** Idempotent; refunds reserved - used tokens. Safe to call from any end path. */
+  release(usedTokens: number): Promise<void>;
+}
+
+function duration(seconds: number): string {
+  // OpenAI writes resets like "1s", "6m0s", "120ms"; clients parse these with a duration regex.
+  if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
+  const minutes = Math.floor(seconds / 60);
+  const rest = Math.round((seconds - minutes * 60) * 100) / 100;
+  return minutes > 0 ? `${minutes}m${rest}s` : `${rest}s`;
+}
+
+export function rateLimitHeaders(state: RateLimitSnapshot): Record<string, string> {
+  return {
+    'x-ratelimit-limit-requests': String(state.limitRequests),
+    'x-ratelimit-remaining-requests': String(state.remainingRequests),
+    'x-ratelimit-reset-requests': duration(state.resetRequestsSeconds),
+    'x-ratelimit-limit-tokens': String(state.limitTokens),
+    'x-ratelimit-remaining-tokens': String(state.remainingTokens),
+    'x-ratelimit-reset-tokens': duration(state.resetTokensSeconds),
+  };
+}
+
+const REFUSALS = {
+  requests: (key: KeyRecord) => `Rate limit reached for requests: limit ${key.limits.rpm} per minute.`,
+  tokens: (key: KeyRecord) => `Rate limit reached for tokens: limit ${key.limits.tpm} per minute (prompt tokens + max_tokens are reserved).`,
+  concurrent: (key: KeyRecord) => `Too many concurrent requests: limit ${key.limits.concurrent}.`,
+  too_large: (key: KeyRecord) => `Request too large: prompt tokens + max_tokens exceed the limit of ${key.limits.tpm} tokens per minute.`,
+};
+
+export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecord, tokens: number): Promise<Admission> {
+  const stub = namespace.get(namespace.idFromName(key.keyId));
+  const result = await stub.admit(key.limits, tokens);
+  const headers = rateLimitHeaders(result);
+  if (!result.ok || !result.leaseId) {
+    const reason = result.reason ?? 'requests';
+    if (result.retryAfterSeconds > 0) headers['retry-after'] = String(result.retryAfterSeconds);
+    throw new HttpError(429, 'rate_limit_exceeded', REFUSALS[reason](key), null, headers);
+  }
+  const leaseId = result.leaseId;
+  let released: Promise<void> | null = null;
+  return {
+    headers,
+    release(usedTokens: number) {
+      released ??= stub.release(key.limits, leaseId, usedTokens).then(
+        () => undefined,
+        () => undefined,
+      );
+      return released;
+    },
+  };
+}

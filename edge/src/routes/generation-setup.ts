@@ -1,0 +1,81 @@
+// Request pieces shared by /v1/chat/completions and /v1/completions: model names and aliases, the
+// context-length check, max_tokens defaults and OpenAI sampling fields -> backend SamplingParams.
+
+import type { SamplingParams } from '../../../shared/protocol';
+import type { EdgeConfig } from '../config';
+import { HttpError, badRequest } from '../http-error';
+
+export interface ResolvedModel {
+  /** The name echoed back in responses (what the client asked for). */
+  model: string;
+  systemPromptName: string | null;
+}
+
+/** `<MODEL_ID>` or the alias `<MODEL_ID>@<system prompt name>`. */
+export function resolveModel(requested: string, systemPromptId: string | undefined, config: EdgeConfig): ResolvedModel {
+  const at = requested.indexOf('@');
+  const base = at === -1 ? requested : requested.slice(0, at);
+  const alias = at === -1 ? null : requested.slice(at + 1);
+  if (base !== config.modelId) {
+    throw new HttpError(404, 'not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
+  }
+  if (alias !== null && alias.length === 0) throw badRequest('The model alias after "@" names no system prompt.', 'model');
+  if (alias && systemPromptId && alias !== systemPromptId) {
+    throw badRequest('system_prompt_id and the model alias name different system prompts.', 'system_prompt_id');
+  }
+  return { model: requested, systemPromptName: systemPromptId ?? alias };
+}
+
+/** max_tokens, or what is left of the context; refuses before any backend work when it cannot fit. */
+export function resolveMaxTokens(requested: number | undefined, promptLength: number, config: EdgeConfig, param: 'messages' | 'prompt'): number {
+  const room = config.maxModelLen - promptLength;
+  if (room < 1 || (requested !== undefined && requested > room)) {
+    const completion = requested ?? 1;
+    throw new HttpError(
+      400,
+      'context_length_exceeded',
+      `This model's maximum context length is ${config.maxModelLen} tokens. However, you requested ${promptLength + completion} tokens ` +
+        `(${promptLength} in the ${param}, ${completion} in the completion). Please reduce the length of the ${param} or completion.`,
+      param,
+    );
+  }
+  return requested ?? room;
+}
+
+export interface SamplingFields {
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  n?: number;
+  ignore_eos?: boolean;
+}
+
+export function toSampling(body: SamplingFields, maxTokens: number, logprobs: number | undefined): Partial<SamplingParams> {
+  const sampling: Partial<SamplingParams> = { maxTokens, n: body.n ?? 1 };
+  if (body.temperature !== undefined) sampling.temperature = body.temperature;
+  if (body.top_p !== undefined) sampling.topP = body.top_p;
+  if (body.top_k !== undefined) sampling.topK = body.top_k;
+  if (body.min_p !== undefined) sampling.minP = body.min_p;
+  if (body.presence_penalty !== undefined) sampling.presencePenalty = body.presence_penalty;
+  if (body.frequency_penalty !== undefined) sampling.frequencyPenalty = body.frequency_penalty;
+  if (body.repetition_penalty !== undefined) sampling.repetitionPenalty = body.repetition_penalty;
+  if (body.seed !== undefined) sampling.seed = body.seed;
+  if (body.ignore_eos !== undefined) sampling.ignoreEos = body.ignore_eos;
+  if (logprobs !== undefined) sampling.logprobs = logprobs;
+  return sampling;
+}
+
+export function stopList(stop: string | string[] | undefined): string[] {
+  const list = stop === undefined ? [] : typeof stop === 'string' ? [stop] : stop;
+  // Lone surrogates can never match generated text; make them U+FFFD like the tokenizer does.
+  return list.map((s) => (s as string & { toWellFormed(): string }).toWellFormed());
+}
+
+export function newRequestId(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().replace(/-/g, '')}`;
+}

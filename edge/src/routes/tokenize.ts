@@ -1,0 +1,47 @@
+// vLLM's POST /tokenize and POST /detokenize: {prompt} or {messages, add_generation_prompt} -> {count,
+// max_model_len, tokens}; {tokens} -> {prompt}. The same template and tokenizer as generation.
+
+import { readJsonBody, validate } from '../api/read-request';
+import { detokenizeRequestSchema, tokenizeRequestSchema } from '../api/request-schemas';
+import { waitUntilOf, type AppContext } from '../app-env';
+import { HttpError, badRequest } from '../http-error';
+import { buildChatPrompt } from '../prompt/chat-prompt';
+import { TemplateError, encodeCompletionPrompt } from '../tokenizer/chat-template';
+import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
+import { systemPrefixCache, toChatMessages } from './chat-completions';
+
+function checkModel(model: string | undefined, modelId: string): void {
+  if (model !== undefined && model.split('@')[0] !== modelId) {
+    throw new HttpError(404, 'not_found', `The model '${model.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
+  }
+}
+
+export async function tokenize(c: AppContext): Promise<Response> {
+  const config = c.get('config');
+  const body = validate(tokenizeRequestSchema, await readJsonBody(c.req.raw, config.maxBodyBytes));
+  checkModel(body.model, config.modelId);
+  const tokenizer = getDefaultTokenizer();
+  let tokenIds: number[];
+  if ('prompt' in body) {
+    tokenIds = body.add_special_tokens === false ? tokenizer.encode(body.prompt) : encodeCompletionPrompt(tokenizer, body.prompt);
+  } else {
+    // Mistral's templates always end a user turn with the generation prompt ([/INST]); there is no variant without it.
+    try {
+      tokenIds = (await buildChatPrompt(tokenizer, toChatMessages(body.messages), systemPrefixCache, waitUntilOf(c))).tokenIds;
+    } catch (error) {
+      if (error instanceof TemplateError) throw badRequest(error.message, error.param);
+      throw error;
+    }
+  }
+  return c.json({ count: tokenIds.length, max_model_len: config.maxModelLen, tokens: tokenIds });
+}
+
+export async function detokenize(c: AppContext): Promise<Response> {
+  const config = c.get('config');
+  const body = validate(detokenizeRequestSchema, await readJsonBody(c.req.raw, config.maxBodyBytes));
+  checkModel(body.model, config.modelId);
+  const tokenizer = getDefaultTokenizer();
+  const bad = body.tokens.findIndex((id) => id >= tokenizer.vocabSize);
+  if (bad !== -1) throw badRequest(`Token id ${body.tokens[bad]} is outside the vocabulary (${tokenizer.vocabSize}).`, `tokens[${bad}]`);
+  return c.json({ prompt: tokenizer.decode(body.tokens) });
+}
