@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
+import { ensureDefaultModel } from './model/default-model';
 import type { EngineOptions, ExecutionProvider, WeightFormat } from './model/engine-types';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
@@ -12,7 +13,6 @@ import type { EngineHostOptions, ServingLimits } from './server/worker-messages'
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEFAULT_MODEL_DIR = path.join(REPO_ROOT, '.models', 'mistral-tiny-random');
-const DEFAULT_MODEL_MODULE = './model/default-model.ts';
 
 class FlagError extends Error {}
 
@@ -88,8 +88,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   }
   let modelDir = values.model as string | undefined;
   if (!modelDir && values['default-model']) {
-    const module = (await import(DEFAULT_MODEL_MODULE)) as { ensureDefaultModel(dir: string): Promise<string> };
-    modelDir = await module.ensureDefaultModel(DEFAULT_MODEL_DIR);
+    modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
   }
   if (!modelDir) throw new FlagError('--model DIR is required (or --default-model for the built-in random tiny model)');
   const options: EngineOptions = {

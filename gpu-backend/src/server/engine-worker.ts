@@ -4,7 +4,7 @@
 
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
-import type { EngineOptions, ModelEngine } from '../model/engine-types';
+import type { ModelEngine } from '../model/engine-types';
 import { FakeEngine } from './fake-engine';
 import { Scheduler } from './scheduler';
 import type { EngineHostOptions, FromEngineThread, ServingLimits, ToEngineThread } from './worker-messages';
@@ -30,13 +30,11 @@ export function defaultLimits(engine: ModelEngine, given: Partial<ServingLimits>
   };
 }
 
-const ENGINE_MODULE = '../model/engine.ts';
-
 async function loadEngine(options: EngineHostOptions['engine']): Promise<ModelEngine> {
   if (options.kind === 'fake') return new FakeEngine(options.options);
-  // Through a variable until the engine module lands, so this file typechecks without it.
-  const module = (await import(ENGINE_MODULE)) as { Engine: { load(options: EngineOptions): Promise<ModelEngine> } };
-  return module.Engine.load(options.options);
+  // Imported on demand: fake-engine hosts never load onnxruntime-node.
+  const { Engine } = await import('../model/engine');
+  return Engine.load(options.options);
 }
 
 export function modelInfoOf(engine: ModelEngine): ModelInfo {

@@ -82,12 +82,14 @@ export class GenerationClient {
     const worker = new Worker(bootstrap, { eval: true, workerData: { engineHost: options } });
     worker.on('message', (message: FromEngineThread) => client.receive(message));
     worker.on('error', (error) => client.receive({ type: 'failed', message: error.message }));
+    let closing = false;
     worker.on('exit', (code) => {
-      if (code !== 0) client.receive({ type: 'failed', message: `engine thread exited with code ${code}` });
+      if (code !== 0 && !closing) client.receive({ type: 'failed', message: `engine thread exited with code ${code}` });
     });
     client.transport = {
       send: (message) => worker.postMessage(message),
       close: async () => {
+        closing = true;
         await worker.terminate();
       },
     };
@@ -135,6 +137,12 @@ export class GenerationClient {
     return this.pending.size;
   }
 
+  /** Resolves once no request is in flight (every one ended or failed). */
+  idle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   /**
    * Stops admission, waits up to `deadlineMs` for running requests to finish, then ends the rest
    * with an in-band `shutting_down` error and stops the engine thread.
@@ -144,7 +152,7 @@ export class GenerationClient {
     if (this.pending.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        this.idle(),
         new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))),
       ]);
       clearTimeout(timer);

@@ -81,6 +81,7 @@ export class PrefixCache {
    * (a later turn of the same conversation starts with it). Also remembers the prompt.
    */
   snapshotPoints(tokenIds: readonly number[], cachedLength: number, prefixLength?: number): number[] {
+    if (this.capacity === 0) return [];
     const candidates = new Set<number>([tokenIds.length - 1]);
     if (prefixLength !== undefined) candidates.add(prefixLength);
     let shared = 0;

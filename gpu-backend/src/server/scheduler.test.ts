@@ -1,0 +1,249 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../../../shared/protocol';
+import { FakeEngine, fakeLogits } from './fake-engine';
+import { argmax } from './logits-processors';
+import { Scheduler, type SchedulerLimits } from './scheduler';
+
+const VOCAB = 64;
+const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4 };
+
+/** Independent reference: greedy decoding straight from the fake model's logits. */
+function greedyReference(prompt: number[], maxTokens: number): number[] {
+  const history = prompt.slice();
+  const output: number[] = [];
+  for (let i = 0; i < maxTokens; i++) {
+    const next = argmax(fakeLogits(history, VOCAB));
+    output.push(next);
+    history.push(next);
+  }
+  return output;
+}
+
+function promptOf(length: number, salt: number): number[] {
+  return Array.from({ length }, (_, i) => 3 + ((i * 7 + salt * 13) % (VOCAB - 3)));
+}
+
+class Harness {
+  readonly events = new Map<number, GenerateEvent[]>();
+  readonly scheduler: Scheduler;
+  private nextId = 1;
+
+  constructor(readonly engine: FakeEngine, limits: Partial<SchedulerLimits> = {}) {
+    this.scheduler = new Scheduler(engine, { ...LIMITS, ...limits }, (id, event) => {
+      if (!this.events.has(id)) this.events.set(id, []);
+      this.events.get(id)!.push(event);
+    });
+  }
+
+  submit(tokenIds: number[], sampling: Partial<SamplingParams> = {}, prefixLength?: number): number {
+    const id = this.nextId++;
+    const full = { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, seed: 1, ...sampling };
+    this.scheduler.submit({ id, tokenIds, sampling: { ...full, seed: full.seed ?? 1 }, prefixLength });
+    return id;
+  }
+
+  async runUntilIdle(): Promise<void> {
+    while (await this.scheduler.step());
+  }
+
+  outputOf(id: number, choice = 0): number[] {
+    return (this.events.get(id) ?? []).flatMap((event) => (event.event === 'token' && event.data.choice === choice ? event.data.tokenIds : []));
+  }
+
+  endOf(id: number) {
+    const last = this.events.get(id)?.at(-1);
+    return last?.event === 'end' ? last.data.usage : null;
+  }
+
+  finishOf(id: number, choice = 0) {
+    const finish = this.events.get(id)?.find((event) => event.event === 'finish' && event.data.choice === choice);
+    return finish?.event === 'finish' ? finish.data.finishReason : null;
+  }
+}
+
+describe('Scheduler with the fake engine', () => {
+  it('greedy output equals the reference and the stream is token* -> finish -> end', async () => {
+    const harness = new Harness(new FakeEngine({ vocabSize: VOCAB }));
+    const prompt = promptOf(5, 1);
+    const id = harness.submit(prompt, { maxTokens: 6 });
+    await harness.runUntilIdle();
+    expect(harness.outputOf(id)).toEqual(greedyReference(prompt, 6));
+    expect(harness.events.get(id)!.map((event) => event.event)).toEqual([...Array(6).fill('token'), 'finish', 'end']);
+    expect(harness.endOf(id)).toEqual({ promptTokens: 5, completionTokens: 6, cachedTokens: 0 });
+    expect(harness.finishOf(id)).toBe('length');
+  });
+
+  it('requests join and leave at step boundaries, decodes batched in one step', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB });
+    const harness = new Harness(engine);
+    const a = harness.submit(promptOf(4, 1), { maxTokens: 3 });
+    await harness.scheduler.step(); // A: prefill, first token
+    await harness.scheduler.step(); // A: decode
+    const b = harness.submit(promptOf(6, 2), { maxTokens: 3 });
+    await harness.scheduler.step(); // A: decode (third token, leaves), B: prefill
+    await harness.scheduler.step(); // B alone
+    const [aId, bId] = [0, 1]; // engine sequence ids in creation order
+    expect(engine.stepLog).toEqual([
+      [{ sequenceId: aId, tokenCount: 4 }],
+      [{ sequenceId: aId, tokenCount: 1 }],
+      [{ sequenceId: aId, tokenCount: 1 }, { sequenceId: bId, tokenCount: 6 }],
+      [{ sequenceId: bId, tokenCount: 1 }],
+    ]);
+    expect(harness.finishOf(a)).toBe('length');
+    await harness.runUntilIdle();
+    expect(harness.outputOf(b)).toEqual(greedyReference(promptOf(6, 2), 3));
+  });
+
+  it('chunks a long prompt and interleaves it with running decodes', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB });
+    const harness = new Harness(engine, { maxBatchedTokens: 8 });
+    const a = harness.submit(promptOf(3, 1), { maxTokens: 12 });
+    await harness.scheduler.step();
+    const longPrompt = promptOf(30, 3);
+    const b = harness.submit(longPrompt, { maxTokens: 2 });
+    const before = harness.outputOf(a).length;
+    for (let i = 0; i < 5; i++) await harness.scheduler.step();
+    // Every step carried A's decode plus at most 7 prompt tokens of B: 7 + 7 + 7 + 7 + 2 = 30.
+    expect(engine.stepLog.slice(1).map((items) => items.map((item) => item.tokenCount))).toEqual([[1, 7], [1, 7], [1, 7], [1, 7], [1, 2]]);
+    expect(harness.outputOf(a).length).toBe(before + 5);
+    expect(harness.outputOf(b).length).toBe(1);
+    await harness.runUntilIdle();
+    expect(harness.outputOf(a)).toEqual(greedyReference(promptOf(3, 1), 12));
+    expect(harness.outputOf(b)).toEqual(greedyReference(longPrompt, 2));
+  });
+
+  it('admits no more than maxRunning choices; the rest wait their turn', async () => {
+    const harness = new Harness(new FakeEngine({ vocabSize: VOCAB }), { maxRunning: 2 });
+    const ids = [1, 2, 3].map((salt) => harness.submit(promptOf(4, salt), { maxTokens: 4 }));
+    await harness.scheduler.step();
+    expect(harness.scheduler.running.length).toBe(2);
+    expect(harness.scheduler.waiting.length).toBe(1);
+    await harness.runUntilIdle();
+    ids.forEach((id, i) => expect(harness.outputOf(id)).toEqual(greedyReference(promptOf(4, i + 1), 4)));
+  });
+
+  it('cancellation frees every engine sequence: waiting, mid-prefill and mid-decode', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB, maxSequences: 8 });
+    const initial = engine.freeSequences();
+    const harness = new Harness(engine, { maxRunning: 3, maxBatchedTokens: 8 });
+    const decoding = harness.submit(promptOf(3, 1), { maxTokens: 50, n: 2 });
+    const prefilling = harness.submit(promptOf(40, 2), { maxTokens: 5 });
+    const waiting = harness.submit(promptOf(3, 3), { maxTokens: 5 });
+    await harness.scheduler.step();
+    await harness.scheduler.step();
+    expect(harness.outputOf(decoding).length).toBeGreaterThan(0);
+    expect(harness.outputOf(prefilling)).toEqual([]);
+    expect(harness.scheduler.waiting.length).toBe(1);
+    for (const id of [decoding, prefilling, waiting]) harness.scheduler.cancel(id);
+    await harness.scheduler.step();
+    expect(engine.freeSequences()).toBe(initial);
+    expect(harness.scheduler.hasWork()).toBe(false);
+    for (const id of [decoding, prefilling, waiting]) expect(harness.events.get(id)!.at(-1)!.event).toBe('end');
+    expect([harness.finishOf(decoding, 0), harness.finishOf(decoding, 1), harness.finishOf(prefilling), harness.finishOf(waiting)]).toEqual(['abort', 'abort', 'abort', 'abort']);
+  });
+
+  it('n > 1 prefills the prompt once and forks; seeded choices differ, greedy ones agree', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB });
+    const harness = new Harness(engine);
+    const prompt = promptOf(10, 4);
+    const greedy = harness.submit(prompt, { maxTokens: 5, n: 3 });
+    await harness.runUntilIdle();
+    const prefilledTokens = engine.stepLog.flat().filter((item) => item.tokenCount > 1).reduce((sum, item) => sum + item.tokenCount, 0);
+    expect(prefilledTokens).toBe(10);
+    for (const choice of [0, 1, 2]) expect(harness.outputOf(greedy, choice)).toEqual(greedyReference(prompt, 5));
+    expect(harness.endOf(greedy)!.completionTokens).toBe(15);
+    const sampled = harness.submit(prompt, { maxTokens: 8, n: 2, temperature: 1, seed: 9 });
+    await harness.runUntilIdle();
+    expect(harness.outputOf(sampled, 0)).not.toEqual(harness.outputOf(sampled, 1));
+    expect(engine.freeSequences()).toBe(8);
+  });
+
+  it('stops at a stop id (not streamed, counted) and at EOS unless ignoreEos', async () => {
+    const prompt = promptOf(6, 5);
+    const reference = greedyReference(prompt, 6);
+    const harness = new Harness(new FakeEngine({ vocabSize: VOCAB, eosTokenId: reference[3] }));
+    const stopped = harness.submit(prompt, { maxTokens: 6, stopTokenIds: [reference[2]] });
+    const eos = harness.submit(prompt, { maxTokens: 6, ignoreEos: false });
+    const ignored = harness.submit(prompt, { maxTokens: 6, ignoreEos: true });
+    await harness.runUntilIdle();
+    expect(harness.outputOf(stopped)).toEqual(reference.slice(0, 2));
+    expect(harness.finishOf(stopped)).toBe('stop');
+    expect(harness.endOf(stopped)!.completionTokens).toBe(3);
+    expect(harness.outputOf(eos)).toEqual(reference.slice(0, 3));
+    expect(harness.outputOf(ignored)).toEqual(reference);
+  });
+
+  it('seeded sampling gives the same ids alone and among other requests', async () => {
+    const prompt = promptOf(7, 6);
+    const sampling = { temperature: 0.8, topP: 0.9, topK: 40, seed: 1234, maxTokens: 10 };
+    const alone = new Harness(new FakeEngine({ vocabSize: VOCAB }));
+    const soloId = alone.submit(prompt, sampling);
+    await alone.runUntilIdle();
+    const crowded = new Harness(new FakeEngine({ vocabSize: VOCAB }), { maxBatchedTokens: 12 });
+    crowded.submit(promptOf(20, 7), { temperature: 1, seed: 5, maxTokens: 6 });
+    crowded.submit(promptOf(3, 8), { temperature: 0.7, seed: 6, maxTokens: 14 });
+    await crowded.scheduler.step();
+    const inCrowd = crowded.submit(prompt, sampling);
+    crowded.submit(promptOf(9, 9), { temperature: 1.2, seed: 7, maxTokens: 3 });
+    await crowded.runUntilIdle();
+    expect(crowded.outputOf(inCrowd)).toEqual(alone.outputOf(soloId));
+    expect(new Set(alone.outputOf(soloId)).size).toBeGreaterThan(3); // really sampled, not stuck
+  });
+});
+
+describe('Scheduler prefix cache', () => {
+  const system = promptOf(40, 10);
+  const question = (salt: number) => [...system, ...promptOf(6, salt)];
+
+  it('a marked prefix is reused: same output as without the cache, cachedTokens reported', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB });
+    const cached = new Harness(engine, { prefixCacheSize: 2 });
+    cached.submit(question(1), { maxTokens: 4 }, system.length);
+    await cached.runUntilIdle();
+    const hit = cached.submit(question(2), { maxTokens: 4 }, system.length);
+    const stepsBefore = engine.stepLog.length;
+    await cached.runUntilIdle();
+    expect(cached.endOf(hit)!.cachedTokens).toBe(40);
+    expect(engine.stepLog[stepsBefore][0].tokenCount).toBe(6 - 1); // only the question, minus its snapshot token
+    expect(cached.scheduler.prefixCache.hits).toBe(1);
+
+    const plain = new Harness(new FakeEngine({ vocabSize: VOCAB }));
+    const miss = plain.submit(question(2), { maxTokens: 4 });
+    await plain.runUntilIdle();
+    expect(cached.outputOf(hit)).toEqual(plain.outputOf(miss));
+    expect(cached.outputOf(hit)).toEqual(greedyReference(question(2), 4));
+    expect(plain.endOf(miss)!.cachedTokens).toBe(0);
+  });
+
+  it('finds a shared head without a mark, and a later turn reuses the whole earlier prompt', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB });
+    const harness = new Harness(engine, { prefixCacheSize: 4 });
+    const first = harness.submit(question(1), { maxTokens: 3 });
+    await harness.runUntilIdle();
+    const second = harness.submit(question(2), { maxTokens: 3 });
+    await harness.runUntilIdle();
+    const third = harness.submit(question(3), { maxTokens: 3 });
+    await harness.runUntilIdle();
+    const turn = [...question(3), ...harness.outputOf(third), ...promptOf(5, 4)];
+    const fourth = harness.submit(turn, { maxTokens: 3 });
+    await harness.runUntilIdle();
+    expect(harness.endOf(first)!.cachedTokens).toBe(0);
+    expect(harness.endOf(second)!.cachedTokens).toBe(0);
+    // Request 2 shared 40 + k ids with request 1 (k: question ids that happen to agree) and snapshot there.
+    expect(harness.endOf(third)!.cachedTokens).toBeGreaterThanOrEqual(40);
+    expect(harness.endOf(fourth)!.cachedTokens).toBe(question(3).length - 1);
+    expect(harness.outputOf(fourth)).toEqual(greedyReference(turn, 3));
+  });
+
+  it('snapshots give way to requests when the engine runs out of sequences', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB, maxSequences: 3 });
+    const harness = new Harness(engine, { prefixCacheSize: 3, maxRunning: 3 });
+    harness.submit(question(1), { maxTokens: 2 }, 40);
+    await harness.runUntilIdle();
+    expect(harness.scheduler.prefixCache.size).toBeGreaterThan(0);
+    const ids = [2, 3, 4].map((salt) => harness.submit(promptOf(5, salt), { maxTokens: 3 }));
+    await harness.runUntilIdle();
+    ids.forEach((id, i) => expect(harness.outputOf(id)).toEqual(greedyReference(promptOf(5, i + 2), 3)));
+    expect(engine.freeSequences() + harness.scheduler.prefixCache.size).toBe(3);
+  });
+});
