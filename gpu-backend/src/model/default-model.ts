@@ -3,7 +3,7 @@
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { configFromHuggingFace } from './config';
+import { configFromHuggingFace, type ModelConfig } from './config';
 import { Checkpoint } from './checkpoint';
 import { mistralTensors, type TensorSpec } from './mistral-tensors';
 import { SafetensorsFile, writeSafetensors, type FloatDtype } from './safetensors';
@@ -62,6 +62,11 @@ function randomTensor(spec: TensorSpec, seed: number): Float32Array {
   if (spec.kind === 'embedding') return random.fillNormal(values, 1);
   if (spec.kind === 'norm') return random.fillNormal(values, 0.1, 1);
   return random.fillNormal(values, 1 / Math.sqrt(spec.shape[1]));
+}
+
+/** The weights writeRandomModel writes for `config` and `seed`, in memory (same values as its F32 file). */
+export function randomModelWeights(config: ModelConfig, seed: number): Map<string, Float32Array> {
+  return new Map(mistralTensors(config).map((spec) => [spec.name, randomTensor(spec, seed)]));
 }
 
 /**

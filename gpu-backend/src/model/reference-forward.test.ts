@@ -1,10 +1,11 @@
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from './checkpoint';
 import { configFromHuggingFace, type ModelConfig } from './config';
-import { mistralTensors } from './mistral-tensors';
+import { randomModelWeights, writeRandomModel } from './default-model';
 import { ReferenceModel } from './reference-forward';
-import { SeededRandom } from './seeded-random';
 
 const FIXTURES = resolve(process.cwd(), '../shared/fixtures');
 // Published greedy continuation of llama2.c's stories260K from BOS (see ../shared/README.md).
@@ -15,16 +16,6 @@ function tinyConfig(overrides: Record<string, unknown>): ModelConfig {
     vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 4,
     num_key_value_heads: 2, head_dim: 8, sliding_window: null, rms_norm_eps: 1e-5, ...overrides,
   });
-}
-
-function randomWeights(config: ModelConfig, seed: number): Map<string, Float32Array> {
-  const random = new SeededRandom(seed);
-  const weights = new Map<string, Float32Array>();
-  for (const { name, shape, kind } of mistralTensors(config)) {
-    const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    weights.set(name, kind === 'norm' ? random.fillNormal(values, 0.1, 1) : random.fillNormal(values, kind === 'embedding' ? 1 : 1 / Math.sqrt(shape[1])));
-  }
-  return weights;
 }
 
 function maxAbsDifference(a: Float64Array, b: Float64Array): number {
@@ -102,7 +93,7 @@ describe('ReferenceModel on tiny random weights', () => {
   it('one layer, window W: the token at distance W-1 reaches the last position, the token at distance W does not', () => {
     for (const window of [3, 5]) {
       const config = tinyConfig({ sliding_window: window });
-      const model = ReferenceModel.fromWeights(config, randomWeights(config, window));
+      const model = ReferenceModel.fromWeights(config, randomModelWeights(config, window));
       const tokenIds = [1, 7, 12, 3, 25, 9, 31, 4, 18, 22];
       const last = tokenIds.length - 1;
       const baseline = model.forward(tokenIds)[last];
@@ -119,7 +110,7 @@ describe('ReferenceModel on tiny random weights', () => {
 
   it('a window at least as long as the sequence changes nothing', () => {
     const fullConfig = tinyConfig({ num_hidden_layers: 2 });
-    const weights = randomWeights(fullConfig, 3);
+    const weights = randomModelWeights(fullConfig, 3);
     const tokenIds = [1, 5, 9, 13, 17, 21];
     const fullLogits = ReferenceModel.fromWeights(fullConfig, weights).forward(tokenIds);
     const windowLogits = ReferenceModel.fromWeights(tinyConfig({ num_hidden_layers: 2, sliding_window: 6 }), weights).forward(tokenIds);
@@ -130,7 +121,7 @@ describe('ReferenceModel on tiny random weights', () => {
     for (const keyValueHeadCount of [1, 2, 4]) {
       const gqaConfig = tinyConfig({ num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: keyValueHeadCount });
       const mhaConfig = tinyConfig({ num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 8 });
-      const weights = randomWeights(gqaConfig, 11);
+      const weights = randomModelWeights(gqaConfig, 11);
       const expanded = new Map(weights);
       const group = 8 / keyValueHeadCount;
       const rowWidth = 16 * 8; // one head's rows: headDim rows of hiddenSize
@@ -149,7 +140,7 @@ describe('ReferenceModel on tiny random weights', () => {
 
   it('tied embeddings use the embedding matrix as the output projection', () => {
     const untiedConfig = tinyConfig({});
-    const weights = randomWeights(untiedConfig, 5);
+    const weights = randomModelWeights(untiedConfig, 5);
     weights.set('lm_head.weight', weights.get('model.embed_tokens.weight')!);
     const tiedWeights = new Map(weights);
     tiedWeights.delete('lm_head.weight');
@@ -158,9 +149,21 @@ describe('ReferenceModel on tiny random weights', () => {
     expect(tied).toEqual(ReferenceModel.fromWeights(untiedConfig, weights).forward(tokenIds));
   });
 
+  it('loads from disk exactly the weights randomModelWeights gives in memory', async () => {
+    const hf = { vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 };
+    const dir = await writeRandomModel(join(mkdtempSync(join(tmpdir(), 'reference-test-')), 'tiny'), hf, 9);
+    try {
+      const fromDisk = await ReferenceModel.load(dir);
+      const inMemory = ReferenceModel.fromWeights(fromDisk.config, randomModelWeights(fromDisk.config, 9));
+      expect(fromDisk.forward([1, 2, 3])).toEqual(inMemory.forward([1, 2, 3]));
+    } finally {
+      rmSync(resolve(dir, '..'), { recursive: true, force: true });
+    }
+  });
+
   it('rejects missing or mis-sized weights by name', () => {
     const config = tinyConfig({});
-    const weights = randomWeights(config, 1);
+    const weights = randomModelWeights(config, 1);
     weights.set('model.norm.weight', new Float32Array(3));
     expect(() => ReferenceModel.fromWeights(config, weights)).toThrow('"model.norm.weight" has 3 values, expected 16');
     weights.delete('model.norm.weight');
