@@ -38,3 +38,37 @@ export function referenceTokenizer(version: 'v1' | 'v3'): Tokenizer {
 export function publishedVectors(): PublishedVector[] {
   return JSON.parse(fixtures.FIXTURE_PUBLISHED_VECTORS) as PublishedVector[];
 }
+
+const FRAGMENTS = [
+  'the', 'The', ' of', 'and', 'Hello', 'world', 'grabbed', 'tokenizer', 'ça', 'naïve', 'Straße', 'über', 'привет',
+  'мир', 'مرحبا', 'שלום', 'नमस्ते', '你好', '世界', '镇', '東京', 'こんにちは', '한국어', '🦙', '👍🏽', '👨‍👩‍👧', '🇫🇷', 'Ꙋ',
+  '<s>', '</s>', '<unk>', '[INST]', '[/INST]', '[TOOL_CALLS]', '<0x0A>', '0', '7', '42', '3.14159', '2026', '%', '$',
+  '(', ')', '{', '}', '"', "'", '.', ',', '!', '?', ':', ';', '-', '—', '…', '/', '\\', '#', '@', '`', '~', '|',
+  ' ', '  ', '   ', '      ', ' '.repeat(17), '\n', '\n\n', '\t', '\r\n', '\u00a0', '\u200b', '\u3000', '\u0301',
+];
+
+/** Deterministic varied strings (no "▁", which SentencePiece reads as a space): words, scripts, emoji, runs. */
+export function randomStrings(count: number, seed: number): string[] {
+  let state = seed >>> 0;
+  const next = () => {
+    // xorshift32: fast, deterministic, good enough to mix fragments.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 4294967296;
+  };
+  const strings: string[] = [];
+  for (let index = 0; index < count; index++) {
+    const parts = 1 + Math.floor(next() * 24);
+    let text = '';
+    for (let part = 0; part < parts; part++) {
+      const roll = next();
+      if (roll < 0.75) text += FRAGMENTS[Math.floor(next() * FRAGMENTS.length)];
+      else if (roll < 0.9) text += String.fromCharCode(0x20 + Math.floor(next() * 95));
+      else if (roll < 0.97) text += String.fromCodePoint(0xa0 + Math.floor(next() * 0x2400));
+      else text += String.fromCodePoint(0x1f300 + Math.floor(next() * 0x300));
+    }
+    strings.push(text.replaceAll('\u2581', ' '));
+  }
+  return strings;
+}

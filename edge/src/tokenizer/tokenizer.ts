@@ -20,6 +20,13 @@ function toWellFormed(text: string): string {
   return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
 }
 
+export interface TokenizerOptions {
+  /** Split before each "▁" run that follows another character, when exact for the vocabulary. */
+  preSplit?: boolean;
+  /** Remember the ids of short chunks (words) in a bounded per-tokenizer map. */
+  cacheChunks?: boolean;
+}
+
 export class Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number;
@@ -36,19 +43,21 @@ export class Tokenizer {
   private readonly types: Uint8Array; // [vocab]
   private readonly bpe: Bpe;
   private readonly preSplit: boolean;
+  private readonly cacheChunks: boolean;
   private readonly chunkCache = new Map<string, number[]>();
   private hardCharacters: ((codePoint: number) => boolean) | undefined;
 
-  static fromAsset(asset: TokenizerAsset): Tokenizer {
+  /** `options` exist for tests and benchmarks (both default true; results are identical either way). */
+  static fromAsset(asset: TokenizerAsset, options: TokenizerOptions = {}): Tokenizer {
     validateTokenizerAsset(asset);
-    return new Tokenizer(asset);
+    return new Tokenizer(asset, options);
   }
 
-  static fromSentencePieceModel(bytes: Uint8Array): Tokenizer {
-    return Tokenizer.fromAsset(parseSentencePieceModel(bytes));
+  static fromSentencePieceModel(bytes: Uint8Array, options: TokenizerOptions = {}): Tokenizer {
+    return Tokenizer.fromAsset(parseSentencePieceModel(bytes), options);
   }
 
-  private constructor(asset: TokenizerAsset) {
+  private constructor(asset: TokenizerAsset, options: TokenizerOptions) {
     const vocabSize = asset.pieces.length;
     this.vocabSize = vocabSize;
     this.bosTokenId = asset.bosTokenId;
@@ -87,7 +96,8 @@ export class Tokenizer {
     }
     // Pre-splitting before each "▁" run that follows another character is exact only when no piece could
     // merge across that point, i.e. no piece has "▁" after another character (true for Mistral's vocabularies).
-    this.preSplit = preSplit;
+    this.preSplit = preSplit && options.preSplit !== false;
+    this.cacheChunks = options.cacheChunks !== false;
     this.bpe = new Bpe({ pieceToId, scores: Float64Array.from(asset.scores), userDefinedPieces, byteIds, unkTokenId: asset.unkTokenId });
   }
 
@@ -154,7 +164,7 @@ export class Tokenizer {
   }
 
   private encodeChunk(chunk: string, out: number[]): void {
-    if (chunk.length > CACHE_MAX_CHUNK) {
+    if (chunk.length > CACHE_MAX_CHUNK || !this.cacheChunks) {
       this.bpe.encode(chunk, out);
       return;
     }
