@@ -1,82 +1,8 @@
 // `npm run -s generate -- --model DIR --prompt-ids 1,461,401 --max-new-tokens N --temperature 0 --json`:
 // greedy generation through the same Engine the server uses. Exit 2 for bad flags, 1 for model errors.
 
-import { parseArgs } from 'node:util';
 import { Engine } from '../model/engine';
-import type { WeightFormat } from '../model/engine-types';
-
-class UsageError extends Error {}
-
-const USAGE = `usage: generate --model DIR --prompt-ids 1,461,401 [--max-new-tokens N] [--temperature 0] [--ignore-eos]
-                [--chunk-size C] [--dtype fp32|fp16|int4] [--threads N] [--onnx-cache DIR|none] [--json]`;
-
-interface GenerateArgs {
-  modelDir: string;
-  promptIds: number[];
-  maxNewTokens: number;
-  ignoreEos: boolean;
-  chunkSize?: number;
-  dtype: WeightFormat;
-  threads: number;
-  onnxCacheDir?: string | null;
-  json: boolean;
-}
-
-function integerFlag(value: string | undefined, flag: string, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!/^\d+$/.test(value.trim()) || parsed < min) throw new UsageError(`--${flag} must be an integer >= ${min}, got "${value}"`);
-  return parsed;
-}
-
-function parse(argv: string[]): GenerateArgs {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        model: { type: 'string' },
-        'prompt-ids': { type: 'string' },
-        prompt: { type: 'string' },
-        'max-new-tokens': { type: 'string' },
-        temperature: { type: 'string' },
-        'ignore-eos': { type: 'boolean' },
-        'chunk-size': { type: 'string' },
-        dtype: { type: 'string' },
-        threads: { type: 'string' },
-        'onnx-cache': { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  if (!values.model) throw new UsageError('--model DIR is required');
-  if (values.prompt !== undefined) throw new UsageError('--prompt (text) is not supported: the backend takes token ids, pass --prompt-ids');
-  if (!values['prompt-ids']) throw new UsageError('--prompt-ids is required (comma-separated token ids)');
-  const promptIds = values['prompt-ids'].split(',').map((part) => {
-    if (!/^\s*\d+\s*$/.test(part)) throw new UsageError(`--prompt-ids must be comma-separated non-negative integers, got "${part}"`);
-    return Number(part);
-  });
-  const temperature = values.temperature === undefined ? 0 : Number(values.temperature);
-  if (!Number.isFinite(temperature) || temperature < 0) throw new UsageError(`--temperature must be a number >= 0, got "${values.temperature}"`);
-  if (temperature > 0) throw new UsageError('--temperature > 0 is not supported by this command (greedy only); sampling lives in the server');
-  const dtype = values.dtype ?? 'fp32';
-  if (dtype !== 'fp32' && dtype !== 'fp16' && dtype !== 'int4') throw new UsageError(`--dtype must be fp32, fp16 or int4, got "${dtype}"`);
-  const cache = values['onnx-cache'];
-  return {
-    modelDir: values.model,
-    promptIds,
-    maxNewTokens: integerFlag(values['max-new-tokens'], 'max-new-tokens', 0) ?? 32,
-    ignoreEos: values['ignore-eos'] ?? false,
-    chunkSize: integerFlag(values['chunk-size'], 'chunk-size', 1),
-    dtype,
-    threads: integerFlag(values.threads, 'threads', 1) ?? 1,
-    onnxCacheDir: cache === undefined ? undefined : cache === 'none' ? null : cache,
-    json: values.json ?? false,
-  };
-}
+import { type GenerateArgs, USAGE, UsageError, parseGenerateArgs } from './generate-args';
 
 function argmax(logits: Float32Array): number {
   let best = 0;
@@ -116,7 +42,7 @@ async function generate(args: GenerateArgs): Promise<number[]> {
 async function main(): Promise<number> {
   let args: GenerateArgs;
   try {
-    args = parse(process.argv.slice(2));
+    args = parseGenerateArgs(process.argv.slice(2));
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`generate: ${error.message}\n${USAGE}\n`);

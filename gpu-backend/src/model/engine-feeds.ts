@@ -19,6 +19,8 @@ export interface BatchPlan {
   firstRow: number;
   /** Prefill (one row): feed the past oldest-first (fused path, wrapped ring). */
   timeOrdered: boolean;
+  /** Logits for every new token of every row, not just the last (prompt scoring). */
+  allLogits?: boolean;
 }
 
 const MASKED = -1e30; // exp underflows to exactly 0 in fp32 (and to -inf after the fp16 cast)
@@ -35,7 +37,9 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
       inputIds[b * S + s] = BigInt(row.sequenceId === null ? 0 : row.tokenIds[s]);
       positionIds[b * S + s] = BigInt(lengths[b] + s);
     }
-    if (row.sequenceId !== null) logitsRows.push(BigInt(b * S + S - 1));
+    if (row.sequenceId === null) return;
+    if (plan.allLogits) for (let s = 0; s < S; s++) logitsRows.push(BigInt(b * S + s));
+    else logitsRows.push(BigInt(b * S + S - 1));
   });
   const feeds: Record<string, Feed> = {
     input_ids: { type: 'int64', data: inputIds, dims: [B, S] },

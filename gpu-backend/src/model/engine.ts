@@ -18,6 +18,8 @@ export interface EngineLoadOptions extends EngineOptions {
   /** Force the attention implementation (tests); default picks fused unless headDim % 16 != 0. */
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  /** Estimated weight bytes above which the cached graph keeps weights in model.onnx.data (default 1.5 GiB). */
+  externalDataThresholdBytes?: number;
 }
 
 export class EngineError extends Error {
@@ -75,6 +77,7 @@ export class Engine implements ModelEngine {
       int4AccuracyLevel: options.int4AccuracyLevel,
       cacheDir,
       checkpointDir: options.modelDir,
+      externalDataThresholdBytes: options.externalDataThresholdBytes,
     });
     const session = await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
     const cache = new KvCache({
@@ -156,7 +159,25 @@ export class Engine implements ModelEngine {
     }
   }
 
-  private async prefill(item: StepItem): Promise<Float32Array> {
+  /**
+   * Appends `tokenIds` (chunked like a prefill) and returns the logits row of EVERY new token
+   * ([tokenIds.length][vocabSize]): prompt log-probabilities and the KV self-consistency test.
+   */
+  async scoreTokens(sequenceId: number, tokenIds: number[]): Promise<Float32Array[]> {
+    if (this.running) throw new EngineError('scoreTokens() called while a step is running');
+    this.validate([{ sequenceId, tokenIds }]);
+    this.running = true;
+    try {
+      this.lastTransferBytes = 0;
+      const rows: Float32Array[] = [];
+      await this.prefill({ sequenceId, tokenIds }, (chunkLogits) => rows.push(...chunkLogits));
+      return rows;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async prefill(item: StepItem, allLogits?: (chunkLogits: Float32Array[]) => void): Promise<Float32Array> {
     let logits: Float32Array | null = null;
     for (let start = 0; start < item.tokenIds.length; start += this.chunkSize) {
       const tokenIds = item.tokenIds.slice(start, start + this.chunkSize);
@@ -167,8 +188,11 @@ export class Engine implements ModelEngine {
         sequenceLength: tokenIds.length,
         firstRow: this.cache.row(item.sequenceId),
         timeOrdered: this.attention === 'fused' && tokenIds.length > 1 && this.cache.isWrapped(length),
+        allLogits: allLogits !== undefined,
       };
-      logits = (await this.run(plan))[0];
+      const chunkLogits = await this.run(plan);
+      allLogits?.(chunkLogits);
+      logits = chunkLogits[chunkLogits.length - 1];
     }
     return logits!;
   }
@@ -205,8 +229,10 @@ export class Engine implements ModelEngine {
         this.cache.write(row.sequenceId, layer, newKeys, newValues, b, S, S);
       }
       this.cache.advance(row.sequenceId, S);
-      const k = logits.length;
-      logits.push((outputs.logits as Float32Array).subarray(k * vocabSize, (k + 1) * vocabSize));
+      for (let t = plan.allLogits ? 0 : S - 1; t < S; t++) {
+        const k = logits.length;
+        logits.push((outputs.logits as Float32Array).subarray(k * vocabSize, (k + 1) * vocabSize));
+      }
     });
     return logits;
   }

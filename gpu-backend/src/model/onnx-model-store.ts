@@ -22,6 +22,8 @@ export interface StoreOptions {
   cacheDir: string | null;
   /** The checkpoint folder, fingerprinted by file sizes and mtimes. */
   checkpointDir: string;
+  /** Estimated weight bytes above which weights go external (tests lower it). */
+  externalDataThresholdBytes?: number;
 }
 
 export interface PreparedModel {
@@ -42,6 +44,7 @@ function estimatedWeightBytes(source: WeightSource, format: WeightFormat): numbe
 }
 
 function checkpointFingerprint(dir: string): string[] {
+  if (!fs.existsSync(dir)) return []; // in-memory weights (tests): config and options alone key the cache
   return fs
     .readdirSync(dir)
     .filter((name) => name.endsWith('.safetensors') || name.endsWith('.json'))
@@ -65,7 +68,7 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
   const attention = options.attention ?? chooseAttention(source.config.headDim);
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
   const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel };
-  const external = estimatedWeightBytes(source, options.format) > EXTERNAL_DATA_THRESHOLD;
+  const external = estimatedWeightBytes(source, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
   if (options.cacheDir === null) {
     if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
     const built = await buildModelGraph(source, graphOptions, null);

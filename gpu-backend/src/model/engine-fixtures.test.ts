@@ -1,0 +1,42 @@
+// The trained stories260k checkpoints (head_dim 8: the unfused fallback) against the float64 reference:
+// greedy generations token for token, prompts longer than the window, generations several windows long.
+
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Engine } from './engine';
+import { ReferenceModel } from './reference-forward';
+
+const FIXTURES = path.resolve(process.cwd(), '../shared/fixtures');
+const PROMPT = [1, ...Array.from({ length: 40 }, (_, i) => ((i * 37 + 11) % 500) + 3)];
+
+async function engineGreedy(engine: Engine, promptIds: number[], maxNewTokens: number): Promise<number[]> {
+  const sequenceId = engine.createSequence();
+  let [logits] = await engine.step([{ sequenceId, tokenIds: promptIds }]);
+  const generated: number[] = [];
+  for (;;) {
+    let best = 0;
+    for (let id = 1; id < logits.length; id++) if (logits[id] > logits[best]) best = id;
+    generated.push(best);
+    if (generated.length === maxNewTokens) return generated;
+    [logits] = await engine.step([{ sequenceId, tokenIds: [best] }]);
+  }
+}
+
+describe('stories260k fixtures', () => {
+  for (const [folder, chunkSize] of [
+    ['stories260k', undefined],
+    ['stories260k-swa16', 7],
+    ['stories260k-swa32', undefined],
+  ] as const) {
+    it(`${folder}: 100 greedy tokens after a 41-token prompt match the reference (chunk ${chunkSize ?? 'default'})`, async () => {
+      const modelDir = path.join(FIXTURES, folder);
+      const reference = await ReferenceModel.load(modelDir);
+      const engine = await Engine.load({ modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 2, chunkSize, onnxCacheDir: null });
+      expect(engine.attention).toBe('unfused');
+      const expected = reference.greedy(PROMPT, 100, { ignoreEos: true });
+      expect(await engineGreedy(engine, PROMPT, 100)).toEqual(expected);
+      if (engine.config.slidingWindow !== null) expect(engine.cacheCapacity).toBe(engine.config.slidingWindow - 1);
+      await engine.dispose();
+    });
+  }
+});

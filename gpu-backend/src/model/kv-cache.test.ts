@@ -1,0 +1,63 @@
+// The rolling-buffer arithmetic of the file header's worked example, row compaction and forks.
+
+import { describe, expect, it } from 'vitest';
+import { KvCache } from './kv-cache';
+
+function cache(slidingWindow: number | null, maxModelLen = 100): KvCache {
+  return new KvCache({ layerCount: 1, keyValueHeadCount: 2, headDim: 2, slidingWindow, maxSequences: 3, maxModelLen, elementType: 'float32' });
+}
+
+describe('KvCache', () => {
+  it('W = 4: position p lives in slot p mod 3 and the slots hold the newest W - 1 positions', () => {
+    const kv = cache(4);
+    expect(kv.ringSlots).toBe(3);
+    expect([0, 1, 2, 3, 4, 5].map((p) => kv.slotOf(p))).toEqual([0, 1, 2, 0, 1, 2]);
+    expect([0, 1, 2].map((slot) => kv.positionInSlot(4, slot))).toEqual([3, 1, 2]);
+    expect([0, 1, 2].map((slot) => kv.positionInSlot(5, slot))).toEqual([3, 4, 2]);
+    expect([0, 1, 2].map((slot) => kv.positionInSlot(1, slot))).toEqual([0, -1, -1]);
+    expect(kv.validSlots(1000)).toBe(3);
+    expect(kv.isWrapped(3)).toBe(false);
+    expect(kv.isWrapped(4)).toBe(true);
+  });
+
+  it('writes keep only the newest W - 1 positions; timeOrderedPast returns them oldest first', () => {
+    const kv = cache(4);
+    const id = kv.create();
+    kv.ensureFits(7);
+    expect(kv.capacity).toBe(3);
+    // 7 tokens, 2 kv heads x headDim 2: value = position * 10 + head
+    const newKeys = new Float32Array(7 * 4).map((_, i) => Math.floor(i / 4) * 10 + Math.floor((i % 4) / 2));
+    kv.write(id, 0, newKeys, newKeys, 0, 7, 7);
+    kv.advance(id, 7);
+    const { data, slots } = kv.timeOrderedPast(id, kv.keys[0]);
+    expect(slots).toBe(3);
+    expect(Array.from(data)).toEqual([40, 40, 50, 50, 60, 60, 41, 41, 51, 51, 61, 61]); // [kvHead, slot, headDim]
+  });
+
+  it('without a window the capacity grows to the longest sequence only, keeping contents', () => {
+    const kv = cache(null, 1000);
+    const id = kv.create();
+    expect(kv.capacity).toBe(64);
+    kv.write(id, 0, Float32Array.of(1, 2, 3, 4), Float32Array.of(1, 2, 3, 4), 0, 1, 1);
+    kv.advance(id, 1);
+    kv.ensureFits(65);
+    expect(kv.capacity).toBe(128);
+    expect(Array.from(kv.timeOrderedPast(id, kv.keys[0]).data)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('release moves the last row into the hole; fork copies a row', () => {
+    const kv = cache(null);
+    const [a, b, c] = [kv.create(), kv.create(), kv.create()];
+    for (const [id, value] of [[a, 1], [b, 2], [c, 3]] as const) {
+      kv.write(id, 0, new Float32Array(4).fill(value), new Float32Array(4).fill(value), 0, 1, 1);
+      kv.advance(id, 1);
+    }
+    kv.release(a);
+    expect(kv.row(c)).toBe(0);
+    expect(Array.from(kv.timeOrderedPast(c, kv.keys[0]).data)).toEqual([3, 3, 3, 3]);
+    const forked = kv.fork(b);
+    expect(kv.length(forked)).toBe(1);
+    expect(Array.from(kv.timeOrderedPast(forked, kv.values[0]).data)).toEqual([2, 2, 2, 2]);
+    expect(() => kv.create()).toThrow(/no free/);
+  });
+});
