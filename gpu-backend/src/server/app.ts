@@ -121,7 +121,9 @@ function streamGeneration(c: Context, client: GenerationClient, request: Validat
     clearInterval(heartbeat);
     outcome.cancel();
   };
-  c.req.raw.signal.addEventListener('abort', abort, { once: true });
+  // A client that left before this point gets no abort event: check first.
+  if (c.req.raw.signal.aborted) abort();
+  else c.req.raw.signal.addEventListener('abort', abort, { once: true });
   heartbeat = setInterval(() => open && controller.enqueue(encoder.encode(encodeSseComment('ping'))), heartbeatMs);
   heartbeat.unref();
   return new Response(body, {
@@ -151,7 +153,8 @@ async function collectGeneration(c: Context, client: GenerationClient, request: 
     }
   });
   if (!outcome.ok) return refusal(c, client, outcome);
-  c.req.raw.signal.addEventListener('abort', outcome.cancel, { once: true });
+  if (c.req.raw.signal.aborted) outcome.cancel();
+  else c.req.raw.signal.addEventListener('abort', outcome.cancel, { once: true });
   const last = await ended;
   if (last.event === 'error') return c.json({ error: last.data }, last.data.code === 'shutting_down' ? 503 : 500);
   if (last.event !== 'end') throw new Error(`unexpected final event ${last.event}`);

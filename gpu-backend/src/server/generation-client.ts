@@ -58,6 +58,7 @@ export class GenerationClient {
   private idleWaiters: (() => void)[] = [];
   private stoppedWaiter: (() => void) | null = null;
   private transport!: Transport;
+  private closing: Promise<void> | null = null;
 
   /** Logs from the engine thread; debug lines only when `debug` is set. */
   onLog: (level: 'info' | 'debug', message: string) => void = () => {};
@@ -165,8 +166,14 @@ export class GenerationClient {
     await this.close();
   }
 
-  /** Stops the engine thread (after disposing the engine when it is healthy). */
-  async close(): Promise<void> {
+  /** Stops the engine thread (after disposing the engine when it is healthy). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.stopEngineThread();
+    return this.closing;
+  }
+
+  private async stopEngineThread(): Promise<void> {
+    this.draining = true;
     if (this.isReady()) {
       const stopped = new Promise<void>((resolve) => (this.stoppedWaiter = resolve));
       this.transport.send({ type: 'stop' });
