@@ -7,7 +7,8 @@ import { Engine, type EngineLoadOptions } from './engine';
 import type { AttentionKind } from './graph-attention';
 import { dequantizeInt4, quantizeInt4 } from './quantize-int4';
 import { ReferenceModel } from './reference-forward';
-import { MapWeightSource, randomWeights, tinyConfig } from './test-models';
+import { randomModelWeights as randomWeights } from './default-model';
+import { MapWeightSource, tinyConfig } from './test-models';
 
 /** max |engine - reference| / max |reference| over one logits row. */
 function relativeError(actual: Float32Array, expected: Float64Array): number {

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from './engine';
 import { prepareOnnxModel } from './onnx-model-store';
 import { ReferenceModel } from './reference-forward';
-import { MapWeightSource, randomWeights, tinyConfig } from './test-models';
+import { randomModelWeights as randomWeights } from './default-model';
+import { MapWeightSource, tinyConfig } from './test-models';
 
 const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnx-cache-test-'));
 afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));

@@ -1,9 +1,8 @@
-// Test support: tiny random Mistral configs and in-memory weight sources (no disk, no checkpoint).
+// Test support: tiny Mistral configs and an in-memory weight source (random weights: default-model's
+// randomModelWeights), so engine tests need no disk and no checkpoint.
 
 import type { ModelConfig } from './config';
-import { mistralTensors } from './mistral-tensors';
 import type { WeightSource } from './model-graph';
-import { SeededRandom, hashSeed } from './seeded-random';
 
 export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {
@@ -24,20 +23,6 @@ export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
     tieWordEmbeddings: false,
     ...overrides,
   };
-}
-
-/** Normal weights scaled by 1/sqrt(fan-in) (norm weights around 1), one seeded stream per tensor. */
-export function randomWeights(config: ModelConfig, seed: number): Map<string, Float32Array> {
-  const weights = new Map<string, Float32Array>();
-  for (const spec of mistralTensors(config)) {
-    const random = new SeededRandom(hashSeed(seed, spec.name));
-    const size = spec.shape.reduce((a, b) => a * b, 1);
-    const values = new Float32Array(size);
-    const scale = spec.kind === 'projection' ? 1 / Math.sqrt(spec.shape[1]) : spec.kind === 'embedding' ? 1 : 0.1;
-    for (let i = 0; i < size; i++) values[i] = (spec.kind === 'norm' ? 1 : 0) + scale * random.nextNormal();
-    weights.set(spec.name, values);
-  }
-  return weights;
 }
 
 export class MapWeightSource implements WeightSource {
