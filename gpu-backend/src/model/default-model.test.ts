@@ -1,10 +1,10 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from './checkpoint';
 import { configFromHuggingFace } from './config';
-import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureDefaultModel, writeRandomModel } from './default-model';
+import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureDefaultModel, ensureRandomModel, writeRandomModel } from './default-model';
 import { ReferenceModel } from './reference-forward';
 import { writeSafetensors } from './safetensors';
 import { SeededRandom, hashSeed } from './seeded-random';
@@ -54,32 +54,58 @@ describe('default model', () => {
     expect(readFileSync(join(second, 'model.safetensors')).equals(readFileSync(join(first, 'model.safetensors')))).toBe(true);
   });
 
-  it('keeps a complete folder, regenerates an incomplete one, refuses to overwrite a foreign one', async () => {
+  it('a second ensureDefaultModel leaves the complete folder alone', async () => {
     const weights = join(first, 'model.safetensors');
-    const before = statSync(weights).mtimeMs;
-    await ensureDefaultModel(first);
-    expect(statSync(weights).mtimeMs).toBe(before);
-
-    const broken = join(root, 'broken');
-    cpSync(first, broken, { recursive: true });
-    truncateSync(join(broken, 'model.safetensors'), 1000);
-    await ensureDefaultModel(broken);
-    await (await Checkpoint.open(broken)).close();
-    unlinkSync(join(broken, 'config.json'));
-    await ensureDefaultModel(broken);
-    await (await Checkpoint.open(broken)).close();
-
-    const foreign = join(root, 'foreign');
-    mkdirSync(foreign);
-    writeFileSync(join(foreign, 'config.json'), JSON.stringify(DEFAULT_MODEL_CONFIG));
-    await writeSafetensors(join(foreign, 'model.safetensors'), [{ name: 'x', shape: [1], dtype: 'F32', data: new Float32Array(1) }]);
-    await expect(ensureDefaultModel(foreign)).rejects.toThrow('refusing to overwrite');
+    const before = statSync(weights).ino;
+    expect(await ensureDefaultModel(first)).toBe(first);
+    expect(statSync(weights).ino).toBe(before);
   });
 
   it('decodes greedily without collapsing onto one token', async () => {
     const model = await ReferenceModel.load(first);
     const generated = model.greedy([1], 12, { ignoreEos: true });
     expect(new Set(generated).size).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe('ensureRandomModel', () => {
+  const tiny = { ...DEFAULT_MODEL_CONFIG, vocab_size: 50, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 1 };
+
+  it('keeps a complete folder, regenerates an incomplete or outdated one, refuses to overwrite a foreign one', async () => {
+    const reference = await writeRandomModel(join(root, 'ensure-reference'), tiny, 4);
+    const expected = readFileSync(join(reference, 'model.safetensors'));
+    const dir = join(root, 'ensure');
+    const weights = join(dir, 'model.safetensors');
+    await ensureRandomModel(dir, tiny, 4);
+    expect(readFileSync(weights).equals(expected)).toBe(true);
+    const before = statSync(weights).ino;
+    await ensureRandomModel(dir, tiny, 4);
+    expect(statSync(weights).ino).toBe(before);
+
+    truncateSync(weights, 1000);
+    await ensureRandomModel(dir, tiny, 4);
+    expect(readFileSync(weights).equals(expected)).toBe(true);
+    unlinkSync(join(dir, 'config.json'));
+    await ensureRandomModel(dir, tiny, 4);
+    await (await Checkpoint.open(dir)).close();
+
+    // Another seed, dtype or generator version means different weights: regenerate.
+    await ensureRandomModel(dir, tiny, 5);
+    expect(readFileSync(weights).equals(expected)).toBe(false);
+    await ensureRandomModel(dir, tiny, 4, { dtype: 'BF16' });
+    expect(statSync(weights).size).toBeLessThan(expected.byteLength);
+    await writeSafetensors(weights, [{ name: 'x', shape: [1], dtype: 'F32', data: new Float32Array(1) }], {
+      generator: 'mistral-edge-serve writeRandomModel v1', seed: '4',
+    });
+    await ensureRandomModel(dir, tiny, 4);
+    expect(readFileSync(weights).equals(expected)).toBe(true);
+
+    const foreign = join(root, 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'config.json'), JSON.stringify(tiny));
+    await writeSafetensors(join(foreign, 'model.safetensors'), [{ name: 'x', shape: [1], dtype: 'F32', data: new Float32Array(1) }]);
+    await expect(ensureRandomModel(foreign, tiny, 4)).rejects.toThrow('refusing to overwrite');
+    await expect(ensureDefaultModel(foreign)).rejects.toThrow('refusing to overwrite');
   });
 });
 

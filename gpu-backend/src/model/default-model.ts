@@ -45,8 +45,10 @@ export const BENCH_125M_CONFIG = {
 
 export const DEFAULT_MODEL_SEED = 20231010;
 
-/** Written into the safetensors metadata so a folder we generated can be told from a user's checkpoint. */
-const GENERATOR = 'mistral-edge-serve writeRandomModel v2';
+/** Written into the safetensors metadata so a folder we generated (any version) can be told from a user's checkpoint. */
+const GENERATOR_NAME = 'mistral-edge-serve writeRandomModel';
+/** Bumped whenever the same seed would give different weights, so older generated folders are regenerated. */
+const GENERATOR = `${GENERATOR_NAME} v2`;
 
 const TORCH_DTYPES: Record<FloatDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
@@ -64,6 +66,11 @@ function randomTensor(spec: TensorSpec, seed: number): Float32Array {
   return random.fillNormal(values, 1 / Math.sqrt(spec.shape[1]));
 }
 
+/** The config.json written beside weights of `dtype`. */
+function configJson(hfConfig: Record<string, unknown>, dtype: FloatDtype): Record<string, unknown> {
+  return { ...hfConfig, torch_dtype: TORCH_DTYPES[dtype] };
+}
+
 /** The weights writeRandomModel writes for `config` and `seed`, in memory (same values as its F32 file). */
 export function randomModelWeights(config: ModelConfig, seed: number): Map<string, Float32Array> {
   return new Map(mistralTensors(config).map((spec) => [spec.name, randomTensor(spec, seed)]));
@@ -71,8 +78,8 @@ export function randomModelWeights(config: ModelConfig, seed: number): Map<strin
 
 /**
  * Writes config.json + model.safetensors with deterministic random weights for any Mistral config.
- * Files are written under temporary names and renamed, config.json last, so a crash never leaves a folder
- * that opens as complete. Returns the folder's absolute path.
+ * Replaces any config.json and model.safetensors already there. Files are written under temporary names and
+ * renamed, config.json last, so a crash never leaves a folder that opens as complete. Returns the absolute path.
  */
 export async function writeRandomModel(
   dir: string,
@@ -81,7 +88,7 @@ export async function writeRandomModel(
   opts: { dtype?: FloatDtype } = {},
 ): Promise<string> {
   const dtype = opts.dtype ?? 'F32';
-  const json = { ...hfConfig, torch_dtype: TORCH_DTYPES[dtype] };
+  const json = configJson(hfConfig, dtype);
   const config = configFromHuggingFace(json);
   const folder = resolve(dir);
   await mkdir(folder, { recursive: true });
@@ -106,23 +113,22 @@ export async function writeRandomModel(
   return folder;
 }
 
-/** 'complete': the default model as we would write it; 'stale': ours but different or broken; 'foreign': someone else's. */
-async function inspectFolder(folder: string): Promise<'complete' | 'stale' | 'foreign'> {
-  let generator: string | undefined;
-  let seed: string | undefined;
+/** 'complete': what writeRandomModel would write; 'stale': generated but different or broken; 'foreign': someone else's. */
+async function inspectFolder(folder: string, expectedConfig: Record<string, unknown>, seed: number): Promise<'complete' | 'stale' | 'foreign'> {
+  let metadata: Record<string, string>;
   try {
     const weights = await SafetensorsFile.open(join(folder, 'model.safetensors'));
-    ({ generator, seed } = weights.metadata);
+    metadata = weights.metadata;
     await weights.close();
   } catch {
     return 'stale'; // missing or unreadable weights: nothing worth keeping
   }
-  if (generator !== GENERATOR) return 'foreign';
+  if (!metadata.generator?.startsWith(GENERATOR_NAME)) return 'foreign';
   try {
     const onDisk = JSON.parse(await readFile(join(folder, 'config.json'), 'utf-8'));
     const checkpoint = await Checkpoint.open(folder);
     await checkpoint.close();
-    const same = JSON.stringify(onDisk) === JSON.stringify(DEFAULT_MODEL_CONFIG) && seed === String(DEFAULT_MODEL_SEED);
+    const same = metadata.generator === GENERATOR && metadata.seed === String(seed) && JSON.stringify(onDisk) === JSON.stringify(expectedConfig);
     return same ? 'complete' : 'stale';
   } catch {
     return 'stale';
@@ -130,16 +136,26 @@ async function inspectFolder(folder: string): Promise<'complete' | 'stale' | 'fo
 }
 
 /**
- * Makes sure `dir` holds the default model, generating it (a few seconds) when the folder is missing,
- * incomplete or holds an older generated model. Refuses to overwrite weights it did not generate.
- * Returns the folder's absolute path.
+ * writeRandomModel, skipped when `dir` already holds exactly that model (benchmarks cache the 125M shape this way).
+ * Generates when the folder is missing, incomplete or holds another generated model; refuses to overwrite
+ * weights that writeRandomModel did not write. Returns the folder's absolute path.
  */
-export async function ensureDefaultModel(dir: string): Promise<string> {
+export async function ensureRandomModel(
+  dir: string,
+  hfConfig: Record<string, unknown>,
+  seed: number,
+  opts: { dtype?: FloatDtype } = {},
+): Promise<string> {
   const folder = resolve(dir);
-  const state = await inspectFolder(folder);
+  const state = await inspectFolder(folder, configJson(hfConfig, opts.dtype ?? 'F32'), seed);
   if (state === 'complete') return folder;
   if (state === 'foreign') {
-    throw new Error(`${folder}: holds a model.safetensors that ensureDefaultModel did not write; refusing to overwrite it`);
+    throw new Error(`${folder}: holds a model.safetensors that writeRandomModel did not write; refusing to overwrite it`);
   }
-  return writeRandomModel(folder, DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_SEED);
+  return writeRandomModel(folder, hfConfig, seed, opts);
+}
+
+/** Makes sure `dir` holds the default model (generated in about a second when needed). Returns the absolute path. */
+export async function ensureDefaultModel(dir: string): Promise<string> {
+  return ensureRandomModel(dir, DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_SEED);
 }
