@@ -68,7 +68,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
   let lease: BackendLease | null = null;
   let heartbeat: ReturnType<typeof setInterval> | null = null;
   const stopHeartbeat = () => {
-    if (heartbeat !== null) stopHeartbeat();
+    if (heartbeat !== null) clearInterval(heartbeat);
     heartbeat = null;
   };
   let usage: Usage | null = null;
@@ -115,6 +115,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
         }
       } catch (error) {
         if (!closed) {
+          console.error('edge: generation stream failed', error);
           failed = !(error instanceof HttpError) || error.code === 'backend_unavailable';
           const message = error instanceof HttpError ? error.message : 'The connection to the model backend was lost.';
           sendJson(errorBody(error instanceof HttpError ? error.code : 'backend_unavailable', message));

@@ -1,4 +1,5 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SseParser } from '../../../shared/sse';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import { BackendStream, bearer, callEdge, createKey, fakeBackend, readSse, scriptedBackend, sseResponse } from '../test-support/edge-harness';
 
@@ -222,5 +223,8 @@ describe('failures', () => {
       seen += new TextDecoder().decode(value);
     }
     expect(seen).toContain('data: [DONE]');
+    expect(seen).not.toContain('"error"');
+    const chunks = new SseParser().push(seen).filter((m) => m.data !== '[DONE]').map((m) => JSON.parse(m.data) as Chunk);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(getDefaultTokenizer().decode([22557]));
   });
 });
