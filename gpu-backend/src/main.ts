@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     console.error(`gpu-backend: ${error.message}`);
     process.exit(2);
   }
-  const client = GenerationClient.inWorker(settings.engineHost);
+  const client = GenerationClient.inWorker({ ...settings.engineHost, logStepTransfers: settings.debug });
   client.onLog = (level, message) => {
     if (level === 'info' || settings.debug) console.error(`[engine] ${message}`);
   };

@@ -79,7 +79,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
       const stats = scheduler.stats();
       port.post({ type: 'step', events, stats });
       events = [];
-      if (stats.lastDecodeCount > 0) {
+      if (options.logStepTransfers && stats.lastDecodeCount > 0) {
         port.post({ type: 'log', level: 'debug', message: `decode step: ${stats.lastDecodeCount} sequences, ${stats.kv.lastStepTransferBytes} bytes moved` });
       }
     };

@@ -16,6 +16,8 @@ export interface ServingLimits extends SchedulerLimits {
 export interface EngineHostOptions {
   engine: { kind: 'onnx'; options: EngineOptions } | { kind: 'fake'; options: Omit<FakeEngineOptions, 'beforeStep'> };
   limits?: Partial<ServingLimits>;
+  /** Post a debug line per decode step with the bytes it moved (engine.kvStats()). */
+  logStepTransfers?: boolean;
 }
 
 export type ToEngineThread =

@@ -1,0 +1,123 @@
+// The scheduler on the real ONNX engine (small random models, CPU): batch invariance, prefix cache
+// across a sliding window, n > 1 forks, and the server path through a real worker thread.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../../../shared/protocol';
+import { Engine } from '../model/engine';
+import { randomModelWeights } from '../model/default-model';
+import { MapWeightSource, tinyConfig } from '../model/test-models';
+import { createBackendApp } from './app';
+import { GenerationClient } from './generation-client';
+import { Scheduler, type SchedulerLimits } from './scheduler';
+import { fakeGreedy, readEvents } from './test-support';
+
+const WINDOW = 8;
+const CONFIG = tinyConfig({ vocabSize: 128, slidingWindow: WINDOW, maxPositions: 256 });
+
+function newEngine(): Promise<Engine> {
+  return Engine.fromWeights(new MapWeightSource(CONFIG, randomModelWeights(CONFIG, 7)), {
+    modelDir: 'random-window-model', dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 12, onnxCacheDir: null,
+  });
+}
+
+function promptOf(length: number, salt: number): number[] {
+  return Array.from({ length }, (_, i) => 3 + ((i * 11 + salt * 17) % (CONFIG.vocabSize - 3)));
+}
+
+/** Runs requests to completion on one scheduler; returns each request's choices' ids and usage. */
+async function serve(
+  engine: Engine,
+  requests: { tokenIds: number[]; sampling?: Partial<SamplingParams>; prefixLength?: number; afterSteps?: number }[],
+  limits: Partial<SchedulerLimits> = {},
+) {
+  const events = new Map<number, GenerateEvent[]>();
+  const scheduler = new Scheduler(engine, { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixMinTokens: 4, ...limits }, (id, event) => {
+    events.set(id, [...(events.get(id) ?? []), event]);
+  });
+  let steps = 0;
+  const submitDue = () =>
+    requests.forEach((request, index) => {
+      if ((request.afterSteps ?? 0) !== steps) return;
+      const sampling = { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: 6, seed: index, ...request.sampling };
+      scheduler.submit({ id: index, tokenIds: request.tokenIds, sampling: { ...sampling, seed: sampling.seed ?? index }, prefixLength: request.prefixLength });
+    });
+  submitDue();
+  while (scheduler.hasWork() || requests.some((request) => (request.afterSteps ?? 0) > steps)) {
+    await scheduler.step();
+    steps++;
+    submitDue();
+  }
+  return requests.map((request, index) => {
+    const list = events.get(index)!;
+    const choices = Array.from({ length: request.sampling?.n ?? 1 }, (_, choice) =>
+      list.flatMap((event) => (event.event === 'token' && event.data.choice === choice ? event.data.tokenIds : [])),
+    );
+    const end = list.at(-1)!;
+    return { choices, usage: end.event === 'end' ? end.data.usage : null };
+  });
+}
+
+describe('scheduler on the real engine', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await newEngine();
+  });
+  afterAll(async () => {
+    await engine.dispose();
+  });
+
+  it('a greedy request gives the same ids alone and among 7 others (batch invariance)', async () => {
+    const target = { tokenIds: promptOf(13, 1), sampling: { maxTokens: 12 } };
+    const [alone] = await serve(engine, [target]);
+    const company = [
+      ...[2, 3, 4].map((salt) => ({ tokenIds: promptOf(5 + salt * 7, salt), sampling: { temperature: 1, maxTokens: 20 } })),
+      { ...target, afterSteps: 2 },
+      ...[5, 6, 7, 8].map((salt) => ({ tokenIds: promptOf(salt * 3, salt), sampling: { temperature: 0.7, maxTokens: 15 }, afterSteps: salt - 4 })),
+    ];
+    const results = await serve(engine, company);
+    expect(results[3].choices[0]).toEqual(alone.choices[0]);
+    expect(new Set(alone.choices[0]).size).toBeGreaterThan(3); // a wandering output, not one repeated id
+    expect(engine.freeSequences()).toBe(12);
+  });
+
+  it('prefix-cache hit past the sliding window equals the uncached output', async () => {
+    const system = promptOf(5 * WINDOW, 9); // 40 tokens: the snapshot holds a wrapped rolling buffer
+    const first = { tokenIds: [...system, ...promptOf(6, 10)], prefixLength: system.length };
+    const second = { tokenIds: [...system, ...promptOf(7, 11)], prefixLength: system.length, afterSteps: 12, sampling: { maxTokens: 10 } };
+    const cached = await serve(engine, [first, second], { prefixCacheSize: 2 });
+    expect(cached[1].usage!.cachedTokens).toBe(system.length);
+    const fresh = await newEngine();
+    try {
+      const [uncached] = await serve(fresh, [{ ...second, afterSteps: 0 }]);
+      expect(uncached.usage!.cachedTokens).toBe(0);
+      expect(cached[1].choices[0]).toEqual(uncached.choices[0]);
+      expect(new Set(uncached.choices[0]).size).toBeGreaterThan(3);
+    } finally {
+      await fresh.dispose();
+    }
+  });
+
+  it('n > 1 forks the prefilled prompt: every greedy choice equals the single-choice output', async () => {
+    const prompt = promptOf(3 * WINDOW + 2, 12);
+    const [single] = await serve(engine, [{ tokenIds: prompt, sampling: { maxTokens: 8 } }]);
+    const [forked] = await serve(engine, [{ tokenIds: prompt, sampling: { maxTokens: 8, n: 3 } }]);
+    expect(forked.choices).toEqual([single.choices[0], single.choices[0], single.choices[0]]);
+  });
+});
+
+describe('server path through a real worker thread', () => {
+  it('streams the fake model reference from the engine thread', async () => {
+    const client = GenerationClient.inWorker({ engine: { kind: 'fake', options: { vocabSize: 64 } } });
+    try {
+      await client.whenReady();
+      const app = createBackendApp({ client });
+      const prompt = [1, 4, 9, 16];
+      const body = { requestId: 'w', tokenIds: prompt, sampling: { temperature: 0, maxTokens: 6, ignoreEos: true }, stream: true };
+      const events = await readEvents(await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) }));
+      expect(events.flatMap((event) => (event.event === 'token' ? event.data.tokenIds : []))).toEqual(fakeGreedy(prompt, 6, 64));
+      expect(events.at(-1)!.event).toBe('end');
+    } finally {
+      await client.close();
+    }
+  });
+});
