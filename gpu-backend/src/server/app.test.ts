@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION_HEADER, type GenerateResponse } from '../../../shared/protocol';
+import { PROTOCOL_VERSION_HEADER, type ErrorBody, type GenerateResponse } from '../../../shared/protocol';
 import { createBackendApp } from './app';
 import { FakeEngine } from './fake-engine';
 import { GenerationClient } from './generation-client';
@@ -21,6 +21,10 @@ async function setup(options: { limits?: Partial<ServingLimits>; backendToken?: 
 
 function generate(body: unknown, init: RequestInit = {}): Request {
   return new Request('http://backend/v1/generate', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, ...init });
+}
+
+async function errorOf(response: Response): Promise<ErrorBody['error']> {
+  return ((await response.json()) as ErrorBody).error;
 }
 
 afterEach(async () => {
@@ -45,7 +49,7 @@ describe('backend app: validation and auth', () => {
     const { app } = await setup();
     const response = await app.request(generate(body));
     expect(response.status).toBe(400);
-    const { error } = await response.json();
+    const error = await errorOf(response);
     expect(error.code).toBe('invalid_request');
     expect(error.param).toBe(param);
     expect(error.message).toContain(param);
@@ -56,7 +60,7 @@ describe('backend app: validation and auth', () => {
     const steps = engine.stepLog.length;
     const tooLong = await app.request(generate({ requestId: 'r', tokenIds: Array(100).fill(5), sampling: { maxTokens: 29 } }));
     expect(tooLong.status).toBe(400);
-    expect((await tooLong.json()).error).toMatchObject({ code: 'context_length_exceeded', param: 'sampling.maxTokens' });
+    expect((await errorOf(tooLong))).toMatchObject({ code: 'context_length_exceeded', param: 'sampling.maxTokens' });
     expect(engine.stepLog.length).toBe(steps);
     const fits = await app.request(generate({ requestId: 'r', tokenIds: Array(100).fill(5), sampling: { maxTokens: 28, temperature: 0, ignoreEos: true, futureKnob: 1 }, extra: { a: 1 } }));
     expect(fits.status).toBe(200);
@@ -68,10 +72,10 @@ describe('backend app: validation and auth', () => {
   it('BACKEND_TOKEN: 401 without the bearer token, health and readiness stay open', async () => {
     const { app } = await setup({ backendToken: 's3cret' });
     const body = { requestId: 'r', tokenIds: [1, 2], sampling: { maxTokens: 1 } };
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 's3cret' }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 's3cret' }] as Record<string, string>[]) {
       const response = await app.request(generate(body, { headers }));
       expect(response.status).toBe(401);
-      expect((await response.json()).error.code).toBe('invalid_api_key');
+      expect((await errorOf(response)).code).toBe('invalid_api_key');
     }
     expect((await app.request('/v1/model')).status).toBe(401);
     expect((await app.request('/health')).status).toBe(200);
@@ -126,7 +130,7 @@ describe('backend app: generation', () => {
     const third = await app.request(body('3'));
     expect([first.status, second.status, third.status]).toEqual([200, 200, 503]);
     expect(third.headers.get('retry-after')).toBe('1');
-    expect((await third.json()).error.code).toBe('overloaded');
+    expect((await errorOf(third)).code).toBe('overloaded');
     gate.open();
     expect((await readEvents(first)).at(-1)!.event).toBe('end');
     expect((await readEvents(second)).at(-1)!.event).toBe('end');
@@ -165,7 +169,7 @@ describe('backend app: generation', () => {
     const draining = client.drain(20);
     const refused = await app.request(generate({ requestId: 't', tokenIds: [1, 5] }));
     expect(refused.status).toBe(503);
-    expect((await refused.json()).error.code).toBe('shutting_down');
+    expect((await errorOf(refused)).code).toBe('shutting_down');
     const events = await readEvents(stream);
     expect(events.at(-1)).toMatchObject({ event: 'error', data: { code: 'shutting_down' } });
     gate.open();
