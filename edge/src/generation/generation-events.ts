@@ -19,6 +19,8 @@ export interface GenerationOptions {
   promptTokenCount: number;
   /** Called once every choice has hit a stop string: the caller cancels the backend request. */
   onAllStopped(): void;
+  /** Running count of completion token ids received, readable by the caller after an abort. */
+  received?: { tokenCount: number };
 }
 
 interface ChoiceState {
@@ -61,6 +63,7 @@ export async function* generationEvents(events: AsyncIterable<GenerateEvent>, op
     if (event.event === 'token') {
       const tokenIds = Array.isArray(event.data.tokenIds) ? event.data.tokenIds.filter((id) => Number.isInteger(id)) : [];
       state.tokenCount += tokenIds.length;
+      if (options.received) options.received.tokenCount += tokenIds.length;
       if (event.data.logprobs) state.pendingLogprobs.push(...event.data.logprobs);
       const pushed = state.matcher.push(state.decoder.push(tokenIds.filter((id) => !skipIds.has(id))));
       if (pushed.stopped) {

@@ -42,8 +42,9 @@ export interface ChoiceResult {
 
 const encoder = new TextEncoder();
 
-function usedTokens(plan: GenerationPlan, usage: Usage | null): number {
-  return usage ? usage.promptTokens + usage.completionTokens : plan.request.tokenIds.length + (plan.request.sampling?.maxTokens ?? 0) * plan.choiceCount;
+/** What the rate limiter charges: the backend's usage, or (request cut short) the prompt + the tokens seen so far. */
+function usedTokens(plan: GenerationPlan, usage: Usage | null, received: { tokenCount: number }): number {
+  return usage ? usage.promptTokens + usage.completionTokens : plan.request.tokenIds.length + received.tokenCount;
 }
 
 function withHeaders(response: Response, headers: Record<string, string>): Response {
@@ -72,6 +73,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
     heartbeat = null;
   };
   let usage: Usage | null = null;
+  const received = { tokenCount: 0 };
   let failed = false;
   let closed = false;
   const finishUp = () => {
@@ -80,7 +82,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
     stopHeartbeat();
     upstream.abort();
     lease?.done(failed);
-    plan.waitUntil(plan.admission.release(usedTokens(plan, usage)));
+    plan.waitUntil(plan.admission.release(usedTokens(plan, usage, received)));
   };
 
   const body = new ReadableStream<Uint8Array>({
@@ -102,6 +104,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
           stop: plan.stop,
           promptTokenCount: plan.request.tokenIds.length,
           onAllStopped: () => upstream.abort(),
+          received,
         });
         for await (const event of events) {
           stopHeartbeat();
@@ -163,6 +166,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
   plan.clientSignal?.addEventListener('abort', onClientAbort);
   let lease: BackendLease | null = null;
   let usage: Usage | null = null;
+  const received = { tokenCount: 0 };
   let failed = false;
   try {
     lease = await openGeneration(plan.config.backendUrls, plan.config.backendToken, plan.request, upstream.signal);
@@ -173,6 +177,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
       stop: plan.stop,
       promptTokenCount: plan.request.tokenIds.length,
       onAllStopped: () => upstream.abort(),
+      received,
     });
     for await (const event of events) {
       if (event.type === 'delta') {
@@ -195,6 +200,6 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
     plan.clientSignal?.removeEventListener('abort', onClientAbort);
     upstream.abort();
     lease?.done(failed);
-    plan.waitUntil(plan.admission.release(usedTokens(plan, usage)));
+    plan.waitUntil(plan.admission.release(usedTokens(plan, usage, received)));
   }
 }
