@@ -55,6 +55,11 @@ export interface GenerateRequest {
   sampling?: Partial<SamplingParams>;
   /** true: text/event-stream of GenerateEvent; false: one GenerateResponse JSON body. */
   stream: boolean;
+  /**
+   * Optional: length of a head of `tokenIds` that other requests share (e.g. BOS + system prompt).
+   * The backend keeps its KV state in the prefix cache; later requests starting with it skip its prefill.
+   */
+  prefixLength?: number;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
