@@ -16,6 +16,44 @@ export interface Feed {
 export interface OrtSessionOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
+  /** Outputs left on the device (WebGPU IO binding, 'gpu-buffer'); every other output is downloaded. */
+  deviceOutputs?: readonly string[];
+  /** Writes an ONNX Runtime profile (per-op times) with this file prefix; endProfiling() names the file. */
+  profilePrefix?: string;
+}
+
+/**
+ * An output kept in device memory (WebGPU buffer): it can only be fed back into a run of the same
+ * device (the Node binding cannot download it) and must be disposed when no longer fed.
+ */
+export class DeviceTensor {
+  constructor(
+    /** @internal the binding's gpu-buffer tensor */
+    readonly tensor: ort.Tensor,
+  ) {}
+
+  get type(): FeedType {
+    return this.tensor.type as FeedType;
+  }
+
+  get dims(): readonly number[] {
+    return this.tensor.dims;
+  }
+
+  /** Bytes of device memory behind the tensor. */
+  get byteLength(): number {
+    const elementBytes = this.type === 'float16' ? 2 : this.type === 'int64' ? 8 : 4;
+    return this.dims.reduce((a, b) => a * b, 1) * elementBytes;
+  }
+
+  dispose(): void {
+    this.tensor.dispose();
+  }
+}
+
+export interface DeviceRunResult {
+  host: Record<string, TensorData>;
+  device: Record<string, DeviceTensor>;
 }
 
 export class OrtSessionError extends Error {
@@ -29,7 +67,10 @@ function providers(provider: ExecutionProvider): ort.InferenceSession.SessionOpt
 }
 
 export class OrtSession {
-  private constructor(private readonly session: ort.InferenceSession) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly deviceOutputs: ReadonlySet<string>,
+  ) {}
 
   /** `model`: ONNX bytes (small models, inline weights) or a path (external data resolved beside it). */
   static async create(model: Uint8Array | string, options: OrtSessionOptions): Promise<OrtSession> {
@@ -40,10 +81,19 @@ export class OrtSession {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
     };
+    const deviceOutputs = new Set(options.deviceOutputs ?? []);
+    if (deviceOutputs.size > 0) {
+      if (options.executionProvider !== 'webgpu') throw new OrtSessionError('device-resident outputs need the webgpu execution provider');
+      sessionOptions.preferredOutputLocation = Object.fromEntries([...deviceOutputs].map((name) => [name, 'gpu-buffer']));
+    }
+    if (options.profilePrefix) {
+      sessionOptions.enableProfiling = true;
+      sessionOptions.profileFilePrefix = options.profilePrefix;
+    }
     try {
       const session =
         typeof model === 'string' ? await ort.InferenceSession.create(model, sessionOptions) : await ort.InferenceSession.create(model, sessionOptions);
-      return new OrtSession(session);
+      return new OrtSession(session, deviceOutputs);
     } catch (error) {
       throw new OrtSessionError(`onnxruntime could not load the model graph: ${(error as Error).message}`);
     }
@@ -64,6 +114,35 @@ export class OrtSession {
     const out: Record<string, TensorData> = {};
     for (const name of outputNames) out[name] = results[name].data as TensorData;
     return out;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /**
+   * Runs with device-resident tensors: feeds may be DeviceTensors from an earlier run; outputs named in
+   * `deviceOutputs` come back as DeviceTensors (no copy), the rest as host arrays. Every graph output is
+   * fetched, in graph order: the 1.30 binding pairs output locations with fetch positions, so fetching
+   * a subset would put the wrong outputs on the device.
+   */
+  async runWithDevice(feeds: Record<string, Feed | DeviceTensor>): Promise<DeviceRunResult> {
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, feed] of Object.entries(feeds)) {
+      tensors[name] = feed instanceof DeviceTensor ? feed.tensor : new ort.Tensor(feed.type, feed.data, feed.dims);
+    }
+    const results = await this.session.run(tensors, [...this.session.outputNames]);
+    const out: DeviceRunResult = { host: {}, device: {} };
+    for (const name of this.session.outputNames) {
+      if (this.deviceOutputs.has(name)) out.device[name] = new DeviceTensor(results[name]);
+      else out.host[name] = results[name].data as TensorData;
+    }
+    return out;
+  }
+
+  /** Ends profiling (profilePrefix): the binding writes `<prefix>_<date>.json` in the working folder. */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   async release(): Promise<void> {
