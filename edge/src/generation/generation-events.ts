@@ -19,6 +19,11 @@ export interface GenerationOptions {
   promptTokenCount: number;
   /** Called once every choice has hit a stop string: the caller cancels the backend request. */
   onAllStopped(): void;
+  /**
+   * The output continues the prompt's text (/v1/completions): a leading "▁" on the first token is a real
+   * space there. Chat replies start fresh, so sentencepiece's start-of-text rule (drop it) applies.
+   */
+  continuesPrompt?: boolean;
   /** Running count of completion token ids received, readable by the caller after an abort. */
   received?: { tokenCount: number };
 }
@@ -36,8 +41,14 @@ export class BackendInterrupted extends Error {}
 export async function* generationEvents(events: AsyncIterable<GenerateEvent>, options: GenerationOptions): AsyncGenerator<OutputEvent> {
   const { tokenizer } = options;
   const skipIds = new Set([tokenizer.bosTokenId, tokenizer.eosTokenId]);
+  const newDecoder = () => {
+    const decoder = new IncrementalDecoder(tokenizer);
+    // Any plain piece ends the decoder's start-of-text state; its own text is discarded.
+    if (options.continuesPrompt) decoder.push(tokenizer.encode('a'));
+    return decoder;
+  };
   const choices: ChoiceState[] = Array.from({ length: options.choiceCount }, () => ({
-    decoder: new IncrementalDecoder(tokenizer),
+    decoder: newDecoder(),
     matcher: new StopMatcher(options.stop),
     pendingLogprobs: [],
     tokenCount: 0,

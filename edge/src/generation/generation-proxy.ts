@@ -21,6 +21,8 @@ export interface GenerationPlan {
   stop: string[];
   admission: Admission;
   waitUntil(promise: Promise<unknown>): void;
+  /** Legacy completions: the output continues the prompt text (keeps a leading space). */
+  continuesPrompt?: boolean;
   /** Aborts when the client goes away (non-streaming requests). */
   clientSignal?: AbortSignal;
 }
@@ -104,6 +106,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
           stop: plan.stop,
           promptTokenCount: plan.request.tokenIds.length,
           onAllStopped: () => upstream.abort(),
+          continuesPrompt: plan.continuesPrompt,
           received,
         });
         for await (const event of events) {
@@ -177,6 +180,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
       stop: plan.stop,
       promptTokenCount: plan.request.tokenIds.length,
       onAllStopped: () => upstream.abort(),
+      continuesPrompt: plan.continuesPrompt,
       received,
     });
     for await (const event of events) {

@@ -62,6 +62,7 @@ export async function completions(c: AppContext): Promise<Response> {
     tokenizer,
     choiceCount,
     stop: stopList(body.stop),
+    continuesPrompt: true,
     admission,
     waitUntil: waitUntilOf(c),
     clientSignal: c.req.raw.signal,
