@@ -32,6 +32,7 @@ const FLAGS = {
   'max-queue': { type: 'string' },
   'prefix-cache-size': { type: 'string' },
   'chunk-size': { type: 'string' },
+  'prefill-stall-factor': { type: 'string' },
   'drain-seconds': { type: 'string', default: '30' },
   'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
 } as const;
@@ -80,6 +81,11 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   setLimit('maxBatchedTokens', 'max-batched-tokens', 1);
   setLimit('maxQueue', 'max-queue', 0);
   setLimit('prefixCacheSize', 'prefix-cache-size', 0);
+  if (values['prefill-stall-factor'] !== undefined) {
+    const factor = Number(values['prefill-stall-factor']);
+    if (!(factor >= 0 && factor <= 100)) throw new FlagError(`--prefill-stall-factor must be a number from 0 to 100, got "${values['prefill-stall-factor']}"`);
+    limits.prefillStallFactor = factor;
+  }
   const maxSequences = integerFlag(values, 'max-sequences', 1) ?? Math.max(16, (limits.maxRunning ?? 0) + (limits.prefixCacheSize ?? 4));
   const common = { host: values.host as string, port, drainSeconds: integerFlag(values, 'drain-seconds', 0)!, debug: logLevel === 'debug' };
 

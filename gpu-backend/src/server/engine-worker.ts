@@ -19,14 +19,17 @@ export function defaultLimits(engine: ModelEngine, given: Partial<ServingLimits>
   const sequences = engine.freeSequences();
   const prefixCacheSize = given.prefixCacheSize ?? (sequences >= 4 ? Math.floor(sequences / 4) : 0);
   const maxRunning = given.maxRunning ?? sequences;
-  // Prefill tokens per step trade time-to-first-token against the stall running streams see.
-  const maxBatchedTokens = given.maxBatchedTokens ?? Math.max(maxRunning, 128);
+  // Tokens per step when no stream is decoding (time to first token of an idle server); while streams
+  // decode, PrefillBudget narrows prefill to what keeps their inter-token latency in check.
+  const maxBatchedTokens = given.maxBatchedTokens ?? Math.max(maxRunning, 512);
   return {
     maxRunning,
     maxBatchedTokens,
     maxQueue: given.maxQueue ?? Math.max(16, 4 * maxRunning),
     prefixCacheSize,
     prefixMinTokens: given.prefixMinTokens ?? 16,
+    prefillStallFactor: given.prefillStallFactor ?? 1.5,
+    prefillMinTokens: given.prefillMinTokens ?? 8,
   };
 }
 

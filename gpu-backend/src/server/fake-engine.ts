@@ -9,8 +9,8 @@ export interface FakeEngineOptions {
   maxSequences?: number;
   maxModelLen?: number;
   eosTokenId?: number;
-  /** Awaited at the start of every step: lets a test hold the engine mid-step. */
-  beforeStep?: () => Promise<void>;
+  /** Awaited at the start of every step: lets a test hold the engine mid-step or advance a clock. */
+  beforeStep?: (items: StepItem[]) => Promise<void>;
   /** Milliseconds each step blocks the thread, as session.run does. */
   stepMillis?: number;
 }
@@ -88,7 +88,7 @@ export class FakeEngine implements ModelEngine {
   }
 
   async step(items: StepItem[]): Promise<Float32Array[]> {
-    if (this.options.beforeStep) await this.options.beforeStep();
+    if (this.options.beforeStep) await this.options.beforeStep(items);
     if (new Set(items.map((item) => item.sequenceId)).size !== items.length) throw new Error('items must name distinct sequences');
     if (this.options.stepMillis) {
       const until = Date.now() + this.options.stepMillis;

@@ -31,7 +31,7 @@ async function serve(
   limits: Partial<SchedulerLimits> = {},
 ) {
   const events = new Map<number, GenerateEvent[]>();
-  const scheduler = new Scheduler(engine, { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixMinTokens: 4, ...limits }, (id, event) => {
+  const scheduler = new Scheduler(engine, { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8, ...limits }, (id, event) => {
     events.set(id, [...(events.get(id) ?? []), event]);
   });
   let steps = 0;

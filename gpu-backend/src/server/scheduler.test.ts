@@ -5,7 +5,7 @@ import { argmax } from './logits-processors';
 import { Scheduler, type SchedulerLimits } from './scheduler';
 
 const VOCAB = 64;
-const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4 };
+const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
 
 /** Independent reference: greedy decoding straight from the fake model's logits. */
 function greedyReference(prompt: number[], maxTokens: number): number[] {
@@ -28,11 +28,11 @@ class Harness {
   readonly scheduler: Scheduler;
   private nextId = 1;
 
-  constructor(readonly engine: FakeEngine, limits: Partial<SchedulerLimits> = {}) {
+  constructor(readonly engine: FakeEngine, limits: Partial<SchedulerLimits> = {}, clock?: () => number) {
     this.scheduler = new Scheduler(engine, { ...LIMITS, ...limits }, (id, event) => {
       if (!this.events.has(id)) this.events.set(id, []);
       this.events.get(id)!.push(event);
-    });
+    }, clock);
   }
 
   submit(tokenIds: number[], sampling: Partial<SamplingParams> = {}, prefixLength?: number): number {
@@ -110,6 +110,36 @@ describe('Scheduler with the fake engine', () => {
     await harness.runUntilIdle();
     expect(harness.outputOf(a)).toEqual(greedyReference(promptOf(3, 1), 12));
     expect(harness.outputOf(b)).toEqual(greedyReference(longPrompt, 2));
+  });
+
+  it('sizes prefill chunks from measured step times so running streams stall at most ~stallFactor', async () => {
+    // Virtual time: a decode run costs 100 ms, a prefill run 40 ms + 5 ms per token (single-token
+    // items ride with the decodes). With stall factor 1.5 the chunk settles at (150 - 40) / 5 = 22.
+    let now = 0;
+    const engine = new FakeEngine({
+      vocabSize: VOCAB,
+      beforeStep: async (items) => {
+        if (items.some((item) => item.tokenIds.length === 1)) now += 0.1;
+        for (const item of items) if (item.tokenIds.length > 1) now += 0.04 + 0.005 * item.tokenIds.length;
+      },
+    });
+    const harness = new Harness(engine, { maxBatchedTokens: 512, prefillStallFactor: 1.5, prefillMinTokens: 8 }, () => now);
+    const streams = [1, 2, 3, 4].map((salt) => harness.submit(promptOf(4, salt), { maxTokens: 200 }));
+    for (let i = 0; i < 3; i++) await harness.scheduler.step();
+    const long = harness.submit(promptOf(1000, 5), { maxTokens: 1 });
+    const stepTimes: number[] = [];
+    while (harness.outputOf(long).length === 0) {
+      const before = now;
+      await harness.scheduler.step();
+      stepTimes.push(now - before);
+    }
+    const chunks = engine.stepLog.slice(3).map((items) => items.find((item) => item.tokenCount > 1)?.tokenCount ?? 0);
+    // Starts from what the first prompts' prefill suggested (10 tokens), climbs to the fixed point.
+    expect(chunks[0]).toBeLessThan(15);
+    expect(chunks.slice(20, -1).every((chunk) => chunk >= 21 && chunk <= 22)).toBe(true);
+    expect(Math.max(...stepTimes)).toBeLessThanOrEqual(0.1 + 0.15 + 1e-9);
+    expect(chunks.length).toBeLessThan(60); // ~50 steps, not the 125 of minimum-size chunks
+    expect(streams.every((id) => harness.outputOf(id).length === 3 + chunks.length)).toBe(true); // a token every step
   });
 
   it('admits no more than maxRunning choices; the rest wait their turn', async () => {

@@ -5,6 +5,7 @@
 
 import type { GenerateEvent } from '../../../shared/protocol';
 import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/engine-types';
+import { PrefillBudget } from './prefill-budget';
 import { PrefixCache } from './prefix-cache';
 import { Sequence, type ScheduledRequest } from './sequence';
 
@@ -17,6 +18,13 @@ export interface SchedulerLimits {
   prefixCacheSize: number;
   /** Shortest prompt head worth a snapshot. */
   prefixMinTokens: number;
+  /**
+   * While streams decode, prefill per step is sized so it costs about this multiple of a plain decode
+   * step (measured; see PrefillBudget); 0 uses maxBatchedTokens alone.
+   */
+  prefillStallFactor: number;
+  /** Smallest prefill chunk while streams decode, so prompts progress however slow prefill is. */
+  prefillMinTokens: number;
 }
 
 export interface SchedulerStats {
@@ -62,12 +70,16 @@ export class Scheduler {
   private steps = 0;
   private wake: (() => void) | null = null;
   private stopped = false;
+  private readonly prefillBudget: PrefillBudget;
 
   constructor(
     private readonly engine: ModelEngine,
     readonly limits: SchedulerLimits,
     private readonly emit: SchedulerEventSink,
+    /** Seconds; injectable so tests can run the step-time feedback on virtual time. */
+    private readonly clock: () => number = () => performance.now() / 1000,
   ) {
+    this.prefillBudget = new PrefillBudget(limits.prefillStallFactor, limits.prefillMinTokens);
     if (limits.maxRunning > limits.maxBatchedTokens) {
       throw new Error(`maxBatchedTokens (${limits.maxBatchedTokens}) must be at least maxRunning (${limits.maxRunning})`);
     }
@@ -100,12 +112,14 @@ export class Scheduler {
     const items = this.schedule();
     if (items.length === 0) return false;
     let logits: Float32Array[];
+    const started = this.clock();
     try {
       logits = await this.engine.step(items.map(({ sequenceId, tokenIds }) => ({ sequenceId, tokenIds })));
     } catch (error) {
       this.failBatch(items, error as Error);
       return true;
     }
+    this.prefillBudget.observe(this.lastStep.decodeCount, this.lastStep.prefillTokens, this.clock() - started);
     this.steps++;
     this.postprocess(items, logits);
     return true;
@@ -152,6 +166,7 @@ export class Scheduler {
       items.push({ sequence, sequenceId: sequence.engineId, tokenIds: [sequence.outputIds[sequence.outputIds.length - 1]] });
       budget--;
     }
+    budget = Math.min(budget, this.prefillBudget.tokensFor(items.length, budget));
     for (const sequence of this.running) {
       if (budget <= 0) break;
       if (sequence.status !== 'prefilling') continue;
