@@ -21,6 +21,8 @@ export interface BatchPlan {
   timeOrdered: boolean;
   /** Logits for every new token of every row, not just the last (prompt scoring). */
   allLogits?: boolean;
+  /** Fused graphs: run the GroupQueryAttention branch (prefill chunks) instead of the in-place one. */
+  useGqa: boolean;
 }
 
 const MASKED = -1e30; // exp underflows to exactly 0 in fp32 (and to -inf after the fp16 cast)
@@ -65,23 +67,28 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
     feeds[`past_value.${layer}`] = { type: cacheType, data: pastValue, dims: [B, keyValueHeadCount, pastSlots, headDim] };
   }
 
+  const groupedQueries = (config.queryHeadCount / keyValueHeadCount) * S;
+  const useGqa = attention === 'fused' && plan.useGqa;
   if (attention === 'fused') {
     // GQA: seqlens_k = valid past + S - 1 per row; total_sequence_length = the batch maximum + 1.
     const seqlens = Int32Array.from(lengths, (length) => cache.validSlots(length) + S - 1);
     feeds.seqlens_k = { type: 'int32', data: seqlens, dims: [B] };
     feeds.total_sequence_length = { type: 'int32', data: Int32Array.of(Math.max(...seqlens) + 1), dims: [] };
-  } else {
-    feeds.attention_bias = { type: 'float32', data: unfusedMask(config, cache, lengths, S, pastSlots), dims: [B, 1, (config.queryHeadCount / keyValueHeadCount) * S, pastSlots + S] };
+    feeds.use_gqa = { type: 'bool', data: Uint8Array.of(useGqa ? 1 : 0), dims: [] };
   }
+  // The GQA branch ignores the mask; it is still a graph input, so it gets a 1-element stand-in.
+  feeds.attention_bias = useGqa
+    ? { type: 'float32', data: new Float32Array(1), dims: [1, 1, 1, 1] }
+    : { type: 'float32', data: inPlaceMask(config, cache, lengths, S, pastSlots), dims: [B, 1, groupedQueries, pastSlots + S] };
   return feeds;
 }
 
 /**
- * Additive mask [batch, 1, groupSize * S, pastSlots + S] for the unfused path, rows ordered
+ * Additive mask [batch, 1, groupSize * S, pastSlots + S] for the in-place attention path, rows ordered
  * (group, query) as the graph groups query heads. Column j < pastSlots is cache slot j (holding the
  * position the ring arithmetic says, or nothing); column pastSlots + t is new token t.
  */
-function unfusedMask(config: ModelConfig, cache: KvCache, lengths: number[], S: number, pastSlots: number): Float32Array {
+function inPlaceMask(config: ModelConfig, cache: KvCache, lengths: number[], S: number, pastSlots: number): Float32Array {
   const groupSize = config.queryHeadCount / config.keyValueHeadCount;
   const window = config.slidingWindow ?? Number.POSITIVE_INFINITY;
   const keys = pastSlots + S;

@@ -74,6 +74,13 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
     });
   }
 
+  it('decoding through the GroupQueryAttention branch is exact too (gqaDecode, window 5)', async () => {
+    const config = tinyConfig({ headDim: 32, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
+    const result = await maxErrorAgainstReference(config, { gqaDecode: true });
+    expect(result.attention).toBe('fused');
+    expect(result.error).toBeLessThan(1e-4);
+  });
+
   it('the unfused fallback is exact for GQA-compatible heads too (forced, group 4, window 4)', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 1, slidingWindow: 4 });
     const result = await maxErrorAgainstReference(config, { attention: 'unfused' });

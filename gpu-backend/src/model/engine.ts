@@ -18,6 +18,11 @@ export interface EngineLoadOptions extends EngineOptions {
   /** Force the attention implementation (tests); default picks fused unless headDim % 16 != 0. */
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  /**
+   * Fused graphs: decode through GroupQueryAttention too (default false: the in-place branch, which does
+   * not copy the cache each step). Prefill chunks always use GQA. For comparisons in the benchmark.
+   */
+  gqaDecode?: boolean;
   /** Estimated weight bytes above which the cached graph keeps weights in model.onnx.data (default 1.5 GiB). */
   externalDataThresholdBytes?: number;
 }
@@ -38,6 +43,7 @@ export class Engine implements ModelEngine {
   readonly chunkSize: number;
   private lastTransferBytes = 0;
   private running = false;
+  private readonly gqaDecode: boolean;
 
   private constructor(
     readonly config: ModelConfig,
@@ -45,8 +51,9 @@ export class Engine implements ModelEngine {
     readonly attention: AttentionKind,
     private readonly session: OrtSession,
     private readonly cache: KvCache,
-    options: EngineOptions,
+    options: EngineLoadOptions,
   ) {
+    this.gqaDecode = options.gqaDecode ?? false;
     this.maxModelLen = cache.options.maxModelLen;
     this.chunkSize = positiveInteger(options.chunkSize ?? config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW, 'chunkSize');
   }
@@ -189,6 +196,7 @@ export class Engine implements ModelEngine {
         firstRow: this.cache.row(item.sequenceId),
         timeOrdered: this.attention === 'fused' && tokenIds.length > 1 && this.cache.isWrapped(length),
         allLogits: allLogits !== undefined,
+        useGqa: tokenIds.length > 1 || this.gqaDecode,
       };
       const chunkLogits = await this.run(plan);
       allLogits?.(chunkLogits);
@@ -205,7 +213,7 @@ export class Engine implements ModelEngine {
     for (const item of items) this.cache.ensureFits(this.cache.length(item.sequenceId) + 1);
     const rows: BatchRow[] = [];
     for (let row = firstRow; row <= lastRow; row++) rows.push(rowOf.get(row) ?? { sequenceId: null, tokenIds: [0] });
-    const logits = await this.run({ rows, sequenceLength: 1, firstRow, timeOrdered: false });
+    const logits = await this.run({ rows, sequenceLength: 1, firstRow, timeOrdered: false, useGqa: this.gqaDecode });
     // run() returns logits in row order of the real rows; map back to item order.
     const byId = new Map<number, Float32Array>();
     rows.filter((row) => row.sequenceId !== null).forEach((row, k) => byId.set(row.sequenceId!, logits[k]));

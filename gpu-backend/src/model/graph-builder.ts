@@ -2,7 +2,7 @@
 // data file as they are added, so a 7B checkpoint never sits in memory twice.
 
 import fs from 'node:fs';
-import type { OnnxAttribute, OnnxDataType, OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo } from './onnx-proto-writer';
+import type { OnnxAttribute, OnnxDataType, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo } from './onnx-proto-writer';
 
 /** Initializers at least this big go to the external data file when there is one. */
 const EXTERNAL_MIN_BYTES = 1024;
@@ -54,14 +54,28 @@ export class GraphBuilder {
   private nameCounter = 0;
   private readonly constants = new Map<string, string>();
 
-  constructor(private readonly external: ExternalDataWriter | null) {}
+  /** A subgraph builder (If branches) puts its initializers and constants in the root graph (outer scope). */
+  constructor(
+    private readonly external: ExternalDataWriter | null,
+    private readonly root: GraphBuilder | null = null,
+  ) {}
+
+  /** A builder for an If branch: own nodes and outputs, initializers shared with this graph. */
+  branch(): GraphBuilder {
+    return new GraphBuilder(null, this.root ?? this);
+  }
+
+  /** This builder's nodes and outputs as a subgraph (an If branch has no inputs). */
+  subgraph(name: string): OnnxGraph {
+    return { name, nodes: this.nodes, initializers: [], inputs: [], outputs: this.outputs };
+  }
 
   input(name: string, dataType: OnnxDataType, shape: (number | string)[]): string {
     this.inputs.push({ name, dataType, shape });
     return name;
   }
 
-  output(name: string, dataType: OnnxDataType, shape: (number | string)[]): void {
+  output(name: string, dataType: OnnxDataType, shape: (number | string)[] | null): void {
     this.outputs.push({ name, dataType, shape });
   }
 
@@ -72,7 +86,7 @@ export class GraphBuilder {
     attributes: Record<string, OnnxAttribute> = {},
     options: { domain?: string; outputs?: number | string[]; name?: string } = {},
   ): string[] {
-    const id = `${options.name ?? opType}_${this.nameCounter++}`;
+    const id = `${options.name ?? opType}_${(this.root ?? this).nameCounter++}`;
     const outputSpec = options.outputs ?? 1;
     const outputs = typeof outputSpec === 'number' ? Array.from({ length: outputSpec }, (_, i) => `${id}/out${i}`) : outputSpec;
     this.nodes.push({ opType, domain: options.domain, name: id, inputs, outputs, attributes });
@@ -85,6 +99,7 @@ export class GraphBuilder {
   }
 
   initializer(name: string, dataType: OnnxDataType, dims: number[], data: Uint8Array): string {
+    if (this.root) return this.root.initializer(name, dataType, dims, data);
     if (this.external && data.length >= EXTERNAL_MIN_BYTES) {
       const { offset, length } = this.external.write(data);
       this.initializers.push({ name, dataType, dims, external: { location: this.external.location, offset, length } });
@@ -97,6 +112,7 @@ export class GraphBuilder {
 
   /** A small int64 constant (shapes, axes, indices), deduplicated and always inline. */
   int64(values: number[], dims: number[] = [values.length]): string {
+    if (this.root) return this.root.int64(values, dims);
     const key = `${dims.join('x')}:${values.join(',')}`;
     const existing = this.constants.get(key);
     if (existing) return existing;

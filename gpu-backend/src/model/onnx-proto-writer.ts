@@ -1,10 +1,10 @@
 // Hand-written protobuf encoder for the subset of ONNX (onnx.proto3, IR 10) the graph builder emits:
 // ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto (raw or external data), ValueInfoProto.
 
-export type OnnxDataType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8';
+export type OnnxDataType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'bool';
 
 /** TensorProto.DataType enum values. */
-const DATA_TYPE_CODE: Record<OnnxDataType, number> = { float32: 1, uint8: 2, int32: 6, int64: 7, float16: 10 };
+const DATA_TYPE_CODE: Record<OnnxDataType, number> = { float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float16: 10 };
 
 export interface OnnxExternalData {
   location: string;
@@ -27,7 +27,8 @@ export type OnnxAttribute =
   | { s: string }
   | { ints: number[] }
   | { floats: number[] }
-  | { t: OnnxTensor };
+  | { t: OnnxTensor }
+  | { g: OnnxGraph };
 
 export interface OnnxNode {
   opType: string;
@@ -38,11 +39,11 @@ export interface OnnxNode {
   attributes?: Record<string, OnnxAttribute>;
 }
 
-/** A graph input or output; string dims are symbolic (dim_param). */
+/** A graph input or output; string dims are symbolic (dim_param); null shape = rank unknown. */
 export interface OnnxValueInfo {
   name: string;
   dataType: OnnxDataType;
-  shape: (number | string)[];
+  shape: (number | string)[] | null;
 }
 
 export interface OnnxGraph {
@@ -174,7 +175,7 @@ function writeTensor(w: ProtoWriter, tensor: OnnxTensor): void {
 
 function writeAttribute(w: ProtoWriter, name: string, attribute: OnnxAttribute): void {
   w.string(1, name);
-  // AttributeProto.type enum: FLOAT=1 INT=2 STRING=3 TENSOR=4 FLOATS=6 INTS=7
+  // AttributeProto.type enum: FLOAT=1 INT=2 STRING=3 TENSOR=4 GRAPH=5 FLOATS=6 INTS=7
   if ('f' in attribute) {
     w.float(2, attribute.f);
     w.int(20, 1);
@@ -187,6 +188,9 @@ function writeAttribute(w: ProtoWriter, name: string, attribute: OnnxAttribute):
   } else if ('t' in attribute) {
     w.message(5, (tensor) => writeTensor(tensor, attribute.t));
     w.int(20, 4);
+  } else if ('g' in attribute) {
+    w.message(6, (graph) => writeGraph(graph, attribute.g));
+    w.int(20, 5);
   } else if ('floats' in attribute) {
     for (const value of attribute.floats) w.float(7, value);
     w.int(20, 6);
@@ -212,8 +216,10 @@ function writeValueInfo(w: ProtoWriter, info: OnnxValueInfo): void {
   w.message(2, (type) =>
     type.message(1, (tensorType) => {
       tensorType.int(1, DATA_TYPE_CODE[info.dataType]);
+      const dims = info.shape;
+      if (dims === null) return;
       tensorType.message(2, (shape) => {
-        for (const dim of info.shape) {
+        for (const dim of dims) {
           shape.message(1, (d) => (typeof dim === 'number' ? d.int(1, dim) : d.string(2, dim)));
         }
       });

@@ -4,8 +4,8 @@
 import ort from 'onnxruntime-node';
 import type { ExecutionProvider } from './engine-types';
 
-export type TensorData = Float32Array | Uint16Array | Int32Array | BigInt64Array;
-export type FeedType = 'float32' | 'float16' | 'int32' | 'int64';
+export type TensorData = Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
+export type FeedType = 'float32' | 'float16' | 'int32' | 'int64' | 'bool';
 
 export interface Feed {
   type: FeedType;

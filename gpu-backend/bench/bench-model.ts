@@ -1,0 +1,142 @@
+// `npm run bench:model [-- --threads 1,2 --dtypes fp32,int4 --repeats 3]`: prefill and decode speed of the
+// engine on the ~125M Mistral-shaped random model, against the memory-bandwidth floor measured in the
+// same run. Prints figures and ratios; it asserts nothing.
+
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { configFromHuggingFace } from '../src/model/config';
+import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/default-model';
+import { Engine } from '../src/model/engine';
+import type { WeightFormat } from '../src/model/engine-types';
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '1,2' },
+    dtypes: { type: 'string', default: 'fp32,int4' },
+    repeats: { type: 'string', default: '3' },
+    'decode-tokens': { type: 'string', default: '16' },
+    'model-dir': { type: 'string', default: '.models/bench-125m' },
+  },
+});
+const threadCounts = values.threads.split(',').map(Number);
+const dtypes = values.dtypes.split(',') as WeightFormat[];
+const repeats = Number(values.repeats);
+const decodeTokens = Number(values['decode-tokens']);
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+function stat(samples: number[]): Stat {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1] };
+}
+
+const show = (s: Stat, unit: string) => `${s.median.toFixed(1)} ${unit} (min ${s.min.toFixed(1)}, max ${s.max.toFixed(1)})`;
+
+/** Read bandwidth of this process: sums a 256 MiB Float32Array (4 accumulators), best of 5. */
+function measureReadBandwidth(): number {
+  const array = new Float32Array(64 * 2 ** 20).fill(1);
+  let best = 0;
+  let sink = 0;
+  for (let run = 0; run < 5; run++) {
+    const start = process.hrtime.bigint();
+    let a = 0;
+    let b = 0;
+    let c = 0;
+    let d = 0;
+    for (let i = 0; i < array.length; i += 4) {
+      a += array[i];
+      b += array[i + 1];
+      c += array[i + 2];
+      d += array[i + 3];
+    }
+    sink += a + b + c + d;
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    best = Math.max(best, array.byteLength / seconds);
+  }
+  if (sink === 42) console.log(''); // keep the loop observable
+  return best;
+}
+
+/** Weight bytes one decode token reads (every linear layer once, one embedding row, norms). */
+function weightBytesPerToken(dtype: WeightFormat): number {
+  const c = configFromHuggingFace(BENCH_125M_CONFIG);
+  const perLayer = c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim + c.queryHeadCount * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
+  const linear = perLayer * c.layerCount + c.vocabSize * c.hiddenSize;
+  // int4: half a byte per weight plus one fp32 scale per block of 32.
+  const bytesPerWeight = dtype === 'fp32' ? 4 : dtype === 'fp16' ? 2 : 0.5 + 4 / 32;
+  return linear * bytesPerWeight;
+}
+
+const promptOf = (length: number) => Array.from({ length }, (_, i) => 3 + ((i * 7919) % 31000));
+
+async function timePrefill(engine: Engine, length: number): Promise<number> {
+  const sequenceId = engine.createSequence();
+  const start = performance.now();
+  await engine.step([{ sequenceId, tokenIds: promptOf(length) }]);
+  const seconds = (performance.now() - start) / 1000;
+  engine.releaseSequence(sequenceId);
+  return length / seconds;
+}
+
+async function timeDecode(engine: Engine, context: number): Promise<number> {
+  const sequenceId = engine.createSequence();
+  await engine.step([{ sequenceId, tokenIds: promptOf(context) }]);
+  await engine.step([{ sequenceId, tokenIds: [5] }]); // first decode step warms the decode shapes
+  const start = performance.now();
+  for (let i = 0; i < decodeTokens; i++) await engine.step([{ sequenceId, tokenIds: [(i * 31) % 32000] }]);
+  const seconds = (performance.now() - start) / 1000;
+  engine.releaseSequence(sequenceId);
+  return decodeTokens / seconds;
+}
+
+async function main(): Promise<void> {
+  const modelDir = await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125);
+  const bandwidth = measureReadBandwidth();
+  console.log(`model ${modelDir}; read bandwidth ${(bandwidth / 1e9).toFixed(2)} GB/s (256 MiB Float32Array sum, best of 5)`);
+  console.log(`repeats ${repeats}, decode ${decodeTokens} tokens per sample; figures are medians (min, max)\n`);
+  const decodeAt128 = new Map<string, number>();
+  for (const dtype of dtypes) {
+    for (const threads of threadCounts) {
+      const loadStart = performance.now();
+      const engine = await Engine.load({ modelDir, dtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 2 });
+      const loadSeconds = (performance.now() - loadStart) / 1000;
+      await timePrefill(engine, 16); // warm-up
+      const samples = { p128: [] as number[], p1024: [] as number[], d128: [] as number[], d2000: [] as number[] };
+      for (let r = 0; r < repeats; r++) {
+        samples.p128.push(await timePrefill(engine, 128));
+        samples.p1024.push(await timePrefill(engine, 1024));
+        samples.d128.push(await timeDecode(engine, 128));
+        samples.d2000.push(await timeDecode(engine, 2000));
+      }
+      await engine.dispose();
+      const d128 = stat(samples.d128);
+      const d2000 = stat(samples.d2000);
+      const floor = bandwidth / weightBytesPerToken(dtype);
+      decodeAt128.set(`${dtype}/${threads}`, d128.median);
+      console.log(`${dtype}, ${threads} thread(s), attention ${engine.attention}, load ${loadSeconds.toFixed(1)} s`);
+      console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
+      console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
+      console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
+      console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
+      console.log(`  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(weightBytesPerToken(dtype) / 1e6).toFixed(0)} MB/token); decode@128 / floor ${(d128.median / floor).toFixed(2)}`);
+    }
+  }
+  for (const threads of threadCounts) {
+    const fp32 = decodeAt128.get(`fp32/${threads}`);
+    const int4 = decodeAt128.get(`int4/${threads}`);
+    if (fp32 && int4) console.log(`int4 / fp32 decode @128, ${threads} thread(s): ${(int4 / fp32).toFixed(2)}`);
+  }
+  if (threadCounts.length > 1) {
+    for (const dtype of dtypes) {
+      const [one, two] = threadCounts.map((t) => decodeAt128.get(`${dtype}/${t}`)!);
+      console.log(`${dtype} decode @128, ${threadCounts[1]} vs ${threadCounts[0]} threads: ${(two / one).toFixed(2)}`);
+    }
+  }
+  console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+}
+
+await main();
