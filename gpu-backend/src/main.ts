@@ -70,8 +70,9 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   const ep = oneOf<ExecutionProvider>(values, 'ep', ['cpu', 'cuda', 'webgpu']);
   const dtype = oneOf<WeightFormat>(values, 'dtype', ['fp32', 'fp16', 'int4']);
   const logLevel = oneOf(values, 'log-level', ['info', 'debug']);
-  const port = integerFlag(values, 'port', 1, 65535) ?? Number(process.env.BACKEND_PORT || 8000);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new FlagError(`BACKEND_PORT must be a port number, got "${process.env.BACKEND_PORT}"`);
+  // Port 0 picks a free port (tests); the startup line tells which.
+  const port = integerFlag(values, 'port', 0, 65535) ?? Number(process.env.BACKEND_PORT || 8000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FlagError(`BACKEND_PORT must be a port number, got "${process.env.BACKEND_PORT}"`);
   const limits: Partial<ServingLimits> = {};
   const setLimit = (key: keyof ServingLimits, flag: string, min: number) => {
     const value = integerFlag(values, flag, min);
@@ -125,7 +126,6 @@ async function main(): Promise<void> {
   const app = createBackendApp({ client, backendToken: process.env.BACKEND_TOKEN || undefined });
   // Listen before the model loads: /health answers at once, /ready once the engine is warm.
   const server = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port });
-  const url = `http://${settings.host}:${settings.port}`;
   try {
     await client.whenReady();
   } catch (error) {
@@ -134,6 +134,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const limits = client.limits!;
+  const address = server.address();
+  const url = `http://${settings.host}:${typeof address === 'object' && address ? address.port : settings.port}`;
   console.log(
     `gpu-backend listening on ${url}: model ${client.modelInfo!.modelId} from ${settings.modelLabel}, ` +
       `max running ${limits.maxRunning}, max batched tokens ${limits.maxBatchedTokens}, queue ${limits.maxQueue}`,
