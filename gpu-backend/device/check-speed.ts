@@ -1,0 +1,110 @@
+// Speed part of the device check: one generated Mistral-shaped model through the serving engine:
+// prefill tokens/s for one prompt, then decode tokens/s for batches of sequences at given contexts.
+// Every phase checks the time budget first and is reported as skipped when it would not fit.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Engine } from '../src/model/engine';
+import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
+import { TiledRandomWeights, benchConfig } from './bench-weights';
+
+export interface SpeedPlan {
+  shape: '125m' | '7b' | 'tiny';
+  layerCount: number;
+  dtype: WeightFormat;
+  prefillTokens: number;
+  contexts: number[];
+  batches: number[];
+  /** Decode steps timed per (context, batch), after one untimed step. */
+  decodeSteps: number;
+}
+
+export interface SpeedRow {
+  phase: 'load' | 'prefill' | 'decode';
+  context: number;
+  batch: number;
+  /** Tokens per second (aggregate over the batch); seconds for 'load'. */
+  value: number | null;
+  note?: string;
+  /** Host<->device bytes of the last step (kvStats().lastStepTransferBytes). */
+  transferBytes?: number;
+}
+
+export interface Budget {
+  /** Seconds left before the whole check must end. */
+  remaining(): number;
+}
+
+const CHUNK = 512;
+
+function randomIds(count: number, vocabSize: number, salt: number): number[] {
+  return Array.from({ length: count }, (_, i) => 3 + ((i * 7919 + salt * 104729) % (vocabSize - 3)));
+}
+
+export async function measureSpeed(plan: SpeedPlan, executionProvider: ExecutionProvider, intraOpThreads: number, budget: Budget, log: (line: string) => void): Promise<SpeedRow[]> {
+  const maxContext = Math.max(...plan.contexts, plan.prefillTokens);
+  const maxBatch = Math.max(...plan.batches);
+  const config = benchConfig(plan.shape, plan.layerCount, maxContext + plan.decodeSteps * plan.contexts.length * 2 + 64);
+  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'device-check-onnx-'));
+  const rows: SpeedRow[] = [];
+  const loadStart = performance.now();
+  const engine = await Engine.fromWeights(new TiledRandomWeights(config, 6), {
+    modelDir: `bench-${plan.shape}-${plan.layerCount}L`,
+    dtype: plan.dtype,
+    executionProvider,
+    intraOpThreads,
+    maxSequences: maxBatch,
+    maxModelLen: config.maxPositions,
+    chunkSize: CHUNK,
+    onnxCacheDir: cacheDir,
+  });
+  rows.push({ phase: 'load', context: 0, batch: 0, value: (performance.now() - loadStart) / 1000 });
+  log(`  loaded in ${rows[0].value!.toFixed(1)} s`);
+  try {
+    // Prefill: one untimed prompt (kernel compilation, allocation), then the timed one.
+    const warm = engine.createSequence();
+    await engine.step([{ sequenceId: warm, tokenIds: randomIds(plan.prefillTokens, config.vocabSize, 1) }]);
+    engine.releaseSequence(warm);
+    const timed = engine.createSequence();
+    let start = performance.now();
+    await engine.step([{ sequenceId: timed, tokenIds: randomIds(plan.prefillTokens, config.vocabSize, 2) }]);
+    const prefillSeconds = (performance.now() - start) / 1000;
+    const prefillRate = plan.prefillTokens / prefillSeconds;
+    rows.push({ phase: 'prefill', context: plan.prefillTokens, batch: 1, value: prefillRate });
+    log(`  prefill ${plan.prefillTokens}: ${prefillRate.toFixed(1)} tok/s`);
+    engine.releaseSequence(timed);
+
+    const sequences: number[] = [];
+    for (const context of [...plan.contexts].sort((a, b) => a - b)) {
+      for (const batch of [...plan.batches].sort((a, b) => a - b)) {
+        // Bring the first `batch` sequences to `context` tokens (the prefill rate estimates the cost).
+        let missing = 0;
+        for (let i = 0; i < batch; i++) missing += context - (i < sequences.length ? engine.sequenceLength(sequences[i]) : 0);
+        const needed = Math.max(0, missing) / prefillRate + (plan.decodeSteps + 1) * batch * 0.01 + 2;
+        if (needed > budget.remaining()) {
+          rows.push({ phase: 'decode', context, batch, value: null, note: `skipped: needs ~${needed.toFixed(0)} s` });
+          log(`  decode ctx ${context} batch ${batch}: skipped (needs ~${needed.toFixed(0)} s, ${budget.remaining().toFixed(0)} s left)`);
+          continue;
+        }
+        while (sequences.length < batch) sequences.push(engine.createSequence());
+        for (let i = 0; i < batch; i++) {
+          const length = engine.sequenceLength(sequences[i]);
+          if (length < context) await engine.step([{ sequenceId: sequences[i], tokenIds: randomIds(context - length, config.vocabSize, 10 + i) }]);
+        }
+        const items = (step: number) => sequences.slice(0, batch).map((sequenceId, i) => ({ sequenceId, tokenIds: [randomIds(1, config.vocabSize, step * 31 + i)[0]] }));
+        await engine.step(items(0));
+        start = performance.now();
+        for (let step = 1; step <= plan.decodeSteps; step++) await engine.step(items(step));
+        const rate = (plan.decodeSteps * batch) / ((performance.now() - start) / 1000);
+        const transferBytes = engine.kvStats().lastStepTransferBytes;
+        rows.push({ phase: 'decode', context, batch, value: rate, transferBytes });
+        log(`  decode ctx ${context} batch ${batch}: ${rate.toFixed(1)} tok/s (step transfer ${(transferBytes / 1024).toFixed(0)} KiB)`);
+      }
+    }
+  } finally {
+    await engine.dispose();
+    fs.rmSync(cacheDir, { recursive: true, force: true });
+  }
+  return rows;
+}

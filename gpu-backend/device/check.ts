@@ -1,0 +1,139 @@
+// The device check (issue 6), run by check.sh on a GPU machine or here with --ep cpu: a) logits of the
+// provider vs the CPU on one generated model, fp32 and fp16; b) prefill/decode speed of generated
+// Mistral-shaped models; c) the bandwidth floor. Prints one table at the end and writes check.json.
+//
+//   check.ts [--ep webgpu|cpu|cuda] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 8] [--threads N]
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
+import { benchConfig, weightBytesPerToken } from './bench-weights';
+import { measureCopyBandwidth } from './check-bandwidth';
+import { type CorrectnessResult, checkCorrectness } from './check-correctness';
+import { type SpeedPlan, type SpeedRow, measureSpeed } from './check-speed';
+
+interface CheckArgs {
+  ep: ExecutionProvider;
+  quick: boolean;
+  local: boolean;
+  outDir: string | null;
+  budgetSeconds: number;
+  layers7b: number;
+  threads: number;
+}
+
+function parseArgs(argv: string[]): CheckArgs {
+  const args: CheckArgs = { ep: 'webgpu', quick: false, local: false, outDir: process.env.OUT ?? null, budgetSeconds: 330, layers7b: 8, threads: Math.max(1, Math.min(8, os.cpus().length)) };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === '--ep') {
+      const ep = value();
+      if (ep !== 'webgpu' && ep !== 'cpu' && ep !== 'cuda') throw new Error(`--ep must be webgpu, cpu or cuda, got ${ep}`);
+      args.ep = ep;
+    } else if (flag === '--quick') args.quick = true;
+    else if (flag === '--local') args.local = true;
+    else if (flag === '--out') args.outDir = value();
+    else if (flag === '--budget-s') args.budgetSeconds = Number(value());
+    else if (flag === '--layers-7b') args.layers7b = Number(value());
+    else if (flag === '--threads') args.threads = Number(value());
+    else throw new Error(`unknown flag ${flag}`);
+  }
+  return args;
+}
+
+interface PlanRun {
+  label: string;
+  plan: SpeedPlan;
+}
+
+/** What to measure: the device run; --quick and --local shrink it to prove the machinery only. */
+function speedPlans(args: CheckArgs): PlanRun[] {
+  if (args.quick || args.local) {
+    const small = { prefillTokens: 128, contexts: [32, 256], batches: [1, 4], decodeSteps: 4 };
+    return [
+      { label: 'tiny-2L fp32', plan: { shape: 'tiny', layerCount: 2, dtype: 'fp32', ...small } },
+      { label: 'tiny-2L int4', plan: { shape: 'tiny', layerCount: 2, dtype: 'int4', ...small } },
+    ];
+  }
+  const full = { prefillTokens: 512, contexts: [128, 4096], batches: [1, 8, 32], decodeSteps: 8 };
+  return [
+    { label: '125M fp16', plan: { shape: '125m', layerCount: 12, dtype: 'fp16', ...full } },
+    { label: `7B-shape ${args.layers7b}L fp16`, plan: { shape: '7b', layerCount: args.layers7b, dtype: 'fp16', ...full } },
+    { label: `7B-shape ${args.layers7b}L int4`, plan: { shape: '7b', layerCount: args.layers7b, dtype: 'int4', ...full } },
+  ];
+}
+
+function format(value: number | null, digits = 1): string {
+  return value === null ? '-' : value.toFixed(digits);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = performance.now();
+  const budget = { remaining: () => args.budgetSeconds - (performance.now() - started) / 1000 };
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  log(`device check: ep ${args.ep}${args.quick ? ' (quick)' : ''}${args.local ? ' (local software driver: not a speed figure)' : ''}, budget ${args.budgetSeconds} s`);
+
+  const correctness: CorrectnessResult[] = [];
+  for (const dtype of ['fp32', 'fp16'] as WeightFormat[]) {
+    const result = await checkCorrectness(args.ep, dtype);
+    correctness.push(result);
+    log(`correctness ${dtype}: max relative error ${result.maxRelativeError.toExponential(2)} over ${result.rows} rows (target < ${result.target}) ${result.pass ? 'PASS' : 'FAIL'}`);
+  }
+
+  const bandwidth = await measureCopyBandwidth(args.ep, args.quick || args.local ? 64 << 20 : 1 << 30, args.threads);
+  log(`copy bandwidth: ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write, ${bandwidth.bufferBytes >> 20} MiB buffer)`);
+
+  const speed: { label: string; plan: SpeedPlan; rows: SpeedRow[]; scale: number; floorTokensPerSecond: number }[] = [];
+  for (const { label, plan } of speedPlans(args)) {
+    if (budget.remaining() < 20) {
+      log(`${label}: skipped (${budget.remaining().toFixed(0)} s left)`);
+      continue;
+    }
+    log(`${label}:`);
+    const measured = benchConfig(plan.shape, plan.layerCount, 4096);
+    const full = benchConfig(plan.shape, plan.shape === '7b' ? 32 : plan.layerCount, 4096);
+    // Decode is weight-bandwidth bound: time scales with the bytes read, so scale by the weight bytes.
+    const scale = weightBytesPerToken(measured, plan.dtype) / weightBytesPerToken(full, plan.dtype);
+    const floorTokensPerSecond = bandwidth.bytesPerSecond / weightBytesPerToken(full, plan.dtype);
+    try {
+      speed.push({ label, plan, rows: await measureSpeed(plan, args.ep, args.threads, budget, log), scale, floorTokensPerSecond });
+    } catch (error) {
+      log(`  failed: ${(error as Error).message}`);
+      speed.push({ label, plan, rows: [{ phase: 'load', context: 0, batch: 0, value: null, note: `failed: ${(error as Error).message}` }], scale, floorTokensPerSecond });
+    }
+  }
+
+  const lines = [
+    '',
+    `== device check, ep ${args.ep}, ${new Date().toISOString()}, ${((performance.now() - started) / 1000).toFixed(0)} s ==`,
+    ...correctness.map((c) => `correctness ${c.dtype}: max rel err ${c.maxRelativeError.toExponential(2)} (< ${c.target}) ${c.pass ? 'PASS' : 'FAIL'}, greedy ids ${c.sameGreedyIds ? 'equal' : 'DIFFER'}`),
+    `copy bandwidth ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write)`,
+    'model                 | phase   |  ctx | batch |   tok/s | at 32 layers | floor tok/s | % floor',
+  ];
+  for (const { label, rows, scale, floorTokensPerSecond } of speed) {
+    for (const row of rows.filter((r) => r.phase !== 'load')) {
+      const scaled = row.value === null ? null : row.value * scale;
+      const ofFloor = scaled !== null && row.phase === 'decode' && row.batch === 1 ? `${((100 * scaled) / floorTokensPerSecond).toFixed(0)}%` : '';
+      lines.push(
+        `${label.padEnd(21)} | ${row.phase.padEnd(7)} | ${String(row.context).padStart(4)} | ${String(row.batch).padStart(5)} | ${format(row.value).padStart(7)} | ${format(scale === 1 ? null : scaled).padStart(12)} | ${(row.batch === 1 && row.phase === 'decode' ? format(floorTokensPerSecond) : '').padStart(11)} | ${ofFloor}${row.note ? ` ${row.note}` : ''}`,
+      );
+    }
+  }
+  log(lines.join('\n'));
+  if (args.outDir) {
+    fs.mkdirSync(args.outDir, { recursive: true });
+    const report = { date: new Date().toISOString(), ep: args.ep, quick: args.quick, local: args.local, host: os.hostname(), cpus: os.cpus().length, correctness, bandwidth, speed, seconds: (performance.now() - started) / 1000 };
+    fs.writeFileSync(path.join(args.outDir, 'check.json'), `${JSON.stringify(report, null, 2)}\n`);
+    fs.writeFileSync(path.join(args.outDir, 'check-table.txt'), `${lines.join('\n')}\n`);
+  }
+  if (correctness.some((c) => !c.pass)) process.exitCode = 1;
+}
+
+await main();
