@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION_HEADER, type ErrorBody, type GenerateResponse } from '../../../shared/protocol';
+import { SseParser } from '../../../shared/sse';
 import { createBackendApp } from './app';
 import { FakeEngine } from './fake-engine';
 import { GenerationClient } from './generation-client';
@@ -10,11 +11,11 @@ const VOCAB = 64;
 const MAX_MODEL_LEN = 128;
 const clients: GenerationClient[] = [];
 
-async function setup(options: { limits?: Partial<ServingLimits>; backendToken?: string; gate?: StepGate } = {}) {
+async function setup(options: { limits?: Partial<ServingLimits>; backendToken?: string; gate?: StepGate; heartbeatMs?: number } = {}) {
   const engine = new FakeEngine({ vocabSize: VOCAB, maxModelLen: MAX_MODEL_LEN, maxSequences: 8, beforeStep: options.gate?.wait });
   const client = GenerationClient.inProcess({ engine: { kind: 'fake', options: {} }, limits: { prefixCacheSize: 0, ...options.limits } }, engine);
   clients.push(client);
-  const app = createBackendApp({ client, backendToken: options.backendToken });
+  const app = createBackendApp({ client, backendToken: options.backendToken, heartbeatMs: options.heartbeatMs });
   await client.whenReady();
   return { app, client, engine };
 }
@@ -118,6 +119,23 @@ describe('backend app: generation', () => {
     expect(json.requestId).toBe('b');
     expect(json.choices.map((choice) => choice.tokenIds)).toEqual([ids, ids]);
     expect(json.choices.map((choice) => choice.finishReason)).toEqual(['length', 'length']);
+  });
+
+  it('sends SSE heartbeat comments while a request waits for its first token', async () => {
+    const gate = new StepGate();
+    const { app } = await setup({ gate, heartbeatMs: 5 });
+    gate.close();
+    const response = await app.request(generate({ requestId: 'h', tokenIds: [1, 5], sampling: { maxTokens: 2, ignoreEos: true }, stream: true }));
+    const reader = response.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toBe(': ping\n\n');
+    gate.open();
+    const parser = new SseParser();
+    const names: string[] = [];
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      names.push(...parser.push(new TextDecoder().decode(chunk.value)).map((message) => message.event));
+    }
+    expect(names).toEqual(['token', 'token', 'finish', 'end']);
   });
 
   it('queue full -> 503 overloaded with retry-after', async () => {
