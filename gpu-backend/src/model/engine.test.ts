@@ -88,13 +88,16 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
     expect(result.error).toBeLessThan(1e-4);
   });
 
-  it('fp16 stays within 5e-3 and int4 within its bounds (kernel exact vs dequantized weights, 0.35 vs fp32)', async () => {
+  it('fp16 stays within 5e-3; int4 within 0.35 of fp32 and, against dequantized weights, 1e-4 (accuracy_level 0) / 0.05 (level 4)', async () => {
     const config = tinyConfig({ headDim: 16, slidingWindow: 5, hiddenSize: 64, intermediateSize: 96 });
     expect((await maxErrorAgainstReference(config, { dtype: 'fp16' })).error).toBeLessThan(5e-3);
-    const int4 = await maxErrorAgainstReference(config, { dtype: 'int4' });
-    expect(int4.error).toBeLessThan(0.35);
-    expect(int4.error).toBeGreaterThan(1e-3); // it really is quantized
-    // Against a reference holding the dequantized weights, MatMulNBits (accuracy_level 0) is exact.
+    for (const int4AccuracyLevel of [0, 4]) {
+      const int4 = await maxErrorAgainstReference(config, { dtype: 'int4', int4AccuracyLevel });
+      expect(int4.error).toBeLessThan(0.35);
+      expect(int4.error).toBeGreaterThan(1e-3); // it really is quantized
+    }
+    // Against a reference holding the dequantized weights, MatMulNBits at accuracy_level 0 is exact;
+    // level 4 also rounds activations to int8 per block.
     const weights = randomWeights(config, 11);
     const dequantized = new Map(weights);
     for (const [name, weight] of weights) {
@@ -104,10 +107,12 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
       dequantized.set(name, dequantizeInt4(quantizeInt4(weight, outFeatures, inFeatures), outFeatures, inFeatures));
     }
     const expected = ReferenceModel.fromWeights(config, dequantized).forward(promptOf(9, config.vocabSize))[8];
-    const engine = await makeEngine(config, weights, { dtype: 'int4' });
-    const [logits] = await engine.step([{ sequenceId: engine.createSequence(), tokenIds: promptOf(9, config.vocabSize) }]);
-    expect(relativeError(logits, expected)).toBeLessThan(1e-4);
-    await engine.dispose();
+    for (const [int4AccuracyLevel, bound] of [[0, 1e-4], [4, 0.05]]) {
+      const engine = await makeEngine(config, weights, { dtype: 'int4', int4AccuracyLevel });
+      const [logits] = await engine.step([{ sequenceId: engine.createSequence(), tokenIds: promptOf(9, config.vocabSize) }]);
+      expect(relativeError(logits, expected)).toBeLessThan(bound);
+      await engine.dispose();
+    }
   });
 });
 

@@ -17,6 +17,7 @@ export interface EngineLoadOptions extends EngineOptions {
   onnxCacheDir?: string | null;
   /** Force the attention implementation (tests); default picks fused unless headDim % 16 != 0. */
   attention?: AttentionKind;
+  /** MatMulNBits accuracy_level: 0 computes in fp32 (exact against dequantized weights), 4 (default) in int8. */
   int4AccuracyLevel?: number;
   /**
    * Fused graphs: decode through GroupQueryAttention too (default false: the in-place branch, which does
@@ -32,6 +33,8 @@ export class EngineError extends Error {
 }
 
 const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
+/** MatMulNBits accuracy_level 4 (int8 activations): ~1.4x faster int4 decode here, error bound in engine.test.ts. */
+const DEFAULT_INT4_ACCURACY_LEVEL = 4;
 
 function positiveInteger(value: number, setting: string): number {
   if (!Number.isInteger(value) || value <= 0) throw new EngineError(`${setting} must be a positive integer, got ${value}`);
@@ -81,7 +84,7 @@ export class Engine implements ModelEngine {
     const prepared = await prepareOnnxModel(source, {
       format: options.dtype,
       attention: options.attention,
-      int4AccuracyLevel: options.int4AccuracyLevel,
+      int4AccuracyLevel: options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL,
       cacheDir,
       checkpointDir: options.modelDir,
       externalDataThresholdBytes: options.externalDataThresholdBytes,
