@@ -123,6 +123,13 @@ async function main(): Promise<void> {
   client.onLog = (level, message) => {
     if (level === 'info' || settings.debug) console.error(`[engine] ${message}`);
   };
+  let started = false;
+  client.onFailure = (message) => {
+    // After startup a dead engine thread cannot recover: exit so the supervisor restarts the replica.
+    if (!started) return; // reported by whenReady() below
+    console.error(`gpu-backend: engine failed: ${message}`);
+    process.exit(1);
+  };
   const app = createBackendApp({ client, backendToken: process.env.BACKEND_TOKEN || undefined });
   // Listen before the model loads: /health answers at once, /ready once the engine is warm.
   const server = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port });
@@ -133,6 +140,7 @@ async function main(): Promise<void> {
     server.close();
     process.exit(1);
   }
+  started = true;
   const limits = client.limits!;
   const address = server.address();
   const url = `http://${settings.host}:${typeof address === 'object' && address ? address.port : settings.port}`;

@@ -62,6 +62,8 @@ export class GenerationClient {
 
   /** Logs from the engine thread; debug lines only when `debug` is set. */
   onLog: (level: 'info' | 'debug', message: string) => void = () => {};
+  /** Called once when the engine thread fails (load error, crash); requests in flight got an error event. */
+  onFailure: (message: string) => void = () => {};
 
   private constructor() {
     this.readyPromise = new Promise((resolve, reject) => {
@@ -200,7 +202,7 @@ export class GenerationClient {
           this.finish(id, entry, 'error');
           entry.listener({ event: 'error', data: { message: 'The model engine failed.', type: 'server_error', param: null, code: 'internal_error' } });
         }
-        this.onLog('info', `engine failed: ${message.message}`);
+        this.onFailure(message.message);
         return;
       case 'log':
         this.onLog(message.level, message.message);

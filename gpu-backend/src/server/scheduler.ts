@@ -178,10 +178,12 @@ export class Scheduler {
       items.push(this.prefillChunk(sequence, budget));
       budget -= items[items.length - 1].tokenIds.length;
     }
+    // Counted the way the engine runs them: single-token items (a prompt's last token included) share
+    // the decode run, longer ones are prefill runs.
     this.lastStep = {
       batchSize: items.length,
-      decodeCount: items.filter((item) => item.sequence.status === 'decoding').length,
-      prefillTokens: items.reduce((sum, item) => sum + (item.sequence.status === 'prefilling' ? item.tokenIds.length : 0), 0),
+      decodeCount: items.filter((item) => item.tokenIds.length === 1).length,
+      prefillTokens: items.reduce((sum, item) => sum + (item.tokenIds.length > 1 ? item.tokenIds.length : 0), 0),
     };
     return items;
   }
@@ -229,7 +231,8 @@ export class Scheduler {
         return;
       }
       sequence.prefilled += tokenIds.length;
-      if (group.snapshotPoints.includes(sequence.prefilled) && this.engine.freeSequences() > this.pendingForks) {
+      const room = this.engine.freeSequences() - this.pendingForks + (this.prefixCache.size >= this.prefixCache.capacity ? 1 : 0);
+      if (group.snapshotPoints.includes(sequence.prefilled) && room > 0) {
         this.prefixCache.insert(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
       }
       if (sequence.prefilled === sequence.promptLength) this.finishPrefill(group, sequence, logits[index]);
