@@ -27,7 +27,8 @@ export function defaultLimits(engine: ModelEngine, given: Partial<ServingLimits>
     maxBatchedTokens,
     maxQueue: given.maxQueue ?? Math.max(16, 4 * maxRunning),
     prefixCacheSize,
-    prefixMinTokens: given.prefixMinTokens ?? 16,
+    // A snapshot copies a whole KV row: below ~64 ids the prefill it saves is cheaper than the copy.
+    prefixMinTokens: given.prefixMinTokens ?? 64,
     prefillStallFactor: given.prefillStallFactor ?? 1.5,
     prefillMinTokens: given.prefillMinTokens ?? 8,
   };
