@@ -68,6 +68,11 @@ describe('backend app: validation and auth', () => {
     expect(((await fits.json()) as GenerateResponse).usage.completionTokens).toBe(28);
     const bad = await app.request(new Request('http://backend/v1/generate', { method: 'POST', body: '{nope' }));
     expect(bad.status).toBe(400);
+    const huge = await app.request(new Request('http://backend/v1/generate', { method: 'POST', body: ' '.repeat(9 * 1024 * 1024) }));
+    expect(huge.status).toBe(413);
+    const missing = await app.request('/v2/nothing');
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get(PROTOCOL_VERSION_HEADER)).toBe('1');
   });
 
   it('BACKEND_TOKEN: 401 without the bearer token, health and readiness stay open', async () => {

@@ -3,6 +3,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import {
   BACKEND_AUTH_HEADER,
   errorBody,
@@ -25,6 +26,8 @@ export interface BackendAppOptions {
 }
 
 const RETRY_AFTER_SECONDS = '1';
+/** Token ids as JSON take ~6 bytes each: room for far more than any context length. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const OPEN_PATHS = new Set(['/health', '/ready']);
 
 function tokenMatches(header: string | undefined, expected: Buffer): boolean {
@@ -60,7 +63,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.get('/v1/model', (c) => (client.modelInfo ? c.json(client.modelInfo) : refuse(c, 503, 'backend_unavailable', 'The model is not loaded yet.')));
   app.get('/metrics', (c) => c.text(client.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
 
-  app.post('/v1/generate', async (c) => {
+  app.post('/v1/generate', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody('invalid_request', `The body exceeds ${MAX_BODY_BYTES} bytes.`), 413) }), async (c) => {
     if (!client.isReady() || !client.modelInfo || !client.limits) {
       client.metrics.countRequest('not_ready');
       return refuse(c, 503, 'backend_unavailable', 'The model is not loaded yet.');

@@ -66,16 +66,19 @@ describe('scheduler on the real engine', () => {
     await engine.dispose();
   });
 
-  it('a greedy request gives the same ids alone and among 7 others (batch invariance)', async () => {
+  it('a greedy and a seeded request give the same ids alone and among 7 others (batch invariance)', async () => {
     const target = { tokenIds: promptOf(13, 1), sampling: { maxTokens: 12 } };
-    const [alone] = await serve(engine, [target]);
+    const seeded = { tokenIds: promptOf(9, 13), sampling: { maxTokens: 12, temperature: 0.9, topP: 0.95, seed: 77 } };
+    const [alone, seededAlone] = await serve(engine, [target, { ...seeded, afterSteps: 40 }]);
     const company = [
       ...[2, 3, 4].map((salt) => ({ tokenIds: promptOf(5 + salt * 7, salt), sampling: { temperature: 1, maxTokens: 20 } })),
       { ...target, afterSteps: 2 },
-      ...[5, 6, 7, 8].map((salt) => ({ tokenIds: promptOf(salt * 3, salt), sampling: { temperature: 0.7, maxTokens: 15 }, afterSteps: salt - 4 })),
+      ...[5, 6, 7].map((salt) => ({ tokenIds: promptOf(salt * 3, salt), sampling: { temperature: 0.7, maxTokens: 15 }, afterSteps: salt - 4 })),
+      { ...seeded, afterSteps: 1 },
     ];
     const results = await serve(engine, company);
     expect(results[3].choices[0]).toEqual(alone.choices[0]);
+    expect(results[7].choices[0]).toEqual(seededAlone.choices[0]); // same seed, same ids, whatever the company
     expect(new Set(alone.choices[0]).size).toBeGreaterThan(3); // a wandering output, not one repeated id
     expect(engine.freeSequences()).toBe(12);
   });
