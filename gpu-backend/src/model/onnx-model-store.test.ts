@@ -29,7 +29,15 @@ describe('prepareOnnxModel', () => {
     expect(fs.statSync(modelPath).size).toBeLessThan(weightBytes / 4);
     expect((await prepareOnnxModel(source, options)).fromCache).toBe(true);
     expect((await prepareOnnxModel(source, { ...options, format: 'int4' })).fromCache).toBe(false);
+    // A changed checkpoint rebuilds and replaces its predecessor of the same format; int4 stays.
+    fs.mkdirSync(options.checkpointDir);
+    fs.writeFileSync(path.join(options.checkpointDir, 'config.json'), '{}');
+    const rebuilt = await prepareOnnxModel(source, options);
+    expect(rebuilt.fromCache).toBe(false);
+    expect(fs.existsSync(modelPath)).toBe(false);
+    expect(fs.readdirSync(cacheDir).filter((entry) => entry.startsWith('no-such-checkpoint-')).length).toBe(2);
 
+    fs.rmSync(options.checkpointDir, { recursive: true });
     const engine = await Engine.fromWeights(source, {
       modelDir: options.checkpointDir,
       dtype: 'fp32',

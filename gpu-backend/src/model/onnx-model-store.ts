@@ -78,7 +78,10 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     .update(JSON.stringify({ config: source.config, graphOptions, builder: GRAPH_BUILDER_VERSION, files: checkpointFingerprint(options.checkpointDir) }))
     .digest('hex')
     .slice(0, 16);
-  const folder = path.join(options.cacheDir, `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${key}`);
+  // Folder name: what it is for, then the key. Builds that differ only in key (a newer builder, edited
+  // weights) replace older ones, so the cache does not grow by a model's size per change.
+  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-`;
+  const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
   if (fs.existsSync(modelPath)) return { model: modelPath, attention, computeType, fromCache: true };
 
@@ -98,6 +101,9 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     } catch (error) {
       if (!fs.existsSync(modelPath)) throw error; // another process won the race: use its copy
       fs.rmSync(staging, { recursive: true, force: true });
+    }
+    for (const entry of fs.readdirSync(options.cacheDir)) {
+      if (entry.startsWith(family) && path.join(options.cacheDir, entry) !== folder) fs.rmSync(path.join(options.cacheDir, entry), { recursive: true, force: true });
     }
   } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });
