@@ -38,8 +38,11 @@ const REFUSALS = {
 
 export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecord, tokens: number): Promise<Admission> {
   const stub = namespace.get(namespace.idFromName(key.keyId));
+  const started = Date.now();
   const result = await stub.admit(key.limits, tokens);
   const headers = rateLimitHeaders(result);
+  // Wall time of the admission round trip (clocks only advance across I/O in workerd, which this is).
+  headers['server-timing'] = `ratelimit;dur=${Date.now() - started}`;
   if (!result.ok || !result.leaseId) {
     const reason = result.reason ?? 'requests';
     if (result.retryAfterSeconds > 0) headers['retry-after'] = String(result.retryAfterSeconds);

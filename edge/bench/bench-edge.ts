@@ -1,0 +1,134 @@
+// `npm run bench:edge`: what the edge itself costs per request (auth + rate limit + template + tokenize),
+// for a ~1000-token prompt, system-prompt cache miss vs hit. The worker runs in workerd (`wrangler dev
+// --local`) against an instant fake backend in this process. workerd freezes clocks during CPU work, so
+// the cost is measured from outside and the peers measured in the same run are subtracted:
+//   edge work ~= chat round trip - GET /health round trip - direct backend round trip.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { encodeSse } from '../../shared/sse';
+import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex } from '../src/auth/api-key-store';
+import { kvPut, REPO_ROOT } from '../scripts/wrangler-kv';
+
+const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 300);
+const WARMUP = 40;
+
+function instantBackend(): Promise<Server> {
+  const body = [
+    encodeSse(JSON.stringify({ choice: 0, tokenIds: [22557] }), 'token'),
+    encodeSse(JSON.stringify({ choice: 0, finishReason: 'length' }), 'finish'),
+    encodeSse(JSON.stringify({ usage: { promptTokens: 1000, completionTokens: 1, cachedTokens: 0 } }), 'end'),
+  ].join('');
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(body);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Random lowercase words: ~1 token per 3-4 characters, and no two prompts share their words (cold tokenizer caches). */
+function randomText(tokensWanted: number, seed: number): string {
+  let state = seed;
+  const next = () => (state = (state * 1103515245 + 12345) & 0x7fffffff);
+  const words: string[] = [];
+  for (let i = 0; i < tokensWanted / 3.6; i++) {
+    const length = 3 + (next() % 7);
+    words.push(Array.from({ length }, () => String.fromCharCode(97 + (next() % 26))).join(''));
+  }
+  return words.join(' ');
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function timeRequests(label: string, count: number, make: (i: number) => Promise<Response>): Promise<{ label: string; p50: number; p99: number }> {
+  const times: number[] = [];
+  for (let i = 0; i < count + WARMUP; i++) {
+    const started = performance.now();
+    const response = await make(i);
+    await response.arrayBuffer();
+    if (!response.ok) throw new Error(`${label}: HTTP ${response.status}`);
+    if (i >= WARMUP) times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  return { label, p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
+async function main(): Promise<void> {
+  const backend = await instantBackend();
+  const backendUrl = `http://127.0.0.1:${(backend.address() as AddressInfo).port}`;
+  const state = mkdtempSync(path.join(tmpdir(), 'bench-edge-'));
+  const secret = generateSecret();
+  kvPut({ binding: 'API_KEYS', remote: false, persistTo: state }, kvKeyForHash(await sha256Hex(secret)), JSON.stringify({ keyId: generateKeyId(), label: 'bench', limits: { rpm: 1e9, tpm: 1e12, concurrent: 1000 }, created: new Date().toISOString(), revoked: false }));
+  const envFile = path.join(state, 'bench.env');
+  writeFileSync(envFile, `BACKEND_URLS=${backendUrl}\nBACKEND_TOKEN=bench\nMAX_MODEL_LEN=8192\n`);
+  const port = await freePort();
+  const wrangler = spawn(process.execPath, [path.join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--env-file', envFile, '--persist-to', state, '--show-interactive-dev-session=false', '--inspector-port', String(await freePort()), '--log-level', 'error'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' },
+    stdio: 'inherit',
+  });
+  const edge = `http://127.0.0.1:${port}`;
+  try {
+    for (let i = 0; ; i++) {
+      if (i > 240) throw new Error('wrangler dev did not start');
+      if (await fetch(`${edge}/health`).then((r) => r.ok, () => false)) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
+    const chat = (system: string) =>
+      fetch(`${edge}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'mistral-tiny-random', max_tokens: 1, messages: [{ role: 'system', content: system }, { role: 'user', content: 'Summarize the above in one word.' }] }) });
+    const tokenize = (system: string) =>
+      fetch(`${edge}/tokenize`, { method: 'POST', headers, body: JSON.stringify({ messages: [{ role: 'system', content: system }, { role: 'user', content: 'Summarize the above in one word.' }] }) });
+    const hitSystem = randomText(1000, 1);
+    const tokenized = (await (await fetch(`${edge}/tokenize`, { method: 'POST', headers, body: JSON.stringify({ messages: [{ role: 'system', content: hitSystem }, { role: 'user', content: 'Summarize the above in one word.' }] }) })).json()) as { count: number };
+
+    const admission: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const response = await chat(hitSystem);
+      await response.arrayBuffer();
+      admission.push(Number(/ratelimit;dur=(\d+)/.exec(response.headers.get('server-timing') ?? '')?.[1] ?? NaN));
+    }
+    admission.sort((a, b) => a - b);
+    const results = [
+      await timeRequests('GET /health (HTTP + wrangler overhead)', SAMPLES, () => fetch(`${edge}/health`)),
+      await timeRequests('fake backend direct (backend hop)', SAMPLES, () => fetch(`${backendUrl}/v1/generate`, { method: 'POST', body: JSON.stringify({ tokenIds: new Array(1000).fill(1000) }) })),
+      await timeRequests('GET /v1/models (auth only)', SAMPLES, () => fetch(`${edge}/v1/models`, { headers })),
+      await timeRequests('/tokenize, cache HIT (auth+template+ids)', SAMPLES, () => tokenize(hitSystem)),
+      await timeRequests('/tokenize, cache MISS', SAMPLES, (i) => tokenize(randomText(1000, 5000 + i))),
+      await timeRequests('chat, system prompt cache HIT', SAMPLES, () => chat(hitSystem)),
+      await timeRequests('chat, system prompt cache MISS', SAMPLES, (i) => chat(randomText(1000, 1000 + i))),
+    ];
+    console.log(`\nEdge benchmark: ${SAMPLES} sequential requests each, prompt ${tokenized.count} tokens (workerd via wrangler dev --local, ${process.platform}/${process.arch}).`);
+    for (const r of results) console.log(`  ${r.label.padEnd(42)} p50 ${r.p50.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms`);
+    console.log(`  rate-limit admission RPC (server-timing, 1 ms resolution): p50 ${percentile(admission, 50)} ms, p99 ${percentile(admission, 99)} ms`);
+    const [health, direct, , , , hit, miss] = results;
+    const edgeWork = (r: { p50: number }) => (r.p50 - health.p50 - direct.p50).toFixed(2);
+    console.log(`  => edge work (p50 chat - p50 health - p50 backend hop): hit ~${edgeWork(hit)} ms, miss ~${edgeWork(miss)} ms`);
+  } finally {
+    wrangler.kill('SIGTERM');
+    backend.close();
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: Error) => {
+  console.error(`bench-edge failed: ${error.message}`);
+  process.exit(1);
+});
