@@ -134,6 +134,32 @@ describe('systemPrefixLength', () => {
     expect(encodeChat(referenceTokenizer('v1'), toMessages(null, [['user', 'a']])).systemPrefixLength).toBeNull();
   });
 
+  it('reusing systemPrefixIds gives the same ids without tokenizing the system prompt again', () => {
+    for (const version of ['v1', 'v3'] as const) {
+      const tokenizer = referenceTokenizer(version);
+      for (const system of ['You are a helpful assistant.', ' odd  spacing ', '🦙\nmulti']) {
+        const first = encodeChat(tokenizer, toMessages(system, [['user', 'hello']]));
+        const systemPrefixIds = first.tokenIds.slice(0, first.systemPrefixLength!);
+        for (const user of users) {
+          const messages = toMessages(system, [['user', user]]);
+          const expected = encodeChat(tokenizer, messages);
+          const reused = encodeChat(tokenizer, messages, { systemPrefixIds });
+          expect(reused, `${version} ${JSON.stringify([system, user])}`).toEqual(expected);
+        }
+      }
+    }
+  });
+
+  it('encodeWithStablePrefix equals encode of the whole text, also when the cut is before the prefix end', () => {
+    const v1 = referenceTokenizer('v1');
+    for (const prefix of ['Say Hel', 'a\n\n', '  lead', 'end with space ', '東京']) {
+      const prefixIds = v1.encode(prefix).slice(0, v1.stablePrefixLength(prefix));
+      for (const rest of ['lo', ' world', '', '\n', '🦙', 'p [/INST]']) {
+        expect(v1.encodeWithStablePrefix(prefix, prefixIds, rest), JSON.stringify([prefix, rest])).toEqual(v1.encode(prefix + rest));
+      }
+    }
+  });
+
   it('stablePrefixLength stops before a word the suffix could extend', () => {
     const v1 = referenceTokenizer('v1');
     // "▁Hel" + "lo" could merge differently once more letters follow, so only ids before the last word are stable.

@@ -21,6 +21,11 @@ export interface ChatMessage {
 export interface EncodeChatOptions {
   /** Accept a final assistant message (encoded with its EOS). Default false: serving requires a user turn. */
   finalAssistant?: boolean;
+  /**
+   * tokenIds.slice(0, systemPrefixLength) of an earlier encodeChat with the same tokenizer and system prompt:
+   * reused instead of tokenizing the system prompt again (same result). Ignored where no prefix applies.
+   */
+  systemPrefixIds?: number[];
 }
 
 export class TemplateError extends Error {
@@ -92,6 +97,13 @@ export function encodeChat(
   };
   const v3 = tokenizer.templateVersion === 'v3';
   const userTurnCount = turns.filter((turn) => turn.role === 'user').length;
+  // Text before the user's words that only the system prompt decides, and how many leading ids precede it
+  // ([BOS] in v1, [BOS, [INST]] in v3); null where the system prompt is not at the start.
+  const cacheable = system !== null && (!v3 || userTurnCount === 1);
+  const systemText = v3 ? `${system}\n\n` : `[INST] ${system}\n\n`;
+  const leadingIds = v3 ? 2 : 1;
+  const cached = cacheable ? options.systemPrefixIds : undefined;
+  if (cached && (cached.length < leadingIds || cached[0] !== tokenizer.bosTokenId)) throw new Error('systemPrefixIds do not start a chat prompt');
   let userTurn = 0;
   for (const turn of turns) {
     if (turn.role === 'assistant') {
@@ -101,20 +113,15 @@ export function encodeChat(
     }
     userTurn++;
     const withSystem = system !== null && (v3 ? userTurn === userTurnCount : userTurn === 1);
-    const content = withSystem ? `${system}\n\n${turn.content}` : turn.content;
-    if (v3) {
-      tokenIds.push(INST_ID);
-      append(tokenizer.encode(content));
-      tokenIds.push(END_INST_ID);
-    } else {
-      append(tokenizer.encode(`[INST] ${content} [/INST]`));
-    }
+    if (v3) tokenIds.push(INST_ID);
+    const before = v3 ? '' : '[INST] ';
+    const after = v3 ? '' : ' [/INST]';
+    if (withSystem && cached) append(tokenizer.encodeWithStablePrefix(systemText, cached.slice(leadingIds), `${turn.content}${after}`));
+    else append(tokenizer.encode(withSystem ? `${systemText}${turn.content}${after}` : `${before}${turn.content}${after}`));
+    if (v3) tokenIds.push(END_INST_ID);
   }
   let systemPrefixLength: number | null = null;
-  if (system !== null) {
-    if (!v3) systemPrefixLength = 1 + tokenizer.stablePrefixLength(`[INST] ${system}\n\n`);
-    else if (userTurnCount === 1) systemPrefixLength = 2 + tokenizer.stablePrefixLength(`${system}\n\n`);
-  }
+  if (cacheable) systemPrefixLength = cached ? cached.length : leadingIds + tokenizer.stablePrefixLength(systemText);
   return { tokenIds, systemPrefixLength };
 }
 

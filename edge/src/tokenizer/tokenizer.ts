@@ -127,6 +127,28 @@ export class Tokenizer {
   stablePrefixLength(text: string): number {
     if (text.length === 0) return 0;
     const normalized = this.normalize(text);
+    const tokenIds: number[] = [];
+    this.encodeNormalized(normalized.slice(0, this.stableCut(normalized)), tokenIds);
+    return tokenIds.length;
+  }
+
+  /**
+   * encode(prefix + rest) without encoding the prefix again: `prefixIds` must be
+   * encode(prefix).slice(0, stablePrefixLength(prefix)) from this tokenizer (e.g. cached per system prompt).
+   */
+  encodeWithStablePrefix(prefix: string, prefixIds: number[], rest: string): number[] {
+    // A high surrogate at the end could pair with the rest; rare enough to just encode everything.
+    if (prefix.length === 0 || /[\ud800-\udbff]$/.test(prefix)) return this.encode(prefix + rest);
+    const normalizedPrefix = this.normalize(prefix);
+    const tokenIds = prefixIds.slice();
+    const tail = normalizedPrefix.slice(this.stableCut(normalizedPrefix)) + toWellFormed(rest).replaceAll(' ', SPACE_SYMBOL);
+    // No merge crosses the cut, so the text after it encodes on its own (no dummy prefix: it is mid-sequence).
+    this.encodeNormalized(tail, tokenIds);
+    return tokenIds;
+  }
+
+  /** Offset in `normalized` of the last point no merge can cross, whatever text is appended. */
+  private stableCut(normalized: string): number {
     const isHard = this.hardCharacterTest();
     let cut = 0;
     let previous = -1;
@@ -137,10 +159,7 @@ export class Tokenizer {
       previous = codePoint;
       position += codePoint > 0xffff ? 2 : 1;
     }
-    if (previous >= 0 && isHard(previous)) cut = normalized.length;
-    const tokenIds: number[] = [];
-    this.encodeNormalized(normalized.slice(0, cut), tokenIds);
-    return tokenIds.length;
+    return previous >= 0 && isHard(previous) ? normalized.length : cut;
   }
 
   private normalize(text: string): string {
@@ -186,8 +205,9 @@ export class Tokenizer {
       for (let id = 0; id < this.vocabSize; id++) {
         const type = this.types[id];
         if (type !== PIECE_TYPE.normal && type !== PIECE_TYPE.userDefined) continue;
-        const codePoints = Array.from(this.pieces[id], (character) => character.codePointAt(0)!);
-        if (codePoints.length > 1) for (const codePoint of codePoints) inMultiCharacterPiece.add(codePoint);
+        const piece = this.pieces[id];
+        if (piece.length < 2 || (piece.length === 2 && piece.codePointAt(0)! > 0xffff)) continue;
+        for (const character of piece) inMultiCharacterPiece.add(character.codePointAt(0)!);
       }
       this.hardCharacters = (codePoint) => !inMultiCharacterPiece.has(codePoint);
     }
