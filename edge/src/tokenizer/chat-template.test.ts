@@ -53,12 +53,19 @@ describe('encodeChat v1 (published vectors)', () => {
 });
 
 describe('encodeChat v3', () => {
-  it('uses control ids 3/4 around user turns, trims assistant text, system before the LAST user turn', () => {
+  it('uses control ids 3/4 around user turns, strips trailing spaces of assistant text, system before the LAST user turn', () => {
     const v1 = referenceTokenizer('v1');
     const v3 = referenceTokenizer('v3');
-    const messages = toMessages('SYSTEM', [['user', 'a'], ['assistant', 'b  \n'], ['user', 'c']]);
+    const messages = toMessages('SYSTEM', [['user', 'a'], ['assistant', 'b   '], ['user', 'c']]);
     // Expected from the published v1 ids (▁a 264, ▁b 287) shifted by 768, and mistral-common's v3 layout.
     expect(encodeChat(v3, messages).tokenIds).toEqual([1, 3, 264 + 768, 4, 287 + 768, 2, 3, ...shift(v1.encode('SYSTEM\n\nc')), 4]);
+  });
+
+  it('keeps a trailing newline of assistant text (mistral-common strips spaces only)', () => {
+    const v1 = referenceTokenizer('v1');
+    const v3 = referenceTokenizer('v3');
+    const { tokenIds } = encodeChat(v3, toMessages(null, [['user', 'a'], ['assistant', 'b \n '], ['user', 'c']]));
+    expect(tokenIds.slice(4, tokenIds.indexOf(2) + 1)).toEqual([...shift(v1.encode('b \n')), 2]);
   });
 
   it('single turn with system prompt matches the published v1 ids shifted by 768', () => {

@@ -9,7 +9,8 @@
 // - The last message must be a user message (mistral-common's serving mode). An assistant message last is
 //   only accepted with `{ finalAssistant: true }` (mistral-common's test mode: it gets its EOS like any
 //   assistant turn, which is how its published vectors are made); there is no "continue this reply" mode.
-// - Assistant content must be non-empty. v1: system prompt before the FIRST user message; v3: before the LAST.
+// - Assistant content must be non-empty; v3 drops its trailing spaces (rstrip(" "), not other whitespace).
+// - v1: system prompt before the FIRST user message; v3: before the LAST.
 
 import type { Tokenizer } from './tokenizer';
 
@@ -107,7 +108,8 @@ export function encodeChat(
   let userTurn = 0;
   for (const turn of turns) {
     if (turn.role === 'assistant') {
-      append(tokenizer.encode(v3 ? turn.content.trimEnd() : turn.content));
+      // v3 strips trailing spaces only: mistral-common's rstrip(" "), so a trailing newline stays.
+      append(tokenizer.encode(v3 ? turn.content.replace(/ +$/, '') : turn.content));
       tokenIds.push(tokenizer.eosTokenId);
       continue;
     }
