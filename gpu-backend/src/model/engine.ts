@@ -11,6 +11,7 @@ import { KvCache } from './kv-cache';
 import type { WeightSource } from './model-graph';
 import { prepareOnnxModel } from './onnx-model-store';
 import { OrtSession } from './ort-session';
+import { ResidentKvCache } from './resident-kv';
 
 export interface EngineLoadOptions extends EngineOptions {
   /** Cached ONNX graphs; null builds in memory. Default: env MODEL_ONNX_CACHE_DIR or <cwd>/.models/onnx-cache. */
@@ -26,6 +27,8 @@ export interface EngineLoadOptions extends EngineOptions {
   gqaDecode?: boolean;
   /** Estimated weight bytes above which the cached graph keeps weights in model.onnx.data (default 1.5 GiB). */
   externalDataThresholdBytes?: number;
+  /** Keep the KV cache in session output tensors fed back each step (default: true for webgpu, where they stay on the GPU). */
+  residentKvCache?: boolean;
 }
 
 export class EngineError extends Error {
@@ -46,6 +49,7 @@ export class Engine implements ModelEngine {
   readonly chunkSize: number;
   private lastTransferBytes = 0;
   private running = false;
+  private resident: ResidentKvCache | null = null;
   private readonly gqaDecode: boolean;
 
   private constructor(
@@ -81,7 +85,12 @@ export class Engine implements ModelEngine {
       throw new EngineError(`maxModelLen ${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositions}`);
     }
     const cacheDir = options.onnxCacheDir === undefined ? (process.env.MODEL_ONNX_CACHE_DIR ?? path.resolve('.models/onnx-cache')) : options.onnxCacheDir;
-    const prepared = await prepareOnnxModel(source, {
+    const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
+    const residentLoad =
+      (options.residentKvCache ?? options.executionProvider === 'webgpu')
+        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention: options.attention, int4AccuracyLevel, workDir: cacheDir })
+        : null;
+    const prepared = residentLoad ?? await prepareOnnxModel(source, {
       format: options.dtype,
       attention: options.attention,
       int4AccuracyLevel: options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL,
@@ -89,9 +98,9 @@ export class Engine implements ModelEngine {
       checkpointDir: options.modelDir,
       externalDataThresholdBytes: options.externalDataThresholdBytes,
     });
-    const session = await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
+    const session = 'model' in prepared ? await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads }) : prepared.resident.session;
     const cache = new KvCache({
-      layerCount: config.layerCount,
+      layerCount: residentLoad ? 0 : config.layerCount, // resident: the host cache only keeps lengths and rows
       keyValueHeadCount: config.keyValueHeadCount,
       headDim: config.headDim,
       slidingWindow: config.slidingWindow,
@@ -99,7 +108,9 @@ export class Engine implements ModelEngine {
       maxModelLen,
       elementType: prepared.computeType,
     });
-    return new Engine(config, path.basename(path.resolve(options.modelDir)), prepared.attention, session, cache, options);
+    const engine = new Engine(config, path.basename(path.resolve(options.modelDir)), prepared.attention, session, cache, options);
+    engine.resident = residentLoad?.resident ?? null;
+    return engine;
   }
 
   createSequence(): number {
@@ -114,7 +125,9 @@ export class Engine implements ModelEngine {
     if (this.cache.liveCount >= this.cache.options.maxSequences) {
       throw new EngineCapacityError(`all ${this.cache.options.maxSequences} sequences are in use`);
     }
-    return this.cache.fork(sourceId);
+    const id = this.cache.fork(sourceId);
+    this.resident?.fork(sourceId, id);
+    return id;
   }
 
   releaseSequence(sequenceId: number): void {
@@ -224,6 +237,11 @@ export class Engine implements ModelEngine {
   }
 
   private async run(plan: BatchPlan): Promise<Float32Array[]> {
+    if (this.resident) {
+      const result = await this.resident.run(plan, this.cache, buildFeeds(this.config, this.attention, this.resident.feedView(this.cache), plan));
+      this.lastTransferBytes += result.transferBytes;
+      return result.logits;
+    }
     const { layerCount, vocabSize } = this.config;
     const feeds = buildFeeds(this.config, this.attention, this.cache, plan);
     const outputNames = ['logits'];
@@ -252,7 +270,7 @@ export class Engine implements ModelEngine {
     return {
       slotsUsed: this.cache.slotsUsed(),
       slotsTotal: this.cache.slotsMax(),
-      bytesPerSlot: this.cache.bytesPerSlot(),
+      bytesPerSlot: this.resident?.bytesPerSlot ?? this.cache.bytesPerSlot(),
       lastStepTransferBytes: this.lastTransferBytes,
     };
   }
@@ -262,6 +280,7 @@ export class Engine implements ModelEngine {
   }
 
   async dispose(): Promise<void> {
-    await this.session.release();
+    if (this.resident) await this.resident.release();
+    else await this.session.release();
   }
 }
