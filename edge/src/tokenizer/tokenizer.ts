@@ -87,11 +87,14 @@ export class Tokenizer {
         this.surfaces[id] = UNKNOWN_SURFACE;
       } else {
         // Normal and user-defined pieces are what user text can become; control pieces ("<s>", "[INST]") never.
+        if (pieceToId.has(piece)) throw new Error(`invalid tokenizer asset: pieces[${id}] duplicates ${JSON.stringify(piece)}`);
         pieceToId.set(piece, id);
         if (type === PIECE_TYPE.userDefined) userDefinedPieces.push(piece);
-        this.surfaces[id] = piece.replaceAll(SPACE_SYMBOL, ' ');
-        this.dropsLeadingSpace[id] = piece.startsWith(SPACE_SYMBOL) ? 1 : 0;
-        if (type === PIECE_TYPE.userDefined ? piece.includes(SPACE_SYMBOL) : /[^\u2581]\u2581/.test(piece)) preSplit = false;
+        const space = piece.indexOf(SPACE_SYMBOL);
+        // Most pieces hold no "▁": skip the string work for them (this loop runs on a worker's cold start).
+        this.surfaces[id] = space < 0 ? piece : piece.replaceAll(SPACE_SYMBOL, ' ');
+        this.dropsLeadingSpace[id] = space === 0 ? 1 : 0;
+        if (space >= 0 && (type === PIECE_TYPE.userDefined || /[^\u2581]\u2581/.test(piece))) preSplit = false;
       }
     }
     // Pre-splitting before each "▁" run that follows another character is exact only when no piece could
@@ -198,16 +201,23 @@ export class Tokenizer {
     for (let index = 0; index < cached.length; index++) out.push(cached[index]);
   }
 
-  /** A character is "hard" when no mergeable piece longer than one character contains it. */
+  /** A character is "hard" when no mergeable piece longer than one character contains it (built on first use). */
   private hardCharacterTest(): (codePoint: number) => boolean {
     if (!this.hardCharacters) {
-      const inMultiCharacterPiece = new Set<number>();
+      const multiCharacterPieces: string[] = [];
       for (let id = 0; id < this.vocabSize; id++) {
         const type = this.types[id];
         if (type !== PIECE_TYPE.normal && type !== PIECE_TYPE.userDefined) continue;
         const piece = this.pieces[id];
-        if (piece.length < 2 || (piece.length === 2 && piece.codePointAt(0)! > 0xffff)) continue;
-        for (const character of piece) inMultiCharacterPiece.add(character.codePointAt(0)!);
+        if (piece.length > 2 || (piece.length === 2 && piece.codePointAt(0)! <= 0xffff)) multiCharacterPieces.push(piece);
+      }
+      // One pass over the joined text, by UTF-16 unit: no per-character strings.
+      const joined = multiCharacterPieces.join('');
+      const inMultiCharacterPiece = new Set<number>();
+      for (let position = 0; position < joined.length; position++) {
+        const unit = joined.charCodeAt(position);
+        if (unit < 0xd800 || unit > 0xdbff) inMultiCharacterPiece.add(unit);
+        else inMultiCharacterPiece.add(joined.codePointAt(position++)!);
       }
       this.hardCharacters = (codePoint) => !inMultiCharacterPiece.has(codePoint);
     }
