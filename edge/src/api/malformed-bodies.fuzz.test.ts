@@ -77,9 +77,9 @@ it(`never answers a malformed body with a 5xx (${CASES} seeded cases)`, async ()
   const statuses = new Map<number, number>();
   for (let i = 0; i < CASES; i++) {
     const { path, body } = randomBody(random);
-    const { response, settled } = await callEdge(path, { method: 'POST', body, headers: { ...bearer(secret), 'content-type': 'application/json' } });
+    const { response, settle } = await callEdge(path, { method: 'POST', body, headers: { ...bearer(secret), 'content-type': 'application/json' } });
     const text = await response.text();
-    await settled;
+    await settle();
     statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
     expect(response.status, `${path} ${body.slice(0, 300)} -> ${text.slice(0, 300)}`).toBeLessThan(500);
     if (response.status >= 400) {

@@ -16,8 +16,8 @@ afterEach(() => {
 
 async function post(path: string, body: unknown, extraHeaders: Record<string, string> = {}) {
   const init = typeof body === 'string' ? { body, headers: { ...bearer(secret), 'content-type': 'application/json', ...extraHeaders } } : { json: body, headers: { ...bearer(secret), ...extraHeaders } };
-  const { response, settled } = await callEdge(path, { method: 'POST', ...init });
-  await settled;
+  const { response, settle } = await callEdge(path, { method: 'POST', ...init });
+  await settle();
   return response;
 }
 

@@ -93,7 +93,7 @@ describe('named system prompts', () => {
     const request = { method: 'POST', headers: bearer(secret), json: { model: `${env.MODEL_ID}@terse`, messages: [{ role: 'user', content: 'Hi' }] } };
     const first = await callEdge('/v1/chat/completions', request, { SYSTEM_PROMPTS: counted.kv });
     expect(first.response.status).toBe(200);
-    await first.settled;
+    await first.settle();
     expect(counted.reads()).toBe(1);
 
     const encode = vi.spyOn(tokenizer, 'encode');
@@ -115,7 +115,7 @@ describe('named system prompts', () => {
     scriptedBackend(tokenizer.encode('ok'));
     const system = `Inline system prompt ${crypto.randomUUID()}`;
     const request = { method: 'POST', headers: bearer(secret), json: { model: env.MODEL_ID, messages: [{ role: 'system', content: system }, { role: 'user', content: 'Hi' }] } };
-    await (await callEdge('/v1/chat/completions', request)).settled;
+    await (await callEdge('/v1/chat/completions', request)).settle();
     const encode = vi.spyOn(tokenizer, 'encode');
     const hitsBefore = systemPrefixCache.stats.isolateHits;
     expect((await callEdge('/v1/chat/completions', request)).response.status).toBe(200);

@@ -28,7 +28,7 @@ describe('RateLimiter (Durable Object)', () => {
     expect(error.error).toMatchObject({ code: 'rate_limit_exceeded', type: 'rate_limit_error' });
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('0');
-    await Promise.all(calls.map((c) => c.settled));
+    await Promise.all(calls.map((c) => c.settle()));
   });
 
   it('admits exactly N of M simultaneous RPC admissions with a concurrency cap of N', async () => {
@@ -48,7 +48,7 @@ describe('RateLimiter (Durable Object)', () => {
     const tokenizer = getDefaultTokenizer();
     const completion = tokenizer.encode('one two three');
     const calls = scriptedBackend(completion);
-    const { response, settled } = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body({ max_tokens: 500 }) });
+    const { response, settle } = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body({ max_tokens: 500 }) });
     const promptLength = calls[0].request.tokenIds.length;
     // At admission the whole reservation is taken...
     expect(Number(response.headers.get('x-ratelimit-remaining-tokens'))).toBe(10_000 - promptLength - 500);
@@ -58,7 +58,7 @@ describe('RateLimiter (Durable Object)', () => {
     expect(response.headers.get('x-ratelimit-reset-requests')).toMatch(/^\d+(\.\d+)?(ms|s)$|^\d+m[\d.]+s$/);
     expect(response.headers.get('x-ratelimit-reset-tokens')).toMatch(/^\d+(\.\d+)?(ms|s)$|^\d+m[\d.]+s$/);
     await response.json();
-    await settled;
+    await settle();
     // ...and after it ends only prompt + generated tokens stay charged (refill adds a little with time).
     const state = await stubFor(record.keyId).inspect(record.limits);
     const charged = 10_000 - state.remainingTokens;
@@ -100,12 +100,12 @@ describe('RateLimiter (Durable Object)', () => {
     const { BackendStream, fakeBackend, sseResponse } = await import('../test-support/edge-harness');
     const stream = new BackendStream();
     fakeBackend(() => sseResponse(stream));
-    const { response, settled } = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body({ stream: true, max_tokens: 1000 }) });
+    const { response, settle } = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body({ stream: true, max_tokens: 1000 }) });
     stream.send('token', { choice: 0, tokenIds: [22557] });
     const reader = response.body!.getReader();
     await reader.read();
     await reader.cancel();
-    await settled;
+    await settle();
     const state = await stubFor(record.keyId).inspect(record.limits);
     expect(state.activeLeases).toBe(0);
     // Charged: the prompt and the one token seen, not the 1000 reserved.

@@ -24,13 +24,13 @@ describe('POST /v1/chat/completions', () => {
     const tokenizer = getDefaultTokenizer();
     const text = 'Bonjour, le monde! 🙂 日本語のテキスト';
     const calls = scriptedBackend(tokenizer.encode(text));
-    const { response, settled } = await chat({ stream: true, stream_options: { include_usage: true }, max_tokens: 50 });
+    const { response, settle } = await chat({ stream: true, stream_options: { include_usage: true }, max_tokens: 50 });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toContain('text/event-stream');
     expect(response.headers.get('cache-control')).toBe('no-cache');
     expect(response.headers.get('x-accel-buffering')).toBe('no');
     const { data, done } = await readSse(response);
-    await settled;
+    await settle();
     expect(done).toBe(true);
     const chunks = data as Chunk[];
     expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
@@ -125,13 +125,13 @@ describe('POST /v1/chat/completions', () => {
 describe('failures', () => {
   it('gives 503 backend_unavailable when no backend answers (nothing listens on the port)', async () => {
     for (const stream of [false, true]) {
-      const { response, settled } = await chat({ stream }, { BACKEND_URLS: 'http://127.0.0.1:9' });
+      const { response, settle } = await chat({ stream }, { BACKEND_URLS: 'http://127.0.0.1:9' });
       expect(response.status).toBe(503);
       const body = (await response.json()) as { error: { code: string; type: string; message: string } };
       expect(body.error.code).toBe('backend_unavailable');
       expect(body.error.type).toBe('server_error');
       expect(body.error.message).toMatch(/backend/);
-      await settled;
+      await settle();
     }
   });
 
@@ -194,7 +194,7 @@ describe('failures', () => {
         });
       });
     });
-    const { response, settled } = await chat({ stream: true }, { BACKEND_CONNECT_WAIT_MS: '1' });
+    const { response, settle } = await chat({ stream: true }, { BACKEND_CONNECT_WAIT_MS: '1' });
     expect(response.status).toBe(200);
     const reader = response.body!.getReader();
     const first = new TextDecoder().decode((await reader.read()).value);
@@ -203,7 +203,7 @@ describe('failures', () => {
     await reader.cancel();
     await aborted;
     expect(upstreamSignal?.aborted).toBe(true);
-    await settled;
+    await settle();
   });
 
   it('sends heartbeat comments while the backend prefills', async () => {

@@ -18,7 +18,7 @@ export function testEnv(overrides: Partial<Env> = {}): Env {
 export interface EdgeCall {
   response: Response;
   /** Resolves when every ctx.waitUntil promise of the request has settled (releases, cache writes). */
-  settled: Promise<void>;
+  settle(): Promise<void>;
 }
 
 export async function callEdge(path: string, init: RequestInit & { json?: unknown } = {}, overrides: Partial<Env> = {}): Promise<EdgeCall> {
@@ -30,7 +30,7 @@ export async function callEdge(path: string, init: RequestInit & { json?: unknow
     headers.set('content-type', 'application/json');
   }
   const response = await app.fetch(new Request(`http://edge${path}`, { ...init, headers, body }), testEnv(overrides), ctx);
-  return { response, settled: waitOnExecutionContext(ctx) };
+  return { response, settle: () => waitOnExecutionContext(ctx) };
 }
 
 export async function createKey(limits: RateLimits = { rpm: 1000, tpm: 10_000_000, concurrent: 100 }, revoked = false): Promise<{ secret: string; record: KeyRecord }> {
