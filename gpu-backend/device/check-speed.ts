@@ -75,9 +75,14 @@ export async function measureSpeed(plan: SpeedPlan, executionProvider: Execution
     log(`  prefill ${plan.prefillTokens}: ${prefillRate.toFixed(1)} tok/s`);
     engine.releaseSequence(timed);
 
+    // Exactly `batch` sequences are alive while a batch is timed (a resident cache costs per row held):
+    // the first context goes from the largest batch down, later ones up again, releasing the newest.
     const sequences: number[] = [];
-    for (const context of [...plan.contexts].sort((a, b) => a - b)) {
-      for (const batch of [...plan.batches].sort((a, b) => a - b)) {
+    const contexts = [...plan.contexts].sort((a, b) => a - b);
+    for (const context of contexts) {
+      const batches = [...plan.batches].sort((a, b) => (context === contexts[0] ? b - a : a - b));
+      for (const batch of batches) {
+        while (sequences.length > batch) engine.releaseSequence(sequences.pop()!);
         // Bring the first `batch` sequences to `context` tokens (the prefill rate estimates the cost).
         let missing = 0;
         for (let i = 0; i < batch; i++) missing += context - (i < sequences.length ? engine.sequenceLength(sequences[i]) : 0);

@@ -30,7 +30,7 @@ export class ResidentRowTable {
   /** Rows to fill before the next run: target row <- source row (forks). */
   readonly pendingCopies: { target: number; source: number }[] = [];
 
-  /** Rows in use or freed: the resident tensors need at least this many. */
+  /** One past the highest row in use (or a pending copy's source): the resident tensors need this many rows. */
   get highWater(): number {
     return this.rowCount;
   }
@@ -66,6 +66,12 @@ export class ResidentRowTable {
       this.rowOfSequence.delete(sequenceId);
       this.freeRows.push(row);
       // A fork of a released source that never ran still needs its copy, so pending copies stay.
+    }
+    // Free rows at the top are dropped, so the resident tensors (copied whole every step) can shrink.
+    const pendingSources = new Set(this.pendingCopies.map((copy) => copy.source));
+    while (this.rowCount > 0 && this.freeRows.includes(this.rowCount - 1) && !pendingSources.has(this.rowCount - 1)) {
+      this.freeRows.splice(this.freeRows.indexOf(this.rowCount - 1), 1);
+      this.rowCount--;
     }
   }
 

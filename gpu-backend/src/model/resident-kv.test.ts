@@ -62,6 +62,16 @@ describe('residentIndices', () => {
     expect(Array.from(table.takeRowSources(5), Number)).toEqual([0, 1, 2, 2, 4]);
     expect(table.pendingCopies).toHaveLength(0);
   });
+
+  it('drops released rows at the top so the resident tensors can shrink, never a row below a live one', () => {
+    const table = new ResidentRowTable();
+    [20, 21, 22, 23].forEach((id) => table.assign(id));
+    table.collect((id) => id !== 21);
+    expect(table.highWater).toBe(4); // row 1 is free but row 3 is live
+    table.collect((id) => id === 20);
+    expect(table.highWater).toBe(1);
+    expect(table.assign(24)).toBe(1);
+  });
 });
 
 describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
@@ -79,10 +89,11 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
       const ids = engines.map((e) => [e.createSequence(), e.createSequence()]);
       const prompts = [[5, 9, 14, 3, 77, 41, 8, 2, 60, 11, 19, 23], [4, 4, 8]];
       for (let p = 0; p < 2; p++) compare(await host.step([{ sequenceId: ids[0][p], tokenIds: prompts[p] }]), await resident.step([{ sequenceId: ids[1][p], tokenIds: prompts[p] }]));
-      for (let step = 0; step < 10; step++) {
+      for (let step = 0; step < 12; step++) {
         if (step === 3) ids.forEach((list, e) => list.push(engines[e].forkSequence(list[0])));
         if (step === 6) ids.forEach((list, e) => engines[e].releaseSequence(list.splice(1, 1)[0]));
         if (step === 7) ids.forEach((list, e) => list.push(engines[e].createSequence()));
+        if (step === 9) ids.forEach((list, e) => engines[e].releaseSequence(list.splice(1, 1)[0])); // the fork, top row: shrink
         const items = (e: number) => ids[e].map((sequenceId, k) => ({ sequenceId, tokenIds: [(step * 7 + k * 5 + 1) % config.vocabSize] }));
         compare(await host.step(items(0)), await resident.step(items(1)));
       }

@@ -160,7 +160,7 @@ export class ResidentKvCache {
     return { logits, transferBytes };
   }
 
-  /** Grows the resident tensors (zero rows/slots) and makes pending fork copies, on the device. */
+  /** Resizes the resident tensors (zero rows/slots added, released top rows dropped) and makes pending fork copies, on the device. */
   private async ensureShape(neededRows: number, cache: KvCache): Promise<void> {
     const slotLimit = (cache.ringSlots ?? cache.options.maxModelLen) + 1;
     const neededSlots = cache.capacity + 1;
@@ -171,10 +171,10 @@ export class ResidentKvCache {
       this.replaceTensors(() => zeros);
       return;
     }
-    if (neededRows <= this.rows && neededSlots <= this.slots && this.table.pendingCopies.length === 0) return;
-    const rows = Math.max(this.rows, neededRows);
+    const rows = Math.max(1, neededRows); // grows, or shrinks when the top rows were released
+    if (rows === this.rows && neededSlots <= this.slots && this.table.pendingCopies.length === 0) return;
     const slots = neededSlots <= this.slots ? this.slots : Math.min(slotLimit, Math.ceil(neededSlots / SLOT_STEP) * SLOT_STEP);
-    const pads = BigInt64Array.from([0, 0, 0, 0, rows - this.rows, 0, slots - this.slots, 0].map(BigInt));
+    const pads = BigInt64Array.from([0, 0, 0, 0, Math.max(0, rows - this.rows), 0, slots - this.slots, 0].map(BigInt));
     const rowSources = this.table.takeRowSources(rows);
     const feeds: Record<string, CacheTensor> = { pads: { type: 'int64', data: pads, dims: [8] }, row_sources: { type: 'int64', data: rowSources, dims: [rows] } };
     const outputs = await this.resize.runWithDevice({ ...feeds, ...Object.fromEntries(this.tensors) });
