@@ -5,13 +5,19 @@ import type { WeightFormat } from '../model/engine-types';
 
 export class UsageError extends Error {}
 
-export const USAGE = `usage: generate --model DIR --prompt-ids 1,461,401 [--max-new-tokens N] [--temperature 0] [--ignore-eos]
-                [--chunk-size C] [--dtype fp32|fp16|int4] [--threads N] [--onnx-cache DIR|none] [--json]`;
+export const USAGE = `usage: generate --model DIR --prompt-ids 1,461,401 [--max-new-tokens N] [--temperature T] [--top-p P]
+                [--top-k K] [--seed S] [--ignore-eos] [--chunk-size C] [--dtype fp32|fp16|int4] [--threads N]
+                [--onnx-cache DIR|none] [--json]`;
 
 export interface GenerateArgs {
   modelDir: string;
   promptIds: number[];
   maxNewTokens: number;
+  /** 0 = greedy (argmax, lowest id on ties); > 0 samples with the server's Sampler. */
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
   ignoreEos: boolean;
   chunkSize?: number;
   dtype: WeightFormat;
@@ -39,6 +45,9 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         prompt: { type: 'string' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
+        'top-p': { type: 'string' },
+        'top-k': { type: 'string' },
+        seed: { type: 'string' },
         'ignore-eos': { type: 'boolean' },
         'chunk-size': { type: 'string' },
         dtype: { type: 'string' },
@@ -59,7 +68,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   });
   const temperature = values.temperature === undefined ? 0 : Number(values.temperature);
   if (!Number.isFinite(temperature) || temperature < 0) throw new UsageError(`--temperature must be a number >= 0, got "${values.temperature}"`);
-  if (temperature > 0) throw new UsageError('--temperature > 0 is not supported by this command (greedy only); sampling lives in the server');
+  const topP = values['top-p'] === undefined ? 1 : Number(values['top-p']);
+  if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p must be in (0, 1], got "${values['top-p']}"`);
   const dtype = values.dtype ?? 'fp32';
   if (dtype !== 'fp32' && dtype !== 'fp16' && dtype !== 'int4') throw new UsageError(`--dtype must be fp32, fp16 or int4, got "${dtype}"`);
   const cache = values['onnx-cache'];
@@ -67,6 +77,10 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     modelDir: values.model,
     promptIds,
     maxNewTokens: integerFlag(values['max-new-tokens'], 'max-new-tokens', 0) ?? 32,
+    temperature,
+    topP,
+    topK: integerFlag(values['top-k'], 'top-k', 0) ?? 0,
+    seed: integerFlag(values.seed, 'seed', 0) ?? 0,
     ignoreEos: values['ignore-eos'] ?? false,
     chunkSize: integerFlag(values['chunk-size'], 'chunk-size', 1),
     dtype,

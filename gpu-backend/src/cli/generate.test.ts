@@ -61,7 +61,8 @@ describe('generate CLI', () => {
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,2', '--dtype', 'int3'])).toThrow(/--dtype/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,x'])).toThrow(/--prompt-ids/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--max-new-tokens', '-3'])).toThrow(/max-new-tokens/);
-    expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--temperature', '0.7'])).toThrow(/--temperature/);
+    expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--temperature', '-1'])).toThrow(/--temperature/);
+    expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--top-p', '0'])).toThrow(/--top-p/);
     expect(() => parseGenerateArgs(['--prompt-ids', '1'])).toThrow(/--model/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--bogus'])).toThrow(/--bogus/);
     expect(parseGenerateArgs(['--model', 'm', '--prompt-ids', '1, 2', '--threads', '2', '--dtype', 'int4', '--json'])).toMatchObject({

@@ -1,7 +1,10 @@
 // `npm run -s generate -- --model DIR --prompt-ids 1,461,401 --max-new-tokens N --temperature 0 --json`:
-// greedy generation through the same Engine the server uses. Exit 2 for bad flags, 1 for model errors.
+// generation through the same Engine (and Sampler) the server uses. Exit 2 for bad flags, 1 for model errors.
 
+import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { Engine } from '../model/engine';
+import { Prng } from '../server/prng';
+import { Sampler } from '../server/sampler';
 import { type GenerateArgs, USAGE, UsageError, parseGenerateArgs } from './generate-args';
 
 function argmax(logits: Float32Array): number {
@@ -27,10 +30,15 @@ async function generate(args: GenerateArgs): Promise<number[]> {
     if (args.promptIds.length + args.maxNewTokens - 1 > engine.maxModelLen) {
       throw new Error(`prompt (${args.promptIds.length}) + max new tokens (${args.maxNewTokens}) exceed the model's ${engine.maxModelLen} positions`);
     }
+    // Greedy stays a plain argmax (lowest id on ties, as the reference); sampling is the server's Sampler.
+    const sampler = new Sampler({ ...DEFAULT_SAMPLING, temperature: args.temperature, topP: args.topP, topK: args.topK, seed: args.seed }, new Prng(args.seed));
+    const history = { seenTokenIds: new Set(args.promptIds), outputCounts: new Map<number, number>() };
     let [logits] = await engine.step([{ sequenceId, tokenIds: args.promptIds }]);
     for (;;) {
-      const tokenId = argmax(logits);
+      const tokenId = args.temperature === 0 ? argmax(logits) : sampler.sample(logits, history).tokenId;
       generated.push(tokenId);
+      history.seenTokenIds.add(tokenId);
+      history.outputCounts.set(tokenId, (history.outputCounts.get(tokenId) ?? 0) + 1);
       if (generated.length >= args.maxNewTokens || (tokenId === engine.config.eosTokenId && !args.ignoreEos)) return generated;
       [logits] = await engine.step([{ sequenceId, tokenIds: [tokenId] }]);
     }
