@@ -42,6 +42,12 @@ describe('KvCache', () => {
     kv.advance(id, 1);
     kv.ensureFits(65);
     expect(kv.capacity).toBe(128);
+    kv.ensureFits(200);
+    expect(kv.capacity).toBe(256);
+    kv.ensureFits(700);
+    expect(kv.capacity).toBe(704);
+    kv.ensureFits(705);
+    expect(kv.capacity).toBe(1000); // doubling, capped by maxModelLen
     expect(Array.from(kv.timeOrderedPast(id, kv.keys[0]).data)).toEqual([1, 2, 3, 4]);
   });
 

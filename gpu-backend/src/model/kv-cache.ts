@@ -23,7 +23,7 @@
 //
 // Memory is flat: a windowed sequence never holds more than R = W - 1 slots per layer (capacity is
 // the slack-free bound; the attention op's own present buffer holds W). Without a window the capacity
-// grows in CAPACITY_STEP blocks to the longest live sequence, up to maxModelLen.
+// grows with the longest live sequence (doubling, in CAPACITY_STEP multiples), up to maxModelLen.
 
 export type CacheArray = Float32Array | Uint16Array;
 
@@ -104,11 +104,15 @@ export class KvCache {
     }
   }
 
-  /** Grows the buffers so a sequence of `length` tokens fits its valid slots. */
+  /**
+   * Grows the buffers so a sequence of `length` tokens fits its valid slots. Growth at least doubles
+   * (every growth copies all rows: fixed steps would make a long generation quadratic in copies).
+   */
   ensureFits(length: number): void {
     const needed = Math.min(length, this.slotLimit());
     if (needed <= this.capacity) return;
-    this.allocate(Math.min(this.slotLimit(), Math.ceil(needed / CAPACITY_STEP) * CAPACITY_STEP));
+    const grown = Math.max(Math.ceil(needed / CAPACITY_STEP) * CAPACITY_STEP, 2 * this.capacity);
+    this.allocate(Math.min(this.slotLimit(), grown));
   }
 
   create(): number {
