@@ -60,7 +60,8 @@ export class Engine implements ModelEngine {
     private readonly cache: KvCache,
     options: EngineLoadOptions,
   ) {
-    this.gqaDecode = options.gqaDecode ?? false;
+    // WebGPU: decode through GroupQueryAttention too (a native kernel there; the in-place branch's FusedMatMul is CPU-only).
+    this.gqaDecode = options.gqaDecode ?? options.executionProvider === 'webgpu';
     this.maxModelLen = cache.options.maxModelLen;
     this.chunkSize = positiveInteger(options.chunkSize ?? config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW, 'chunkSize');
   }
