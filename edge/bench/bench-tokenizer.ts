@@ -3,7 +3,7 @@
 // C++ SentencePiece figure from this machine kind. Run: npx tsx edge/bench/bench-tokenizer.ts
 // (needs edge/generated/tokenizer.json: npm run build:tokenizer).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,8 +80,8 @@ async function main(): Promise<void> {
     const vsCpp = (ms: number) => (perSecond(tokens, ms) / CPP_SENTENCEPIECE_TOKENS_PER_SECOND).toFixed(2);
     console.log(`  vs C++ SentencePiece (${CPP_SENTENCEPIECE_TOKENS_PER_SECOND.toLocaleString('en-US')} tokens/s): first pass ${vsCpp(cold)}x, warm ${vsCpp(warm)}x, cache off ${vsCpp(uncachedMs)}x; vs peer JS: first pass ${(peer / cold).toFixed(1)}x`);
   } finally {
+    // The temp folder stays: wrangler's bundler still watches it right after dispose() and errors if it vanishes.
     await worker.dispose();
-    rmSync(configDir, { recursive: true, force: true });
   }
 }
 
