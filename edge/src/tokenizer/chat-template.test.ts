@@ -1,3 +1,6 @@
+// Chat templates against mistral-common's published v1 ids (v3 from those ids + 768), role rules, injection,
+// and the system-prompt prefix that the backend prefix cache shares.
+
 import { describe, expect, it } from 'vitest';
 import { type ChatMessage, encodeChat, encodeCompletionPrompt, TemplateError } from './chat-template';
 import { publishedVectors, randomStrings, referenceTokenizer } from './test-fixtures';

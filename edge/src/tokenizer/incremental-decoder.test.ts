@@ -1,3 +1,5 @@
+// Streaming detokenization: every way of splitting the ids gives decode(allIds), and nothing half-made escapes.
+
 import { describe, expect, it } from 'vitest';
 import { IncrementalDecoder } from './incremental-decoder';
 import { randomStrings, referenceTokenizer } from './test-fixtures';

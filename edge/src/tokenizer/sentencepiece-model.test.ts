@@ -1,3 +1,5 @@
+// The protobuf reader on the real model and on small hand-built models, including every rejected setting.
+
 import { describe, expect, it } from 'vitest';
 import { parseSentencePieceModel } from './sentencepiece-model';
 import { modelBytes } from './test-fixtures';

@@ -1,3 +1,6 @@
+// Encoding against independent references: published vectors, tokenizer.model.v1/.v3, and the
+// mistral-tokenizer-js encoder (its own BPE implementation) on thousands of varied strings.
+
 import mistralTokenizerJs from 'mistral-tokenizer-js';
 import { describe, expect, it } from 'vitest';
 import { getDefaultTokenizer } from './default-tokenizer';
