@@ -23,6 +23,15 @@ describe('PrefillBudget', () => {
     expect(chunk).toBeLessThanOrEqual(22);
   });
 
+  it('ignores a lone slow step (a cache reallocation) instead of shrinking the chunks', () => {
+    const budget = new PrefillBudget(1.5, 4);
+    budget.observe(4, 0, 0.1);
+    for (let step = 0; step < 10; step++) budget.observe(4, 22, 0.1 + 0.04 + 0.005 * 22);
+    const settled = budget.tokensFor(4, 1000);
+    budget.observe(4, 22, 2.5);
+    expect(budget.tokensFor(4, 1000)).toBe(settled);
+  });
+
   it('never goes below minTokens (prefill always progresses) and can be switched off', () => {
     const slow = new PrefillBudget(1.5, 8);
     slow.observe(2, 0, 0.01);

@@ -8,17 +8,33 @@
 // and the next chunk A / (F / p + c) (A = stallFactor * decode) converges to the p with F + c p = A,
 // because the map's slope there is F / A < 1.
 
-const SMOOTHING = 0.3;
+/**
+ * Estimates are medians of the last few samples, not averages: a step that also paid for something
+ * else (a KV cache reallocation, a snapshot copy, another process on the CPU) must not shrink the next
+ * chunks on its own.
+ */
+const WINDOW = 7;
 /** Chunk used before any prefill was measured. */
 const PROBE_TOKENS = 32;
 
-function smooth(previous: number | null, sample: number): number {
-  return previous === null ? sample : previous + SMOOTHING * (sample - previous);
+class RecentMedian {
+  private readonly samples: number[] = [];
+
+  add(sample: number): void {
+    this.samples.push(sample);
+    if (this.samples.length > WINDOW) this.samples.shift();
+  }
+
+  get value(): number | null {
+    if (this.samples.length === 0) return null;
+    const sorted = [...this.samples].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+  }
 }
 
 export class PrefillBudget {
-  private decodeSeconds: number | null = null;
-  private secondsPerToken: number | null = null;
+  private readonly decodeSeconds = new RecentMedian();
+  private readonly secondsPerToken = new RecentMedian();
 
   /** stallFactor 0 disables the adaptation (the static budget applies). */
   constructor(readonly stallFactor: number, readonly minTokens: number) {}
@@ -26,23 +42,25 @@ export class PrefillBudget {
   /** Prefill tokens for a step that carries `decodeCount` decodes and has `available` budget left. */
   tokensFor(decodeCount: number, available: number): number {
     if (decodeCount === 0 || this.stallFactor <= 0) return available;
-    if (this.decodeSeconds === null || this.secondsPerToken === null) return Math.min(available, PROBE_TOKENS);
-    const tokens = Math.floor((this.stallFactor * this.decodeSeconds) / this.secondsPerToken);
+    const decodeSeconds = this.decodeSeconds.value;
+    const secondsPerToken = this.secondsPerToken.value;
+    if (decodeSeconds === null || secondsPerToken === null) return Math.min(available, PROBE_TOKENS);
+    const tokens = Math.floor((this.stallFactor * decodeSeconds) / secondsPerToken);
     return Math.min(available, Math.max(this.minTokens, tokens));
   }
 
   /** Feeds the measured duration of a step that ran `decodeCount` decodes and `prefillTokens` prompt tokens. */
   observe(decodeCount: number, prefillTokens: number, seconds: number): void {
     if (prefillTokens === 0) {
-      if (decodeCount > 0) this.decodeSeconds = smooth(this.decodeSeconds, seconds);
+      if (decodeCount > 0) this.decodeSeconds.add(seconds);
       return;
     }
-    const decodePart = decodeCount > 0 ? (this.decodeSeconds ?? 0) : 0;
-    this.secondsPerToken = smooth(this.secondsPerToken, Math.max(seconds - decodePart, 0) / prefillTokens);
+    const decodePart = decodeCount > 0 ? (this.decodeSeconds.value ?? 0) : 0;
+    this.secondsPerToken.add(Math.max(seconds - decodePart, 0) / prefillTokens);
   }
 
   /** Current estimates, for metrics and tests. */
   estimates(): { decodeSeconds: number | null; secondsPerToken: number | null } {
-    return { decodeSeconds: this.decodeSeconds, secondsPerToken: this.secondsPerToken };
+    return { decodeSeconds: this.decodeSeconds.value, secondsPerToken: this.secondsPerToken.value };
   }
 }
