@@ -22,7 +22,7 @@ export interface EngineLoadOptions extends EngineOptions {
   int4AccuracyLevel?: number;
   /**
    * Fused graphs: decode through GroupQueryAttention too (default false: the in-place branch, which does
-   * not copy the cache each step). Prefill chunks always use GQA. For comparisons in the benchmark.
+   * not copy the cache each step; true for webgpu). Prefill chunks always use GQA. For comparisons in the benchmark.
    */
   gqaDecode?: boolean;
   /** Estimated weight bytes above which the cached graph keeps weights in model.onnx.data (default 1.5 GiB). */

@@ -3,7 +3,7 @@
 // grows those tensors or copies rows (forks) on the device.
 
 import type { ModelConfig } from './config';
-import type { OnnxDataType, OnnxModel, OnnxNode } from './onnx-proto-writer';
+import type { OnnxDataType, OnnxGraph, OnnxModel, OnnxNode } from './onnx-proto-writer';
 
 const KINDS = ['key', 'value'] as const;
 
@@ -54,6 +54,25 @@ export function addResidentCache(model: OnnxModel, config: ModelConfig): void {
   }
   // The gathers feed nodes built earlier, so they go first (ONNX wants nodes topologically sorted).
   graph.nodes = [...nodes.filter((node) => node.opType === 'Gather'), ...graph.nodes, ...nodes.filter((node) => node.opType !== 'Gather')];
+  replaceFusedMatMul(graph);
+}
+
+/**
+ * com.microsoft.FusedMatMul (transB) has no WebGPU kernel: it would run on the CPU and pull the cache
+ * across. Rewritten as Transpose + MatMul, in If branches too.
+ */
+function replaceFusedMatMul(graph: OnnxGraph): void {
+  graph.nodes = graph.nodes.flatMap((node) => {
+    for (const attribute of Object.values(node.attributes ?? {})) if ('g' in attribute) replaceFusedMatMul(attribute.g);
+    const attributeNames = Object.keys(node.attributes ?? {});
+    const onlyTransB = attributeNames.every((name) => name === 'transB') && node.attributes?.transB && 'i' in node.attributes.transB && node.attributes.transB.i === 1;
+    if (node.opType !== 'FusedMatMul' || !onlyTransB) return [node];
+    const transposed = `${node.name ?? node.outputs[0]}.transposed_b`;
+    return [
+      { opType: 'Transpose', name: `${transposed}.node`, inputs: [node.inputs[1]], outputs: [transposed], attributes: { perm: { ints: [0, 1, 3, 2] } } },
+      { opType: 'MatMul', name: node.name, inputs: [node.inputs[0], transposed], outputs: node.outputs, attributes: {} },
+    ];
+  });
 }
 
 /**

@@ -6,6 +6,9 @@ import { randomModelWeights } from './default-model';
 import { Engine } from './engine';
 import type { BatchPlan } from './engine-feeds';
 import { KvCache } from './kv-cache';
+import { buildModelGraph } from './model-graph';
+import type { OnnxGraph } from './onnx-proto-writer';
+import { addResidentCache } from './resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
 import { MapWeightSource, tinyConfig } from './test-models';
 
@@ -74,14 +77,38 @@ describe('residentIndices', () => {
   });
 });
 
-describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
-  const config = tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, layerCount: 2, queryHeadCount: 4, keyValueHeadCount: 2, headDim: 16, slidingWindow: 8 });
-  const weights = randomModelWeights(config, 21);
-  const load = (residentKvCache: boolean) =>
-    Engine.fromWeights(new MapWeightSource(config, weights), { modelDir: 'resident', dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 4, chunkSize: 5, onnxCacheDir: null, residentKvCache });
+describe('addResidentCache', () => {
+  const opTypes = (graph: OnnxGraph): string[] =>
+    graph.nodes.flatMap((node) => [node.opType, ...Object.values(node.attributes ?? {}).flatMap((a) => ('g' in a ? opTypes(a.g) : []))]);
 
-  it('gives the host-cache logits through wrapped prefill, ragged batched decode, fork and release', async () => {
-    const [host, resident] = await Promise.all([load(false), load(true)]);
+  it('replaces past inputs and new-key outputs by resident tensors, and leaves no CPU-only FusedMatMul', async () => {
+    const config = tinyConfig({ layerCount: 3, slidingWindow: 8 });
+    const { model } = await buildModelGraph(new MapWeightSource(config, randomModelWeights(config, 3)), { format: 'fp32' }, null);
+    expect(opTypes(model.graph)).toContain('FusedMatMul');
+    addResidentCache(model, config);
+    const ops = opTypes(model.graph);
+    expect(ops).not.toContain('FusedMatMul');
+    expect(ops.filter((op) => op === 'ScatterND')).toHaveLength(2 * config.layerCount);
+    expect(model.graph.inputs.map((i) => i.name).filter((name) => name.startsWith('past_'))).toEqual([]);
+    expect(model.graph.outputs.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((l) => [`present_key.${l}`, `present_value.${l}`])]);
+  });
+});
+
+describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
+  const configOf = (headDim: number) => tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, layerCount: 2, queryHeadCount: 4, keyValueHeadCount: 2, headDim, slidingWindow: 8 });
+  const config = configOf(16);
+  const load = (residentKvCache: boolean, gqaDecode = false, headDim = 16) => {
+    const modelConfig = configOf(headDim);
+    const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 21));
+    return Engine.fromWeights(source, { modelDir: 'resident', dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 4, chunkSize: 5, onnxCacheDir: null, residentKvCache, gqaDecode });
+  };
+
+  it.each([
+    ['fused attention, in-place decode', false, 16],
+    ['fused attention, GQA decode', true, 16],
+    ['unfused attention (headDim 8)', false, 8],
+  ])('gives the host-cache logits through wrapped prefill, ragged batched decode, fork and release: %s', async (_, gqaDecode, headDim) => {
+    const [host, resident] = await Promise.all([load(false, gqaDecode, headDim), load(true, gqaDecode, headDim)]);
     try {
       let worst = 0;
       const compare = (a: Float32Array[], b: Float32Array[]) => a.forEach((row, i) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - b[i][j])))));
