@@ -104,9 +104,13 @@ describe('named system prompts', () => {
     expect(systemPrefixCache.stats.isolateHits).toBe(hitsBefore + 1);
     expect(encode.mock.calls.some(([text]) => text.includes('Never mention the weather'))).toBe(false);
     // Same ids both times, and they are exactly the template with the stored prompt in place.
-    const reference = encodeChat(tokenizer, [{ role: 'system', content }, { role: 'user', content: 'Hi' }]).tokenIds;
-    expect(calls[0].request.tokenIds).toEqual(reference);
-    expect(calls[1].request.tokenIds).toEqual(reference);
+    const reference = encodeChat(tokenizer, [{ role: 'system', content }, { role: 'user', content: 'Hi' }]);
+    expect(calls[0].request.tokenIds).toEqual(reference.tokenIds);
+    expect(calls[1].request.tokenIds).toEqual(reference.tokenIds);
+    // The shared head is announced to the backend for its prefix cache.
+    expect(reference.systemPrefixLength).toBeGreaterThan(10);
+    expect(calls[0].request.prefixLength).toBe(reference.systemPrefixLength);
+    expect(calls[1].request.prefixLength).toBe(reference.systemPrefixLength);
   });
 
   it('caches repeated inline system messages the same way', async () => {

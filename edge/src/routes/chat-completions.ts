@@ -76,7 +76,14 @@ export async function chatCompletions(c: AppContext): Promise<Response> {
   const id = newRequestId('chatcmpl');
   const plan: GenerationPlan = {
     config,
-    request: { requestId: id, tokenIds: prompt.tokenIds, sampling: toSampling(body, maxTokens, logprobs), stream: true },
+    request: {
+      requestId: id,
+      tokenIds: prompt.tokenIds,
+      sampling: toSampling(body, maxTokens, logprobs),
+      stream: true,
+      // BOS + template + system prompt: the head other requests share, so the backend keeps it in its prefix cache.
+      ...(prompt.systemPrefixLength ? { prefixLength: prompt.systemPrefixLength } : {}),
+    },
     tokenizer,
     choiceCount,
     stop: stopList(body.stop),
