@@ -142,6 +142,31 @@ describe('Scheduler with the fake engine', () => {
     expect(streams.every((id) => harness.outputOf(id).length === 3 + chunks.length)).toBe(true); // a token every step
   });
 
+  it('an engine failure ends the requests of that step with an error event and frees their sequences', async () => {
+    let failNext = false;
+    const engine = new FakeEngine({
+      vocabSize: VOCAB,
+      beforeStep: async () => {
+        if (failNext) {
+          failNext = false;
+          throw new Error('device lost');
+        }
+      },
+    });
+    const harness = new Harness(engine);
+    const doomed = harness.submit(promptOf(4, 1), { maxTokens: 10 });
+    await harness.scheduler.step();
+    failNext = true;
+    await harness.scheduler.step();
+    const events = harness.events.get(doomed)!;
+    const error = events.find((event) => event.event === 'error');
+    expect(error?.event === 'error' && error.data.code).toBe('internal_error');
+    expect(engine.freeSequences()).toBe(8);
+    const next = harness.submit(promptOf(4, 2), { maxTokens: 3 });
+    await harness.runUntilIdle();
+    expect(harness.outputOf(next)).toEqual(greedyReference(promptOf(4, 2), 3));
+  });
+
   it('admits no more than maxRunning choices; the rest wait their turn', async () => {
     const harness = new Harness(new FakeEngine({ vocabSize: VOCAB }), { maxRunning: 2 });
     const ids = [1, 2, 3].map((salt) => harness.submit(promptOf(4, salt), { maxTokens: 4 }));

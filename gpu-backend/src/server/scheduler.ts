@@ -313,8 +313,10 @@ export class Scheduler {
   /** An engine failure ends every request that had work in the failed step. */
   private failBatch(items: ScheduledItem[], error: Error): void {
     const failed = new Set(items.map((item) => this.groups.get(item.sequence.request.id)!));
+    // The operator gets the engine's message; the wire gets a generic one (never backend internals).
+    console.error(`engine step failed (${failed.size} requests ended): ${error.message}`);
     for (const group of failed) {
-      this.emit(group.request.id, { event: 'error', data: { message: `engine step failed: ${error.message}`, type: 'server_error', param: null, code: 'internal_error' } });
+      this.emit(group.request.id, { event: 'error', data: { message: 'The model engine failed on this request.', type: 'server_error', param: null, code: 'internal_error' } });
       group.cancelled = true;
     }
     this.dropCancelled();
