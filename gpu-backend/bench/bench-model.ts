@@ -124,12 +124,13 @@ async function main(): Promise<void> {
         samples.d128.push(await timeDecode(engine, 128));
         samples.d2000.push(await timeDecode(engine, 2000));
       }
+      const rssMiB = process.memoryUsage().rss / 2 ** 20;
       await engine.dispose();
       const d128 = stat(samples.d128);
       const d2000 = stat(samples.d2000);
       const floor = bandwidth / weightBytesPerToken(dtype);
       decodeAt128.set(`${dtype}/${threads}`, d128.median);
-      console.log(`${dtype}, ${threads} thread(s), attention ${engine.attention}, load ${loadSeconds.toFixed(1)} s`);
+      console.log(`${dtype}, ${threads} thread(s), attention ${engine.attention}, load ${loadSeconds.toFixed(1)} s, RSS at end ${rssMiB.toFixed(0)} MiB`);
       console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
       console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
       console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
