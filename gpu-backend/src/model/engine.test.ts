@@ -91,6 +91,10 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
   it('fp16 stays within 5e-3; int4 within 0.35 of fp32 and, against dequantized weights, 1e-4 (accuracy_level 0) / 0.05 (level 4)', async () => {
     const config = tinyConfig({ headDim: 16, slidingWindow: 5, hiddenSize: 64, intermediateSize: 96 });
     expect((await maxErrorAgainstReference(config, { dtype: 'fp16' })).error).toBeLessThan(5e-3);
+    const unfusedConfig = tinyConfig({ headDim: 8, slidingWindow: 5 });
+    const unfusedFp16 = await maxErrorAgainstReference(unfusedConfig, { dtype: 'fp16' });
+    expect(unfusedFp16.attention).toBe('unfused');
+    expect(unfusedFp16.error).toBeLessThan(5e-3);
     for (const int4AccuracyLevel of [0, 4]) {
       const int4 = await maxErrorAgainstReference(config, { dtype: 'int4', int4AccuracyLevel });
       expect(int4.error).toBeLessThan(0.35);
