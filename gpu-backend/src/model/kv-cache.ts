@@ -17,7 +17,9 @@
 //
 // Fused path (GroupQueryAttention) masks by cache index, so decode (one new key, all R past keys
 // visible) can use the ring as is, but a prefill chunk of S > 1 needs its past in time order: the
-// engine feeds timeOrderedPast() (an R-slot copy, once per chunk) when the ring has wrapped. Why not the
+// engine feeds timeOrderedPast() (an R-slot copy, once per chunk) when the ring has wrapped. (On the
+// CPU, fused graphs decode through the in-place branch, which masks by slot position like the
+// unfused path; GQA decode remains for gqaDecode / WebGPU.) Why not the
 // 1.30 `sliding_window_cache` attribute: it needs the present buffer fetched back (a full-cache copy
 // per step in onnxruntime-node) and rejects ragged first-prompt batches.
 //
