@@ -2,7 +2,8 @@
 // provider vs the CPU on one generated model, fp32 and fp16; b) prefill/decode speed of generated
 // Mistral-shaped models; c) the bandwidth floor. Prints one table at the end and writes check.json.
 //
-//   check.ts [--ep webgpu|cpu|cuda] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 8] [--threads N]
+//   check.ts [--ep webgpu|cpu|cuda] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 8] [--threads N] [--no-profile]
+// A full run ends with a per-operator profile of 7B-shape decode (webgpu) when 45 s of budget remain.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +12,7 @@ import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types'
 import { benchConfig, weightBytesPerToken } from './bench-weights';
 import { measureCopyBandwidth } from './check-bandwidth';
 import { type CorrectnessResult, checkCorrectness } from './check-correctness';
+import { type OpTime, profileDecode } from './check-profile';
 import { type SpeedPlan, type SpeedRow, measureSpeed } from './check-speed';
 
 interface CheckArgs {
@@ -21,10 +23,11 @@ interface CheckArgs {
   budgetSeconds: number;
   layers7b: number;
   threads: number;
+  profile: boolean;
 }
 
 function parseArgs(argv: string[]): CheckArgs {
-  const args: CheckArgs = { ep: 'webgpu', quick: false, local: false, outDir: process.env.OUT ?? null, budgetSeconds: 330, layers7b: 8, threads: Math.max(1, Math.min(8, os.cpus().length)) };
+  const args: CheckArgs = { ep: 'webgpu', quick: false, local: false, outDir: process.env.OUT ?? null, budgetSeconds: 330, layers7b: 8, threads: Math.max(1, Math.min(8, os.cpus().length)), profile: true };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -42,6 +45,7 @@ function parseArgs(argv: string[]): CheckArgs {
     else if (flag === '--budget-s') args.budgetSeconds = Number(value());
     else if (flag === '--layers-7b') args.layers7b = Number(value());
     else if (flag === '--threads') args.threads = Number(value());
+    else if (flag === '--no-profile') args.profile = false;
     else throw new Error(`unknown flag ${flag}`);
   }
   return args;
@@ -110,6 +114,12 @@ async function main(): Promise<void> {
     }
   }
 
+  let profile: OpTime[] = [];
+  if (args.profile && !args.quick && !args.local && args.outDir && budget.remaining() > 45) {
+    log('profile: 7B-shape 2L fp16 decode, batch 1, ctx 128 (top operators by total time):');
+    profile = await profileDecode(args.ep, args.outDir, args.threads, log);
+  }
+
   const lines = [
     '',
     `== device check, ep ${args.ep}, ${new Date().toISOString()}, ${((performance.now() - started) / 1000).toFixed(0)} s ==`,
@@ -129,7 +139,7 @@ async function main(): Promise<void> {
   log(lines.join('\n'));
   if (args.outDir) {
     fs.mkdirSync(args.outDir, { recursive: true });
-    const report = { date: new Date().toISOString(), ep: args.ep, quick: args.quick, local: args.local, host: os.hostname(), cpus: os.cpus().length, correctness, bandwidth, speed, seconds: (performance.now() - started) / 1000 };
+    const report = { date: new Date().toISOString(), ep: args.ep, quick: args.quick, local: args.local, host: os.hostname(), cpus: os.cpus().length, correctness, bandwidth, speed, profile: profile.slice(0, 40), seconds: (performance.now() - started) / 1000 };
     fs.writeFileSync(path.join(args.outDir, 'check.json'), `${JSON.stringify(report, null, 2)}\n`);
     fs.writeFileSync(path.join(args.outDir, 'check-table.txt'), `${lines.join('\n')}\n`);
   }

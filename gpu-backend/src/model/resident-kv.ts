@@ -69,6 +69,8 @@ export class ResidentKvCache {
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
     const sessionOptions = { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, deviceOutputs: onDevice ? presentNames : [] };
+    // RESIDENT_KV_PROFILE=<prefix>: ONNX Runtime per-op profile of the model session, written when it is released.
+    const profilePrefix = process.env.RESIDENT_KV_PROFILE || undefined;
     let model: Uint8Array | string;
     let folder: string | null = null;
     let built;
@@ -91,7 +93,7 @@ export class ResidentKvCache {
       model = concatChunks(encodeOnnxModel(built.model));
     }
     try {
-      const session = await OrtSession.create(model, sessionOptions);
+      const session = await OrtSession.create(model, { ...sessionOptions, profilePrefix });
       const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, built.computeType))), sessionOptions);
       return { resident: new ResidentKvCache(config, session, resize, built.computeType, onDevice), attention: built.attention, computeType: built.computeType };
     } finally {
