@@ -100,6 +100,12 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
       if (plan.config.heartbeatMs > 0) heartbeat = setInterval(() => send(encodeSseComment('ping')), plan.config.heartbeatMs);
       try {
         lease = await opening;
+        if (closed) {
+          // The client left while the backend was answering: finishUp ran before the lease existed.
+          lease.done();
+          await lease.response.body?.cancel();
+          return;
+        }
         const events = generationEvents(readBackendEvents(lease.response.body!), {
           tokenizer: plan.tokenizer,
           choiceCount: plan.choiceCount,
