@@ -1,5 +1,6 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { kvKeyForHash, sha256Hex } from './auth/api-key-store';
 import { bearer, callEdge, createKey } from './test-support/edge-harness';
 
 type ErrorJson = { error: { message: string; type: string; param: string | null; code: string } };
@@ -39,7 +40,18 @@ describe('routing and auth', () => {
     expect(response.status).toBe(401);
   });
 
+  it('stops accepting a key once it is revoked in KV (isolate auth cache off)', async () => {
+    const { secret, record } = await createKey();
+    const noCache = { AUTH_CACHE_TTL_MS: '0' };
+    expect((await callEdge('/v1/models', { headers: bearer(secret) }, noCache)).response.status).toBe(200);
+    const kvKey = kvKeyForHash(await sha256Hex(secret));
+    await env.API_KEYS.put(kvKey, JSON.stringify({ ...record, revoked: true }));
+    expect((await callEdge('/v1/models', { headers: bearer(secret) }, noCache)).response.status).toBe(401);
+  });
+
   it('stores keys only as SHA-256 hashes', async () => {
+    // FIPS 180-2 test vector for "abc".
+    expect(await sha256Hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
     const { secret } = await createKey();
     const listed = await env.API_KEYS.list();
     expect(listed.keys.every((k) => /^key:[0-9a-f]{64}$/.test(k.name))).toBe(true);
