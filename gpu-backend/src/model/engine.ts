@@ -51,6 +51,8 @@ export class Engine implements ModelEngine {
   private running = false;
   private resident: ResidentKvCache | null = null;
   private readonly gqaDecode: boolean;
+  /** A device provider (cuda, or webgpu without the resident cache) copies every feed to the GPU each run. */
+  private readonly feedsCrossToDevice: boolean;
 
   private constructor(
     readonly config: ModelConfig,
@@ -62,6 +64,7 @@ export class Engine implements ModelEngine {
   ) {
     // WebGPU: decode through GroupQueryAttention too (a native kernel there; the in-place branch's FusedMatMul is CPU-only).
     this.gqaDecode = options.gqaDecode ?? options.executionProvider === 'webgpu';
+    this.feedsCrossToDevice = options.executionProvider !== 'cpu';
     this.maxModelLen = cache.options.maxModelLen;
     this.chunkSize = positiveInteger(options.chunkSize ?? config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW, 'chunkSize');
   }
@@ -249,6 +252,7 @@ export class Engine implements ModelEngine {
     for (let layer = 0; layer < layerCount; layer++) outputNames.push(`new_key.${layer}`, `new_value.${layer}`);
     const outputs = await this.session.run(feeds, outputNames);
     for (const name of outputNames) this.lastTransferBytes += outputs[name].byteLength;
+    if (this.feedsCrossToDevice) for (const feed of Object.values(feeds)) this.lastTransferBytes += feed.data.byteLength; // the past included
     const S = plan.sequenceLength;
     const logits: Float32Array[] = [];
     plan.rows.forEach((row, b) => {
