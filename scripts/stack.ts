@@ -66,7 +66,7 @@ async function waitFor(url: string, child: ChildProcess, what: string, headers: 
   throw new Error(`${what} was not ready at ${url} after ${READY_TIMEOUT_MS / 1000} s (${lastError})`);
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -74,7 +74,7 @@ function stopChild(child: ChildProcess): Promise<void> {
       clearTimeout(killTimer);
       resolve();
     });
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
 }
 
@@ -88,8 +88,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const backendUrl = `http://127.0.0.1:${options.backendPort}`;
   const edgeUrl = `http://127.0.0.1:${options.edgePort}`;
   const children: ChildProcess[] = [];
+  let stopping = false;
   const stop = async () => {
-    await Promise.all(children.map(stopChild));
+    stopping = true;
+    // wrangler shuts down cleanly on SIGINT (as on Ctrl-C); on SIGTERM its bundler dumps goroutine stacks.
+    await Promise.all(children.map((child, index) => stopChild(child, index === 1 ? 'SIGINT' : 'SIGTERM')));
+  };
+  const childLog = (line: string) => {
+    if (!stopping || line.startsWith('[backend]')) log(line);
   };
 
   try {
@@ -100,7 +106,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       { cwd: REPO_ROOT, env: { ...process.env, BACKEND_TOKEN: backendToken }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(backend);
-    pipeLines(backend, '[backend]', log);
+    pipeLines(backend, '[backend]', childLog);
     await waitFor(`${backendUrl}/ready`, backend, 'backend');
     const infoResponse = await fetch(`${backendUrl}/v1/model`, { headers: { authorization: `Bearer ${backendToken}` } });
     const modelInfo = (await infoResponse.json()) as ModelInfo;
@@ -134,7 +140,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       },
     );
     children.push(edge);
-    pipeLines(edge, '[edge]', log);
+    pipeLines(edge, '[edge]', childLog);
     await waitFor(`${edgeUrl}/health`, edge, 'edge worker');
     return { backendUrl, edgeUrl, apiKey: options.apiKey, backendToken, modelInfo, stopBackend: () => stopChild(backend), stop };
   } catch (error) {
