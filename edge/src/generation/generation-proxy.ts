@@ -54,8 +54,15 @@ function withHeaders(response: Response, headers: Record<string, string>): Respo
   return response;
 }
 
-function delay(ms: number): Promise<'waiting'> {
-  return new Promise((resolve) => setTimeout(() => resolve('waiting'), ms));
+/** Resolves with the settled `promise` (its value or its error), or 'waiting' after `ms`. */
+async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'waiting' | unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waiting = new Promise<'waiting'>((resolve) => (timer = setTimeout(() => resolve('waiting'), ms)));
+  try {
+    return await Promise.race([promise.catch((error: unknown) => error), waiting]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function streamGeneration(plan: GenerationPlan, format: StreamFormat): Promise<Response> {
@@ -63,7 +70,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
   const opening = openGeneration(plan.config.backendUrls, plan.config.backendToken, plan.request, upstream.signal);
   // Wait briefly for backend headers, so "no backend" is a real 503; past that, commit the 200 and let the
   // stream own the pending fetch (its cancel aborts it even before the backend's first byte).
-  const early = await Promise.race([opening.then(() => 'open' as const, (error: unknown) => error), delay(plan.config.backendConnectWaitMs)]);
+  const early = await settleWithin(opening, plan.config.backendConnectWaitMs);
   if (early instanceof HttpError) {
     plan.waitUntil(plan.admission.release(0));
     return withHeaders(errorResponse(early), plan.admission.headers);
