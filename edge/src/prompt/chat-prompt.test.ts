@@ -62,6 +62,23 @@ describe('system prompt prefix splicing', () => {
   });
 });
 
+describe('Cache API tier', () => {
+  it('serves a system prefix from the Cache API when this isolate has not seen it', async () => {
+    const tokenizer = getDefaultTokenizer();
+    const cache = new SystemPrefixCache((caches as unknown as { default: Cache }).default);
+    const messages: ChatMessage[] = [{ role: 'system', content: `Cache API tier ${crypto.randomUUID()}` }, { role: 'user', content: 'Hi' }];
+    const writes: Promise<unknown>[] = [];
+    const first = await buildChatPrompt(tokenizer, messages, cache, (p) => writes.push(p));
+    await Promise.all(writes);
+    SystemPrefixCache.clearIsolate();
+    const second = await buildChatPrompt(tokenizer, messages, cache, () => undefined);
+    expect(first.systemCache).toBe('miss');
+    expect(second.systemCache).toBe('hit');
+    expect(cache.stats).toEqual({ isolateHits: 0, cacheApiHits: 1, misses: 1 });
+    expect(second.tokenIds).toEqual(encodeChat(tokenizer, messages).tokenIds);
+  });
+});
+
 function countingKv(kv: KVNamespace): { kv: KVNamespace; reads: () => number } {
   let reads = 0;
   const wrapped = new Proxy(kv, {
