@@ -228,3 +228,47 @@ describe('failures', () => {
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(getDefaultTokenizer().decode([22557]));
   });
 });
+
+describe('more shapes', () => {
+  it('streams n=2 choices with their own indices and finish reasons', async () => {
+    const tokenizer = getDefaultTokenizer();
+    scriptedBackend(tokenizer.encode('two ways'));
+    const { response } = await chat({ stream: true, n: 2 });
+    const chunks = (await readSse(response)).data as Chunk[];
+    for (const index of [0, 1]) {
+      const mine = chunks.filter((c) => c.choices[0]?.index === index);
+      expect(mine[0].choices[0].delta.role).toBe('assistant');
+      expect(mine.map((c) => c.choices[0].delta.content ?? '').join('')).toBe('two ways');
+      expect(mine[mine.length - 1].choices[0].finish_reason).toBe('stop');
+    }
+  });
+
+  it('streams legacy completions with logprobs offsets and a usage chunk', async () => {
+    const tokenizer = getDefaultTokenizer();
+    const ids = tokenizer.encode('and then');
+    fakeBackend(() => {
+      const stream = new BackendStream();
+      for (const id of ids) stream.send('token', { choice: 0, tokenIds: [id], logprobs: [{ tokenId: id, logprob: -1, top: [] }] });
+      stream.send('finish', { choice: 0, finishReason: 'length' });
+      stream.send('end', { usage: { promptTokens: 4, completionTokens: ids.length, cachedTokens: 0 } });
+      stream.close();
+      return sseResponse(stream);
+    });
+    const { response } = await callEdge('/v1/completions', {
+      method: 'POST',
+      headers: bearer(secret),
+      json: { model: MODEL, prompt: 'Once', stream: true, logprobs: 0, stream_options: { include_usage: true } },
+    });
+    type CompletionChunk = { object: string; choices: { text: string; finish_reason: string | null; logprobs: { tokens: string[]; text_offset: number[] } | null }[]; usage?: { completion_tokens: number } };
+    const chunks = (await readSse(response)).data as CompletionChunk[];
+    expect(new Set(chunks.map((c) => c.object))).toEqual(new Set(['text_completion']));
+    const withText = chunks.filter((c) => c.choices[0]?.text);
+    expect(withText.map((c) => c.choices[0].text).join('')).toBe(' and then');
+    const tokens = withText.flatMap((c) => c.choices[0].logprobs!.tokens);
+    const offsets = withText.flatMap((c) => c.choices[0].logprobs!.text_offset);
+    expect(tokens.join('')).toBe(' and then');
+    expect(offsets).toEqual([0, tokens[0].length]);
+    expect(chunks.at(-2)!.choices[0].finish_reason).toBe('length');
+    expect(chunks.at(-1)!.usage!.completion_tokens).toBe(ids.length);
+  });
+});
