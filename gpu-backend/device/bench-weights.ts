@@ -38,6 +38,7 @@ export function weightBytesPerToken(config: ModelConfig, dtype: 'fp32' | 'fp16' 
 export class TiledRandomWeights implements WeightSource {
   private readonly block: Float32Array;
   private readonly shapes: Map<string, { shape: number[]; kind: string }>;
+  private readonly scaledBlocks = new Map<number, Float32Array>();
 
   constructor(
     readonly config: ModelConfig,
@@ -59,16 +60,25 @@ export class TiledRandomWeights implements WeightSource {
     const size = spec.shape.reduce((a, b) => a * b, 1);
     const out = new Float32Array(size);
     if (spec.kind === 'norm') return out.fill(1);
-    const scale = spec.kind === 'projection' ? 1 / Math.sqrt(spec.shape[1]) : 1;
-    // A different start per tensor so tensors differ; the tile is copied, then scaled in place.
-    let offset = name.length * 7919 % BLOCK_VALUES;
+    const block = this.scaledBlock(spec.kind === 'projection' ? 1 / Math.sqrt(spec.shape[1]) : 1);
+    // A different start per tensor so tensors differ; the tile is copied (memcpy speed, no per-value work).
+    let offset = (name.length * 7919) % BLOCK_VALUES;
     for (let done = 0; done < size; ) {
       const count = Math.min(size - done, BLOCK_VALUES - offset);
-      out.set(this.block.subarray(offset, offset + count), done);
+      out.set(block.subarray(offset, offset + count), done);
       done += count;
       offset = 0;
     }
-    for (let i = 0; i < size; i++) out[i] *= scale;
     return out;
+  }
+
+  /** The normal block times `scale`, made once per distinct fan-in. */
+  private scaledBlock(scale: number): Float32Array {
+    let block = this.scaledBlocks.get(scale);
+    if (!block) {
+      block = this.block.map((value) => value * scale);
+      this.scaledBlocks.set(scale, block);
+    }
+    return block;
   }
 }

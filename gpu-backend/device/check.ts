@@ -2,7 +2,7 @@
 // provider vs the CPU on one generated model, fp32 and fp16; b) prefill/decode speed of generated
 // Mistral-shaped models; c) the bandwidth floor. Prints one table at the end and writes check.json.
 //
-//   check.ts [--ep webgpu|cpu|cuda] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 8] [--threads N] [--no-profile]
+//   check.ts [--ep webgpu|cpu|cuda] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
 // A full run ends with a per-operator profile of 7B-shape decode (webgpu) when 45 s of budget remain.
 
 import fs from 'node:fs';
@@ -27,7 +27,7 @@ interface CheckArgs {
 }
 
 function parseArgs(argv: string[]): CheckArgs {
-  const args: CheckArgs = { ep: 'webgpu', quick: false, local: false, outDir: process.env.OUT ?? null, budgetSeconds: 330, layers7b: 8, threads: Math.max(1, Math.min(8, os.cpus().length)), profile: true };
+  const args: CheckArgs = { ep: 'webgpu', quick: false, local: false, outDir: process.env.OUT ?? null, budgetSeconds: 330, layers7b: 4, threads: Math.max(1, Math.min(8, os.cpus().length)), profile: true };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {

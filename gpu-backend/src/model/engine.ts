@@ -92,7 +92,7 @@ export class Engine implements ModelEngine {
     const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
     const residentLoad =
       (options.residentKvCache ?? options.executionProvider === 'webgpu')
-        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention: options.attention, int4AccuracyLevel, workDir: cacheDir })
+        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention: options.attention, int4AccuracyLevel, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
         : null;
     const prepared = residentLoad ?? await prepareOnnxModel(source, {
       format: options.dtype,

@@ -1,6 +1,9 @@
 // The resident KV cache (the WebGPU path's bookkeeping and graph), run here with host tensors on the
 // CPU provider: index arithmetic against hand-worked examples, and the engine against the host-cache engine.
 
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomModelWeights } from './default-model';
 import { Engine } from './engine';
@@ -84,8 +87,11 @@ describe('addResidentCache', () => {
   it('replaces past inputs and new-key outputs by resident tensors, and leaves no CPU-only FusedMatMul', async () => {
     const config = tinyConfig({ layerCount: 3, slidingWindow: 8 });
     const { model } = await buildModelGraph(new MapWeightSource(config, randomModelWeights(config, 3)), { format: 'fp32' }, null);
-    expect(opTypes(model.graph)).toContain('FusedMatMul');
+    // A FusedMatMul inside an If branch, as the in-place attention path emits for fp32 (whatever the builder does today).
+    const branch = { name: 'branch', nodes: [{ opType: 'FusedMatMul', domain: 'com.microsoft', name: 'fm', inputs: ['a', 'b'], outputs: ['c'], attributes: { transB: { i: 1 } } }], initializers: [], inputs: [], outputs: [] };
+    model.graph.nodes.push({ opType: 'If', name: 'probe', inputs: ['cond'], outputs: ['d'], attributes: { then_branch: { g: branch }, else_branch: { g: { ...branch, nodes: [] } } } });
     addResidentCache(model, config);
+    expect(branch.nodes.map((node) => `${node.opType}(${node.inputs.join(',')})`)).toEqual(['Transpose(b)', 'MatMul(a,fm.transposed_b)']);
     const ops = opTypes(model.graph);
     expect(ops).not.toContain('FusedMatMul');
     expect(ops.filter((op) => op === 'ScatterND')).toHaveLength(2 * config.layerCount);
@@ -129,6 +135,26 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
     } finally {
       await host.dispose();
       await resident.dispose();
+    }
+  });
+
+  it('loads a model whose weights go to an external data file (the 7B path), and removes the file after loading', async () => {
+    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'resident-test-'));
+    const source = new MapWeightSource(config, randomModelWeights(config, 21));
+    const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 2, onnxCacheDir: workDir };
+    const [inline, external] = await Promise.all([
+      Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache: true }),
+      Engine.fromWeights(source, { ...options, residentKvCache: true, externalDataThresholdBytes: 1 }),
+    ]);
+    try {
+      expect(fs.readdirSync(workDir)).toEqual([]);
+      const [a] = await inline.step([{ sequenceId: inline.createSequence(), tokenIds: [3, 1, 4, 1, 5] }]);
+      const [b] = await external.step([{ sequenceId: external.createSequence(), tokenIds: [3, 1, 4, 1, 5] }]);
+      expect(Array.from(b)).toEqual(Array.from(a));
+    } finally {
+      await inline.dispose();
+      await external.dispose();
+      fs.rmSync(workDir, { recursive: true, force: true });
     }
   });
 

@@ -30,6 +30,8 @@ export interface ResidentLoadOptions {
   int4AccuracyLevel?: number;
   /** Folder for a model too big for one protobuf (weights go to an external file, removed after loading). */
   workDir?: string | null;
+  /** Estimated weight bytes above which the weights go to an external data file (default 1.5 GiB). */
+  externalDataThresholdBytes?: number;
 }
 
 type CacheTensor = DeviceTensor | Feed;
@@ -74,7 +76,7 @@ export class ResidentKvCache {
     let model: Uint8Array | string;
     let folder: string | null = null;
     let built;
-    if (weightBytes(config, options.format) > EXTERNAL_DATA_BYTES) {
+    if (weightBytes(config, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_BYTES)) {
       folder = fs.mkdtempSync(path.join(options.workDir ?? os.tmpdir(), 'resident-kv-'));
       const writer = new ExternalDataWriter(path.join(folder, 'model.onnx.data'), 'model.onnx.data');
       try {
