@@ -16,6 +16,8 @@ export interface StackOptions {
   backendPort: number;
   edgePort: number;
   apiKey: string;
+  /** wrangler's local state (KV, Durable Objects); default `.wrangler/state`, where `npm run keys` writes. */
+  persistTo?: string;
   /** Extra backend flags, e.g. ['--threads', '1']. */
   backendArgs?: string[];
   /** Where child output goes; defaults to this process's stderr with a prefix. */
@@ -131,7 +133,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const edge = spawn(
       process.execPath,
       [wrangler, 'dev', '--local', '--ip', '127.0.0.1', '--port', String(options.edgePort), '--env-file', envFile,
-        '--persist-to', path.join(varsDir, `state-${options.edgePort}`), '--show-interactive-dev-session=false',
+        '--persist-to', options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'), '--show-interactive-dev-session=false',
         '--inspector-port', String(options.edgePort + 1000), '--log-level', 'warn'],
       {
         cwd: REPO_ROOT,

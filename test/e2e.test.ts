@@ -1,7 +1,10 @@
 // End to end: a real backend process (ONNX session on the default model) + the edge worker in workerd
 // (`wrangler dev`, local mode) + the official `openai` client, exactly as a user runs them.
 
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDefaultModel } from '../gpu-backend/src/model/default-model';
@@ -24,10 +27,12 @@ const logLines: string[] = [];
 
 beforeAll(async () => {
   const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
+  const edgePort = await freePort();
   stack = await startStack({
     modelDir,
     backendPort: await freePort(),
-    edgePort: await freePort(),
+    edgePort,
+    persistTo: mkdtempSync(path.join(tmpdir(), `e2e-edge-${edgePort}-`)),
     apiKey: generateApiKey(),
     backendArgs: ['--threads', '1'],
     log: (line) => logLines.push(line),
