@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
-import { benchConfig, weightBytesPerToken } from './bench-weights';
+import { benchConfig, linearParameterCount, weightBytesPerToken } from './bench-weights';
 import { measureCopyBandwidth } from './check-bandwidth';
 import { type CorrectnessResult, checkCorrectness } from './check-correctness';
 import { type OpTime, profileDecode } from './check-profile';
@@ -95,19 +95,24 @@ async function main(): Promise<void> {
   log(`copy bandwidth: ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write, ${bandwidth.bufferBytes >> 20} MiB buffer)`);
 
   const speed: { label: string; plan: SpeedPlan; rows: SpeedRow[]; scale: number; floorTokensPerSecond: number }[] = [];
+  let loadSecondsPerParameter: number | null = null; // graph build + session start, from the last model
   for (const { label, plan } of speedPlans(args)) {
-    if (budget.remaining() < 20) {
-      log(`${label}: skipped (${budget.remaining().toFixed(0)} s left)`);
+    const measured = benchConfig(plan.shape, plan.layerCount, 4096);
+    const parameters = linearParameterCount(measured);
+    const estimatedLoad = loadSecondsPerParameter === null ? 10 : parameters * loadSecondsPerParameter;
+    if (budget.remaining() < estimatedLoad + 30) {
+      log(`${label}: skipped (loading alone needs ~${estimatedLoad.toFixed(0)} s, ${budget.remaining().toFixed(0)} s left)`);
       continue;
     }
     log(`${label}:`);
-    const measured = benchConfig(plan.shape, plan.layerCount, 4096);
     const full = benchConfig(plan.shape, plan.shape === '7b' ? 32 : plan.layerCount, 4096);
     // Decode is weight-bandwidth bound: time scales with the bytes read, so scale by the weight bytes.
     const scale = weightBytesPerToken(measured, plan.dtype) / weightBytesPerToken(full, plan.dtype);
     const floorTokensPerSecond = bandwidth.bytesPerSecond / weightBytesPerToken(full, plan.dtype);
     try {
-      speed.push({ label, plan, rows: await measureSpeed(plan, args.ep, args.threads, budget, log), scale, floorTokensPerSecond });
+      const rows = await measureSpeed(plan, args.ep, args.threads, budget, log);
+      speed.push({ label, plan, rows, scale, floorTokensPerSecond });
+      loadSecondsPerParameter = rows[0].value! / parameters;
     } catch (error) {
       log(`  failed: ${(error as Error).message}`);
       speed.push({ label, plan, rows: [{ phase: 'load', context: 0, batch: 0, value: null, note: `failed: ${(error as Error).message}` }], scale, floorTokensPerSecond });
@@ -136,6 +141,7 @@ async function main(): Promise<void> {
       );
     }
   }
+  for (const { label, rows } of speed) lines.push(`${label}: graph build + session start ${format(rows[0].value)} s${rows[0].note ? ` (${rows[0].note})` : ''}`);
   log(lines.join('\n'));
   if (args.outDir) {
     fs.mkdirSync(args.outDir, { recursive: true });
