@@ -5,7 +5,9 @@ import { appendCompletionLogprobs, openAiUsage, type CompletionLogprobs } from '
 import { readJsonBody, validate } from '../api/read-request';
 import { completionRequestSchema } from '../api/request-schemas';
 import { waitUntilOf, type AppContext } from '../app-env';
-import { completeGeneration, streamGeneration, type GenerationPlan, type StreamFormat } from '../generation/generation-proxy';
+import { completeGeneration } from '../generation/complete-generation';
+import type { GenerationPlan, StreamFormat } from '../generation/generation-plan';
+import { streamGeneration } from '../generation/stream-generation';
 import { badRequest } from '../http-error';
 import { admitRequest } from '../rate-limit/rate-limit-gate';
 import { encodeCompletionPrompt } from '../tokenizer/chat-template';

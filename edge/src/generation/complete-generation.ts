@@ -1,0 +1,45 @@
+// Non-streaming generation: the same backend event pipeline as streaming, aggregated per choice. The
+// rate-limit lease and the backend's load slot are released whatever happens.
+
+import type { Usage } from '../../../shared/protocol';
+import { openGeneration, type BackendLease } from '../backend/backend-pool';
+import { HttpError } from '../http-error';
+import { planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
+
+const LOST = 'The connection to the model backend was lost.';
+
+export async function completeGeneration(plan: GenerationPlan): Promise<{ choices: ChoiceResult[]; usage: Usage }> {
+  const upstream = new AbortController();
+  const onClientAbort = () => upstream.abort();
+  plan.clientSignal?.addEventListener('abort', onClientAbort);
+  let lease: BackendLease | null = null;
+  let usage: Usage | null = null;
+  const received = { tokenCount: 0 };
+  let failed = false;
+  try {
+    lease = await openGeneration(plan.config.backendUrls, plan.config.backendToken, plan.request, upstream.signal);
+    const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [] }));
+    for await (const event of planEvents(plan, lease, upstream, received)) {
+      if (event.type === 'delta') {
+        choices[event.choice].text += event.text;
+        choices[event.choice].logprobs.push(...event.logprobs);
+      } else if (event.type === 'finish') choices[event.choice].finishReason = event.finishReason;
+      else if (event.type === 'usage') usage = event.usage;
+      else {
+        failed = true;
+        throw new HttpError(503, 'backend_unavailable', event.message);
+      }
+    }
+    if (!usage) throw new HttpError(503, 'backend_unavailable', LOST);
+    return { choices, usage };
+  } catch (error) {
+    if (error instanceof HttpError) throw new HttpError(error.status, error.code, error.message, error.param, { ...error.headers, ...plan.admission.headers });
+    failed = true;
+    throw new HttpError(503, 'backend_unavailable', LOST, null, plan.admission.headers);
+  } finally {
+    plan.clientSignal?.removeEventListener('abort', onClientAbort);
+    upstream.abort();
+    lease?.done(failed);
+    plan.waitUntil(plan.admission.release(usedTokens(plan, usage, received)));
+  }
+}

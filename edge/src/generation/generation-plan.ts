@@ -1,0 +1,62 @@
+// What a route hands to the generation runners (streaming and not): the backend request, the text rules
+// (stop strings, choices), the rate-limit admission to settle, and the wire format of its API.
+
+import type { GenerateRequest, SampledLogprob, Usage } from '../../../shared/protocol';
+import { readBackendEvents } from '../backend/backend-events';
+import type { BackendLease } from '../backend/backend-pool';
+import type { EdgeConfig } from '../config';
+import type { Admission } from '../rate-limit/rate-limit-gate';
+import type { Tokenizer } from '../tokenizer/tokenizer';
+import { generationEvents, type OutputEvent } from './generation-events';
+
+export interface GenerationPlan {
+  config: EdgeConfig;
+  request: GenerateRequest;
+  tokenizer: Tokenizer;
+  choiceCount: number;
+  stop: string[];
+  admission: Admission;
+  waitUntil(promise: Promise<unknown>): void;
+  /** Legacy completions: the output continues the prompt text (keeps a leading space). */
+  continuesPrompt?: boolean;
+  /** Aborts when the client goes away (non-streaming requests). */
+  clientSignal?: AbortSignal;
+}
+
+/** Turns text events into the wire objects of one API (chat or legacy completions). */
+export interface StreamFormat {
+  /** Chunks sent as soon as the response starts (the chat role chunk), one per choice. */
+  opening(choice: number): object | null;
+  delta(choice: number, text: string, logprobs: SampledLogprob[]): object;
+  finish(choice: number, finishReason: 'stop' | 'length'): object;
+  usage(usage: Usage): object | null;
+}
+
+export interface ChoiceResult {
+  text: string;
+  finishReason: 'stop' | 'length' | null;
+  logprobs: SampledLogprob[];
+}
+
+/** Token ids received so far: what a request cut short is charged for. */
+export interface ReceivedCount {
+  tokenCount: number;
+}
+
+/** What the rate limiter charges: the backend's usage, or (request cut short) the prompt + the tokens seen so far. */
+export function usedTokens(plan: GenerationPlan, usage: Usage | null, received: ReceivedCount): number {
+  return usage ? usage.promptTokens + usage.completionTokens : plan.request.tokenIds.length + received.tokenCount;
+}
+
+/** The backend's body as text events; a stop-string hit on every choice aborts `upstream`. */
+export function planEvents(plan: GenerationPlan, lease: BackendLease, upstream: AbortController, received: ReceivedCount): AsyncGenerator<OutputEvent> {
+  return generationEvents(readBackendEvents(lease.response.body!), {
+    tokenizer: plan.tokenizer,
+    choiceCount: plan.choiceCount,
+    stop: plan.stop,
+    promptTokenCount: plan.request.tokenIds.length,
+    onAllStopped: () => upstream.abort(),
+    continuesPrompt: plan.continuesPrompt,
+    received,
+  });
+}

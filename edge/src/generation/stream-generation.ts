@@ -1,0 +1,140 @@
+// Streaming generation: 200 + SSE headers as soon as a backend answers (a backend that is down is still a
+// 503), the API's opening chunks at once, `: ping` while the backend prefills, text chunks as tokens decode,
+// the usage chunk, `data: [DONE]`. The response stream owns the upstream fetch: its cancel (client gone)
+// aborts it even before the backend's first byte, and every end path settles the rate-limit lease.
+
+import { errorBody, type Usage } from '../../../shared/protocol';
+import { encodeSse, encodeSseComment } from '../../../shared/sse';
+import { openGeneration, type BackendLease } from '../backend/backend-pool';
+import { HttpError, errorResponse } from '../http-error';
+import type { OutputEvent } from './generation-events';
+import { planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
+
+const encoder = new TextEncoder();
+const LOST = 'The connection to the model backend was lost.';
+
+/** Resolves with the settled `promise` (its value or its error), or 'waiting' after `ms`. */
+async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'waiting' | unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waiting = new Promise<'waiting'>((resolve) => (timer = setTimeout(() => resolve('waiting'), ms)));
+  try {
+    return await Promise.race([promise.catch((error: unknown) => error), waiting]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function streamGeneration(plan: GenerationPlan, format: StreamFormat): Promise<Response> {
+  const upstream = new AbortController();
+  const opening = openGeneration(plan.config.backendUrls, plan.config.backendToken, plan.request, upstream.signal);
+  // Wait briefly for backend headers, so "no backend" is a real 503; past that, commit the 200 and let the
+  // stream own the pending fetch.
+  const early = await settleWithin(opening, plan.config.backendConnectWaitMs);
+  if (early instanceof HttpError) {
+    plan.waitUntil(plan.admission.release(0));
+    const response = errorResponse(early);
+    for (const [name, value] of Object.entries(plan.admission.headers)) response.headers.set(name, value);
+    return response;
+  }
+  const session = new StreamSession(plan, format, upstream, opening);
+  const body = new ReadableStream<Uint8Array>({
+    start: (controller) => session.run(controller),
+    cancel: () => session.finish(),
+  });
+  return new Response(body, {
+    status: 200,
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', ...plan.admission.headers },
+  });
+}
+
+/** One streamed response: its lease, heartbeat and end-of-request bookkeeping. */
+class StreamSession {
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private lease: BackendLease | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private usage: Usage | null = null;
+  private readonly received = { tokenCount: 0 };
+  private failed = false;
+  private closed = false;
+
+  constructor(
+    private readonly plan: GenerationPlan,
+    private readonly format: StreamFormat,
+    private readonly upstream: AbortController,
+    private readonly opening: Promise<BackendLease>,
+  ) {}
+
+  async run(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    this.controller = controller;
+    for (let choice = 0; choice < this.plan.choiceCount; choice++) {
+      const chunk = this.format.opening(choice);
+      if (chunk) this.sendJson(chunk);
+    }
+    const { heartbeatMs } = this.plan.config;
+    if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.send(encodeSseComment('ping')), heartbeatMs);
+    try {
+      await this.relay();
+    } catch (error) {
+      if (!this.closed) {
+        console.error('edge: generation stream failed', error);
+        this.failed = !(error instanceof HttpError) || error.code === 'backend_unavailable';
+        this.sendJson(error instanceof HttpError ? errorBody(error.code, error.message) : errorBody('backend_unavailable', LOST));
+      }
+    }
+    this.send('data: [DONE]\n\n');
+    if (!this.closed) controller.close();
+    this.finish();
+  }
+
+  /** Idempotent end of the request: from the normal end, an error, or the client's cancel. */
+  finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopHeartbeat();
+    this.upstream.abort();
+    this.lease?.done(this.failed);
+    this.plan.waitUntil(this.plan.admission.release(usedTokens(this.plan, this.usage, this.received)));
+  }
+
+  private async relay(): Promise<void> {
+    const lease = await this.opening;
+    if (this.closed) {
+      // The client left while the backend was answering: finish() ran before the lease existed.
+      lease.done();
+      await lease.response.body?.cancel();
+      return;
+    }
+    this.lease = lease;
+    for await (const event of planEvents(this.plan, lease, this.upstream, this.received)) {
+      this.stopHeartbeat();
+      if (this.closed) return;
+      this.write(event);
+      if (event.type === 'error') return;
+    }
+    const chunk = this.usage ? this.format.usage(this.usage) : null;
+    if (chunk) this.sendJson(chunk);
+  }
+
+  private write(event: OutputEvent): void {
+    if (event.type === 'delta') this.sendJson(this.format.delta(event.choice, event.text, event.logprobs));
+    else if (event.type === 'finish') this.sendJson(this.format.finish(event.choice, event.finishReason));
+    else if (event.type === 'usage') this.usage = event.usage;
+    else {
+      this.failed = true;
+      this.sendJson(errorBody('backend_unavailable', event.message));
+    }
+  }
+
+  private send(text: string): void {
+    if (!this.closed) this.controller.enqueue(encoder.encode(text));
+  }
+
+  private sendJson(value: object): void {
+    this.send(encodeSse(JSON.stringify(value)));
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+}
