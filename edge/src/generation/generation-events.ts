@@ -79,7 +79,8 @@ export async function* generationEvents(events: AsyncIterable<GenerateEvent>, op
       const pushed = state.matcher.push(state.decoder.push(tokenIds.filter((id) => !skipIds.has(id))));
       if (pushed.stopped) {
         state.finished = true;
-        if (pushed.text) yield { type: 'delta', choice: event.data.choice, text: pushed.text, logprobs: [] };
+        // Pending logprobs belong to tokens that made the released text (and the stop string, which is cut).
+        if (pushed.text) yield { type: 'delta', choice: event.data.choice, text: pushed.text, logprobs: state.pendingLogprobs.splice(0) };
         yield { type: 'finish', choice: event.data.choice, finishReason: 'stop' };
         if (choices.every((c) => c.finished)) {
           options.onAllStopped();
