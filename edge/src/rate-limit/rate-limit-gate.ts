@@ -2,7 +2,7 @@
 
 import type { KeyRecord } from '../auth/api-key-store';
 import { HttpError } from '../http-error';
-import type { RateLimitSnapshot } from './rate-limiter';
+import type { AdmitResult, RateLimitSnapshot } from './rate-limiter';
 
 export interface Admission {
   headers: Record<string, string>;
@@ -39,7 +39,14 @@ const REFUSALS = {
 export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecord, tokens: number): Promise<Admission> {
   const stub = namespace.get(namespace.idFromName(key.keyId));
   const started = Date.now();
-  const result = await stub.admit(key.limits, tokens);
+  let result: AdmitResult;
+  try {
+    result = await stub.admit(key.limits, tokens);
+  } catch (error) {
+    // Fail closed, but as a retryable 503 rather than a crash: the limiter object may be restarting.
+    console.error('edge: rate limiter unavailable', error);
+    throw new HttpError(503, 'internal_error', 'Rate limiting is temporarily unavailable; retry shortly.', null, { 'retry-after': '1' });
+  }
   const headers = rateLimitHeaders(result);
   // Wall time of the admission round trip (clocks only advance across I/O in workerd, which this is).
   headers['server-timing'] = `ratelimit;dur=${Date.now() - started}`;
