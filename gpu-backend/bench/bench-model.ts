@@ -103,6 +103,18 @@ async function timeDecode(engine: Engine, context: number): Promise<number> {
   return decodeTokens / seconds;
 }
 
+/** Aggregate decode tokens/s of `batch` sequences of 128-token context stepping together. */
+async function timeBatchDecode(engine: Engine, batch: number): Promise<number> {
+  const sequenceIds = Array.from({ length: batch }, () => engine.createSequence());
+  for (const sequenceId of sequenceIds) await engine.step([{ sequenceId, tokenIds: promptOf(128) }]);
+  await engine.step(sequenceIds.map((sequenceId) => ({ sequenceId, tokenIds: [5] })));
+  const start = performance.now();
+  for (let i = 0; i < decodeTokens; i++) await engine.step(sequenceIds.map((sequenceId, k) => ({ sequenceId, tokenIds: [(i * 31 + k) % 32000] })));
+  const seconds = (performance.now() - start) / 1000;
+  for (const sequenceId of sequenceIds) engine.releaseSequence(sequenceId);
+  return (batch * decodeTokens) / seconds;
+}
+
 async function main(): Promise<void> {
   const modelDir = await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125);
   const measured = measureReadBandwidth();
@@ -114,15 +126,16 @@ async function main(): Promise<void> {
   for (const dtype of dtypes) {
     for (const threads of threadCounts) {
       const loadStart = performance.now();
-      const engine = await Engine.load({ modelDir, dtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 2 });
+      const engine = await Engine.load({ modelDir, dtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 8 });
       const loadSeconds = (performance.now() - loadStart) / 1000;
       await timePrefill(engine, 16); // warm-up
-      const samples = { p128: [] as number[], p1024: [] as number[], d128: [] as number[], d2000: [] as number[] };
+      const samples = { p128: [] as number[], p1024: [] as number[], d128: [] as number[], d2000: [] as number[], b8: [] as number[] };
       for (let r = 0; r < repeats; r++) {
         samples.p128.push(await timePrefill(engine, 128));
         samples.p1024.push(await timePrefill(engine, 1024));
         samples.d128.push(await timeDecode(engine, 128));
         samples.d2000.push(await timeDecode(engine, 2000));
+        samples.b8.push(await timeBatchDecode(engine, 8));
       }
       const rssMiB = process.memoryUsage().rss / 2 ** 20;
       await engine.dispose();
@@ -135,6 +148,7 @@ async function main(): Promise<void> {
       console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
       console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
       console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
+      console.log(`  decode batch 8 @128: ${show(stat(samples.b8), 'tok/s')} aggregate`);
       console.log(`  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(weightBytesPerToken(dtype) / 1e6).toFixed(0)} MB/token); decode@128 / floor ${(d128.median / floor).toFixed(2)}`);
     }
   }

@@ -21,7 +21,7 @@ export interface BatchPlan {
   timeOrdered: boolean;
   /** Logits for every new token of every row, not just the last (prompt scoring). */
   allLogits?: boolean;
-  /** Fused graphs: run the GroupQueryAttention branch (prefill chunks) instead of the in-place one. */
+  /** Hybrid graphs: run the GroupQueryAttention branch (prefill chunks) instead of the in-place one. */
   useGqa: boolean;
 }
 
@@ -52,8 +52,11 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
   const cacheType: FeedType = cache.options.elementType;
   const { keyValueHeadCount, headDim } = config;
   let pastSlots = cache.capacity;
+  // GQA masks by cache index: a prefill chunk (S > 1) over a wrapped ring needs its past oldest-first.
+  const gqaReads = attention === 'fused' || (attention === 'hybrid' && plan.useGqa);
+  const timeOrdered = plan.timeOrdered || (gqaReads && S > 1 && B === 1 && rows[0].sequenceId !== null && cache.isWrapped(lengths[0]));
   const pastOf = (array: CacheArray): CacheArray => {
-    if (plan.timeOrdered) {
+    if (timeOrdered) {
       const ordered = cache.timeOrderedPast(rows[0].sequenceId!, array);
       pastSlots = ordered.slots;
       return ordered.data;
@@ -68,18 +71,19 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
   }
 
   const groupedQueries = (config.queryHeadCount / keyValueHeadCount) * S;
-  const useGqa = attention === 'fused' && plan.useGqa;
-  if (attention === 'fused') {
+  if (attention !== 'unfused') {
     // GQA: seqlens_k = valid past + S - 1 per row; total_sequence_length = the batch maximum + 1.
     const seqlens = Int32Array.from(lengths, (length) => cache.validSlots(length) + S - 1);
     feeds.seqlens_k = { type: 'int32', data: seqlens, dims: [B] };
     feeds.total_sequence_length = { type: 'int32', data: Int32Array.of(Math.max(...seqlens) + 1), dims: [] };
-    feeds.use_gqa = { type: 'bool', data: Uint8Array.of(useGqa ? 1 : 0), dims: [] };
   }
-  // The GQA branch ignores the mask; it is still a graph input, so it gets a 1-element stand-in.
-  feeds.attention_bias = useGqa
-    ? { type: 'float32', data: new Float32Array(1), dims: [1, 1, 1, 1] }
-    : { type: 'float32', data: inPlaceMask(config, cache, lengths, S, pastSlots), dims: [B, 1, groupedQueries, pastSlots + S] };
+  if (attention === 'hybrid') feeds.use_gqa = { type: 'bool', data: Uint8Array.of(gqaReads ? 1 : 0), dims: [] };
+  if (attention !== 'fused') {
+    // A hybrid graph's GQA branch ignores the mask, but it is still a graph input: a 1-element stand-in.
+    feeds.attention_bias = gqaReads
+      ? { type: 'float32', data: new Float32Array(1), dims: [1, 1, 1, 1] }
+      : { type: 'float32', data: inPlaceMask(config, cache, lengths, S, pastSlots), dims: [B, 1, groupedQueries, pastSlots + S] };
+  }
   return feeds;
 }
 

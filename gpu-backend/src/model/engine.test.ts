@@ -58,12 +58,12 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
   const cases: [headDim: number, queryHeads: number, kvHeads: number, window: number | null, attention: AttentionKind][] = [
     [8, 4, 2, 5, 'unfused'],
     [8, 2, 2, null, 'unfused'],
-    [16, 2, 2, 4, 'fused'],
-    [16, 4, 2, null, 'fused'],
-    [16, 4, 1, 6, 'fused'],
-    [32, 4, 2, 5, 'fused'],
-    [64, 4, 1, null, 'fused'],
-    [64, 2, 2, 7, 'fused'],
+    [16, 2, 2, 4, 'hybrid'],
+    [16, 4, 2, null, 'hybrid'],
+    [16, 4, 1, 6, 'hybrid'],
+    [32, 4, 2, 5, 'hybrid'],
+    [64, 4, 1, null, 'hybrid'],
+    [64, 2, 2, 7, 'hybrid'],
   ];
   for (const [headDim, queryHeadCount, keyValueHeadCount, slidingWindow, attention] of cases) {
     it(`headDim ${headDim}, ${queryHeadCount}/${keyValueHeadCount} heads, window ${slidingWindow}: ${attention}, rel error < 1e-4`, async () => {
@@ -77,9 +77,18 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
   it('decoding through the GroupQueryAttention branch is exact too (gqaDecode, window 5)', async () => {
     const config = tinyConfig({ headDim: 32, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
     const result = await maxErrorAgainstReference(config, { gqaDecode: true });
-    expect(result.attention).toBe('fused');
+    expect(result.attention).toBe('hybrid');
     expect(result.error).toBeLessThan(1e-4);
   });
+
+  for (const slidingWindow of [4, null]) {
+    it(`pure GroupQueryAttention graph (fused, window ${slidingWindow}) is exact`, async () => {
+      const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 1, slidingWindow });
+      const result = await maxErrorAgainstReference(config, { attention: 'fused' });
+      expect(result.attention).toBe('fused');
+      expect(result.error).toBeLessThan(1e-4);
+    });
+  }
 
   it('the unfused fallback is exact for GQA-compatible heads too (forced, group 4, window 4)', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 1, slidingWindow: 4 });

@@ -6,7 +6,7 @@ import { Checkpoint } from './checkpoint';
 import type { ModelConfig } from './config';
 import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
 import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem } from './engine-types';
-import type { AttentionKind } from './graph-attention';
+import { type AttentionKind, chooseAttention } from './graph-attention';
 import { KvCache } from './kv-cache';
 import type { WeightSource } from './model-graph';
 import { prepareOnnxModel } from './onnx-model-store';
@@ -16,7 +16,7 @@ import { ResidentKvCache } from './resident-kv';
 export interface EngineLoadOptions extends EngineOptions {
   /** Cached ONNX graphs; null builds in memory. Default: env MODEL_ONNX_CACHE_DIR or <cwd>/.models/onnx-cache. */
   onnxCacheDir?: string | null;
-  /** Force the attention implementation (tests); default picks fused unless headDim % 16 != 0. */
+  /** Force the attention implementation; default chooseAttention(headDim, executionProvider): hybrid on the CPU. */
   attention?: AttentionKind;
   /** MatMulNBits accuracy_level: 0 computes in fp32 (exact against dequantized weights), 4 (default) in int8. */
   int4AccuracyLevel?: number;
@@ -90,14 +90,15 @@ export class Engine implements ModelEngine {
     }
     const cacheDir = options.onnxCacheDir === undefined ? (process.env.MODEL_ONNX_CACHE_DIR ?? path.resolve('.models/onnx-cache')) : options.onnxCacheDir;
     const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
+    const attention = options.attention ?? chooseAttention(config.headDim, options.executionProvider);
     const residentLoad =
       (options.residentKvCache ?? options.executionProvider === 'webgpu')
-        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention: options.attention, int4AccuracyLevel, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
+        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
         : null;
     const prepared = residentLoad ?? await prepareOnnxModel(source, {
       format: options.dtype,
-      attention: options.attention,
-      int4AccuracyLevel: options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL,
+      attention,
+      int4AccuracyLevel,
       cacheDir,
       checkpointDir: options.modelDir,
       externalDataThresholdBytes: options.externalDataThresholdBytes,
@@ -214,7 +215,7 @@ export class Engine implements ModelEngine {
         rows: [{ sequenceId: item.sequenceId, tokenIds }],
         sequenceLength: tokenIds.length,
         firstRow: this.cache.row(item.sequenceId),
-        timeOrdered: this.attention === 'fused' && tokenIds.length > 1 && this.cache.isWrapped(length),
+        timeOrdered: this.attention !== 'unfused' && tokenIds.length > 1 && this.cache.isWrapped(length),
         allLogits: allLogits !== undefined,
         useGqa: tokenIds.length > 1 || this.gqaDecode,
       };

@@ -2,21 +2,28 @@
 // explicit position_ids) so rotary positions are independent of cache indices (rolling buffer) and the
 // rotated new keys can be graph outputs: the engine copies only those few rows out per step, never
 // whole caches (session.run copies every fetched output).
-//   in-place (the 'unfused' kind): MatMul/Softmax reading the cache where it lies (FusedMatMul transB,
-//     scores against cache and new tokens joined, never the keys), with an additive mask the engine
-//     computes from slot positions. Used for everything when headDim % 16 != 0 (GQA's CPU rule).
-//   fused: an If per layer on the `use_gqa` input: com.microsoft.GroupQueryAttention (do_rotary=0,
-//     local_window_size = W or -1) for prefill chunks, the in-place path for decode steps. GQA copies
-//     the valid past into its present buffer every run (~9 ms per token at 2000 context on the 125M
-//     bench shape, 12 layers); the in-place path does not, so decode speed stays flat with context.
+//   unfused (in-place): MatMul/Softmax reading the cache where it lies (FusedMatMul transB, scores
+//     against cache and new tokens joined, never the keys), with an additive mask the engine computes
+//     from slot positions. The only choice when headDim % 16 != 0 (GQA's CPU rule).
+//   fused: com.microsoft.GroupQueryAttention (do_rotary=0, local_window_size = W or -1) for everything.
+//     On the CPU it copies the valid past into its present buffer every run: decode slows with context
+//     (~9 ms per token at 2000 context on the 125M bench shape, 12 layers).
+//   hybrid (CPU default): an If per layer on `use_gqa`: GQA for prefill chunks, in-place for decode.
+//     Costs ~1 ms per step for the If nodes; decode speed stays flat with context.
 
+import type { ExecutionProvider } from './engine-types';
 import type { GraphContext } from './graph-linear';
 import { emitVector } from './graph-linear';
 
-export type AttentionKind = 'fused' | 'unfused';
+export type AttentionKind = 'fused' | 'hybrid' | 'unfused';
 
-export function chooseAttention(headDim: number): AttentionKind {
-  return headDim % 16 === 0 ? 'fused' : 'unfused';
+/**
+ * unfused when GQA cannot run (head size); on the CPU hybrid (GQA prefill, in-place decode: decode
+ * speed flat in context); elsewhere fused (WebGPU has no FusedMatMul kernel; GPU GQA has no copy issue).
+ */
+export function chooseAttention(headDim: number, executionProvider: ExecutionProvider = 'cpu'): AttentionKind {
+  if (headDim % 16 !== 0) return 'unfused';
+  return executionProvider === 'cpu' ? 'hybrid' : 'fused';
 }
 
 /** Graph inputs shared by all layers. */
@@ -24,10 +31,10 @@ export interface AttentionInputs {
   positionIds: string; // [batch, sequence] int64
   cosCache: string; // [maxPositions, headDim / 2]
   sinCache: string; // [maxPositions, headDim / 2]
-  seqlensK?: string; // [batch] int32, fused only
-  totalSequenceLength?: string; // [] int32, fused only
-  useGqa?: string; // [] bool, fused only: true for prefill chunks
-  attentionBias: string; // [batch, 1, groupedQueries, pastSlots + sequence] compute type (in-place path)
+  seqlensK?: string; // [batch] int32, fused and hybrid
+  totalSequenceLength?: string; // [] int32, fused and hybrid
+  useGqa?: string; // [] bool, hybrid only: true runs the GQA branch
+  attentionBias?: string; // [batch, 1, groupedQueries, pastSlots + sequence] compute type, in-place path only
 }
 
 /** cos/sin caches [maxPositions, headDim / 2] for rotate-half rotary (rotary_interleaved = 0). */
@@ -70,7 +77,7 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
   const rotatedKey = rotary(key, keyValueHeadCount, `new_key.${layer}`);
   const pastKey = `past_key.${layer}`; // [batch, kvHeads, pastSlots, headDim]
   const pastValue = `past_value.${layer}`;
-  if (kind === 'fused') {
+  if (kind !== 'unfused') {
     const attributes = {
       num_heads: { i: queryHeadCount },
       kv_num_heads: { i: keyValueHeadCount },
@@ -79,19 +86,20 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
       scale: { f: 1 / Math.sqrt(headDim) },
     };
     const gqaInputs = [rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.seqlensK!, inputs.totalSequenceLength!];
-    const gqaBranch = g.branch();
     // present_key/value are not graph outputs: fetching them would copy whole caches every step.
+    if (kind === 'fused') return g.node('GroupQueryAttention', gqaInputs, attributes, { domain: 'com.microsoft', outputs: 3 })[0];
+    const gqaBranch = g.branch();
     const gqaOutput = gqaBranch.node('GroupQueryAttention', gqaInputs, attributes, { domain: 'com.microsoft', outputs: 3 })[0];
     gqaBranch.output(gqaOutput, ctx.computeType, null);
     const inPlaceBranch = g.branch();
-    const inPlaceOutput = emitInPlaceAttention({ ...ctx, g: inPlaceBranch }, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.attentionBias);
+    const inPlaceOutput = emitInPlaceAttention({ ...ctx, g: inPlaceBranch }, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.attentionBias!);
     inPlaceBranch.output(inPlaceOutput, ctx.computeType, null);
     return g.op('If', [inputs.useGqa!], {
       then_branch: { g: gqaBranch.subgraph(`l${layer}.gqa`) },
       else_branch: { g: inPlaceBranch.subgraph(`l${layer}.in_place`) },
     });
   }
-  return emitInPlaceAttention(ctx, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.attentionBias);
+  return emitInPlaceAttention(ctx, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.attentionBias!);
 }
 
 function emitInPlaceAttention(

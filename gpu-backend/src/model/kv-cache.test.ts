@@ -49,6 +49,13 @@ describe('KvCache', () => {
     kv.ensureFits(705);
     expect(kv.capacity).toBe(1000); // doubling, capped by maxModelLen
     expect(Array.from(kv.timeOrderedPast(id, kv.keys[0]).data)).toEqual([1, 2, 3, 4]);
+    const short = kv.create();
+    kv.write(short, 0, Float32Array.of(5, 6, 7, 8), Float32Array.of(5, 6, 7, 8), 0, 1, 1);
+    kv.advance(short, 1);
+    kv.advance(id, 700);
+    kv.release(id); // the long one leaves: capacity shrinks back, the short row keeps its contents
+    expect(kv.capacity).toBe(64);
+    expect(Array.from(kv.timeOrderedPast(short, kv.keys[0]).data)).toEqual([5, 6, 7, 8]);
   });
 
   it('release moves the last row into the hole; fork copies a row', () => {

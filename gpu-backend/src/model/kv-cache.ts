@@ -95,10 +95,12 @@ export class KvCache {
       ] as const) {
         const array = this.newArray(maxSequences * keyValueHeadCount * capacity * headDim);
         if (source) {
-          // Copy the old [row, kvHead, slot, headDim] blocks slot-range by slot-range.
+          // Copy the old [row, kvHead, slot, headDim] blocks slot-range by slot-range. Valid slots are
+          // always a prefix [0, n): shrinking keeps the first `capacity` (callers ensure n fits).
+          const kept = Math.min(old.capacity, capacity) * headDim;
           for (let rowHead = 0; rowHead < this.rowOwners.length * keyValueHeadCount; rowHead++) {
             const from = rowHead * old.capacity * headDim;
-            array.set(source.subarray(from, from + old.capacity * headDim) as never, rowHead * capacity * headDim);
+            array.set(source.subarray(from, from + kept) as never, rowHead * capacity * headDim);
           }
         }
         target.push(array);
@@ -146,6 +148,19 @@ export class KvCache {
     }
     this.rowOwners.pop();
     this.sequences.delete(sequenceId);
+    this.shrinkIfSparse();
+  }
+
+  /**
+   * The in-place attention path reads every allocated slot of a row (masked or not), so a capacity
+   * left behind by a long sequence that is gone would slow every later step: give it back once the
+   * longest live sequence needs a quarter of it or less (the factor keeps grow/shrink from thrashing).
+   */
+  private shrinkIfSparse(): void {
+    let longest = 0;
+    for (const state of this.sequences.values()) longest = Math.max(longest, this.validSlots(state.length));
+    const target = Math.max(CAPACITY_STEP, Math.ceil(longest / CAPACITY_STEP) * CAPACITY_STEP);
+    if (this.capacity >= 4 * target) this.allocate(Math.min(target, this.slotLimit()));
   }
 
   private copyRow(from: number, to: number): void {

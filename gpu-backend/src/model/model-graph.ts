@@ -10,7 +10,7 @@ import { type GraphContext, emitLinear, emitVector } from './graph-linear';
 import type { OnnxModel } from './onnx-proto-writer';
 
 /** Bump when the emitted graph changes: it is part of the ONNX cache key. */
-export const GRAPH_BUILDER_VERSION = '3';
+export const GRAPH_BUILDER_VERSION = '4';
 
 /** What the builder needs from a checkpoint (H1's Checkpoint satisfies it). */
 export interface WeightSource {
@@ -56,14 +56,16 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
   const inputIds = g.input('input_ids', 'int64', ['batch', 'sequence']);
   const positionIds = g.input('position_ids', 'int64', ['batch', 'sequence']);
   const logitsIndex = g.input('logits_index', 'int64', ['rows']); // flattened batch * sequence row per wanted logits row
-  const bias = g.input('attention_bias', 'float32', ['batch', 1, 'grouped_queries', 'keys']);
-  const attentionBias = computeType === 'float32' ? bias : g.op('Cast', [bias], { to: { i: 10 } });
-  const attentionInputs: AttentionInputs = { positionIds, attentionBias, ...emitRotaryCaches(ctx) };
-  if (attention === 'fused') {
+  const attentionInputs: AttentionInputs = { positionIds, ...emitRotaryCaches(ctx) };
+  if (attention !== 'fused') {
+    const bias = g.input('attention_bias', 'float32', ['batch', 1, 'grouped_queries', 'keys']);
+    attentionInputs.attentionBias = computeType === 'float32' ? bias : g.op('Cast', [bias], { to: { i: 10 } });
+  }
+  if (attention !== 'unfused') {
     attentionInputs.seqlensK = g.input('seqlens_k', 'int32', ['batch']);
     attentionInputs.totalSequenceLength = g.input('total_sequence_length', 'int32', []);
-    attentionInputs.useGqa = g.input('use_gqa', 'bool', []);
   }
+  if (attention === 'hybrid') attentionInputs.useGqa = g.input('use_gqa', 'bool', []);
   for (let layer = 0; layer < config.layerCount; layer++) {
     for (const kind of ['key', 'value']) g.input(`past_${kind}.${layer}`, cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
   }
