@@ -1,5 +1,5 @@
 // Copy bandwidth as the execution provider sees it, for the decode floor: a one-node graph (y = -x over
-// 1 GiB, or less with --quick) run on the provider; bytes moved = read + written. On WebGPU the output
+// 512 MiB, or less with --quick) run on the provider; bytes moved = read + written. On WebGPU the output
 // stays on the device and is fed back, so no host transfer is timed; a 1-value host output syncs the run.
 
 import { GraphBuilder } from '../src/model/graph-builder';
