@@ -86,9 +86,12 @@ export class ResidentRowTable {
 
 /**
  * Index inputs for one run of `plan` (rows of the plan as the engine builds them, fillers included).
- * `slotCount` is the resident tensors' slot dimension; its last slot is the scratch slot.
+ * `slotCount` is the resident tensors' slot dimension; its last slot is the scratch slot. The past is
+ * padded with scratch slots to `minPastSlots`: a GroupQueryAttention whose past is an intermediate
+ * value gets its present allocated in the past's buffer (shared-buffer mode), which must then hold
+ * every key of the run (valid past + new tokens).
  */
-export function residentIndices(plan: BatchPlan, cache: KvCache, table: ResidentRowTable, keyValueHeadCount: number, slotCount: number): ResidentIndices {
+export function residentIndices(plan: BatchPlan, cache: KvCache, table: ResidentRowTable, keyValueHeadCount: number, slotCount: number, minPastSlots = 0): ResidentIndices {
   const { rows: planRows, sequenceLength: S } = plan;
   const B = planRows.length;
   const scratch = slotCount - 1;
@@ -106,6 +109,11 @@ export function residentIndices(plan: BatchPlan, cache: KvCache, table: Resident
     slots = BigInt64Array.from({ length: valid }, (_, i) => BigInt(cache.slotOf(length - valid + i)));
   } else {
     slots = BigInt64Array.from({ length: cache.capacity }, (_, slot) => BigInt(slot));
+  }
+  if (slots.length < minPastSlots) {
+    const padded = new BigInt64Array(minPastSlots).fill(BigInt(scratch));
+    padded.set(slots);
+    slots = padded;
   }
 
   const writeIndex = new BigInt64Array(B * S * keyValueHeadCount * 3);

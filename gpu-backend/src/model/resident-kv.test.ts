@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { randomModelWeights } from './default-model';
 import { Engine } from './engine';
 import type { BatchPlan } from './engine-feeds';
+import type { AttentionKind } from './graph-attention';
 import { KvCache } from './kv-cache';
 import { buildModelGraph } from './model-graph';
 import type { OnnxGraph } from './onnx-proto-writer';
@@ -50,6 +51,8 @@ describe('residentIndices', () => {
     const scratch = cache.capacity; // the last of capacity + 1 slots
     const { slots, writeIndex } = residentIndices(prefill, cache, table, 1 + 1, cache.capacity + 1);
     expect(Array.from(slots, Number)).toEqual([1, 2, 0]); // positions 1, 2, 3
+    const padded = residentIndices(prefill, cache, table, 2, cache.capacity + 1, 3 + 4); // room for GQA's shared present
+    expect(Array.from(padded.slots, Number)).toEqual([1, 2, 0, scratch, scratch, scratch, scratch]);
     // Positions 4..7 -> slots 1, 2, 0, 1: only the newest 3 survive, the first goes to scratch.
     expect(triples(writeIndex).filter((_, i) => i % 2 === 0).map((t) => t[2])).toEqual([scratch, 2, 0, 1]);
     const decode: BatchPlan = { rows: [{ sequenceId: null, tokenIds: [0] }, { sequenceId: b, tokenIds: [3] }], sequenceLength: 1, firstRow: 0, timeOrdered: false, useGqa: false };
@@ -103,18 +106,20 @@ describe('addResidentCache', () => {
 describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
   const configOf = (headDim: number) => tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, layerCount: 2, queryHeadCount: 4, keyValueHeadCount: 2, headDim, slidingWindow: 8 });
   const config = configOf(16);
-  const load = (residentKvCache: boolean, gqaDecode = false, headDim = 16) => {
-    const modelConfig = configOf(headDim);
+  const load = (residentKvCache: boolean, variant: { attention?: AttentionKind; gqaDecode?: boolean; headDim?: number } = {}) => {
+    const modelConfig = configOf(variant.headDim ?? 16);
     const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 21));
-    return Engine.fromWeights(source, { modelDir: 'resident', dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 4, chunkSize: 5, onnxCacheDir: null, residentKvCache, gqaDecode });
+    const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 4, chunkSize: 5, onnxCacheDir: null };
+    return Engine.fromWeights(source, { ...options, residentKvCache, attention: variant.attention, gqaDecode: variant.gqaDecode });
   };
 
   it.each([
-    ['fused attention, in-place decode', false, 16],
-    ['fused attention, GQA decode', true, 16],
-    ['unfused attention (headDim 8)', false, 8],
-  ])('gives the host-cache logits through wrapped prefill, ragged batched decode, fork and release: %s', async (_, gqaDecode, headDim) => {
-    const [host, resident] = await Promise.all([load(false, gqaDecode, headDim), load(true, gqaDecode, headDim)]);
+    ['hybrid: GQA prefill, in-place decode (CPU default)', { attention: 'hybrid' as const }],
+    ['hybrid with GQA decode', { attention: 'hybrid' as const, gqaDecode: true }],
+    ['fused: pure GQA (the GPU default; past padded for its shared buffer)', { attention: 'fused' as const }],
+    ['unfused (headDim 8)', { headDim: 8 }],
+  ])('gives the host-cache logits through wrapped prefill, ragged batched decode, fork and release: %s', async (_, variant) => {
+    const [host, resident] = await Promise.all([load(false, variant), load(true, variant)]);
     try {
       let worst = 0;
       const compare = (a: Float32Array[], b: Float32Array[]) => a.forEach((row, i) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - b[i][j])))));

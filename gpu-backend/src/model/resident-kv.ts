@@ -58,7 +58,7 @@ export class ResidentKvCache {
     readonly session: OrtSession,
     private readonly resize: OrtSession,
     private readonly computeType: 'float32' | 'float16',
-    private readonly onDevice: boolean,
+    private readonly attention: AttentionKind,
   ) {
     for (let layer = 0; layer < config.layerCount; layer++) for (const kind of ['key', 'value'] as const) this.names.push(residentInputName(kind, layer));
   }
@@ -97,7 +97,7 @@ export class ResidentKvCache {
     try {
       const session = await OrtSession.create(model, { ...sessionOptions, profilePrefix });
       const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, built.computeType))), sessionOptions);
-      return { resident: new ResidentKvCache(config, session, resize, built.computeType, onDevice), attention: built.attention, computeType: built.computeType };
+      return { resident: new ResidentKvCache(config, session, resize, built.computeType, built.attention), attention: built.attention, computeType: built.computeType };
     } finally {
       if (folder) fs.rmSync(folder, { recursive: true, force: true });
     }
@@ -142,7 +142,10 @@ export class ResidentKvCache {
       this.table.assign(row.sequenceId);
     }
     await this.ensureShape(this.table.highWater, cache);
-    const indices = residentIndices(plan, cache, this.table, keyValueHeadCount, this.slots);
+    // Pure GQA ('fused'): the past buffer doubles as GQA's present, so it needs room for valid past + S keys.
+    const S = plan.sequenceLength;
+    const keysPerRow = plan.rows.map((row) => (row.sequenceId === null ? 0 : cache.validSlots(cache.length(row.sequenceId))) + S);
+    const indices = residentIndices(plan, cache, this.table, keyValueHeadCount, this.slots, this.attention === 'fused' ? Math.max(...keysPerRow) : 0);
     for (const name of Object.keys(feeds)) if (/^past_(key|value)\.\d+$/.test(name)) delete feeds[name];
     feeds.cache_rows = { type: 'int64', data: indices.rows, dims: [indices.rows.length] };
     feeds.cache_slots = { type: 'int64', data: indices.slots, dims: [indices.slots.length] };
@@ -154,7 +157,6 @@ export class ResidentKvCache {
     const logitsData = outputs.host.logits as Float32Array;
     transferBytes += logitsData.byteLength;
 
-    const S = plan.sequenceLength;
     const logits: Float32Array[] = [];
     for (const row of plan.rows) {
       if (row.sequenceId === null) continue;
