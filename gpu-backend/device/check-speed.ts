@@ -93,9 +93,17 @@ export async function measureSpeed(plan: SpeedPlan, executionProvider: Execution
           continue;
         }
         while (sequences.length < batch) sequences.push(engine.createSequence());
-        for (let i = 0; i < batch; i++) {
+        // Long prompts cost more per token than the 512-token estimate (attention): re-check as they go.
+        let filled = true;
+        for (let i = 0; i < batch && filled; i++) {
           const length = engine.sequenceLength(sequences[i]);
-          if (length < context) await engine.step([{ sequenceId: sequences[i], tokenIds: randomIds(context - length, config.vocabSize, 10 + i) }]);
+          if (budget.remaining() < 15) filled = false;
+          else if (length < context) await engine.step([{ sequenceId: sequences[i], tokenIds: randomIds(context - length, config.vocabSize, 10 + i) }]);
+        }
+        if (!filled) {
+          rows.push({ phase: 'decode', context, batch, value: null, note: 'skipped: budget ran out while filling the context' });
+          log(`  decode ctx ${context} batch ${batch}: skipped (budget ran out while filling the context)`);
+          continue;
         }
         const items = (step: number) => sequences.slice(0, batch).map((sequenceId, i) => ({ sequenceId, tokenIds: [randomIds(1, config.vocabSize, step * 31 + i)[0]] }));
         await engine.step(items(0));

@@ -97,6 +97,16 @@ async function main(): Promise<void> {
     }
   };
   const correctness: CorrectnessResult[] = [];
+  const speed: { label: string; plan: SpeedPlan; rows: SpeedRow[]; scale: number; floorTokensPerSecond: number }[] = [];
+  let bandwidth = { bytesPerSecond: Number.NaN, bufferBytes: 0, runs: 0 };
+  let profile: OpTime[] = [];
+  // check.json is rewritten after every part: a run cut off by its time limit still leaves its figures.
+  const save = (complete: boolean) => {
+    if (!args.outDir) return;
+    fs.mkdirSync(args.outDir, { recursive: true });
+    const report = { date: new Date().toISOString(), complete, ep: args.ep, quick: args.quick, local: args.local, host: os.hostname(), cpus: os.cpus().length, errors, correctness, bandwidth, speed, profile: profile.slice(0, 40), seconds: (performance.now() - started) / 1000 };
+    fs.writeFileSync(path.join(args.outDir, 'check.json'), `${JSON.stringify(report, null, 2)}\n`);
+  };
   for (const dtype of ['fp32', 'fp16'] as WeightFormat[]) {
     const result = await attempt(`correctness ${dtype}`, () => checkCorrectness(args.ep, dtype));
     if (!result) continue;
@@ -104,11 +114,12 @@ async function main(): Promise<void> {
     log(`correctness ${dtype}: max relative error ${result.maxRelativeError.toExponential(2)} over ${result.rows} rows (target < ${result.target}) ${result.pass ? 'PASS' : 'FAIL'}`);
   }
 
+  save(false);
   const measuredBandwidth = await attempt('copy bandwidth', () => measureCopyBandwidth(args.ep, args.quick || args.local ? 64 << 20 : 512 << 20, args.threads));
-  const bandwidth = measuredBandwidth ?? { bytesPerSecond: Number.NaN, bufferBytes: 0, runs: 0 };
+  if (measuredBandwidth) bandwidth = measuredBandwidth;
+  save(false);
   log(`copy bandwidth: ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write, ${bandwidth.bufferBytes >> 20} MiB buffer)`);
 
-  const speed: { label: string; plan: SpeedPlan; rows: SpeedRow[]; scale: number; floorTokensPerSecond: number }[] = [];
   let loadSecondsPerParameter: number | null = null; // graph build + session start, from the last model
   for (const { label, plan } of speedPlans(args)) {
     const measured = benchConfig(plan.shape, plan.layerCount, 4096);
@@ -127,13 +138,13 @@ async function main(): Promise<void> {
       const rows = await measureSpeed(plan, args.ep, args.threads, budget, log);
       speed.push({ label, plan, rows, scale, floorTokensPerSecond });
       loadSecondsPerParameter = rows[0].value! / parameters;
+      save(false);
     } catch (error) {
       log(`  failed: ${(error as Error).message}`);
       speed.push({ label, plan, rows: [{ phase: 'load', context: 0, batch: 0, value: null, note: `failed: ${(error as Error).message}` }], scale, floorTokensPerSecond });
     }
   }
 
-  let profile: OpTime[] = [];
   if (args.profile && !args.quick && !args.local && args.outDir && budget.remaining() > 45) {
     log('profile: 7B-shape 2L fp16 decode, batch 1, ctx 128 (top operators by total time):');
     profile = (await attempt('profile', () => profileDecode(args.ep, args.outDir!, args.threads, log))) ?? [];
@@ -158,12 +169,8 @@ async function main(): Promise<void> {
   }
   for (const { label, rows } of speed) lines.push(`${label}: graph build + session start ${format(rows[0].value)} s${rows[0].note ? ` (${rows[0].note})` : ''}`);
   log(lines.join('\n'));
-  if (args.outDir) {
-    fs.mkdirSync(args.outDir, { recursive: true });
-    const report = { date: new Date().toISOString(), ep: args.ep, quick: args.quick, local: args.local, host: os.hostname(), cpus: os.cpus().length, errors, correctness, bandwidth, speed, profile: profile.slice(0, 40), seconds: (performance.now() - started) / 1000 };
-    fs.writeFileSync(path.join(args.outDir, 'check.json'), `${JSON.stringify(report, null, 2)}\n`);
-    fs.writeFileSync(path.join(args.outDir, 'check-table.txt'), `${lines.join('\n')}\n`);
-  }
+  save(true);
+  if (args.outDir) fs.writeFileSync(path.join(args.outDir, 'check-table.txt'), `${lines.join('\n')}\n`);
   if (errors.length > 0 || correctness.length < 2 || correctness.some((c) => !c.pass)) process.exitCode = 1;
 }
 
