@@ -1,5 +1,5 @@
 // Builds the session.run feeds for one batch of rows: token and position ids, the rows whose logits are
-// wanted, the attention bookkeeping (GQA seqlens or the unfused path's additive mask) and cache views.
+// wanted, the attention bookkeeping (GQA seqlens, the in-place path's additive mask, the hybrid switch) and cache views.
 
 import type { ModelConfig } from './config';
 import type { AttentionKind } from './graph-attention';
