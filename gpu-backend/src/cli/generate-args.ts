@@ -60,7 +60,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     throw new UsageError((error as Error).message);
   }
   if (!values.model) throw new UsageError('--model DIR is required');
-  if (values.prompt !== undefined) throw new UsageError('--prompt (text) is not supported: the backend takes token ids, pass --prompt-ids');
+  if (values.prompt !== undefined) throw new UsageError('--prompt (text) needs a tokenizer: run it as `npm run generate`, which tokenizes with the model folder\'s tokenizer');
   if (!values['prompt-ids']) throw new UsageError('--prompt-ids is required (comma-separated token ids)');
   const promptIds = values['prompt-ids'].split(',').map((part) => {
     if (!/^\s*\d+\s*$/.test(part)) throw new UsageError(`--prompt-ids must be comma-separated non-negative integers, got "${part}"`);

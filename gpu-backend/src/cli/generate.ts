@@ -1,6 +1,8 @@
 // `npm run -s generate -- --model DIR --prompt-ids 1,461,401 --max-new-tokens N --temperature 0 --json`:
 // generation through the same Engine (and Sampler) the server uses. Exit 2 for bad flags, 1 for model errors.
 
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { Engine } from '../model/engine';
 import { Prng } from '../server/prng';
@@ -13,7 +15,8 @@ function argmax(logits: Float32Array): number {
   return best;
 }
 
-async function generate(args: GenerateArgs): Promise<number[]> {
+/** Generated ids only (EOS included when it ends the run), through the serving engine. */
+export async function generate(args: GenerateArgs): Promise<number[]> {
   const engine = await Engine.load({
     modelDir: args.modelDir,
     dtype: args.dtype,
@@ -47,10 +50,10 @@ async function generate(args: GenerateArgs): Promise<number[]> {
   }
 }
 
-async function main(): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   let args: GenerateArgs;
   try {
-    args = parseGenerateArgs(process.argv.slice(2));
+    args = parseGenerateArgs(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`generate: ${error.message}\n${USAGE}\n`);
@@ -66,4 +69,6 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}
