@@ -4,8 +4,9 @@
 
 import { randomModelWeights } from '../src/model/default-model';
 import { Engine } from '../src/model/engine';
+import { argmax } from '../src/server/logits-processors';
 import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
-import { MapWeightSource, tinyConfig } from '../src/model/test-models';
+import { MapWeightSource, maxRelativeError as rowError, tinyConfig } from '../src/model/test-models';
 
 export interface CorrectnessResult {
   dtype: WeightFormat;
@@ -18,22 +19,6 @@ export interface CorrectnessResult {
 }
 
 export const CORRECTNESS_TARGETS: Record<WeightFormat, number> = { fp32: 1e-3, fp16: 1e-2, int4: 1e-2 };
-
-function rowError(actual: Float32Array, expected: Float32Array): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxDiff / maxRef;
-}
-
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-  return best;
-}
 
 /**
  * Window 24 (ring of 23 slots), chunk 16: a 40-token prompt wraps the ring inside prefill; three

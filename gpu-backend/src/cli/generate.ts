@@ -6,14 +6,9 @@ import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { Engine } from '../model/engine';
 import { Prng } from '../server/prng';
+import { argmax } from '../server/logits-processors';
 import { Sampler } from '../server/sampler';
 import { type GenerateArgs, USAGE, UsageError, parseGenerateArgs } from './generate-args';
-
-function argmax(logits: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-  return best;
-}
 
 /** Generated ids only (EOS included when it ends the run), through the serving engine. */
 export async function generate(args: GenerateArgs): Promise<number[]> {

@@ -8,18 +8,7 @@ import type { AttentionKind } from './graph-attention';
 import { dequantizeInt4, quantizeInt4 } from './quantize-int4';
 import { ReferenceModel } from './reference-forward';
 import { randomModelWeights as randomWeights } from './default-model';
-import { MapWeightSource, tinyConfig } from './test-models';
-
-/** max |engine - reference| / max |reference| over one logits row. */
-function relativeError(actual: Float32Array, expected: Float64Array): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxDiff / maxRef;
-}
+import { MapWeightSource, maxRelativeError as relativeError, tinyConfig } from './test-models';
 
 async function makeEngine(config: ModelConfig, weights: Map<string, Float32Array>, options: Partial<EngineLoadOptions> = {}): Promise<Engine> {
   return Engine.fromWeights(new MapWeightSource(config, weights), {

@@ -41,3 +41,14 @@ export class MapWeightSource implements WeightSource {
     return this.weights.has(name);
   }
 }
+
+/** max |actual - expected| / max |expected| over one logits row: the accuracy measure of tests and the device check. */
+export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
+    maxRef = Math.max(maxRef, Math.abs(expected[i]));
+  }
+  return maxDiff / maxRef;
+}
