@@ -126,7 +126,8 @@ export type ErrorCode =
   | 'overloaded'
   | 'shutting_down'
   | 'internal_error'
-  | 'not_found';
+  | 'not_found'
+  | 'model_not_found';
 
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: ErrorCode };

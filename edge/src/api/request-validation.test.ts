@@ -88,7 +88,7 @@ describe('request validation', () => {
   });
 
   it('404s an unknown model', async () => {
-    await expectError(await post('/v1/chat/completions', { ...valid(), model: 'gpt-4o' }), 404, 'not_found', 'model');
+    await expectError(await post('/v1/chat/completions', { ...valid(), model: 'gpt-4o' }), 404, 'model_not_found', 'model');
   });
 });
 

@@ -17,7 +17,7 @@ export function resolveModel(requested: string, systemPromptId: string | undefin
   const base = at === -1 ? requested : requested.slice(0, at);
   const alias = at === -1 ? null : requested.slice(at + 1);
   if (base !== config.modelId) {
-    throw new HttpError(404, 'not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
+    throw new HttpError(404, 'model_not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
   }
   if (alias !== null && alias.length === 0) throw badRequest('The model alias after "@" names no system prompt.', 'model');
   if (alias && systemPromptId && alias !== systemPromptId) {

@@ -12,7 +12,7 @@ import { systemPrefixCache, toChatMessages } from './chat-completions';
 
 function checkModel(model: string | undefined, modelId: string): void {
   if (model !== undefined && model.split('@')[0] !== modelId) {
-    throw new HttpError(404, 'not_found', `The model '${model.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
+    throw new HttpError(404, 'model_not_found', `The model '${model.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
   }
 }
 
