@@ -5,6 +5,7 @@
 // - aggregate decode tokens/s with 1, 4, 8, 16 concurrent streams (target: >= 5x one stream at 8, >= 8x at 16)
 // - time to first token, 1000-token system prompt + 20-token question, cold vs prefix-cached (target <= 0.2x)
 // - inter-token latency p50/p99 of 4 streams while a 2000-token prompt arrives (target: p99 <= 3x p50)
+// LOG_LEVEL=debug prints every engine step (decodes, prefill tokens, milliseconds) to stderr.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -151,7 +152,10 @@ async function main(): Promise<void> {
   const client = GenerationClient.inWorker({
     engine: { kind: 'onnx', options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: threads, maxSequences: MAX_SEQUENCES, maxModelLen: 4096 } },
     limits,
+    logStepTransfers: process.env.LOG_LEVEL === 'debug',
   });
+  // LOG_LEVEL=debug: one stderr line per engine step (decodes, prefill tokens, wall time), timestamped.
+  client.onLog = (level, message) => console.error(`[engine ${performance.now().toFixed(0)}] ${message}`);
   let results;
   try {
     await client.whenReady();

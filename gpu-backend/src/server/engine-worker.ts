@@ -83,8 +83,9 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
       const stats = scheduler.stats();
       port.post({ type: 'step', events, stats });
       events = [];
-      if (options.logStepTransfers && stats.lastDecodeCount > 0) {
-        port.post({ type: 'log', level: 'debug', message: `decode step: ${stats.lastDecodeCount} sequences, ${stats.kv.lastStepTransferBytes} bytes moved` });
+      if (options.logStepTransfers && didWork) {
+        const ms = (stats.lastStepSeconds * 1000).toFixed(1);
+        port.post({ type: 'log', level: 'debug', message: `step: ${stats.lastDecodeCount} decodes + ${stats.lastPrefillTokens} prefill tokens, ${ms} ms, ${stats.kv.lastStepTransferBytes} bytes moved` });
       }
     };
     await scheduler.run(flush);

@@ -35,6 +35,8 @@ export interface SchedulerStats {
   lastBatchSize: number;
   lastDecodeCount: number;
   lastPrefillTokens: number;
+  /** Wall time of the last engine step (debug logs: where inter-token latency goes). */
+  lastStepSeconds: number;
   freeSequences: number;
   kv: KvCacheStats;
   prefixCacheEntries: number;
@@ -66,7 +68,7 @@ export class Scheduler {
   private reservedChoices = 0;
   /** Engine sequences promised to siblings of prompts still prefilling. */
   private pendingForks = 0;
-  private lastStep = { batchSize: 0, decodeCount: 0, prefillTokens: 0 };
+  private lastStep = { batchSize: 0, decodeCount: 0, prefillTokens: 0, seconds: 0 };
   private steps = 0;
   private wake: (() => void) | null = null;
   private stopped = false;
@@ -119,7 +121,8 @@ export class Scheduler {
       this.failBatch(items, error as Error);
       return true;
     }
-    this.prefillBudget.observe(this.lastStep.decodeCount, this.lastStep.prefillTokens, this.clock() - started);
+    this.lastStep.seconds = this.clock() - started;
+    this.prefillBudget.observe(this.lastStep.decodeCount, this.lastStep.prefillTokens, this.lastStep.seconds);
     this.steps++;
     this.postprocess(items, logits);
     return true;
@@ -150,6 +153,7 @@ export class Scheduler {
       lastBatchSize: this.lastStep.batchSize,
       lastDecodeCount: this.lastStep.decodeCount,
       lastPrefillTokens: this.lastStep.prefillTokens,
+      lastStepSeconds: this.lastStep.seconds,
       freeSequences: this.engine.freeSequences(),
       kv: this.engine.kvStats(),
       prefixCacheEntries: this.prefixCache.size,
@@ -184,6 +188,7 @@ export class Scheduler {
       batchSize: items.length,
       decodeCount: items.filter((item) => item.tokenIds.length === 1).length,
       prefillTokens: items.reduce((sum, item) => sum + (item.tokenIds.length > 1 ? item.tokenIds.length : 0), 0),
+      seconds: 0,
     };
     return items;
   }

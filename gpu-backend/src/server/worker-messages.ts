@@ -16,7 +16,7 @@ export interface ServingLimits extends SchedulerLimits {
 export interface EngineHostOptions {
   engine: { kind: 'onnx'; options: EngineOptions } | { kind: 'fake'; options: Omit<FakeEngineOptions, 'beforeStep'> };
   limits?: Partial<ServingLimits>;
-  /** Post a debug line per decode step with the bytes it moved (engine.kvStats()). */
+  /** Post a debug line per step: decodes, prefill tokens, wall time and the bytes it moved (engine.kvStats()). */
   logStepTransfers?: boolean;
 }
 
