@@ -71,6 +71,17 @@ describe('KvCache', () => {
     const forked = kv.fork(b);
     expect(kv.length(forked)).toBe(1);
     expect(Array.from(kv.timeOrderedPast(forked, kv.values[0]).data)).toEqual([2, 2, 2, 2]);
+    // The source moves to the new top row, the fork keeps its old one; both still read their data.
+    expect([kv.row(forked), kv.row(b)]).toEqual([1, 2]);
+    expect(Array.from(kv.timeOrderedPast(b, kv.keys[0]).data)).toEqual([2, 2, 2, 2]);
+    kv.write(b, 0, new Float32Array(4).fill(9), new Float32Array(4).fill(9), 0, 1, 1);
+    kv.advance(b, 1);
+    expect(Array.from(kv.timeOrderedPast(forked, kv.keys[0]).data)).toEqual([2, 2, 2, 2]);
+    expect(Array.from(kv.timeOrderedPast(b, kv.keys[0]).data)).toEqual([2, 2, 9, 9, 2, 2, 9, 9]);
+    kv.release(forked); // the hole left by the snapshot is filled by the top row: b keeps its contents
+    expect(kv.row(b)).toBe(1);
+    expect(Array.from(kv.timeOrderedPast(b, kv.keys[0]).data)).toEqual([2, 2, 9, 9, 2, 2, 9, 9]);
+    kv.fork(b);
     expect(() => kv.create()).toThrow(/no free/);
   });
 });
