@@ -53,7 +53,7 @@ describe('edge + backend + openai client', () => {
   });
 
   it('streams chunks incrementally whose text equals the detokenized backend token ids', async () => {
-    const maxTokens = 40;
+    const maxTokens = 64;
     const started = performance.now();
     const stream = await client.chat.completions.create({
       model: stack.modelInfo.modelId,
