@@ -1,14 +1,18 @@
 // The backend process: flags -> engine thread (model + scheduler) -> Hono app on @hono/node-server,
 // with graceful shutdown on SIGTERM/SIGINT. `npx tsx gpu-backend/src/main.ts --model DIR`.
 
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
+import { configFromHuggingFace, type ModelConfig } from './model/config';
 import { ensureDefaultModel } from './model/default-model';
 import type { EngineOptions, ExecutionProvider, WeightFormat } from './model/engine-types';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
+import { CPU_KV_MEMORY_SHARE, sequencesForBudget, weightBytes } from './server/kv-budget';
 import type { EngineHostOptions, ServingLimits } from './server/worker-messages';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,6 +30,7 @@ const FLAGS = {
   threads: { type: 'string' },
   dtype: { type: 'string', default: 'fp32' },
   'max-sequences': { type: 'string' },
+  'kv-memory-gib': { type: 'string' },
   'max-model-len': { type: 'string' },
   'max-running': { type: 'string' },
   'max-batched-tokens': { type: 'string' },
@@ -60,6 +65,25 @@ export interface BackendSettings {
   modelLabel: string;
 }
 
+/**
+ * --max-sequences derived from a KV memory budget: --kv-memory-gib, or on the CPU half the memory free
+ * after the weights. GPU memory is not visible from Node, so there only the flag sets a budget.
+ */
+function kvBudgetSequences(modelDir: string, dtype: WeightFormat, ep: ExecutionProvider, maxModelLen: number | undefined, kvMemoryGib: number | undefined, ceiling: number) {
+  let config: ModelConfig;
+  try {
+    config = configFromHuggingFace(JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')));
+  } catch {
+    return null; // the engine reports a missing or bad config.json with the full message
+  }
+  const length = Math.min(maxModelLen ?? config.maxPositions, config.maxPositions);
+  let budgetBytes: number;
+  if (kvMemoryGib !== undefined) budgetBytes = kvMemoryGib * 2 ** 30;
+  else if (ep === 'cpu') budgetBytes = CPU_KV_MEMORY_SHARE * Math.max(0, os.freemem() - weightBytes(config, dtype));
+  else return null;
+  return sequencesForBudget(config, dtype, length, budgetBytes, ceiling);
+}
+
 async function parseSettings(argv: string[]): Promise<BackendSettings> {
   let values: Record<string, unknown>;
   try {
@@ -87,7 +111,13 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     if (!(factor >= 0 && factor <= 100)) throw new FlagError(`--prefill-stall-factor must be a number from 0 to 100, got "${values['prefill-stall-factor']}"`);
     limits.prefillStallFactor = factor;
   }
-  const maxSequences = integerFlag(values, 'max-sequences', 1) ?? Math.max(16, (limits.maxRunning ?? 0) + (limits.prefixCacheSize ?? 4));
+  const defaultSequences = Math.max(16, (limits.maxRunning ?? 0) + (limits.prefixCacheSize ?? 4));
+  let maxSequences = integerFlag(values, 'max-sequences', 1) ?? defaultSequences;
+  let kvMemoryGib: number | undefined;
+  if (values['kv-memory-gib'] !== undefined) {
+    kvMemoryGib = Number(values['kv-memory-gib']);
+    if (!(kvMemoryGib > 0)) throw new FlagError(`--kv-memory-gib must be a positive number, got "${values['kv-memory-gib']}"`);
+  }
   const common = { host: values.host as string, port, drainSeconds: integerFlag(values, 'drain-seconds', 0)!, debug: logLevel === 'debug' };
 
   if (values['fake-engine']) {
@@ -98,6 +128,14 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
   }
   if (!modelDir) throw new FlagError('--model DIR is required (or --default-model for the built-in random tiny model)');
+  const maxModelLen = integerFlag(values, 'max-model-len', 1);
+  if (values['max-sequences'] === undefined) {
+    const budget = kvBudgetSequences(modelDir, dtype, ep, maxModelLen, kvMemoryGib, defaultSequences);
+    if (budget) {
+      maxSequences = budget.maxSequences;
+      console.error(`gpu-backend: ${budget.reason} (--kv-memory-gib / --max-sequences to change)`);
+    }
+  }
   const options: EngineOptions = {
     modelDir,
     dtype,
@@ -105,7 +143,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     intraOpThreads: integerFlag(values, 'threads', 1, 1024) ?? 1,
     maxSequences,
     chunkSize: integerFlag(values, 'chunk-size', 1),
-    maxModelLen: integerFlag(values, 'max-model-len', 1),
+    maxModelLen,
   };
   return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype})` };
 }

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { configFromHuggingFace } from '../model/config';
+import { kvBytesPerSequence, sequencesForBudget, weightBytes } from './kv-budget';
+
+// Mistral 7B v0.1 as released (config.json values from the paper's Table 1).
+const MISTRAL_7B_V01 = configFromHuggingFace({
+  architectures: ['MistralForCausalLM'], hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+  num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 32000, max_position_embeddings: 32768, sliding_window: 4096,
+});
+
+describe('KV budget', () => {
+  it('counts 128 KiB per token for Mistral 7B in fp16, bounded by the rolling buffer', () => {
+    expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp16', 32768)).toBe(128 * 1024 * 4095);
+    expect(kvBytesPerSequence({ ...MISTRAL_7B_V01, slidingWindow: null }, 'fp16', 8192)).toBe(128 * 1024 * 8192);
+    expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp16', 1000)).toBe(128 * 1024 * 1000);
+  });
+
+  it('puts Mistral 7B at ~7.24B parameters (14.5 GB in fp16)', () => {
+    expect(weightBytes(MISTRAL_7B_V01, 'fp16') / 2).toBeGreaterThan(7.2e9);
+    expect(weightBytes(MISTRAL_7B_V01, 'fp16') / 2).toBeLessThan(7.3e9);
+  });
+
+  it('fits as many sequences as the budget holds, between 2 and the ceiling', () => {
+    const perSequence = 128 * 1024 * 4095;
+    expect(sequencesForBudget(MISTRAL_7B_V01, 'fp16', 32768, 10 * perSequence + 1, 16).maxSequences).toBe(10);
+    expect(sequencesForBudget(MISTRAL_7B_V01, 'fp16', 32768, 100 * perSequence, 16).maxSequences).toBe(16);
+    expect(sequencesForBudget(MISTRAL_7B_V01, 'fp16', 32768, 1, 16).maxSequences).toBe(2);
+    expect(sequencesForBudget(MISTRAL_7B_V01, 'fp16', 32768, 10 * perSequence, 16).reason).toMatch(/10 fit, using 10/);
+  });
+});

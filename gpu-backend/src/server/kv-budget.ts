@@ -1,0 +1,40 @@
+// How many sequences (KV cache rows) fit a KV memory budget: the default for --max-sequences, derived
+// from the model's shape and the memory this host has, so a 7B model on a small host does not oversubscribe.
+
+import type { ModelConfig } from '../model/config';
+import type { WeightFormat } from '../model/engine-types';
+
+/** Default budget on the CPU provider: this share of the memory free at start, after the weights. */
+export const CPU_KV_MEMORY_SHARE = 0.5;
+/** Rows beyond the running sequences: prefix-cache snapshots and n > 1 forks. */
+const MIN_SEQUENCES = 2;
+
+/** Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 slots) or maxModelLen. */
+export function kvBytesPerSequence(config: ModelConfig, dtype: WeightFormat, maxModelLen: number): number {
+  const elementBytes = dtype === 'fp16' ? 2 : 4; // fp32 and int4 graphs keep an fp32 cache
+  const slots = config.slidingWindow === null ? maxModelLen : Math.min(config.slidingWindow - 1, maxModelLen);
+  return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
+}
+
+/** Weight bytes the session will hold, to keep them out of the budget. */
+export function weightBytes(config: ModelConfig, dtype: WeightFormat): number {
+  const { hiddenSize: h, intermediateSize: f, layerCount, queryHeadCount, keyValueHeadCount, headDim, vocabSize } = config;
+  const perLayer = h * (queryHeadCount + 2 * keyValueHeadCount) * headDim + queryHeadCount * headDim * h + 3 * h * f;
+  const parameters = layerCount * perLayer + 2 * vocabSize * h;
+  return parameters * (dtype === 'fp32' ? 4 : dtype === 'fp16' ? 2 : 0.5625); // int4: 4 bits + fp32 scale per 32
+}
+
+/**
+ * The sequence count for a budget, never above `ceiling` (the scheduler's own default) nor below
+ * MIN_SEQUENCES; the reason string is logged at start so operators see why.
+ */
+export function sequencesForBudget(config: ModelConfig, dtype: WeightFormat, maxModelLen: number, budgetBytes: number, ceiling: number): { maxSequences: number; reason: string } {
+  const perSequence = kvBytesPerSequence(config, dtype, maxModelLen);
+  const fit = Math.floor(budgetBytes / perSequence);
+  const maxSequences = Math.max(MIN_SEQUENCES, Math.min(ceiling, fit));
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  return {
+    maxSequences,
+    reason: `KV budget ${mib(budgetBytes)} / ${mib(perSequence)} per full-length sequence -> ${fit} fit, using ${maxSequences}`,
+  };
+}
