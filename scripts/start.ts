@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_MODEL_DIR, generateApiKey, REPO_ROOT, startStack } from './stack';
 
@@ -33,8 +33,20 @@ async function main(): Promise<void> {
     modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
   }
   // The edge bundles the served model's tokenizer (the built-in v1 one for the default model).
+  if (values.model && !existsSync(path.join(values.model, 'config.json'))) {
+    console.error(`--model ${values.model}: no config.json there (expected a Hugging Face checkpoint folder: config.json + *.safetensors)`);
+    process.exit(2);
+  }
   const ownTokenizer = values.model && ['tokenizer.model', 'tokenizer.json'].some((f) => existsSync(path.join(values.model!, f)));
-  if (values.model && !ownTokenizer) console.error(`${values.model} has no tokenizer.model or tokenizer.json: using the built-in Mistral v1 tokenizer.`);
+  if (values.model && !ownTokenizer) {
+    // The built-in tokenizer is Mistral v1 (32000 ids); another vocabulary would get ids it cannot embed.
+    const vocabSize = (JSON.parse(readFileSync(path.join(values.model, 'config.json'), 'utf8')) as { vocab_size?: unknown }).vocab_size;
+    if (vocabSize !== 32000) {
+      console.error(`${values.model} has no tokenizer.model or tokenizer.json and its vocab_size is ${String(vocabSize)}, not Mistral v1's 32000: add the model's tokenizer to the folder (the backend alone, token ids only: npm run backend -- --model ${values.model})`);
+      process.exit(2);
+    }
+    console.error(`${values.model} has no tokenizer.model or tokenizer.json: using the built-in Mistral v1 tokenizer.`);
+  }
   const tokenizerArgs = ['--import', 'tsx', 'edge/scripts/build-tokenizer.ts', ...(ownTokenizer ? ['--model-dir', values.model!] : [])];
   const built = spawnSync(process.execPath, tokenizerArgs, { cwd: REPO_ROOT, stdio: 'inherit' });
   if (built.status !== 0) process.exit(built.status ?? 1);
