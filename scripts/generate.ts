@@ -9,8 +9,8 @@ import { buildTokenizerAsset, resolveSource } from '../edge/scripts/build-tokeni
 import { encodeChat, encodeCompletionPrompt } from '../edge/src/tokenizer/chat-template';
 import { Tokenizer } from '../edge/src/tokenizer/tokenizer';
 import { generate, main as generateIds } from '../gpu-backend/src/cli/generate';
+import { DEFAULT_MODEL_DIR } from '../gpu-backend/src/model/default-model';
 import { parseGenerateArgs, USAGE, UsageError } from '../gpu-backend/src/cli/generate-args';
-import { DEFAULT_MODEL_DIR } from './stack';
 
 async function tokenizerFor(modelDir: string): Promise<Tokenizer | null> {
   const hasOwn = ['tokenizer.model', 'tokenizer.json'].some((file) => existsSync(path.join(modelDir, file)));

@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import type { ModelInfo } from '../shared/protocol';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const DEFAULT_MODEL_DIR = path.join(REPO_ROOT, '.models', 'mistral-tiny-random');
 
 export interface StackOptions {
   modelDir: string;

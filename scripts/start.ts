@@ -1,11 +1,11 @@
 // `npm start`: the backend and the edge worker on this machine, with a local API key and a curl to paste.
 
 import { parseArgs } from 'node:util';
-import { ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR, generateApiKey, REPO_ROOT, startStack } from './stack';
+import { generateApiKey, REPO_ROOT, startStack } from './stack';
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name];

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { DEFAULT_MODEL_DIR, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { generateApiKey, startStack, type Stack } from '../scripts/stack';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

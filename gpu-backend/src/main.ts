@@ -4,19 +4,16 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
 import { configFromHuggingFace, type ModelConfig } from './model/config';
-import { ensureDefaultModel } from './model/default-model';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from './model/default-model';
 import type { EngineOptions, ExecutionProvider, WeightFormat } from './model/engine-types';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
 import { CPU_KV_MEMORY_SHARE, sequencesForBudget, weightBytes } from './server/kv-budget';
 import type { EngineHostOptions, ServingLimits } from './server/worker-messages';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const DEFAULT_MODEL_DIR = path.join(REPO_ROOT, '.models', 'mistral-tiny-random');
 
 class FlagError extends Error {}
 

@@ -3,6 +3,7 @@
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { configFromHuggingFace, type ModelConfig } from './config';
 import { Checkpoint } from './checkpoint';
 import { mistralTensors, type TensorSpec } from './mistral-tensors';
@@ -44,6 +45,9 @@ export const BENCH_125M_CONFIG = {
 } as const;
 
 export const DEFAULT_MODEL_SEED = 20231010;
+
+/** Where `npm start`, the backend's --default-model and the tests keep the generated default model (git-ignored). */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../.models/mistral-tiny-random', import.meta.url));
 
 /** Written into the safetensors metadata so a folder we generated (any version) can be told from a user's checkpoint. */
 const GENERATOR_NAME = 'mistral-edge-serve writeRandomModel';

@@ -1,23 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../../../shared/protocol';
-import { FakeEngine, fakeLogits } from './fake-engine';
-import { argmax } from './logits-processors';
+import { FakeEngine } from './fake-engine';
 import { Scheduler, type SchedulerLimits } from './scheduler';
+import { fakeGreedy } from './test-support';
 
 const VOCAB = 64;
-const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
-
 /** Independent reference: greedy decoding straight from the fake model's logits. */
-function greedyReference(prompt: number[], maxTokens: number): number[] {
-  const history = prompt.slice();
-  const output: number[] = [];
-  for (let i = 0; i < maxTokens; i++) {
-    const next = argmax(fakeLogits(history, VOCAB));
-    output.push(next);
-    history.push(next);
-  }
-  return output;
-}
+const fakeGreedyOf = (prompt: number[], maxTokens: number) => fakeGreedy(prompt, maxTokens, VOCAB);
+const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
 
 function promptOf(length: number, salt: number): number[] {
   return Array.from({ length }, (_, i) => 3 + ((i * 7 + salt * 13) % (VOCAB - 3)));
@@ -67,7 +57,7 @@ describe('Scheduler with the fake engine', () => {
     const prompt = promptOf(5, 1);
     const id = harness.submit(prompt, { maxTokens: 6 });
     await harness.runUntilIdle();
-    expect(harness.outputOf(id)).toEqual(greedyReference(prompt, 6));
+    expect(harness.outputOf(id)).toEqual(fakeGreedyOf(prompt, 6));
     expect(harness.events.get(id)!.map((event) => event.event)).toEqual([...Array(6).fill('token'), 'finish', 'end']);
     expect(harness.endOf(id)).toEqual({ promptTokens: 5, completionTokens: 6, cachedTokens: 0 });
     expect(harness.finishOf(id)).toBe('length');
@@ -91,7 +81,7 @@ describe('Scheduler with the fake engine', () => {
     ]);
     expect(harness.finishOf(a)).toBe('length');
     await harness.runUntilIdle();
-    expect(harness.outputOf(b)).toEqual(greedyReference(promptOf(6, 2), 3));
+    expect(harness.outputOf(b)).toEqual(fakeGreedyOf(promptOf(6, 2), 3));
   });
 
   it('chunks a long prompt and interleaves it with running decodes', async () => {
@@ -108,8 +98,8 @@ describe('Scheduler with the fake engine', () => {
     expect(harness.outputOf(a).length).toBe(before + 5);
     expect(harness.outputOf(b).length).toBe(1);
     await harness.runUntilIdle();
-    expect(harness.outputOf(a)).toEqual(greedyReference(promptOf(3, 1), 12));
-    expect(harness.outputOf(b)).toEqual(greedyReference(longPrompt, 2));
+    expect(harness.outputOf(a)).toEqual(fakeGreedyOf(promptOf(3, 1), 12));
+    expect(harness.outputOf(b)).toEqual(fakeGreedyOf(longPrompt, 2));
   });
 
   it('sizes prefill chunks from measured step times so running streams stall at most ~stallFactor', async () => {
@@ -164,7 +154,7 @@ describe('Scheduler with the fake engine', () => {
     expect(engine.freeSequences()).toBe(8);
     const next = harness.submit(promptOf(4, 2), { maxTokens: 3 });
     await harness.runUntilIdle();
-    expect(harness.outputOf(next)).toEqual(greedyReference(promptOf(4, 2), 3));
+    expect(harness.outputOf(next)).toEqual(fakeGreedyOf(promptOf(4, 2), 3));
   });
 
   it('admits no more than maxRunning choices; the rest wait their turn', async () => {
@@ -174,7 +164,7 @@ describe('Scheduler with the fake engine', () => {
     expect(harness.scheduler.running.length).toBe(2);
     expect(harness.scheduler.waiting.length).toBe(1);
     await harness.runUntilIdle();
-    ids.forEach((id, i) => expect(harness.outputOf(id)).toEqual(greedyReference(promptOf(4, i + 1), 4)));
+    ids.forEach((id, i) => expect(harness.outputOf(id)).toEqual(fakeGreedyOf(promptOf(4, i + 1), 4)));
   });
 
   it('cancellation frees every engine sequence: waiting, mid-prefill and mid-decode', async () => {
@@ -205,7 +195,7 @@ describe('Scheduler with the fake engine', () => {
     await harness.runUntilIdle();
     const prefilledTokens = engine.stepLog.flat().filter((item) => item.tokenCount > 1).reduce((sum, item) => sum + item.tokenCount, 0);
     expect(prefilledTokens).toBe(10);
-    for (const choice of [0, 1, 2]) expect(harness.outputOf(greedy, choice)).toEqual(greedyReference(prompt, 5));
+    for (const choice of [0, 1, 2]) expect(harness.outputOf(greedy, choice)).toEqual(fakeGreedyOf(prompt, 5));
     expect(harness.endOf(greedy)!.completionTokens).toBe(15);
     const sampled = harness.submit(prompt, { maxTokens: 8, n: 2, temperature: 1, seed: 9 });
     await harness.runUntilIdle();
@@ -215,7 +205,7 @@ describe('Scheduler with the fake engine', () => {
 
   it('stops at a stop id (not streamed, counted) and at EOS unless ignoreEos', async () => {
     const prompt = promptOf(6, 5);
-    const reference = greedyReference(prompt, 6);
+    const reference = fakeGreedyOf(prompt, 6);
     const harness = new Harness(new FakeEngine({ vocabSize: VOCAB, eosTokenId: reference[3] }));
     const stopped = harness.submit(prompt, { maxTokens: 6, stopTokenIds: [reference[2]] });
     const eos = harness.submit(prompt, { maxTokens: 6, ignoreEos: false });
@@ -266,7 +256,7 @@ describe('Scheduler prefix cache', () => {
     const miss = plain.submit(question(2), { maxTokens: 4 });
     await plain.runUntilIdle();
     expect(cached.outputOf(hit)).toEqual(plain.outputOf(miss));
-    expect(cached.outputOf(hit)).toEqual(greedyReference(question(2), 4));
+    expect(cached.outputOf(hit)).toEqual(fakeGreedyOf(question(2), 4));
     expect(plain.endOf(miss)!.cachedTokens).toBe(0);
   });
 
@@ -287,7 +277,7 @@ describe('Scheduler prefix cache', () => {
     // Request 2 shared 40 + k ids with request 1 (k: question ids that happen to agree) and snapshot there.
     expect(harness.endOf(third)!.cachedTokens).toBeGreaterThanOrEqual(40);
     expect(harness.endOf(fourth)!.cachedTokens).toBe(question(3).length - 1);
-    expect(harness.outputOf(fourth)).toEqual(greedyReference(turn, 3));
+    expect(harness.outputOf(fourth)).toEqual(fakeGreedyOf(turn, 3));
   });
 
   it('snapshots give way to requests when the engine runs out of sequences', async () => {
@@ -298,7 +288,7 @@ describe('Scheduler prefix cache', () => {
     expect(harness.scheduler.prefixCache.size).toBeGreaterThan(0);
     const ids = [2, 3, 4].map((salt) => harness.submit(promptOf(5, salt), { maxTokens: 3 }));
     await harness.runUntilIdle();
-    ids.forEach((id, i) => expect(harness.outputOf(id)).toEqual(greedyReference(promptOf(5, i + 2), 3)));
+    ids.forEach((id, i) => expect(harness.outputOf(id)).toEqual(fakeGreedyOf(promptOf(5, i + 2), 3)));
     expect(engine.freeSequences() + harness.scheduler.prefixCache.size).toBe(3);
   });
 });
