@@ -70,7 +70,7 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
     feeds[`past_value.${layer}`] = { type: cacheType, data: pastValue, dims: [B, keyValueHeadCount, pastSlots, headDim] };
   }
 
-  const groupedQueries = (config.queryHeadCount / keyValueHeadCount) * S;
+  const groupSize = config.queryHeadCount / keyValueHeadCount;
   if (attention !== 'unfused') {
     // GQA: seqlens_k = valid past + S - 1 per row; total_sequence_length = the batch maximum + 1.
     const seqlens = Int32Array.from(lengths, (length) => cache.validSlots(length) + S - 1);
@@ -81,14 +81,14 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
   if (attention !== 'fused') {
     // A hybrid graph's GQA branch ignores the mask, but it is still a graph input: a 1-element stand-in.
     feeds.attention_bias = gqaReads
-      ? { type: 'float32', data: new Float32Array(1), dims: [1, 1, 1, 1] }
-      : { type: 'float32', data: inPlaceMask(config, cache, lengths, S, pastSlots), dims: [B, 1, groupedQueries, pastSlots + S] };
+      ? { type: 'float32', data: new Float32Array(1), dims: [1, 1, 1, 1, 1] }
+      : { type: 'float32', data: inPlaceMask(config, cache, lengths, S, pastSlots), dims: [B, 1, groupSize, S, pastSlots + S] };
   }
   return feeds;
 }
 
 /**
- * Additive mask [batch, 1, groupSize * S, pastSlots + S] for the in-place attention path, rows ordered
+ * Additive mask [batch, 1, groupSize, S, pastSlots + S] for the in-place attention path, rows ordered
  * (group, query) as the graph groups query heads. Column j < pastSlots is cache slot j (holding the
  * position the ring arithmetic says, or nothing); column pastSlots + t is new token t.
  */

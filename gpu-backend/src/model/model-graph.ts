@@ -10,7 +10,7 @@ import { type GraphContext, emitLinear, emitVector } from './graph-linear';
 import type { OnnxModel } from './onnx-proto-writer';
 
 /** Bump when the emitted graph changes: it is part of the ONNX cache key. */
-export const GRAPH_BUILDER_VERSION = '4';
+export const GRAPH_BUILDER_VERSION = '5';
 
 /** What the builder needs from a checkpoint (H1's Checkpoint satisfies it). */
 export interface WeightSource {
@@ -58,7 +58,7 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
   const logitsIndex = g.input('logits_index', 'int64', ['rows']); // flattened batch * sequence row per wanted logits row
   const attentionInputs: AttentionInputs = { positionIds, ...emitRotaryCaches(ctx) };
   if (attention !== 'fused') {
-    const bias = g.input('attention_bias', 'float32', ['batch', 1, 'grouped_queries', 'keys']);
+    const bias = g.input('attention_bias', 'float32', ['mask_batch', 1, 'group_size', 'mask_queries', 'keys']);
     attentionInputs.attentionBias = computeType === 'float32' ? bias : g.op('Cast', [bias], { to: { i: 10 } });
   }
   if (attention !== 'unfused') {
