@@ -137,12 +137,12 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     modelDir,
     dtype,
     executionProvider: ep,
-    intraOpThreads: integerFlag(values, 'threads', 1, 1024) ?? 1,
+    intraOpThreads: integerFlag(values, 'threads', 1, 1024) ?? os.availableParallelism(),
     maxSequences,
     chunkSize: integerFlag(values, 'chunk-size', 1),
     maxModelLen,
   };
-  return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype})` };
+  return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype}, ${options.intraOpThreads} threads)` };
 }
 
 async function main(): Promise<void> {

@@ -1,5 +1,6 @@
 // Flags of the generate command, validated into a typed object; UsageError names the flag at fault.
 
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { WeightFormat } from '../model/engine-types';
 
@@ -84,7 +85,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     ignoreEos: values['ignore-eos'] ?? false,
     chunkSize: integerFlag(values['chunk-size'], 'chunk-size', 1),
     dtype,
-    threads: integerFlag(values.threads, 'threads', 1) ?? 1,
+    threads: integerFlag(values.threads, 'threads', 1) ?? os.availableParallelism(),
     onnxCacheDir: cache === undefined ? undefined : cache === 'none' ? null : cache,
     json: values.json ?? false,
   };
