@@ -18,6 +18,11 @@ export interface EngineOptions {
   maxSequences: number;
   /** Longest prompt + completion of one sequence; defaults to the model's max positions. */
   maxModelLen?: number;
+  /**
+   * Allocate and touch the whole host KV cache (maxSequences x the slot limit) at load, so it never
+   * grows mid-step. Default: when it takes at most half the memory free at load.
+   */
+  reserveKvMemory?: boolean;
 }
 
 export interface KvCacheStats {

@@ -1,6 +1,7 @@
 // The model engine: checkpoint -> cached ONNX graph -> session, plus the KV cache. One step batches
 // every single-token decode item into one session.run and prefills longer items chunk by chunk (B = 1).
 
+import os from 'node:os';
 import path from 'node:path';
 import { Checkpoint } from './checkpoint';
 import type { ModelConfig } from './config';
@@ -36,6 +37,8 @@ export class EngineError extends Error {
 }
 
 const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
+/** reserveKvMemory's default: reserve when the whole cache takes at most this share of free memory. */
+const DEFAULT_RESERVE_SHARE = 0.5;
 /** MatMulNBits accuracy_level 4 (int8 activations): ~1.4x faster int4 decode here, error bound in engine.test.ts. */
 const DEFAULT_INT4_ACCURACY_LEVEL = 4;
 
@@ -104,7 +107,7 @@ export class Engine implements ModelEngine {
       externalDataThresholdBytes: options.externalDataThresholdBytes,
     });
     const session = 'model' in prepared ? await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads }) : prepared.resident.session;
-    const cache = new KvCache({
+    const cacheOptions = {
       layerCount: residentLoad ? 0 : config.layerCount, // resident: the host cache only keeps lengths and rows
       keyValueHeadCount: config.keyValueHeadCount,
       headDim: config.headDim,
@@ -112,7 +115,9 @@ export class Engine implements ModelEngine {
       maxSequences: options.maxSequences,
       maxModelLen,
       elementType: prepared.computeType,
-    });
+    };
+    const reserve = options.reserveKvMemory ?? KvCache.reservedBytes(cacheOptions) <= DEFAULT_RESERVE_SHARE * os.freemem();
+    const cache = new KvCache({ ...cacheOptions, reserve });
     const engine = new Engine(config, path.basename(path.resolve(options.modelDir)), prepared.attention, session, cache, options);
     engine.resident = residentLoad?.resident ?? null;
     return engine;
@@ -279,6 +284,14 @@ export class Engine implements ModelEngine {
       bytesPerSlot: this.resident?.bytesPerSlot ?? this.cache.bytesPerSlot(),
       lastStepTransferBytes: this.lastTransferBytes,
     };
+  }
+
+  /** One line for the start-up log: how much host KV memory and whether it is reserved up front. */
+  kvCacheSummary(): string {
+    if (this.resident) return 'KV cache: device-resident (session outputs fed back each step)';
+    const gib = (KvCache.reservedBytes(this.cache.options) / 2 ** 30).toFixed(2);
+    const rows = `${this.cache.options.maxSequences} sequences x ${this.cache.slotsMax() / this.cache.options.maxSequences} slots`;
+    return this.cache.reserved ? `KV cache: ${gib} GiB reserved at start (${rows})` : `KV cache: grows on demand, up to ${gib} GiB (${rows}; over half the free memory, so not reserved)`;
   }
 
   freeSequences(): number {

@@ -84,4 +84,77 @@ describe('KvCache', () => {
     kv.fork(b);
     expect(() => kv.create()).toThrow(/no free/);
   });
+
+  it('reserved mode allocates once and holds exactly what the growing cache holds through grow, shrink, fork and release', () => {
+    const options = { layerCount: 2, keyValueHeadCount: 4, headDim: 3, slidingWindow: null, maxSequences: 4, maxModelLen: 600, elementType: 'float32' } as const;
+    const lazy = new KvCache(options);
+    const reserved = new KvCache({ ...options, reserve: true });
+    expect(reserved.reserved).toBe(true);
+    expect(reserved.keys[0].buffer.byteLength).toBe(KvCache.reservedBytes(options) / 4);
+    const buffers = [...reserved.keys, ...reserved.values].map((array) => array.buffer);
+    let seed = 12345;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const ids: [number, number][] = []; // [lazy id, reserved id]
+    const width = options.keyValueHeadCount * options.headDim;
+    const append = (pair: [number, number], count: number) => {
+      const length = lazy.length(pair[0]);
+      lazy.ensureFits(length + count);
+      reserved.ensureFits(length + count);
+      for (let layer = 0; layer < options.layerCount; layer++) {
+        const keys = Float32Array.from({ length: count * width }, () => random());
+        const values = Float32Array.from({ length: count * width }, () => random());
+        lazy.write(pair[0], layer, keys, values, 0, count, count);
+        reserved.write(pair[1], layer, keys, values, 0, count, count);
+      }
+      lazy.advance(pair[0], count);
+      reserved.advance(pair[1], count);
+    };
+    const expectSame = () => {
+      expect(reserved.capacity).toBe(lazy.capacity);
+      for (const [a, b] of ids) {
+        expect(reserved.row(b)).toBe(lazy.row(a));
+        for (let layer = 0; layer < options.layerCount; layer++) {
+          expect(reserved.timeOrderedPast(b, reserved.keys[layer]).data).toEqual(lazy.timeOrderedPast(a, lazy.keys[layer]).data);
+          expect(reserved.timeOrderedPast(b, reserved.values[layer]).data).toEqual(lazy.timeOrderedPast(a, lazy.values[layer]).data);
+        }
+      }
+    };
+    const capacities = new Set<number>();
+    for (let step = 0; step < 60; step++) {
+      const choice = random();
+      if (ids.length < 4 && (ids.length === 0 || choice < 0.25)) ids.push([lazy.create(), reserved.create()]);
+      else if (choice < 0.35 && ids.length > 1) {
+        const [a, b] = ids.splice(Math.floor(random() * ids.length), 1)[0];
+        lazy.release(a);
+        reserved.release(b);
+      } else if (choice < 0.45 && ids.length < 4) {
+        const [a, b] = ids[Math.floor(random() * ids.length)];
+        ids.push([lazy.fork(a), reserved.fork(b)]);
+      } else {
+        const pair = ids[Math.floor(random() * ids.length)];
+        append(pair, Math.min(1 + Math.floor(random() * 90), options.maxModelLen - lazy.length(pair[0])));
+      }
+      capacities.add(lazy.capacity);
+      expectSame();
+    }
+    expect(capacities.size).toBeGreaterThan(2); // the walk grew the capacity several times
+    // A shrink with several live rows: a long sequence between two short ones leaves.
+    for (const [a, b] of ids.splice(0)) {
+      lazy.release(a);
+      reserved.release(b);
+    }
+    const rows: [number, number][] = [0, 1, 2].map(() => [lazy.create(), reserved.create()]);
+    ids.push(...rows);
+    rows.forEach((pair, i) => append(pair, [10, 400, 20][i]));
+    expect(lazy.capacity).toBeGreaterThanOrEqual(400);
+    expectSame();
+    const [longA, longB] = rows[1];
+    lazy.release(longA);
+    reserved.release(longB);
+    ids.splice(1, 1);
+    expect(lazy.capacity).toBe(64);
+    expectSame();
+    expect([...reserved.keys, ...reserved.values].map((array) => array.buffer)).toEqual(buffers); // never reallocated
+    expect(reserved.slotsAllocated()).toBe(options.maxSequences * options.maxModelLen);
+  });
 });

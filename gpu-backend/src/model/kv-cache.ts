@@ -26,6 +26,13 @@
 // Memory is flat: a windowed sequence never holds more than R = W - 1 slots per layer (capacity is
 // the slack-free bound; the attention op's own present buffer holds W). Without a window the capacity
 // grows with the longest live sequence (doubling, in CAPACITY_STEP multiples), up to maxModelLen.
+//
+// Reserved mode (`reserve`): every buffer is allocated and written once at its largest size
+// (maxSequences rows at the slot limit), as vLLM reserves its KV blocks, and a capacity change only
+// re-lays the live rows out inside it. Growing then never allocates or faults fresh pages while streams
+// decode (lazy growth 1024 -> 2048 slots on the 125M bench shape with 9 live rows took 1.1-1.6 s, mostly
+// first touches of 1 GB of new memory). The capacity still follows the longest live sequence because the
+// in-place decode path reads every slot of a row up to it.
 
 export type CacheArray = Float32Array | Uint16Array;
 
@@ -37,6 +44,8 @@ export interface KvCacheOptions {
   maxSequences: number;
   maxModelLen: number;
   elementType: 'float32' | 'float16';
+  /** Allocate and touch all memory up front (maxSequences * slot limit); default false (grow on demand). */
+  reserve?: boolean;
 }
 
 const CAPACITY_STEP = 64;
@@ -53,6 +62,8 @@ export class KvCache {
   capacity = 0;
   keys: CacheArray[] = []; // per layer [maxSequences, kvHead, capacity, headDim]
   values: CacheArray[] = []; // per layer [maxSequences, kvHead, capacity, headDim]
+  /** Reserved mode: the full-size buffers that keys/values are prefix views of. */
+  private arenas: { keys: CacheArray[]; values: CacheArray[] } | null = null;
   private readonly sequences = new Map<number, SequenceState>();
   private readonly rowOwners: number[] = []; // sequence id per used row, rows kept dense from 0
   private nextId = 1;
@@ -61,7 +72,26 @@ export class KvCache {
     const { slidingWindow } = options;
     if (slidingWindow !== null && slidingWindow < 2) throw new Error(`sliding window ${slidingWindow} is too small (need >= 2)`);
     this.ringSlots = slidingWindow === null ? null : slidingWindow - 1;
+    if (options.reserve) this.reserveArenas();
     this.allocate(Math.min(CAPACITY_STEP, this.slotLimit()));
+  }
+
+  /** Bytes all buffers take at their largest: what reserved mode allocates at construction. */
+  static reservedBytes(options: KvCacheOptions): number {
+    const slots = options.slidingWindow === null ? options.maxModelLen : options.slidingWindow - 1;
+    const element = options.elementType === 'float32' ? 4 : 2;
+    return 2 * options.layerCount * options.maxSequences * options.keyValueHeadCount * slots * options.headDim * element;
+  }
+
+  get reserved(): boolean {
+    return this.arenas !== null;
+  }
+
+  private reserveArenas(): void {
+    const { layerCount, keyValueHeadCount, headDim, maxSequences } = this.options;
+    const length = maxSequences * keyValueHeadCount * this.slotLimit() * headDim;
+    const arena = () => this.newArray(length).fill(0); // fill: fault every page in now, not mid-step
+    this.arenas = { keys: Array.from({ length: layerCount }, arena), values: Array.from({ length: layerCount }, arena) };
   }
 
   /** Elements of one row in one layer buffer. */
@@ -83,6 +113,7 @@ export class KvCache {
 
   /** (Re)allocates every buffer with `capacity` slots per row, keeping the used rows' contents. */
   private allocate(capacity: number): void {
+    if (this.arenas) return this.relayout(capacity);
     const { layerCount, keyValueHeadCount, headDim, maxSequences } = this.options;
     const old = { keys: this.keys, values: this.values, capacity: this.capacity };
     this.capacity = capacity;
@@ -106,6 +137,31 @@ export class KvCache {
         target.push(array);
       }
     }
+  }
+
+  /**
+   * Reserved mode: the used rows' [kvHead, slot, headDim] blocks move to the new row stride inside the
+   * same buffers, last block first when growing (each block's new offset is at or past its old one, so
+   * no block overwrites one not yet moved) and first block first when shrinking. Slots past a row's valid
+   * prefix keep stale values; every reader masks or skips them.
+   */
+  private relayout(capacity: number): void {
+    const { keyValueHeadCount, headDim, maxSequences } = this.options;
+    const old = this.capacity;
+    const blocks = this.rowOwners.length * keyValueHeadCount;
+    const kept = Math.min(old, capacity) * headDim;
+    const move = (array: CacheArray, block: number) => array.copyWithin(block * capacity * headDim, block * old * headDim, block * old * headDim + kept);
+    const arenas = [...this.arenas!.keys, ...this.arenas!.values];
+    if (old > 0 && capacity !== old) {
+      for (const array of arenas) {
+        if (capacity > old) for (let block = blocks - 1; block >= 0; block--) move(array, block);
+        else for (let block = 0; block < blocks; block++) move(array, block);
+      }
+    }
+    this.capacity = capacity;
+    const length = maxSequences * keyValueHeadCount * capacity * headDim;
+    this.keys = this.arenas!.keys.map((array) => array.subarray(0, length));
+    this.values = this.arenas!.values.map((array) => array.subarray(0, length));
   }
 
   /**
@@ -282,7 +338,7 @@ export class KvCache {
 
   /** Slots allocated right now (all rows); the most it can reach is maxSequences * slot limit. */
   slotsAllocated(): number {
-    return this.options.maxSequences * this.capacity;
+    return this.options.maxSequences * (this.arenas ? this.slotLimit() : this.capacity);
   }
 
   slotsMax(): number {

@@ -68,6 +68,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
   let scheduler: Scheduler;
   try {
     engine ??= await loadEngine(options.engine);
+    if ('kvCacheSummary' in engine && typeof engine.kvCacheSummary === 'function') port.post({ type: 'log', level: 'info', message: engine.kvCacheSummary() });
     await warmUp(engine);
     const limits = defaultLimits(engine, options.limits);
     let events: [number, GenerateEvent][] = [];
