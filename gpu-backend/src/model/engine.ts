@@ -56,6 +56,7 @@ export class Engine implements ModelEngine {
   private readonly gqaDecode: boolean;
   /** A device provider (cuda, or webgpu without the resident cache) copies every feed to the GPU each run. */
   private readonly feedsCrossToDevice: boolean;
+  private readonly reservationRequest: boolean | undefined;
 
   private constructor(
     readonly config: ModelConfig,
@@ -68,6 +69,7 @@ export class Engine implements ModelEngine {
     // WebGPU: decode through GroupQueryAttention too (a native kernel there; the in-place branch's FusedMatMul is CPU-only).
     this.gqaDecode = options.gqaDecode ?? options.executionProvider === 'webgpu';
     this.feedsCrossToDevice = options.executionProvider !== 'cpu';
+    this.reservationRequest = options.reserveKvMemory;
     this.maxModelLen = cache.options.maxModelLen;
     this.chunkSize = positiveInteger(options.chunkSize ?? config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW, 'chunkSize');
   }
@@ -291,7 +293,7 @@ export class Engine implements ModelEngine {
     if (this.resident) return 'KV cache: device-resident (session outputs fed back each step)';
     const gib = (KvCache.reservedBytes(this.cache.options) / 2 ** 30).toFixed(2);
     const rows = `${this.cache.options.maxSequences} sequences x ${this.cache.slotsMax() / this.cache.options.maxSequences} slots`;
-    return this.cache.reserved ? `KV cache: ${gib} GiB reserved at start (${rows})` : `KV cache: grows on demand, up to ${gib} GiB (${rows}; over half the free memory, so not reserved)`;
+    return this.cache.reserved ? `KV cache: ${gib} GiB reserved at start (${rows})` : `KV cache: grows on demand, up to ${gib} GiB (${rows}; ${this.reservationRequest === false ? 'reservation turned off' : 'over half the free memory, so not reserved'})`;
   }
 
   freeSequences(): number {
