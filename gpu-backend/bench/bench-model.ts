@@ -1,4 +1,4 @@
-// `npm run bench:model [-- --threads 1,2 --dtypes fp32,int4 --repeats 3]`: prefill and decode speed of the
+// `npm run bench:model [-- --threads 1,2 --dtypes fp32,int4 --kv-cache-dtypes auto,fp16 --repeats 3]`: prefill and decode speed of the
 // engine on the ~125M Mistral-shaped random model, against the memory-bandwidth floor measured in the
 // same run. Prints figures and ratios; it asserts nothing.
 
@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { configFromHuggingFace } from '../src/model/config';
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/default-model';
 import { Engine } from '../src/model/engine';
-import type { WeightFormat } from '../src/model/engine-types';
+import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../src/model/engine-types';
 
 const { values } = parseArgs({
   options: {
@@ -17,12 +17,14 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '3' },
     'decode-tokens': { type: 'string', default: '16' },
     'model-dir': { type: 'string', default: '.models/bench-125m' },
+    'kv-cache-dtypes': { type: 'string', default: 'auto' },
   },
 });
 const threadCounts = values.threads.split(',').map(Number);
 const dtypes = values.dtypes.split(',') as WeightFormat[];
 const repeats = Number(values.repeats);
 const decodeTokens = Number(values['decode-tokens']);
+const kvCacheDtypes = values['kv-cache-dtypes'].split(',') as KvCacheDtype[];
 
 interface Stat {
   median: number;
@@ -170,10 +172,10 @@ async function main(): Promise<void> {
   );
   console.log(`repeats ${repeats}, decode ${decodeTokens} tokens per sample; figures are medians (min, max)\n`);
   const decodeAt128 = new Map<string, number>();
-  for (const dtype of dtypes) {
+  for (const [dtype, kvCacheDtype] of dtypes.flatMap((d) => kvCacheDtypes.map((k) => [d, k] as const))) {
     for (const threads of threadCounts) {
       const loadStart = performance.now();
-      const load = () => Engine.load({ modelDir, dtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 8 });
+      const load = () => Engine.load({ modelDir, dtype, kvCacheDtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 8 });
       const engine = await load();
       const loadSeconds = (performance.now() - loadStart) / 1000;
       const longContextEngine = await load();
@@ -194,8 +196,9 @@ async function main(): Promise<void> {
       const d2000 = stat(samples.d2000);
       const bandwidth = bandwidthFor(threads);
       const floor = bandwidth / weightBytesPerToken(dtype);
-      decodeAt128.set(`${dtype}/${threads}`, d128.median);
-      console.log(`${dtype}, ${threads} thread(s), attention ${engine.attention}, load ${loadSeconds.toFixed(1)} s, RSS at end ${rssMiB.toFixed(0)} MiB (two engines: decode @128 and @2000 alternate)`);
+      if (kvCacheDtype === kvCacheDtypes[0]) decodeAt128.set(`${dtype}/${threads}`, d128.median);
+      const kv = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
+      console.log(`${dtype}, KV cache ${kv}, ${threads} thread(s), attention ${engine.attention}, load ${loadSeconds.toFixed(1)} s, RSS at end ${rssMiB.toFixed(0)} MiB (two engines: decode @128 and @2000 alternate)`);
       console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
       console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
       console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);

@@ -15,6 +15,7 @@ describe('main.ts', () => {
     [['--bogus'], 'bogus'],
     [['--fake-engine', '--ep', 'tpu'], '--ep'],
     [['--fake-engine', '--max-running', 'many'], '--max-running'],
+    [['--fake-engine', '--kv-cache-dtype', 'fp8'], '--kv-cache-dtype'],
     [[], '--model'],
   ])('%j exits 2 naming %s', async (args, flag) => {
     const [command, argv] = node(args);

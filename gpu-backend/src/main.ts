@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
 import { configFromHuggingFace, type ModelConfig } from './model/config';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from './model/default-model';
-import type { EngineOptions, ExecutionProvider, WeightFormat } from './model/engine-types';
+import type { EngineOptions, ExecutionProvider, KvCacheDtype, WeightFormat } from './model/engine-types';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
 import { CPU_KV_MEMORY_SHARE, sequencesForBudget, weightBytes } from './server/kv-budget';
@@ -26,6 +26,7 @@ const FLAGS = {
   ep: { type: 'string', default: 'cpu' },
   threads: { type: 'string' },
   dtype: { type: 'string', default: 'fp32' },
+  'kv-cache-dtype': { type: 'string', default: 'auto' },
   'max-sequences': { type: 'string' },
   'kv-memory-gib': { type: 'string' },
   'max-model-len': { type: 'string' },
@@ -66,7 +67,15 @@ export interface BackendSettings {
  * --max-sequences derived from a KV memory budget: --kv-memory-gib, or on the CPU half the memory free
  * after the weights. GPU memory is not visible from Node, so there only the flag sets a budget.
  */
-function kvBudgetSequences(modelDir: string, dtype: WeightFormat, ep: ExecutionProvider, maxModelLen: number | undefined, kvMemoryGib: number | undefined, ceiling: number) {
+function kvBudgetSequences(
+  modelDir: string,
+  dtype: WeightFormat,
+  kvCacheDtype: KvCacheDtype,
+  ep: ExecutionProvider,
+  maxModelLen: number | undefined,
+  kvMemoryGib: number | undefined,
+  ceiling: number,
+) {
   let config: ModelConfig;
   try {
     config = configFromHuggingFace(JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')));
@@ -78,7 +87,7 @@ function kvBudgetSequences(modelDir: string, dtype: WeightFormat, ep: ExecutionP
   if (kvMemoryGib !== undefined) budgetBytes = kvMemoryGib * 2 ** 30;
   else if (ep === 'cpu') budgetBytes = CPU_KV_MEMORY_SHARE * Math.max(0, os.freemem() - weightBytes(config, dtype));
   else return null;
-  return sequencesForBudget(config, dtype, length, budgetBytes, ceiling);
+  return sequencesForBudget(config, dtype, length, budgetBytes, ceiling, kvCacheDtype);
 }
 
 async function parseSettings(argv: string[]): Promise<BackendSettings> {
@@ -90,6 +99,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   }
   const ep = oneOf<ExecutionProvider>(values, 'ep', ['cpu', 'cuda', 'webgpu']);
   const dtype = oneOf<WeightFormat>(values, 'dtype', ['fp32', 'fp16', 'int4']);
+  const kvCacheDtype = oneOf<KvCacheDtype>(values, 'kv-cache-dtype', ['auto', 'fp32', 'fp16']);
   const logLevel = oneOf(values, 'log-level', ['info', 'debug']);
   // Port 0 picks a free port (tests); the startup line tells which.
   const port = integerFlag(values, 'port', 0, 65535) ?? Number(process.env.BACKEND_PORT || 8000);
@@ -127,7 +137,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   if (!modelDir) throw new FlagError('--model DIR is required (or --default-model for the built-in random tiny model)');
   const maxModelLen = integerFlag(values, 'max-model-len', 1);
   if (values['max-sequences'] === undefined) {
-    const budget = kvBudgetSequences(modelDir, dtype, ep, maxModelLen, kvMemoryGib, defaultSequences);
+    const budget = kvBudgetSequences(modelDir, dtype, kvCacheDtype, ep, maxModelLen, kvMemoryGib, defaultSequences);
     if (budget) {
       maxSequences = budget.maxSequences;
       console.error(`gpu-backend: ${budget.reason} (--kv-memory-gib / --max-sequences to change)`);
@@ -139,6 +149,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     executionProvider: ep,
     intraOpThreads: integerFlag(values, 'threads', 1, 1024) ?? os.availableParallelism(),
     maxSequences,
+    kvCacheDtype,
     chunkSize: integerFlag(values, 'chunk-size', 1),
     maxModelLen,
   };

@@ -2,12 +2,12 @@
 
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import type { WeightFormat } from '../model/engine-types';
+import type { KvCacheDtype, WeightFormat } from '../model/engine-types';
 
 export class UsageError extends Error {}
 
 export const USAGE = `usage: generate --model DIR --prompt-ids 1,461,401 [--max-new-tokens N] [--temperature T] [--top-p P]
-                [--top-k K] [--seed S] [--ignore-eos] [--chunk-size C] [--dtype fp32|fp16|int4] [--threads N]
+                [--top-k K] [--seed S] [--ignore-eos] [--chunk-size C] [--dtype fp32|fp16|int4] [--kv-cache-dtype auto|fp32|fp16] [--threads N]
                 [--onnx-cache DIR|none] [--json]`;
 
 export interface GenerateArgs {
@@ -22,6 +22,7 @@ export interface GenerateArgs {
   ignoreEos: boolean;
   chunkSize?: number;
   dtype: WeightFormat;
+  kvCacheDtype: KvCacheDtype;
   threads: number;
   onnxCacheDir?: string | null;
   json: boolean;
@@ -52,6 +53,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         'ignore-eos': { type: 'boolean' },
         'chunk-size': { type: 'string' },
         dtype: { type: 'string' },
+        'kv-cache-dtype': { type: 'string' },
         threads: { type: 'string' },
         'onnx-cache': { type: 'string' },
         json: { type: 'boolean' },
@@ -73,6 +75,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p must be in (0, 1], got "${values['top-p']}"`);
   const dtype = values.dtype ?? 'fp32';
   if (dtype !== 'fp32' && dtype !== 'fp16' && dtype !== 'int4') throw new UsageError(`--dtype must be fp32, fp16 or int4, got "${dtype}"`);
+  const kvCacheDtype = values['kv-cache-dtype'] ?? 'auto';
+  if (kvCacheDtype !== 'auto' && kvCacheDtype !== 'fp32' && kvCacheDtype !== 'fp16') throw new UsageError(`--kv-cache-dtype must be auto, fp32 or fp16, got "${kvCacheDtype}"`);
   const cache = values['onnx-cache'];
   return {
     modelDir: values.model,
@@ -85,6 +89,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     ignoreEos: values['ignore-eos'] ?? false,
     chunkSize: integerFlag(values['chunk-size'], 'chunk-size', 1),
     dtype,
+    kvCacheDtype,
     threads: integerFlag(values.threads, 'threads', 1) ?? os.availableParallelism(),
     onnxCacheDir: cache === undefined ? undefined : cache === 'none' ? null : cache,
     json: values.json ?? false,

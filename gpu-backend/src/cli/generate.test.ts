@@ -59,6 +59,7 @@ describe('generate CLI', () => {
 
   it('names the flag at fault', () => {
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,2', '--dtype', 'int3'])).toThrow(/--dtype/);
+    expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,2', '--kv-cache-dtype', 'fp8'])).toThrow(/--kv-cache-dtype/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1,x'])).toThrow(/--prompt-ids/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--max-new-tokens', '-3'])).toThrow(/max-new-tokens/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--temperature', '-1'])).toThrow(/--temperature/);

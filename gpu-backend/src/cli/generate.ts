@@ -15,6 +15,7 @@ export async function generate(args: GenerateArgs): Promise<number[]> {
   const engine = await Engine.load({
     modelDir: args.modelDir,
     dtype: args.dtype,
+    kvCacheDtype: args.kvCacheDtype,
     executionProvider: 'cpu',
     intraOpThreads: args.threads,
     maxSequences: 1,

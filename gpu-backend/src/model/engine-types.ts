@@ -23,6 +23,19 @@ export interface EngineOptions {
    * grows mid-step. Default: when it takes at most half the memory free at load.
    */
   reserveKvMemory?: boolean;
+  /**
+   * KV cache element type: 'auto' (default) follows the weights' compute type (fp32 for fp32 and int4,
+   * fp16 for fp16); 'fp16' under fp32 compute halves KV memory and the bytes each decode step reads.
+   */
+  kvCacheDtype?: KvCacheDtype;
+}
+
+export type KvCacheDtype = 'auto' | 'fp32' | 'fp16';
+
+/** The cache element type a weight format and a kvCacheDtype give. */
+export function kvCacheElementType(dtype: WeightFormat, kvCacheDtype: KvCacheDtype = 'auto'): 'float32' | 'float16' {
+  if (kvCacheDtype === 'auto') return dtype === 'fp16' ? 'float16' : 'float32';
+  return kvCacheDtype === 'fp16' ? 'float16' : 'float32';
 }
 
 export interface KvCacheStats {

@@ -86,6 +86,33 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
     expect(result.error).toBeLessThan(1e-4);
   });
 
+  it('an fp16 KV cache under fp32 or int4 weights stays within 5e-3 of its own-precision cache, at half the bytes per slot', async () => {
+    for (const [config, attention] of [
+      [tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 }), 'hybrid'],
+      [tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 1, slidingWindow: null }), 'fused'],
+      [tinyConfig({ headDim: 8, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 }), 'unfused'],
+    ] as const) {
+      const half = await maxErrorAgainstReference(config, { kvCacheDtype: 'fp16', attention });
+      expect(half.attention).toBe(attention);
+      expect(half.error).toBeLessThan(5e-3);
+      expect(half.error).toBeGreaterThan(1e-7); // the cache really is rounded to fp16
+    }
+    const config = tinyConfig({ headDim: 16, slidingWindow: 5, hiddenSize: 64, intermediateSize: 96 });
+    const weights = randomWeights(config, 11);
+    const logitsOf = async (options: Partial<EngineLoadOptions>) => {
+      const engine = await makeEngine(config, weights, { dtype: 'int4', int4AccuracyLevel: 0, chunkSize: 4, ...options }); // level 0: no int8 rounding of activations to amplify the difference
+      const sequenceId = engine.createSequence();
+      const rows = [(await engine.step([{ sequenceId, tokenIds: promptOf(9, config.vocabSize) }]))[0]];
+      for (let i = 0; i < 6; i++) rows.push((await engine.step([{ sequenceId, tokenIds: [i + 5] }]))[0]);
+      const bytesPerSlot = engine.kvStats().bytesPerSlot;
+      await engine.dispose();
+      return { rows, bytesPerSlot };
+    };
+    const [full, half] = [await logitsOf({}), await logitsOf({ kvCacheDtype: 'fp16' })];
+    expect(half.bytesPerSlot).toBe(full.bytesPerSlot / 2);
+    for (let i = 0; i < full.rows.length; i++) expect(relativeError(half.rows[i], full.rows[i])).toBeLessThan(5e-3);
+  });
+
   it('fp16 stays within 5e-3; int4 within 0.35 of fp32 and, against dequantized weights, 1e-4 (accuracy_level 0) / 0.05 (level 4)', async () => {
     const config = tinyConfig({ headDim: 16, slidingWindow: 5, hiddenSize: 64, intermediateSize: 96 });
     expect((await maxErrorAgainstReference(config, { dtype: 'fp16' })).error).toBeLessThan(5e-3);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Checkpoint } from './checkpoint';
 import type { ModelConfig } from './config';
 import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
-import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem } from './engine-types';
+import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem, kvCacheElementType } from './engine-types';
 import { type AttentionKind, chooseAttention } from './graph-attention';
 import { KvCache } from './kv-cache';
 import type { WeightSource } from './model-graph';
@@ -96,14 +96,20 @@ export class Engine implements ModelEngine {
     const cacheDir = options.onnxCacheDir === undefined ? (process.env.MODEL_ONNX_CACHE_DIR ?? path.resolve('.models/onnx-cache')) : options.onnxCacheDir;
     const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
     const attention = options.attention ?? chooseAttention(config.headDim, options.executionProvider);
+    const kvType = kvCacheElementType(options.dtype, options.kvCacheDtype);
+    const resident = options.residentKvCache ?? options.executionProvider === 'webgpu';
+    if (resident && kvType !== kvCacheElementType(options.dtype)) {
+      throw new EngineError(`kvCacheDtype ${options.kvCacheDtype} needs the host KV cache; the device-resident cache keeps the compute type`);
+    }
     const residentLoad =
-      (options.residentKvCache ?? options.executionProvider === 'webgpu')
+      resident
         ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
         : null;
     const prepared = residentLoad ?? await prepareOnnxModel(source, {
       format: options.dtype,
       attention,
       int4AccuracyLevel,
+      kvType,
       cacheDir,
       checkpointDir: options.modelDir,
       externalDataThresholdBytes: options.externalDataThresholdBytes,
@@ -116,7 +122,7 @@ export class Engine implements ModelEngine {
       slidingWindow: config.slidingWindow,
       maxSequences: options.maxSequences,
       maxModelLen,
-      elementType: prepared.computeType,
+      elementType: 'cacheType' in prepared ? prepared.cacheType : prepared.computeType,
     };
     const reserve = options.reserveKvMemory ?? KvCache.reservedBytes(cacheOptions) <= DEFAULT_RESERVE_SHARE * os.freemem();
     const cache = new KvCache({ ...cacheOptions, reserve });

@@ -31,6 +31,8 @@ export function chooseAttention(headDim: number, executionProvider: ExecutionPro
 /** Graph inputs shared by all layers. */
 export interface AttentionInputs {
   positionIds: string; // [batch, sequence] int64
+  /** Element type of past_key/past_value and new_key/new_value; cast to and from the compute type when they differ. */
+  cacheType: 'float32' | 'float16';
   cosCache: string; // [maxPositions, headDim / 2]
   sinCache: string; // [maxPositions, headDim / 2]
   seqlensK?: string; // [batch] int32, fused and hybrid
@@ -67,8 +69,13 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
   const { queryHeadCount, keyValueHeadCount, headDim } = config;
   const queryWidth = queryHeadCount * headDim;
   const kvWidth = keyValueHeadCount * headDim;
+  // A cache type other than the compute type (an fp16 cache under fp32 compute): past tensors are cast
+  // up once per layer and step, the new keys/values cast down as the graph outputs the engine stores.
+  const castsCache = inputs.cacheType !== ctx.computeType;
+  const toCompute = { to: { i: ctx.computeType === 'float32' ? 1 : 10 } };
+  const toCache = { to: { i: inputs.cacheType === 'float32' ? 1 : 10 } };
   const [query, key, value] = g.node('Split', [qkv, g.int64([queryWidth, kvWidth, kvWidth])], { axis: { i: -1 } }, {
-    outputs: [`l${layer}.q`, `l${layer}.k`, `new_value.${layer}`],
+    outputs: [`l${layer}.q`, `l${layer}.k`, castsCache ? `l${layer}.v` : `new_value.${layer}`],
   });
   const rotary = (input: string, heads: number, output: string) =>
     g.node('RotaryEmbedding', [input, inputs.positionIds, inputs.cosCache, inputs.sinCache], { interleaved: { i: 0 }, num_heads: { i: heads } }, {
@@ -76,9 +83,15 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
       outputs: [output],
     })[0];
   const rotatedQuery = rotary(query, queryHeadCount, `l${layer}.q_rot`);
-  const rotatedKey = rotary(key, keyValueHeadCount, `new_key.${layer}`);
-  const pastKey = `past_key.${layer}`; // [batch, kvHeads, pastSlots, headDim]
-  const pastValue = `past_value.${layer}`;
+  const rotatedKey = rotary(key, keyValueHeadCount, castsCache ? `l${layer}.k_rot` : `new_key.${layer}`);
+  let pastKey = `past_key.${layer}`; // [batch, kvHeads, pastSlots, headDim]
+  let pastValue = `past_value.${layer}`;
+  if (castsCache) {
+    g.node('Cast', [rotatedKey], toCache, { outputs: [`new_key.${layer}`] });
+    g.node('Cast', [value], toCache, { outputs: [`new_value.${layer}`] });
+    pastKey = g.op('Cast', [pastKey], toCompute);
+    pastValue = g.op('Cast', [pastValue], toCompute);
+  }
   if (kind !== 'unfused') {
     const attributes = {
       num_heads: { i: queryHeadCount },

@@ -24,12 +24,15 @@ export interface GraphOptions {
   /** Defaults to chooseAttention(headDim). */
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  /** Element type of the KV cache (past inputs, new key/value outputs); default the compute type. */
+  kvType?: 'float32' | 'float16';
 }
 
 export interface BuiltGraph {
   model: OnnxModel;
   attention: AttentionKind;
   computeType: 'float32' | 'float16';
+  cacheType: 'float32' | 'float16';
 }
 
 async function concatWeights(source: WeightSource, names: string[]): Promise<Float32Array> {
@@ -51,12 +54,12 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
   const g = new GraphBuilder(external);
   const ctx: GraphContext = { g, config, format: options.format, computeType, int4AccuracyLevel: options.int4AccuracyLevel ?? 0 };
-  const cacheType = computeType;
+  const cacheType = options.kvType ?? computeType;
 
   const inputIds = g.input('input_ids', 'int64', ['batch', 'sequence']);
   const positionIds = g.input('position_ids', 'int64', ['batch', 'sequence']);
   const logitsIndex = g.input('logits_index', 'int64', ['rows']); // flattened batch * sequence row per wanted logits row
-  const attentionInputs: AttentionInputs = { positionIds, ...emitRotaryCaches(ctx) };
+  const attentionInputs: AttentionInputs = { positionIds, cacheType, ...emitRotaryCaches(ctx) };
   if (attention !== 'fused') {
     const bias = g.input('attention_bias', 'float32', ['mask_batch', 1, 'group_size', 'mask_queries', 'keys']);
     attentionInputs.attentionBias = computeType === 'float32' ? bias : g.op('Cast', [bias], { to: { i: 10 } });
@@ -116,5 +119,5 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
     g.output(`new_key.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
     g.output(`new_value.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
   }
-  return { model: g.build(GRAPH_BUILDER_VERSION), attention, computeType };
+  return { model: g.build(GRAPH_BUILDER_VERSION), attention, computeType, cacheType };
 }

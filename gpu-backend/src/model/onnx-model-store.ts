@@ -18,6 +18,8 @@ export interface StoreOptions {
   format: WeightFormat;
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  /** KV cache element type; default the compute type. */
+  kvType?: 'float32' | 'float16';
   /** Folder for cached graphs; null builds in memory every time (small models, tests). */
   cacheDir: string | null;
   /** The checkpoint folder, fingerprinted by file sizes and mtimes. */
@@ -31,6 +33,7 @@ export interface PreparedModel {
   model: Uint8Array | string;
   attention: AttentionKind;
   computeType: 'float32' | 'float16';
+  cacheType: 'float32' | 'float16';
   fromCache: boolean;
 }
 
@@ -67,12 +70,13 @@ function writeChunks(filePath: string, chunks: Uint8Array[]): void {
 export async function prepareOnnxModel(source: WeightSource, options: StoreOptions): Promise<PreparedModel> {
   const attention = options.attention ?? chooseAttention(source.config.headDim);
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
-  const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel };
+  const cacheType = options.kvType ?? computeType;
+  const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel, kvType: cacheType };
   const external = estimatedWeightBytes(source, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
   if (options.cacheDir === null) {
     if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
     const built = await buildModelGraph(source, graphOptions, null);
-    return { model: concatChunks(encodeOnnxModel(built.model)), attention, computeType, fromCache: false };
+    return { model: concatChunks(encodeOnnxModel(built.model)), attention, computeType, cacheType, fromCache: false };
   }
   const key = createHash('sha256')
     .update(JSON.stringify({ config: source.config, graphOptions, builder: GRAPH_BUILDER_VERSION, files: checkpointFingerprint(options.checkpointDir) }))
@@ -80,10 +84,10 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     .slice(0, 16);
   // Folder name: what it is for, then the key. Builds that differ only in key (a newer builder, edited
   // weights) replace older ones, so the cache does not grow by a model's size per change.
-  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-`;
+  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${cacheType === computeType ? '' : 'kv16-'}`;
   const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
-  if (fs.existsSync(modelPath)) return { model: modelPath, attention, computeType, fromCache: true };
+  if (fs.existsSync(modelPath)) return { model: modelPath, attention, computeType, cacheType, fromCache: true };
 
   // Build into a private temp folder, then rename: a concurrent loader never sees half a model.
   fs.mkdirSync(options.cacheDir, { recursive: true });
@@ -109,5 +113,5 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     fs.rmSync(staging, { recursive: true, force: true });
     throw error;
   }
-  return { model: modelPath, attention, computeType, fromCache: false };
+  return { model: modelPath, attention, computeType, cacheType, fromCache: false };
 }

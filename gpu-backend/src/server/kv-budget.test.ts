@@ -12,6 +12,10 @@ describe('KV budget', () => {
   it('counts 128 KiB per token for Mistral 7B in fp16, bounded by the rolling buffer', () => {
     expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp16', 32768)).toBe(128 * 1024 * 4095);
     expect(kvBytesPerSequence({ ...MISTRAL_7B_V01, slidingWindow: null }, 'fp16', 8192)).toBe(128 * 1024 * 8192);
+    // fp32 and int4 weights keep an fp32 cache unless --kv-cache-dtype fp16 asks for half.
+    expect(kvBytesPerSequence(MISTRAL_7B_V01, 'int4', 32768)).toBe(2 * 128 * 1024 * 4095);
+    expect(kvBytesPerSequence(MISTRAL_7B_V01, 'int4', 32768, 'fp16')).toBe(128 * 1024 * 4095);
+    expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp32', 32768, 'auto')).toBe(2 * 128 * 1024 * 4095);
     expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp16', 1000)).toBe(128 * 1024 * 1000);
   });
 

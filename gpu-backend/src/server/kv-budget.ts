@@ -2,7 +2,7 @@
 // from the model's shape and the memory this host has, so a 7B model on a small host does not oversubscribe.
 
 import type { ModelConfig } from '../model/config';
-import type { WeightFormat } from '../model/engine-types';
+import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../model/engine-types';
 
 /** Default budget on the CPU provider: this share of the memory free at start, after the weights. */
 export const CPU_KV_MEMORY_SHARE = 0.5;
@@ -10,8 +10,8 @@ export const CPU_KV_MEMORY_SHARE = 0.5;
 const MIN_SEQUENCES = 2;
 
 /** Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 slots) or maxModelLen. */
-export function kvBytesPerSequence(config: ModelConfig, dtype: WeightFormat, maxModelLen: number): number {
-  const elementBytes = dtype === 'fp16' ? 2 : 4; // fp32 and int4 graphs keep an fp32 cache
+export function kvBytesPerSequence(config: ModelConfig, dtype: WeightFormat, maxModelLen: number, kvCacheDtype: KvCacheDtype = 'auto'): number {
+  const elementBytes = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 2 : 4;
   const slots = config.slidingWindow === null ? maxModelLen : Math.min(config.slidingWindow - 1, maxModelLen);
   return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
 }
@@ -28,8 +28,15 @@ export function weightBytes(config: ModelConfig, dtype: WeightFormat): number {
  * The sequence count for a budget, never above `ceiling` (the scheduler's own default) nor below
  * MIN_SEQUENCES; the reason string is logged at start so operators see why.
  */
-export function sequencesForBudget(config: ModelConfig, dtype: WeightFormat, maxModelLen: number, budgetBytes: number, ceiling: number): { maxSequences: number; reason: string } {
-  const perSequence = kvBytesPerSequence(config, dtype, maxModelLen);
+export function sequencesForBudget(
+  config: ModelConfig,
+  dtype: WeightFormat,
+  maxModelLen: number,
+  budgetBytes: number,
+  ceiling: number,
+  kvCacheDtype: KvCacheDtype = 'auto',
+): { maxSequences: number; reason: string } {
+  const perSequence = kvBytesPerSequence(config, dtype, maxModelLen, kvCacheDtype);
   const fit = Math.floor(budgetBytes / perSequence);
   const maxSequences = Math.max(MIN_SEQUENCES, Math.min(ceiling, fit));
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
