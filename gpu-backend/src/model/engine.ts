@@ -297,9 +297,10 @@ export class Engine implements ModelEngine {
   /** One line for the start-up log: how much host KV memory and whether it is reserved up front. */
   kvCacheSummary(): string {
     if (this.resident) return 'KV cache: device-resident (session outputs fed back each step)';
-    const gib = (KvCache.reservedBytes(this.cache.options) / 2 ** 30).toFixed(2);
+    const bytes = KvCache.reservedBytes(this.cache.options);
+    const size = bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
     const rows = `${this.cache.options.maxSequences} sequences x ${this.cache.slotsMax() / this.cache.options.maxSequences} slots`;
-    return this.cache.reserved ? `KV cache: ${gib} GiB reserved at start (${rows})` : `KV cache: grows on demand, up to ${gib} GiB (${rows}; ${this.reservationRequest === false ? 'reservation turned off' : 'over half the free memory, so not reserved'})`;
+    return this.cache.reserved ? `KV cache: ${size} reserved at start (${rows})` : `KV cache: grows on demand, up to ${size} (${rows}; ${this.reservationRequest === false ? 'reservation turned off' : 'over half the free memory, so not reserved'})`;
   }
 
   freeSequences(): number {
