@@ -76,11 +76,18 @@ export class KvCache {
     this.allocate(Math.min(CAPACITY_STEP, this.slotLimit()));
   }
 
+  /**
+   * Most slots a row ever needs: the ring (W - 1) or maxModelLen, whichever is smaller (a ring longer
+   * than any allowed sequence never wraps).
+   */
+  static slotLimitOf(options: KvCacheOptions): number {
+    return options.slidingWindow === null ? options.maxModelLen : Math.min(options.slidingWindow - 1, options.maxModelLen);
+  }
+
   /** Bytes all buffers take at their largest: what reserved mode allocates at construction. */
   static reservedBytes(options: KvCacheOptions): number {
-    const slots = options.slidingWindow === null ? options.maxModelLen : options.slidingWindow - 1;
     const element = options.elementType === 'float32' ? 4 : 2;
-    return 2 * options.layerCount * options.maxSequences * options.keyValueHeadCount * slots * options.headDim * element;
+    return 2 * options.layerCount * options.maxSequences * options.keyValueHeadCount * KvCache.slotLimitOf(options) * options.headDim * element;
   }
 
   get reserved(): boolean {
@@ -104,7 +111,7 @@ export class KvCache {
   }
 
   private slotLimit(): number {
-    return this.ringSlots ?? this.options.maxModelLen;
+    return KvCache.slotLimitOf(this.options);
   }
 
   private newArray(length: number): CacheArray {
