@@ -69,7 +69,8 @@ function replaceFusedMatMul(graph: OnnxGraph): void {
     if (node.opType !== 'FusedMatMul' || !onlyTransB) return [node];
     const transposed = `${node.name ?? node.outputs[0]}.transposed_b`;
     return [
-      { opType: 'Transpose', name: `${transposed}.node`, inputs: [node.inputs[1]], outputs: [transposed], attributes: { perm: { ints: [0, 1, 3, 2] } } },
+      // The in-place attention's products are 5-D ([batch, kvHeads, G or 1, rows, headDim]).
+      { opType: 'Transpose', name: `${transposed}.node`, inputs: [node.inputs[1]], outputs: [transposed], attributes: { perm: { ints: [0, 1, 2, 4, 3] } } },
       { opType: 'MatMul', name: node.name, inputs: [node.inputs[0], transposed], outputs: node.outputs, attributes: {} },
     ];
   });
