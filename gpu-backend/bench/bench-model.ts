@@ -121,32 +121,20 @@ async function timePrefill(engine: Engine, length: number): Promise<number> {
 }
 
 /**
- * Decode tokens/s at batch 1 after 128 and after 2000 tokens of context, on two engines (each with its
- * own KV cache, so neither pays for the other's cache size), in alternating blocks: machine noise hits
- * both alike and the ratio stays meaningful on a shared VM. Blocks, not single steps: an engine's idle
- * intra-op threads spin for a while after each run, and with 2 threads on 2 vCPUs that spinning stole
- * the other engine's CPU when the two alternated step by step (2-thread decode read 0.7x of 1-thread).
- * The first step of each block is a warm-up and not timed.
+ * Decode tokens/s at batch 1 after `context` tokens (one untimed step first). Each measurement runs with
+ * its engine the only one loaded: a second, idle engine in the process slowed a 2-thread engine's decode
+ * by 10% (fp32) to 29% (int4) here, and alternating two engines step by step cost 2-thread decode a
+ * third of its speed (their ONNX Runtime thread pools compete for the same 2 vCPUs).
  */
-async function timeDecodePair(engines: [Engine, Engine]): Promise<[number, number]> {
-  const contexts = [128, 2000];
-  const sequenceIds = engines.map((engine) => engine.createSequence());
-  for (let k = 0; k < 2; k++) await engines[k].step([{ sequenceId: sequenceIds[k], tokenIds: promptOf(contexts[k]) }]);
-  const seconds = [0, 0];
-  const blocks = 2;
-  const perBlock = Math.max(1, Math.round(decodeTokens / blocks));
-  for (let block = 0; block < blocks; block++) {
-    for (let k = 0; k < 2; k++) {
-      await engines[k].step([{ sequenceId: sequenceIds[k], tokenIds: [5] }]);
-      for (let i = 0; i < perBlock; i++) {
-        const start = performance.now();
-        await engines[k].step([{ sequenceId: sequenceIds[k], tokenIds: [(i * 31 + block) % 32000] }]);
-        seconds[k] += (performance.now() - start) / 1000;
-      }
-    }
-  }
-  engines.forEach((engine, k) => engine.releaseSequence(sequenceIds[k]));
-  return [(blocks * perBlock) / seconds[0], (blocks * perBlock) / seconds[1]];
+async function timeDecode(engine: Engine, context: number): Promise<number> {
+  const sequenceId = engine.createSequence();
+  await engine.step([{ sequenceId, tokenIds: promptOf(context) }]);
+  await engine.step([{ sequenceId, tokenIds: [5] }]);
+  const start = performance.now();
+  for (let i = 0; i < decodeTokens; i++) await engine.step([{ sequenceId, tokenIds: [(i * 31) % 32000] }]);
+  const seconds = (performance.now() - start) / 1000;
+  engine.releaseSequence(sequenceId);
+  return decodeTokens / seconds;
 }
 
 /** Aggregate decode tokens/s of `batch` sequences of 128-token context stepping together. */
@@ -174,31 +162,35 @@ async function main(): Promise<void> {
   const decodeAt128 = new Map<string, number>();
   for (const [dtype, kvCacheDtype] of dtypes.flatMap((d) => kvCacheDtypes.map((k) => [d, k] as const))) {
     for (const threads of threadCounts) {
-      const loadStart = performance.now();
-      const load = () => Engine.load({ modelDir, dtype, kvCacheDtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 8 });
-      const engine = await load();
-      const loadSeconds = (performance.now() - loadStart) / 1000;
-      const longContextEngine = await load();
-      await timePrefill(engine, 16); // warm-up
+      const load = (maxSequences: number) => Engine.load({ modelDir, dtype, kvCacheDtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences });
       const samples = { p128: [] as number[], p1024: [] as number[], d128: [] as number[], d2000: [] as number[], b8: [] as number[] };
+      let loadSeconds = 0;
+      let attention = '';
+      // Per repeat: one engine for prefill, decode @128 and batch 8, then another (its own cache, one
+      // row) for decode @2000, each alone in the process; repeats interleave the two so machine noise
+      // hits both alike.
       for (let r = 0; r < repeats; r++) {
+        const loadStart = performance.now();
+        const engine = await load(8);
+        if (r === 0) loadSeconds = (performance.now() - loadStart) / 1000;
+        attention = engine.attention;
+        await timePrefill(engine, 16); // warm-up
         samples.p128.push(await timePrefill(engine, 128));
         samples.p1024.push(await timePrefill(engine, 1024));
-        const [d128, d2000] = await timeDecodePair([engine, longContextEngine]);
-        samples.d128.push(d128);
-        samples.d2000.push(d2000);
+        samples.d128.push(await timeDecode(engine, 128));
         samples.b8.push(await timeBatchDecode(engine, 8));
+        await engine.dispose();
+        const longContextEngine = await load(1);
+        samples.d2000.push(await timeDecode(longContextEngine, 2000));
+        await longContextEngine.dispose();
       }
-      const rssMiB = process.memoryUsage().rss / 2 ** 20;
-      await engine.dispose();
-      await longContextEngine.dispose();
       const d128 = stat(samples.d128);
       const d2000 = stat(samples.d2000);
       const bandwidth = bandwidthFor(threads);
       const floor = bandwidth / weightBytesPerToken(dtype);
       if (kvCacheDtype === kvCacheDtypes[0]) decodeAt128.set(`${dtype}/${threads}`, d128.median);
       const kv = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
-      console.log(`${dtype}, KV cache ${kv}, ${threads} thread(s), attention ${engine.attention}, load ${loadSeconds.toFixed(1)} s, RSS at end ${rssMiB.toFixed(0)} MiB (two engines: decode @128 and @2000 alternate)`);
+      console.log(`${dtype}, KV cache ${kv}, ${threads} thread(s), attention ${attention}, first load ${loadSeconds.toFixed(1)} s`);
       console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
       console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
       console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
