@@ -80,7 +80,7 @@ export class KvCache {
    * Most slots a row ever needs: the ring (W - 1) or maxModelLen, whichever is smaller (a ring longer
    * than any allowed sequence never wraps).
    */
-  static slotLimitOf(options: KvCacheOptions): number {
+  static slotLimitOf(options: Pick<KvCacheOptions, 'slidingWindow' | 'maxModelLen'>): number {
     return options.slidingWindow === null ? options.maxModelLen : Math.min(options.slidingWindow - 1, options.maxModelLen);
   }
 
