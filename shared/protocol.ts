@@ -60,7 +60,28 @@ export interface GenerateRequest {
    * The backend keeps its KV state in the prefix cache; later requests starting with it skip its prefill.
    */
   prefixLength?: number;
+  /** Optional constraint on the generated ids, enforced by the backend before sampling (see GrammarSpec). */
+  grammar?: GrammarSpec;
 }
+
+/**
+ * A per-request constraint on the output (XGrammar on the backend). The mask applies before sampling; EOS is
+ * allowed exactly when the grammar can end. A spec the backend cannot compile or enforce is answered with a
+ * 400 `invalid_request` whose `param` is "grammar" and whose message names the problem (the schema is the
+ * caller's own, so the edge may show it); one too large or too slow to compile (over ~2 s) with a 413 likewise.
+ */
+export type GrammarSpec =
+  /** Any JSON object. */
+  | { type: 'json_object' }
+  /** JSON text matching this JSON Schema. */
+  | { type: 'json_schema'; schema: Record<string, unknown> }
+  /**
+   * Mistral v3 function calling: the control token [TOOL_CALLS], then a JSON array of
+   * {"name": <a tool's name>, "arguments": <an object matching that tool's parameters>} (one element unless
+   * `parallel`), then EOS. 'required': the output starts with [TOOL_CALLS]; 'auto': unconstrained until the
+   * model emits [TOOL_CALLS], constrained from then on.
+   */
+  | { type: 'tool_calls'; mode: 'required' | 'auto'; tools: { name: string; parameters: Record<string, unknown> }[]; parallel: boolean };
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
