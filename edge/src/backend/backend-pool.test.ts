@@ -8,6 +8,7 @@ afterEach(() => {
 });
 
 const REQUEST = { requestId: 'r', tokenIds: [1], stream: true };
+const pool = (backendUrls: string[], backendHeadersTimeoutMs = 10_000) => ({ backendUrls, backendToken: '', backendHeadersTimeoutMs });
 
 describe('backend choice', () => {
   it('prefers the least-loaded healthy backend and skips a recently failed one', async () => {
@@ -18,12 +19,12 @@ describe('backend choice', () => {
       return new Promise<Response>((resolve) => held.push(resolve));
     });
     // c fails once and goes into cooldown...
-    await expect(openGeneration(['http://c.test'], '', REQUEST, new AbortController().signal)).rejects.toMatchObject({ status: 503, code: 'backend_unavailable' });
+    await expect(openGeneration(pool(['http://c.test']), REQUEST, new AbortController().signal)).rejects.toMatchObject({ status: 503, code: 'backend_unavailable' });
     const now = Date.now();
     expect(backendOrder(urls, now).at(-1)).toBe('http://c.test');
     expect(backendOrder(urls, now + FAILURE_COOLDOWN_MS).includes('http://c.test')).toBe(true);
     // ...while a and b share load: with one request in flight on one of them, the other comes first.
-    const first = openGeneration(['http://a.test', 'http://b.test'], '', REQUEST, new AbortController().signal);
+    const first = openGeneration(pool(['http://a.test', 'http://b.test']), REQUEST, new AbortController().signal);
     await vi.waitFor(() => expect(held).toHaveLength(1));
     const order = backendOrder(urls, now);
     const busy = order.indexOf('http://a.test') < order.indexOf('http://b.test') ? 'http://b.test' : 'http://a.test';
@@ -34,8 +35,33 @@ describe('backend choice', () => {
 
   it('gives up with 503 after every backend refused, without leaking their messages', async () => {
     fakeBackend(() => new Response('stack trace at /srv/backend.js:1', { status: 500 }));
-    const error = await openGeneration(['http://a.test', 'http://b.test'], '', REQUEST, new AbortController().signal).catch((e: unknown) => e);
+    const error = await openGeneration(pool(['http://a.test', 'http://b.test']), REQUEST, new AbortController().signal).catch((e: unknown) => e);
     expect(error).toMatchObject({ status: 503, code: 'backend_unavailable' });
     expect((error as Error).message).not.toContain('/srv');
+  });
+
+  it('abandons a backend that accepts the request but sends no headers, marks it failed and tries the next', async () => {
+    const urls = ['http://wedged.test', 'http://ok.test'];
+    // The wedged one comes first: the other carries load.
+    fakeBackend(({ url, signal }) => {
+      if (url.startsWith('http://ok.test')) return new Response('event: end\ndata: {}\n\n');
+      return new Promise<Response>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted'))));
+    });
+    const busy = openGeneration(pool(['http://ok.test']), REQUEST, new AbortController().signal);
+    const held = await busy;
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const lease = await openGeneration(pool(urls, 50), REQUEST, new AbortController().signal);
+    expect(logged).toHaveBeenCalledWith(expect.stringContaining('http://wedged.test sent no headers within 50 ms'));
+    held.done();
+    expect(lease.url).toBe('http://ok.test');
+    lease.done();
+    expect(backendOrder(urls).at(-1)).toBe('http://wedged.test');
+  });
+
+  it('gives up with a retryable 503 when the only backend never answers', async () => {
+    fakeBackend(({ signal }) => new Promise<Response>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')))));
+    vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const error = await openGeneration(pool(['http://wedged.test'], 50), REQUEST, new AbortController().signal).catch((e: unknown) => e);
+    expect(error).toMatchObject({ status: 503, code: 'backend_unavailable', headers: { 'retry-after': '1' } });
   });
 });

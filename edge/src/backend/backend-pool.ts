@@ -3,6 +3,7 @@
 
 import { BACKEND_AUTH_HEADER, type GenerateRequest } from '../../../shared/protocol';
 import { HttpError } from '../http-error';
+import { edgeMetrics } from '../observability/edge-metrics';
 
 /** A backend that failed is skipped for this long unless every backend is failing. */
 export const FAILURE_COOLDOWN_MS = 10_000;
@@ -58,13 +59,22 @@ function refusal(status: number): HttpError {
   return new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
 }
 
+/** What openGeneration needs of the edge config. */
+export interface PoolConfig {
+  backendUrls: string[];
+  backendToken: string;
+  /** Per backend: past this without response headers, the attempt is abandoned and the backend marked failed. */
+  backendHeadersTimeoutMs: number;
+}
+
 /**
- * POSTs to /v1/generate on the best backend, falling through to the next on a connect error or a
- * retryable status. Resolves once a backend has answered 2xx headers.
+ * POSTs to /v1/generate on the best backend, falling through to the next on a connect error, a headers
+ * timeout (a stopped or wedged process accepts connections and never answers) or a retryable status.
+ * Resolves once a backend has answered 2xx headers.
  */
-export async function openGeneration(urls: string[], token: string, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
+export async function openGeneration(config: PoolConfig, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
   let lastError: HttpError = refusal(503);
-  for (const url of backendOrder(urls)) {
+  for (const url of backendOrder(config.backendUrls)) {
     if (signal.aborted) break;
     const state = stateOf(url);
     state.inFlight += 1;
@@ -75,17 +85,34 @@ export async function openGeneration(urls: string[], token: string, request: Gen
       state.inFlight -= 1;
       if (failed) state.lastFailureAt = Date.now();
     };
+    // The attempt's own signal: the caller's abort, or this backend's headers deadline.
+    const attempt = new AbortController();
+    const follow = () => attempt.abort();
+    signal.addEventListener('abort', follow);
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      attempt.abort();
+    }, config.backendHeadersTimeoutMs);
     try {
-      const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(token), body: JSON.stringify(request), signal });
+      const body = JSON.stringify(request);
+      const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal: attempt.signal });
+      clearTimeout(deadline);
+      edgeMetrics.countBackendAttempt(response.ok ? 'ok' : 'refused');
       if (response.ok && response.body) return { url, response, done };
+      signal.removeEventListener('abort', follow);
       await response.body?.cancel();
       const retryable = response.status >= 500 || response.status === 429 || response.status === 401 || response.status === 403;
       done(response.status >= 500 || response.status === 401 || response.status === 403);
       lastError = refusal(response.status);
       if (!retryable) throw lastError;
     } catch (error) {
+      clearTimeout(deadline);
+      signal.removeEventListener('abort', follow);
       if (error instanceof HttpError) throw error;
-      done(!signal.aborted);
+      if (!signal.aborted) edgeMetrics.countBackendAttempt(timedOut ? 'headers_timeout' : 'connect_error');
+      if (timedOut) console.error(`edge: backend ${url} sent no headers within ${config.backendHeadersTimeoutMs} ms; trying the next one`);
+      done(timedOut || !signal.aborted);
       lastError = refusal(503);
     }
   }

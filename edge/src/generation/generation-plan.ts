@@ -50,7 +50,7 @@ export function usedTokens(plan: GenerationPlan, usage: Usage | null, received: 
 
 /** The backend's body as text events; a stop-string hit on every choice aborts `upstream`. */
 export function planEvents(plan: GenerationPlan, lease: BackendLease, upstream: AbortController, received: ReceivedCount): AsyncGenerator<OutputEvent> {
-  return generationEvents(readBackendEvents(lease.response.body!), {
+  return generationEvents(readBackendEvents(lease.response.body!, plan.config.backendIdleTimeoutMs), {
     tokenizer: plan.tokenizer,
     choiceCount: plan.choiceCount,
     stop: plan.stop,
