@@ -103,6 +103,30 @@ describe('a backend that goes silent', () => {
   });
 });
 
+describe('a non-streaming client that goes away', () => {
+  // In production request.signal aborts when the client disconnects (compatibility flag enable_request_signal).
+  // Under wrangler dev it never fires: the dev proxy in front of the worker forwards requests without the
+  // client's signal (see the README's troubleshooting), so this drives the same signal directly.
+  it('cancels the backend request and frees the slot when request.signal aborts', async () => {
+    const { secret, record } = await createKey({ rpm: 100, tpm: 100_000, concurrent: 1 });
+    const stream = new BackendStream();
+    // As a real fetch body does, the stand-in's body ends when its request is aborted.
+    const calls = fakeBackend(({ signal }) => {
+      signal.addEventListener('abort', () => stream.close());
+      return sseResponse(stream);
+    });
+    const client = new AbortController();
+    const pending = callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: chatBody(), signal: client.signal });
+    await vi.waitFor(() => expect(calls).toHaveLength(1));
+    stream.send('token', { choice: 0, tokenIds: [22557] });
+    client.abort();
+    const { settle } = await pending;
+    await settle();
+    expect(calls[0].signal.aborted).toBe(true);
+    expect((await limiter(record.keyId).inspect(record.limits)).activeLeases).toBe(0);
+  });
+});
+
 describe('operator routes', () => {
   it('serves /metrics to the operator key only, with 429s counted per key', async () => {
     const admin = { ADMIN_API_KEY: 'admin-key-for-tests' };
