@@ -1,8 +1,10 @@
 // Chooses a backend per request: healthy first (no recent failure), then least in-flight in this isolate.
-// Tries the next backend only while nothing has been streamed (connect error or 5xx before any token).
+// Tries the next backend only while nothing has been streamed (connect error or 5xx before any token), and
+// never one that fails the peer check (protocol version, model; peer-check.ts).
 
 import { BACKEND_AUTH_HEADER, type GenerateRequest } from '../../../shared/protocol';
 import { HttpError } from '../http-error';
+import { peerProblem, type PeerExpectation } from './peer-check';
 import { edgeMetrics } from '../observability/edge-metrics';
 
 /** A backend that failed is skipped for this long unless every backend is failing. */
@@ -72,7 +74,7 @@ export interface PoolConfig {
  * timeout (a stopped or wedged process accepts connections and never answers) or a retryable status.
  * Resolves once a backend has answered 2xx headers.
  */
-export async function openGeneration(config: PoolConfig, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
+export async function openGeneration(config: PoolConfig, peer: PeerExpectation, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
   let lastError: HttpError = refusal(503);
   for (const url of backendOrder(config.backendUrls)) {
     if (signal.aborted) break;
@@ -95,6 +97,14 @@ export async function openGeneration(config: PoolConfig, request: GenerateReques
       attempt.abort();
     }, config.backendHeadersTimeoutMs);
     try {
+      const problem = await peerProblem(url, config.backendToken, peer, attempt.signal);
+      if (problem) {
+        clearTimeout(deadline);
+        signal.removeEventListener('abort', follow);
+        edgeMetrics.countBackendAttempt('mismatched');
+        done(true);
+        continue;
+      }
       const body = JSON.stringify(request);
       const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal: attempt.signal });
       clearTimeout(deadline);

@@ -4,7 +4,7 @@
 import type { Usage } from '../../../shared/protocol';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError } from '../http-error';
-import { planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
+import { peerOf, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
 const LOST = 'The connection to the model backend was lost.';
 
@@ -17,7 +17,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
   const received = { tokenCount: 0 };
   let failed = false;
   try {
-    lease = await openGeneration(plan.config, plan.request, upstream.signal);
+    lease = await openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
     const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [] }));
     for await (const event of planEvents(plan, lease, upstream, received)) {
       if (event.type === 'delta') {

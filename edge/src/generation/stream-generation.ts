@@ -9,7 +9,7 @@ import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError, errorResponse } from '../http-error';
 import { edgeMetrics, type StreamEnd } from '../observability/edge-metrics';
 import type { OutputEvent } from './generation-events';
-import { planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
+import { peerOf, planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
 
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
@@ -27,7 +27,7 @@ async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'wa
 
 export async function streamGeneration(plan: GenerationPlan, format: StreamFormat): Promise<Response> {
   const upstream = new AbortController();
-  const opening = openGeneration(plan.config, plan.request, upstream.signal);
+  const opening = openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
   // Wait briefly for backend headers, so "no backend" is a real 503; past that, commit the 200 and let the
   // stream own the pending fetch.
   const early = await settleWithin(opening, plan.config.backendConnectWaitMs);

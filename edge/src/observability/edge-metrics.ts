@@ -9,7 +9,7 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 const MAX_KEYS = 1000;
 
 export type StreamEnd = 'completed' | 'client_closed' | 'backend_error';
-export type BackendOutcome = 'ok' | 'connect_error' | 'headers_timeout' | 'refused' | 'idle_timeout';
+export type BackendOutcome = 'ok' | 'connect_error' | 'headers_timeout' | 'refused' | 'idle_timeout' | 'mismatched';
 
 class Counter {
   private readonly values = new Map<string, number>();
