@@ -11,6 +11,7 @@ import { HttpError, errorResponse } from './http-error';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';
 import { completions } from './routes/completions';
+import { systemPromptNames } from './routes/system-prompt-names';
 import { detokenize, tokenize } from './routes/tokenize';
 
 export { RateLimiter } from './rate-limit/rate-limiter';
@@ -37,6 +38,7 @@ app.get('/v1/models', (c) => {
     data: [{ id: config.modelId, object: 'model', created: 0, owned_by: 'mistral-edge', max_model_len: config.maxModelLen }],
   });
 });
+app.get('/v1/system_prompts', systemPromptNames);
 app.post('/v1/chat/completions', chatCompletions);
 app.post('/v1/completions', completions);
 app.post('/tokenize', tokenize);
