@@ -2,24 +2,13 @@
 // (`wrangler dev`, local mode) + the official `openai` client, exactly as a user runs them.
 
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { generateApiKey, startStack, type Stack } from '../scripts/stack';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './free-port';
 
 let stack: Stack;
 let client: OpenAI;
@@ -118,6 +107,23 @@ describe('edge + backend + openai client', () => {
     expect(completion.choices[0]!.message.role).toBe('assistant');
     expect(completion.usage!.prompt_tokens).toBeGreaterThan(5);
     expect(completion.usage!.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('serves the playground page at / with its CSP, while the API, /health and unknown paths reach the worker', async () => {
+    const page = await fetch(`${stack.edgeUrl}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.headers.get('content-security-policy')).toContain("require-trusted-types-for 'script'");
+    expect(await page.text()).toContain('<script type="module" src="/playground.js">');
+    expect((await fetch(`${stack.edgeUrl}/playground.js`)).headers.get('content-security-policy')).toContain("default-src 'none'");
+    const models = await fetch(`${stack.edgeUrl}/v1/models`);
+    expect(models.status).toBe(401);
+    expect(((await models.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+    for (const path of ['/no-such-page', '/_headers']) {
+      const unknown = await fetch(`${stack.edgeUrl}${path}`);
+      expect(unknown.status, path).toBe(404);
+      expect(unknown.headers.get('content-type'), path).toBe('application/json');
+    }
   });
 
   it('refuses a wrong API key with an OpenAI-shaped 401', async () => {
