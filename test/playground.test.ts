@@ -1,14 +1,14 @@
 // The playground page in a real browser: Debian's Chromium, headless, driven by playwright-core over CDP,
 // against the local stack (a real backend process + the edge under `wrangler dev`, as `npm start` runs them).
 // Without Chromium the test says it skipped and how to install it; under CI it fails instead.
+/// <reference lib="dom" />
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kvPut } from '../edge/scripts/wrangler-kv';
-import { PROMPT_PREFIX } from '../edge/src/prompt/system-prompt-store';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { generateApiKey, REPO_ROOT, startStack, type Stack } from '../scripts/stack';
 import { freePort } from './free-port';
@@ -96,10 +96,11 @@ beforeAll(async () => {
   const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
   const edgePort = await freePort();
   const persistTo = mkdtempSync(path.join(tmpdir(), `playground-edge-${edgePort}-`));
-  // A stored system prompt, written the way `npm run prompts -- put` writes one, before the edge starts.
+  // A stored system prompt, put with the operator command (`npm run prompts -- put`) before the edge starts.
   // Longer than the backend's shortest cached prefix (64 tokens), so later turns report cached tokens.
   const content = 'You are the assistant of the mistral-edge-serve playground. Answer in plain text, briefly and kindly. '.repeat(6).trim();
-  kvPut({ binding: 'SYSTEM_PROMPTS', remote: false, persistTo }, PROMPT_PREFIX + SYSTEM_PROMPT, JSON.stringify({ name: SYSTEM_PROMPT, content, updated: new Date().toISOString() }));
+  const put = spawnSync(process.execPath, ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT, '--text', content, '--persist-to', persistTo], { cwd: REPO_ROOT, encoding: 'utf8' });
+  if (put.status !== 0) throw new Error(`npm run prompts -- put failed: ${put.stderr}`);
   stack = await startStack({
     modelDir, backendPort: await freePort(), edgePort, persistTo, apiKey: generateApiKey(), backendArgs: ['--threads', '1'], log: (line) => logLines.push(line),
   });

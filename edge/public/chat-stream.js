@@ -66,12 +66,16 @@ export async function* sseData(body) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let pending = '';
+  /** A CR that ended a chunk: it may be the first half of a CRLF, so it waits for the next chunk. */
+  let carry = '';
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
-      // A lone CR at a chunk's end may be half of CRLF; SSE from this API uses LF only, so this is enough.
-      pending += decoder.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+      let text = carry + decoder.decode(value, { stream: true });
+      carry = text.endsWith('\r') ? '\r' : '';
+      if (carry) text = text.slice(0, -1);
+      pending += text.replace(/\r\n?/g, '\n');
       let end;
       while ((end = pending.indexOf('\n\n')) !== -1) {
         const block = pending.slice(0, end);
