@@ -124,6 +124,11 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
   it('loads under its CSP, takes the key, lists the model and the stored system prompts, and keeps the key', async () => {
     const response = await page.goto(`${stack.edgeUrl}/`);
     expect(response?.headers()['content-security-policy']).toContain("require-trusted-types-for 'script'");
+    // Every control has a label a screen reader can announce.
+    const unlabelled = await page.evaluate(() =>
+      Array.from(document.querySelectorAll<HTMLInputElement>('input, select, textarea')).filter((control) => control.labels?.length === 0).map((control) => control.id),
+    );
+    expect(unlabelled).toEqual([]);
     await page.fill('#api-key', stack.apiKey);
     await page.waitForSelector(`#model option[value="${stack.modelInfo.modelId}"]`, { state: 'attached' });
     await page.waitForSelector(`#system-prompt-names option[value="${SYSTEM_PROMPT}"]`, { state: 'attached' });

@@ -231,8 +231,10 @@ async function send() {
       else if (event.type === 'usage') stats.usage = event.usage;
       else fail(event.message);
     }
-    if (item.dataset.state !== 'error') item.dataset.state = 'done';
-    setStatus(item.dataset.state === 'done' ? 'Done.' : ui.status.textContent ?? '');
+    if (item.dataset.state !== 'error') {
+      item.dataset.state = 'done';
+      setStatus('Done.');
+    }
   } catch (error) {
     if (!controller.signal.aborted) fail(`The connection failed: ${error instanceof Error ? error.message : String(error)}`);
     else {
