@@ -23,6 +23,7 @@ beforeAll(async () => {
     edgePort,
     persistTo: mkdtempSync(path.join(tmpdir(), `e2e-edge-${edgePort}-`)),
     apiKey: generateApiKey(),
+    inspectorPort: 0,
     backendArgs: ['--threads', '1'],
     log: (line) => logLines.push(line),
   });

@@ -102,7 +102,9 @@ beforeAll(async () => {
   const put = spawnSync(process.execPath, ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT, '--text', content, '--persist-to', persistTo], { cwd: REPO_ROOT, encoding: 'utf8' });
   if (put.status !== 0) throw new Error(`npm run prompts -- put failed: ${put.stderr}`);
   stack = await startStack({
-    modelDir, backendPort: await freePort(), edgePort, persistTo, apiKey: generateApiKey(), backendArgs: ['--threads', '1'], log: (line) => logLines.push(line),
+    modelDir, backendPort: await freePort(), edgePort, persistTo, apiKey: generateApiKey(), inspectorPort: 0, backendArgs: ['--threads', '1'], log: (line) => logLines.push(line),
+  }).catch((error: Error) => {
+    throw new Error(`${error.message}\n${logLines.slice(-30).join('\n')}`);
   });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
   page = await browser.newPage({ viewport: { width: 1180, height: 760 } });
