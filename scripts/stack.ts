@@ -17,6 +17,9 @@ export interface StackOptions {
   apiKey: string;
   /** wrangler's local state (KV, Durable Objects); default `.wrangler/state`, where `npm run keys` writes. */
   persistTo?: string;
+  /** wrangler's inspector (DevTools) port; default edgePort + 1000. Tests pass 0 (any free port): a fixed
+   *  offset from a random free port can land on a port in use, and wrangler then exits with code 1. */
+  inspectorPort?: number;
   /** Extra backend flags, e.g. ['--threads', '1']. */
   backendArgs?: string[];
   /** Extra worker vars for the edge (e.g. BACKEND_HEADERS_TIMEOUT_MS), written to its env file. */
@@ -138,7 +141,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       process.execPath,
       [wrangler, 'dev', '--local', '--ip', '127.0.0.1', '--port', String(options.edgePort), '--env-file', envFile,
         '--persist-to', options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'), '--show-interactive-dev-session=false',
-        '--inspector-port', String(options.edgePort + 1000), '--log-level', 'warn'],
+        '--inspector-port', String(options.inspectorPort ?? options.edgePort + 1000), '--log-level', 'warn'],
       {
         cwd: REPO_ROOT,
         env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' },

@@ -61,6 +61,7 @@ async function main(): Promise<void> {
   backend  ${stack.backendUrl}   (model ${model}, CPU)
   edge     ${stack.edgeUrl}   (OpenAI-compatible: ${stack.edgeUrl}/v1)
   API key  ${apiKey}
+  page     ${stack.edgeUrl}/   (the playground: open it in a browser, paste the key)
 
   curl -N ${stack.edgeUrl}/v1/chat/completions \\
     -H "Authorization: Bearer ${apiKey}" -H "Content-Type: application/json" \\

@@ -23,6 +23,7 @@ beforeAll(async () => {
     edgePort,
     persistTo: mkdtempSync(path.join(tmpdir(), `e2e-edge-${edgePort}-`)),
     apiKey: generateApiKey(),
+    inspectorPort: 0,
     backendArgs: ['--threads', '1'],
     log: (line) => logLines.push(line),
   });
@@ -107,6 +108,23 @@ describe('edge + backend + openai client', () => {
     expect(completion.choices[0]!.message.role).toBe('assistant');
     expect(completion.usage!.prompt_tokens).toBeGreaterThan(5);
     expect(completion.usage!.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('serves the playground page at / with its CSP, while the API, /health and unknown paths reach the worker', async () => {
+    const page = await fetch(`${stack.edgeUrl}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.headers.get('content-security-policy')).toContain("require-trusted-types-for 'script'");
+    expect(await page.text()).toContain('<script type="module" src="/playground.js">');
+    expect((await fetch(`${stack.edgeUrl}/playground.js`)).headers.get('content-security-policy')).toContain("default-src 'none'");
+    const models = await fetch(`${stack.edgeUrl}/v1/models`);
+    expect(models.status).toBe(401);
+    expect(((await models.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+    for (const path of ['/no-such-page', '/_headers']) {
+      const unknown = await fetch(`${stack.edgeUrl}${path}`);
+      expect(unknown.status, path).toBe(404);
+      expect(unknown.headers.get('content-type'), path).toBe('application/json');
+    }
   });
 
   it('refuses a wrong API key with an OpenAI-shaped 401', async () => {

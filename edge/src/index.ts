@@ -14,6 +14,7 @@ import { edgeMetrics } from './observability/edge-metrics';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';
 import { completions } from './routes/completions';
+import { systemPromptNames } from './routes/system-prompt-names';
 import { detokenize, tokenize } from './routes/tokenize';
 
 export { RateLimiter } from './rate-limit/rate-limiter';
@@ -66,6 +67,7 @@ app.get('/v1/models/:id{.+}', (c) => {
   if (id !== config.modelId) throw new HttpError(404, 'model_not_found', `The model '${id.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
   return c.json(modelObject(config));
 });
+app.get('/v1/system_prompts', systemPromptNames);
 app.post('/v1/chat/completions', chatCompletions);
 app.post('/v1/completions', completions);
 app.post('/tokenize', tokenize);

@@ -11,6 +11,15 @@ export const MAX_PROMPT_CHARS = 200_000;
 export const PROMPT_TTL_SECONDS = 60;
 
 const CACHE_ORIGIN = 'https://edge-cache.internal/system-prompt/';
+/** Where the Cache API keeps the list of names (KV lists are the scarcest KV operation on the free plan). */
+const NAMES_CACHE_URL = 'https://edge-cache.internal/system-prompt-names';
+/** One KV list page; a deployment with more names lists the first ones and says so (`complete: false`). */
+export const MAX_LISTED_NAMES = 1000;
+
+export interface PromptNames {
+  names: string[];
+  complete: boolean;
+}
 
 export const storedPromptSchema = z.object({ name: z.string(), content: z.string(), updated: z.string() });
 export type StoredSystemPrompt = z.infer<typeof storedPromptSchema>;
@@ -57,10 +66,24 @@ export class SystemPromptStore {
     return existed;
   }
 
+  /** The stored names (never the contents), sorted, cached like the prompts for PROMPT_TTL_SECONDS. */
+  async names(): Promise<PromptNames> {
+    const cached = await this.cacheStorage?.match(NAMES_CACHE_URL).catch(() => undefined);
+    if (cached) return (await cached.json()) as PromptNames;
+    const listed = await this.kv.list({ prefix: PROMPT_PREFIX, limit: MAX_LISTED_NAMES });
+    const result: PromptNames = { names: listed.keys.map((key) => key.name.slice(PROMPT_PREFIX.length)).sort(), complete: listed.list_complete };
+    if (this.cacheStorage) {
+      const response = new Response(JSON.stringify(result), { headers: { 'cache-control': `public, max-age=${PROMPT_TTL_SECONDS}` } });
+      await this.cacheStorage.put(NAMES_CACHE_URL, response).catch(() => undefined);
+    }
+    return result;
+  }
+
   /** Drops this isolate's and this colo's cached copy; other colos expire within PROMPT_TTL_SECONDS. */
   private async forget(name: string): Promise<void> {
     byName.delete(name);
     await this.cacheStorage?.delete(CACHE_ORIGIN + encodeURIComponent(name)).catch(() => undefined);
+    await this.cacheStorage?.delete(NAMES_CACHE_URL).catch(() => undefined);
   }
 
   private async fromCacheApi(name: string): Promise<StoredSystemPrompt | null> {

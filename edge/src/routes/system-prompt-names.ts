@@ -1,0 +1,11 @@
+// GET /v1/system_prompts: the names a key can pass as `system_prompt_id` (or `<model>@<name>`), for the
+// playground's picker and any client. Names only, never the contents. Every key may use every stored
+// prompt, so every key sees the same list; it is read-only and answers like /v1/models.
+
+import { defaultCache, type AppContext } from '../app-env';
+import { SystemPromptStore } from '../prompt/system-prompt-store';
+
+export async function systemPromptNames(c: AppContext): Promise<Response> {
+  const { names, complete } = await new SystemPromptStore(c.env.SYSTEM_PROMPTS, defaultCache()).names();
+  return c.json({ object: 'list', data: names.map((id) => ({ id, object: 'system_prompt' })), has_more: !complete });
+}
