@@ -36,6 +36,7 @@ beforeAll(async () => {
     apiKey: generateApiKey(),
     backendArgs: ['--threads', '1'],
     edgeVars: { BACKEND_HEADERS_TIMEOUT_MS: '1500', BACKEND_IDLE_TIMEOUT_MS: '1500' },
+    inspectorPort: 0,
     log: () => undefined,
   });
 }, 240_000);
