@@ -3,12 +3,13 @@
 // ajv validates against the tool's parameters. 'auto' on a fake model that emits [TOOL_CALLS] at a chosen
 // step: free text before it (the same ids as without a grammar), a valid call after it.
 
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_CONFIG, writeRandomModel } from '../../model/default-model';
+import type { EngineLoadOptions } from '../../model/engine';
 import type { StepItem } from '../../model/engine-types';
 import { createBackendApp } from '../app';
 import { FakeEngine } from '../fake-engine';
@@ -42,6 +43,9 @@ function checkCalls(tokenIds: number[]): { name: string; arguments: unknown }[] 
   return calls;
 }
 
+/** In memory: a temp folder's graph has no business in the ONNX cache. */
+const ONNX_OPTIONS = (modelDir: string): EngineLoadOptions => ({ modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 8, onnxCacheDir: null });
+
 let folder: string;
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'v3-tools-'));
@@ -55,7 +59,7 @@ afterAll(async () => {
 async function serve(engine?: FakeEngine) {
   const client = engine
     ? GenerationClient.inProcess({ engine: { kind: 'fake', options: {} }, vocabularyDir: folder, limits: { prefixCacheSize: 0 } }, engine)
-    : GenerationClient.inProcess({ engine: { kind: 'onnx', options: { modelDir: folder, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 8 } }, limits: { prefixCacheSize: 0 } });
+    : GenerationClient.inProcess({ engine: { kind: 'onnx', options: ONNX_OPTIONS(folder) }, limits: { prefixCacheSize: 0 } });
   const checker = new GrammarChecker({ modelDir: folder });
   await client.whenReady();
   const app = createBackendApp({ client, grammarChecker: checker });
