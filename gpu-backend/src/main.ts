@@ -180,6 +180,7 @@ async function main(): Promise<void> {
     process.exit(1);
   };
   const grammarChecker = new GrammarChecker({ modelDir: settings.modelDir, onCompile: (seconds, cached) => client.metrics.observeGrammarCheck(seconds, cached) });
+  grammarChecker.warm();
   const app = createBackendApp({ client, grammarChecker, backendToken: process.env.BACKEND_TOKEN || undefined });
   // Listen before the model loads: /health answers at once, /ready once the engine is warm.
   const server = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port });

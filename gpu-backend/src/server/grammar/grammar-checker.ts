@@ -53,6 +53,11 @@ export class GrammarChecker {
     });
   }
 
+  /** Starts the check thread now (it loads the vocabulary), so the first grammar request does not wait for it. */
+  warm(): void {
+    void this.start();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const job of this.queue.splice(0)) job.resolve({ ok: false, status: 400, message: 'the backend is shutting down' });

@@ -90,3 +90,19 @@ describe('json_schema on the built-in model', () => {
     expect(decode(choice.tokenIds).startsWith('{')).toBe(true);
   });
 });
+
+describe('logprobs under a grammar', () => {
+  it('report the masked distribution: every alternative is an id the grammar allows', async () => {
+    const body = { requestId: 'lp', tokenIds: PROMPT, stream: false, sampling: { temperature: 1, seed: 4, maxTokens: 12, logprobs: 5 }, grammar: { type: 'json_schema', schema: SAMPLE_SCHEMAS.enumConst } };
+    const response = await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
+    const [choice] = ((await response.json()) as GenerateResponse).choices;
+    const first = choice.logprobs![0];
+    expect(first.top.length).toBeGreaterThan(0);
+    // The output must open with {"color": ...: every alternative of the first token is a head of that.
+    for (const alternative of first.top) expect('{"color": '.startsWith(decode([alternative.tokenId])) || decode([alternative.tokenId]).startsWith('{"color": ')).toBe(true);
+    const mass = first.top.reduce((sum, alternative) => sum + Math.exp(alternative.logprob), 0);
+    expect(mass).toBeLessThanOrEqual(1 + 1e-6);
+    expect(mass).toBeGreaterThan(0.5); // the few allowed ids carry the whole distribution
+    expect(choice.logprobs!.every((entry) => Number.isFinite(entry.logprob))).toBe(true);
+  });
+});
