@@ -11,7 +11,7 @@ import { createBackendApp } from '../app';
 import { FakeEngine } from '../fake-engine';
 import { GenerationClient } from '../generation-client';
 import { GrammarChecker } from './grammar-checker';
-import { FIXTURE_TOKENIZERS } from './test-vocabularies';
+import { FIXTURE_TOKENIZERS, TEST_TIME_LIMIT_MS } from './test-vocabularies';
 
 let folder: string;
 const closers: (() => Promise<void>)[] = [];
@@ -29,7 +29,7 @@ afterEach(async () => {
   for (const close of closers.splice(0)) await close();
 });
 
-async function setup(checker: GrammarChecker | null = new GrammarChecker({ modelDir: folder })) {
+async function setup(checker: GrammarChecker | null = new GrammarChecker({ modelDir: folder, timeLimitMs: TEST_TIME_LIMIT_MS })) {
   const client = GenerationClient.inProcess({ engine: { kind: 'fake', options: {} }, vocabularyDir: folder, limits: { prefixCacheSize: 0 } }, new FakeEngine({ vocabSize: 32000 }));
   closers.push(async () => (await checker?.close(), await client.close()));
   await client.whenReady();

@@ -13,6 +13,7 @@ import { GenerationClient } from '../generation-client';
 import { readEvents } from '../test-support';
 import { GrammarChecker } from './grammar-checker';
 import { SAMPLE_SCHEMAS } from './sample-schemas';
+import { TEST_TIME_LIMIT_MS } from './test-vocabularies';
 
 const SCHEMAS = SAMPLE_SCHEMAS;
 const SEEDS = [1, 2, 3];
@@ -34,7 +35,7 @@ beforeAll(async () => {
     engine: { kind: 'onnx', options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 16 } },
     limits: { prefixCacheSize: 0 },
   });
-  checker = new GrammarChecker({ modelDir });
+  checker = new GrammarChecker({ modelDir, timeLimitMs: TEST_TIME_LIMIT_MS });
   app = createBackendApp({ client, grammarChecker: checker });
   await client.whenReady();
 });

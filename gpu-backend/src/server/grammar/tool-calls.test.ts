@@ -16,7 +16,7 @@ import { FakeEngine } from '../fake-engine';
 import { GenerationClient } from '../generation-client';
 import type { GenerateResponse } from '../../../../shared/protocol';
 import { GrammarChecker } from './grammar-checker';
-import { decodeIds, fixtureVocabulary, V3_MODEL_FILE } from './test-vocabularies';
+import { decodeIds, fixtureVocabulary, V3_MODEL_FILE, TEST_TIME_LIMIT_MS } from './test-vocabularies';
 
 const V3_CONFIG = { ...DEFAULT_MODEL_CONFIG, vocab_size: 32768, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, sliding_window: null };
 const TOOL_CALLS = 5; // asserted below against the tokenizer's piece; the backend finds it by that piece
@@ -60,7 +60,7 @@ async function serve(engine?: FakeEngine) {
   const client = engine
     ? GenerationClient.inProcess({ engine: { kind: 'fake', options: {} }, vocabularyDir: folder, limits: { prefixCacheSize: 0 } }, engine)
     : GenerationClient.inProcess({ engine: { kind: 'onnx', options: ONNX_OPTIONS(folder) }, limits: { prefixCacheSize: 0 } });
-  const checker = new GrammarChecker({ modelDir: folder });
+  const checker = new GrammarChecker({ modelDir: folder, timeLimitMs: TEST_TIME_LIMIT_MS });
   await client.whenReady();
   const app = createBackendApp({ client, grammarChecker: checker });
   const generate = async (body: Record<string, unknown>) => {
