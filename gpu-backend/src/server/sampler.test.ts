@@ -156,3 +156,26 @@ describe('Sampler', () => {
     expect(warm.logprob!.top).toEqual([]);
   });
 });
+
+describe('masked logits (a grammar set forbidden ids to -Infinity)', () => {
+  const logits = Float32Array.from({ length: 200 }, (_, id) => (id % 50 === 7 ? (id % 3) * 0.5 : -Infinity)); // ids 7, 57, 107, 157 allowed
+  const allowed = new Set([7, 57, 107, 157]);
+
+  it.each([
+    [{ temperature: 1 }],
+    [{ temperature: 0.7, topK: 50 }], // top-k wider than the allowed ids
+    [{ temperature: 1.3, topP: 0.999 }],
+    [{ temperature: 1, minP: 0.001, repetitionPenalty: 1.3, frequencyPenalty: 0.5 }],
+    [{ temperature: 0 }],
+  ])('%j draws only allowed ids, and logprobs list only allowed ids', (overrides) => {
+    const sampler = new Sampler(params({ ...overrides, logprobs: 8 }), new Prng(3, 0));
+    const history: GenerationHistory = { seenTokenIds: new Set([7, 8]), outputCounts: new Map([[57, 2]]) };
+    for (let draw = 0; draw < 300; draw++) {
+      const { tokenId, logprob } = sampler.sample(logits, history);
+      expect(allowed.has(tokenId)).toBe(true);
+      expect(logprob!.top.map((entry) => entry.tokenId).every((id) => allowed.has(id))).toBe(true);
+      expect(logprob!.top).toHaveLength(4);
+      expect(Number.isFinite(logprob!.logprob)).toBe(true);
+    }
+  });
+});
