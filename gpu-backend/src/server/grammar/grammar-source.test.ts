@@ -45,6 +45,9 @@ describe('schema check', () => {
       'keyword "not" at /properties/a/items/anyOf/0/not is not enforced by the grammar engine',
     );
     expect(schemaProblem({ type: 'object', properties: { a: { type: 'string', title: 'A', description: 'd', default: 'x' } }, required: ['a'] })).toBeNull();
+    // zod-to-json-schema (the openai client's zodResponseFormat) names draft-07: an annotation, not a crash.
+    expect(schemaProblem({ $schema: 'http://json-schema.org/draft-07/schema#', type: 'object' })).toBeNull();
+    expect(schemaProblem({ type: 'strin' })).toMatch(/^not a valid JSON Schema: \/type /);
   });
 
   it('tool calls: an array of {name: const, arguments: parameters}, one element unless parallel', () => {

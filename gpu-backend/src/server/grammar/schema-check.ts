@@ -37,7 +37,17 @@ const SCHEMA_MAPS = new Set(['properties', '$defs', 'definitions']);
 
 /** Null when XGrammar can enforce `schema`; otherwise why not, naming the keyword and where it is. */
 export function schemaProblem(schema: unknown): string | null {
-  if (!ajv.validateSchema(schema as object)) {
+  // `$schema` is an annotation here (zod-to-json-schema writes draft-07's URI); checked against 2020-12, which
+  // ajv would otherwise try to resolve and throw on.
+  const checked = typeof schema === 'object' && schema !== null && !Array.isArray(schema) ? { ...schema } : schema;
+  if (checked !== schema) delete (checked as { $schema?: unknown }).$schema;
+  let valid: boolean;
+  try {
+    valid = ajv.validateSchema(checked as object) as boolean;
+  } catch (error) {
+    return `not a valid JSON Schema: ${(error as Error).message}`;
+  }
+  if (!valid) {
     const error = ajv.errors?.[0];
     return `not a valid JSON Schema: ${error?.instancePath || '(root)'} ${error?.message ?? ''}`.trim();
   }
