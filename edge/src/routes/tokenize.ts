@@ -8,6 +8,7 @@ import { HttpError, badRequest } from '../http-error';
 import { buildChatPrompt } from '../prompt/chat-prompt';
 import { TemplateError, encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
+import { planTools } from '../tools/tool-request';
 import { systemPrefixCache, toChatMessages } from './chat-completions';
 
 function checkModel(model: string | undefined, modelId: string): void {
@@ -27,7 +28,9 @@ export async function tokenize(c: AppContext): Promise<Response> {
   } else {
     // Mistral's templates always end a user turn with the generation prompt ([/INST]); there is no variant without it.
     try {
-      tokenIds = (await buildChatPrompt(tokenizer, toChatMessages(body.messages), systemPrefixCache, waitUntilOf(c))).tokenIds;
+      // vLLM's /tokenize takes `tools` like a chat request; the prompt lists them as tool_choice "auto" would.
+      const { tools } = planTools({ tools: body.tools }, tokenizer);
+      tokenIds = (await buildChatPrompt(tokenizer, toChatMessages(body.messages), systemPrefixCache, waitUntilOf(c), { tools })).tokenIds;
     } catch (error) {
       if (error instanceof TemplateError) throw badRequest(error.message, error.param);
       throw error;

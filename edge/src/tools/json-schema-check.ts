@@ -1,0 +1,134 @@
+// A cheap structural check of a caller's JSON Schema before it reaches the backend's grammar engine (XGrammar):
+// the schema must be well formed, and keywords that constrain values but that XGrammar does not enforce are
+// refused by name (silently ignoring them would let through output the caller's schema forbids). Found by
+// compiling each keyword with @mlc-ai/web-xgrammar 0.1.27 and comparing grammars. Annotation keywords and
+// unknown ones (vendor extensions, which JSON Schema itself ignores) pass. The backend compiles and may
+// still refuse (e.g. a pattern its regex dialect lacks); the edge maps that onto the same field.
+
+import { HttpError, badRequest } from '../http-error';
+
+export const MAX_SCHEMA_CHARS = 256 * 1024;
+const MAX_DEPTH = 64;
+const MAX_NODES = 20_000;
+
+const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'object', 'array', 'null']);
+const FORMATS = new Set([
+  'date-time', 'date', 'time', 'duration', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uri-template', 'uuid', 'json-pointer', 'relative-json-pointer',
+]);
+/** Assertion keywords XGrammar compiles to nothing (or, for the last ones, only partly). */
+const UNENFORCED = new Set([
+  'not', 'if', 'then', 'else', 'uniqueItems', 'contains', 'minContains', 'maxContains', 'dependentRequired', 'dependentSchemas', 'dependencies',
+  '$dynamicRef', '$recursiveRef', '$dynamicAnchor', '$recursiveAnchor',
+]);
+const COUNTS = ['minLength', 'maxLength', 'minItems', 'maxItems', 'minProperties', 'maxProperties'];
+const NUMBERS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'];
+const SCHEMA_MAPS = ['properties', 'patternProperties', '$defs', 'definitions'];
+const SCHEMA_LISTS = ['anyOf', 'oneOf', 'allOf', 'prefixItems'];
+const SCHEMA_VALUES = ['items', 'propertyNames'];
+/** Keywords whose value may be a boolean (true/false as "allowed or not") or a schema. */
+const BOOLEAN_OR_SCHEMA = ['additionalProperties', 'unevaluatedProperties', 'unevaluatedItems', 'additionalItems'];
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+class Walk {
+  private nodes = 0;
+
+  constructor(
+    private readonly root: Record<string, unknown>,
+    private readonly param: string,
+  ) {}
+
+  fail(path: string, message: string): never {
+    throw badRequest(`Invalid JSON Schema in '${this.param}' at ${path || '(root)'}: ${message}`, this.param);
+  }
+
+  schema(node: unknown, path: string, depth: number): void {
+    if (++this.nodes > MAX_NODES || depth > MAX_DEPTH) {
+      throw new HttpError(413, 'invalid_request', `The JSON Schema in '${this.param}' is too large (more than ${MAX_NODES} subschemas or ${MAX_DEPTH} levels deep).`, this.param);
+    }
+    if (node === true) return;
+    if (node === false) this.fail(path, 'a false schema (nothing allowed) is not supported; leave the property out instead');
+    if (!isObject(node)) this.fail(path, 'a schema must be a JSON object');
+    for (const [key, value] of Object.entries(node)) this.keyword(key, value, `${path}/${key}`, depth);
+    const min = (a: string, b: string) => typeof node[a] === 'number' && typeof node[b] === 'number' && (node[a] as number) > (node[b] as number);
+    for (const [low, high] of [['minLength', 'maxLength'], ['minItems', 'maxItems'], ['minProperties', 'maxProperties'], ['minimum', 'maximum']]) {
+      if (min(low, high)) this.fail(path, `${low} is greater than ${high}: no value can match`);
+    }
+  }
+
+  private keyword(key: string, value: unknown, path: string, depth: number): void {
+    if (UNENFORCED.has(key)) this.fail(path, `the keyword "${key}" is not supported: the grammar engine cannot enforce it`);
+    if (key === 'type') return this.type(value, path);
+    if (key === 'format') {
+      if (typeof value !== 'string' || !FORMATS.has(value)) this.fail(path, `format ${JSON.stringify(value)} cannot be enforced; supported formats: ${[...FORMATS].join(', ')}`);
+    } else if (COUNTS.includes(key)) {
+      if (!Number.isInteger(value) || (value as number) < 0) this.fail(path, `${key} must be a non-negative integer`);
+    } else if (NUMBERS.includes(key)) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(path, `${key} must be a number`);
+      if (key === 'multipleOf' && value <= 0) this.fail(path, 'multipleOf must be greater than 0');
+    } else if (key === 'pattern') {
+      this.regex(value, path);
+    } else if (key === 'enum') {
+      if (!Array.isArray(value) || value.length === 0) this.fail(path, 'enum must be a non-empty array');
+    } else if (key === 'required') {
+      if (!Array.isArray(value) || !value.every((name) => typeof name === 'string')) this.fail(path, 'required must be an array of property names');
+    } else if (key === '$ref') {
+      this.ref(value, path);
+    } else if (SCHEMA_MAPS.includes(key)) {
+      if (!isObject(value)) this.fail(path, `${key} must be an object of schemas`);
+      for (const [name, sub] of Object.entries(value)) {
+        if (key === 'patternProperties') this.regex(name, `${path}/${name}`);
+        this.schema(sub, `${path}/${name}`, depth + 1);
+      }
+    } else if (SCHEMA_LISTS.includes(key)) {
+      if (!Array.isArray(value) || value.length === 0) this.fail(path, `${key} must be a non-empty array of schemas`);
+      if (key === 'allOf' && value.length > 1) this.fail(path, 'allOf with more than one schema is not supported: the grammar engine cannot intersect schemas');
+      value.forEach((sub, i) => this.schema(sub, `${path}/${i}`, depth + 1));
+    } else if (SCHEMA_VALUES.includes(key)) {
+      if (key === 'items' && Array.isArray(value)) this.fail(path, 'items as an array (draft-07 tuples) is not supported; use prefixItems');
+      this.schema(value, path, depth + 1);
+    } else if (BOOLEAN_OR_SCHEMA.includes(key)) {
+      if (typeof value === 'boolean') return;
+      if (key !== 'additionalProperties') this.fail(path, `${key} may only be true or false here: the grammar engine cannot enforce a schema for it`);
+      this.schema(value, path, depth + 1);
+    }
+  }
+
+  private type(value: unknown, path: string): void {
+    const types = Array.isArray(value) ? value : [value];
+    if (types.length === 0) this.fail(path, 'type must not be an empty array');
+    for (const type of types) {
+      if (typeof type !== 'string' || !TYPES.has(type)) this.fail(path, `unknown type ${JSON.stringify(type)}; use one of ${[...TYPES].join(', ')}`);
+    }
+  }
+
+  private regex(value: unknown, path: string): void {
+    if (typeof value !== 'string') this.fail(path, 'a pattern must be a string');
+    try {
+      new RegExp(value, 'u');
+    } catch {
+      this.fail(path, `${JSON.stringify(value.slice(0, 200))} is not a valid regular expression`);
+    }
+  }
+
+  /** Only references inside this schema: "#" or a JSON pointer "#/..." that resolves. */
+  private ref(value: unknown, path: string): void {
+    if (typeof value !== 'string' || (value !== '#' && !value.startsWith('#/'))) {
+      this.fail(path, `$ref ${JSON.stringify(value)} is not supported; only references inside the schema ("#/$defs/...") are`);
+    }
+    let target: unknown = this.root;
+    for (const raw of value.split('/').slice(1)) {
+      const part = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
+      target = isObject(target) ? target[part] : Array.isArray(target) ? target[Number(part)] : undefined;
+      if (target === undefined) this.fail(path, `$ref ${JSON.stringify(value)} does not resolve inside the schema`);
+    }
+  }
+}
+
+/** Throws a 400 (or a 413 when too large) naming `param` when `schema` is not a JSON Schema the engine can enforce. */
+export function checkJsonSchema(schema: Record<string, unknown>, param: string): void {
+  if (JSON.stringify(schema).length > MAX_SCHEMA_CHARS) {
+    throw new HttpError(413, 'invalid_request', `The JSON Schema in '${param}' is larger than ${MAX_SCHEMA_CHARS} characters.`, param);
+  }
+  new Walk(schema, param).schema(schema, '', 0);
+}
