@@ -132,3 +132,25 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
   }
   new Walk(schema, param).schema(schema, '', 0);
 }
+
+/**
+ * The schema with OpenAPI's `nullable: true` (what the openai client's zodResponseFormat writes for
+ * `.nullable()`) spelled as JSON Schema: null added to `type` (and to `enum`). The grammar engine ignores
+ * `nullable`, so without this a nullable field could never be null.
+ */
+export function withNullableTypes(schema: unknown): unknown {
+  if (!isObject(schema)) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === 'nullable') continue;
+    if (SCHEMA_MAPS.includes(key) && isObject(value)) out[key] = Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, withNullableTypes(sub)]));
+    else if (SCHEMA_LISTS.includes(key) && Array.isArray(value)) out[key] = value.map(withNullableTypes);
+    else if (SCHEMA_VALUES.includes(key) || BOOLEAN_OR_SCHEMA.includes(key)) out[key] = withNullableTypes(value);
+    else out[key] = value;
+  }
+  if (schema.nullable !== true) return out;
+  if (typeof out.type === 'string') out.type = [out.type, 'null'];
+  else if (Array.isArray(out.type) && !out.type.includes('null')) out.type = [...(out.type as unknown[]), 'null'];
+  if (Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...(out.enum as unknown[]), null];
+  return out;
+}
