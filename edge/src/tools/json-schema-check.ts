@@ -1,32 +1,38 @@
 // A cheap structural check of a caller's JSON Schema before it reaches the backend's grammar engine (XGrammar):
-// the schema must be well formed, and keywords that constrain values but that XGrammar does not enforce are
-// refused by name (silently ignoring them would let through output the caller's schema forbids). Found by
-// compiling each keyword with @mlc-ai/web-xgrammar 0.1.27 and comparing grammars. Annotation keywords and
-// unknown ones (vendor extensions, which JSON Schema itself ignores) pass. The backend compiles and may
-// still refuse (e.g. a pattern its regex dialect lacks); the edge maps that onto the same field.
+// the schema must be well formed and made only of keywords XGrammar enforces; any other keyword is refused by
+// name (XGrammar silently ignores what it does not know, which would let through output the schema forbids).
+// The allowlist agrees with the backend's own check (gpu-backend/src/server/grammar/schema-check.ts, found by
+// compiling each keyword with @mlc-ai/web-xgrammar 0.1.27), so the caller learns the exact field here; the
+// backend still compiles and may refuse more (numeric bounds, patterns), which the edge maps onto the field.
 
 import { HttpError, badRequest } from '../http-error';
 
-export const MAX_SCHEMA_CHARS = 256 * 1024;
-const MAX_DEPTH = 64;
+/** The backend refuses grammars over 64 KiB as too large; one schema over it cannot fit. */
+export const MAX_SCHEMA_CHARS = 64 * 1024;
+const MAX_DEPTH = 32;
 const MAX_NODES = 20_000;
 
 const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'object', 'array', 'null']);
-const FORMATS = new Set([
-  'date-time', 'date', 'time', 'duration', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uri-template', 'uuid', 'json-pointer', 'relative-json-pointer',
+const FORMATS = new Set(['date-time', 'date', 'time', 'duration', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uuid', 'json-pointer']);
+/** Keywords XGrammar builds into the grammar. */
+const ENFORCED = new Set([
+  'type', 'properties', 'required', 'additionalProperties', 'unevaluatedProperties', 'items', 'prefixItems', 'minItems', 'maxItems',
+  'enum', 'const', 'anyOf', '$ref', '$defs', 'definitions', 'minLength', 'maxLength', 'pattern', 'format',
+  'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
 ]);
-/** Assertion keywords XGrammar compiles to nothing (or, for the last ones, only partly). */
-const UNENFORCED = new Set([
-  'not', 'if', 'then', 'else', 'uniqueItems', 'contains', 'minContains', 'maxContains', 'dependentRequired', 'dependentSchemas', 'dependencies',
-  '$dynamicRef', '$recursiveRef', '$dynamicAnchor', '$recursiveAnchor',
-]);
-const COUNTS = ['minLength', 'maxLength', 'minItems', 'maxItems', 'minProperties', 'maxProperties'];
-const NUMBERS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'];
-const SCHEMA_MAPS = ['properties', 'patternProperties', '$defs', 'definitions'];
-const SCHEMA_LISTS = ['anyOf', 'oneOf', 'allOf', 'prefixItems'];
-const SCHEMA_VALUES = ['items', 'propertyNames'];
-/** Keywords whose value may be a boolean (true/false as "allowed or not") or a schema. */
-const BOOLEAN_OR_SCHEMA = ['additionalProperties', 'unevaluatedProperties', 'unevaluatedItems', 'additionalItems'];
+/** Annotations: nothing to enforce. (`nullable`, OpenAPI's, is rewritten by withNullableTypes.) */
+const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly', 'nullable']);
+const WHY: Record<string, string> = {
+  oneOf: 'its exclusivity cannot be enforced; use anyOf',
+  allOf: 'the grammar engine cannot intersect schemas; merge them',
+};
+const COUNTS = ['minLength', 'maxLength', 'minItems', 'maxItems'];
+const NUMBERS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'];
+const SCHEMA_MAPS = ['properties', '$defs', 'definitions'];
+const SCHEMA_LISTS = ['anyOf', 'prefixItems'];
+const SCHEMA_VALUES = ['items'];
+/** Keywords whose value may be a boolean (allowed or not) or a schema. */
+const BOOLEAN_OR_SCHEMA = ['additionalProperties', 'unevaluatedProperties'];
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -51,13 +57,14 @@ class Walk {
     if (!isObject(node)) this.fail(path, 'a schema must be a JSON object');
     for (const [key, value] of Object.entries(node)) this.keyword(key, value, `${path}/${key}`, depth);
     const min = (a: string, b: string) => typeof node[a] === 'number' && typeof node[b] === 'number' && (node[a] as number) > (node[b] as number);
-    for (const [low, high] of [['minLength', 'maxLength'], ['minItems', 'maxItems'], ['minProperties', 'maxProperties'], ['minimum', 'maximum']]) {
+    for (const [low, high] of [['minLength', 'maxLength'], ['minItems', 'maxItems'], ['minimum', 'maximum']]) {
       if (min(low, high)) this.fail(path, `${low} is greater than ${high}: no value can match`);
     }
   }
 
   private keyword(key: string, value: unknown, path: string, depth: number): void {
-    if (UNENFORCED.has(key)) this.fail(path, `the keyword "${key}" is not supported: the grammar engine cannot enforce it`);
+    if (ANNOTATIONS.has(key)) return;
+    if (!ENFORCED.has(key)) this.fail(path, `the keyword "${key}" is not supported: the grammar engine cannot enforce it${WHY[key] ? ` (${WHY[key]})` : ''}`);
     if (key === 'type') return this.type(value, path);
     if (key === 'format') {
       if (typeof value !== 'string' || !FORMATS.has(value)) this.fail(path, `format ${JSON.stringify(value)} cannot be enforced; supported formats: ${[...FORMATS].join(', ')}`);
@@ -65,7 +72,6 @@ class Walk {
       if (!Number.isInteger(value) || (value as number) < 0) this.fail(path, `${key} must be a non-negative integer`);
     } else if (NUMBERS.includes(key)) {
       if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(path, `${key} must be a number`);
-      if (key === 'multipleOf' && value <= 0) this.fail(path, 'multipleOf must be greater than 0');
     } else if (key === 'pattern') {
       this.regex(value, path);
     } else if (key === 'enum') {
@@ -76,20 +82,14 @@ class Walk {
       this.ref(value, path);
     } else if (SCHEMA_MAPS.includes(key)) {
       if (!isObject(value)) this.fail(path, `${key} must be an object of schemas`);
-      for (const [name, sub] of Object.entries(value)) {
-        if (key === 'patternProperties') this.regex(name, `${path}/${name}`);
-        this.schema(sub, `${path}/${name}`, depth + 1);
-      }
+      for (const [name, sub] of Object.entries(value)) this.schema(sub, `${path}/${name}`, depth + 1);
     } else if (SCHEMA_LISTS.includes(key)) {
       if (!Array.isArray(value) || value.length === 0) this.fail(path, `${key} must be a non-empty array of schemas`);
-      if (key === 'allOf' && value.length > 1) this.fail(path, 'allOf with more than one schema is not supported: the grammar engine cannot intersect schemas');
       value.forEach((sub, i) => this.schema(sub, `${path}/${i}`, depth + 1));
     } else if (SCHEMA_VALUES.includes(key)) {
-      if (key === 'items' && Array.isArray(value)) this.fail(path, 'items as an array (draft-07 tuples) is not supported; use prefixItems');
+      if (Array.isArray(value)) this.fail(path, 'items as an array (draft-07 tuples) is not supported; use prefixItems');
       this.schema(value, path, depth + 1);
-    } else if (BOOLEAN_OR_SCHEMA.includes(key)) {
-      if (typeof value === 'boolean') return;
-      if (key !== 'additionalProperties') this.fail(path, `${key} may only be true or false here: the grammar engine cannot enforce a schema for it`);
+    } else if (BOOLEAN_OR_SCHEMA.includes(key) && typeof value !== 'boolean') {
       this.schema(value, path, depth + 1);
     }
   }

@@ -81,7 +81,9 @@ describe('structured output', () => {
       [{ type: 'object', properties: { a: false } }, 'false schema'],
       [{ enum: [] }, 'non-empty array'],
       [{ type: 'string', minLength: 5, maxLength: 2 }, 'minLength is greater than maxLength'],
-      [{ allOf: [{ type: 'object' }, { type: 'object' }] }, 'allOf with more than one schema'],
+      [{ allOf: [{ type: 'object' }, { type: 'object' }] }, '"allOf"'],
+      [{ oneOf: [{ type: 'string' }, { type: 'integer' }] }, 'use anyOf'],
+      [{ type: 'object', minProperties: 1 }, '"minProperties"'],
       [{ type: 'string', pattern: '([a-z' }, 'not a valid regular expression'],
     ];
     for (const [schema, words] of cases) {
