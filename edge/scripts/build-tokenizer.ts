@@ -134,7 +134,7 @@ export async function buildTokenizerAsset(source: BuildSource): Promise<Tokenize
 
 /** What the output depends on: the source file and this builder's own code, by size and mtime. */
 function stampFor(source: BuildSource): string {
-  const files = [source.path, fileURLToPath(import.meta.url), resolve(HERE, '../src/tokenizer/sentencepiece-model.ts'), resolve(HERE, '../src/tokenizer/tokenizer-asset.ts')];
+  const files = [source.path, fileURLToPath(import.meta.url), resolve(HERE, '../src/tokenizer/sentencepiece-model.ts'), resolve(HERE, '../../shared/sentencepiece-model.ts'), resolve(HERE, '../src/tokenizer/tokenizer-asset.ts')];
   return JSON.stringify({ builder: BUILDER_VERSION, kind: source.kind, files: files.map((file) => [file, statSync(file).size, statSync(file).mtimeMs]) });
 }
 

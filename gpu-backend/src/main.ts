@@ -11,6 +11,7 @@ import { DEFAULT_MODEL_DIR, ensureDefaultModel } from './model/default-model';
 import type { EngineOptions, ExecutionProvider, KvCacheDtype, WeightFormat } from './model/engine-types';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
+import { GrammarChecker } from './server/grammar/grammar-checker';
 import { CPU_KV_MEMORY_SHARE, sequencesForBudget, weightBytes } from './server/kv-budget';
 import type { EngineHostOptions, ServingLimits } from './server/worker-messages';
 
@@ -61,6 +62,8 @@ export interface BackendSettings {
   debug: boolean;
   engineHost: EngineHostOptions;
   modelLabel: string;
+  /** Folder whose tokenizer the grammar check compiles against; null: no grammars (fake engine). */
+  modelDir: string | null;
 }
 
 /**
@@ -128,7 +131,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   const common = { host: values.host as string, port, drainSeconds: integerFlag(values, 'drain-seconds', 0)!, debug: logLevel === 'debug' };
 
   if (values['fake-engine']) {
-    return { ...common, engineHost: { engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000 } }, limits }, modelLabel: 'fake' };
+    return { ...common, engineHost: { engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000 } }, limits }, modelLabel: 'fake', modelDir: null };
   }
   let modelDir = values.model as string | undefined;
   if (!modelDir && values['default-model']) {
@@ -153,7 +156,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     chunkSize: integerFlag(values, 'chunk-size', 1),
     maxModelLen,
   };
-  return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype}, ${options.intraOpThreads} threads)` };
+  return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype}, ${options.intraOpThreads} threads)`, modelDir };
 }
 
 async function main(): Promise<void> {
@@ -176,7 +179,8 @@ async function main(): Promise<void> {
     console.error(`gpu-backend: engine failed: ${message}`);
     process.exit(1);
   };
-  const app = createBackendApp({ client, backendToken: process.env.BACKEND_TOKEN || undefined });
+  const grammarChecker = new GrammarChecker({ modelDir: settings.modelDir, onCompile: (seconds, cached) => client.metrics.observeGrammarCheck(seconds, cached) });
+  const app = createBackendApp({ client, grammarChecker, backendToken: process.env.BACKEND_TOKEN || undefined });
   // Listen before the model loads: /health answers at once, /ready once the engine is warm.
   const server = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port });
   try {
@@ -202,6 +206,7 @@ async function main(): Promise<void> {
     console.error(`gpu-backend: ${signal}: draining (up to ${settings.drainSeconds} s)`);
     void client
       .drain(settings.drainSeconds * 1000)
+      .then(() => grammarChecker.close())
       .then(() => new Promise((resolve) => server.close(resolve)))
       .finally(() => process.exit(0));
   };

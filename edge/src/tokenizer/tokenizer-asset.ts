@@ -1,14 +1,9 @@
 // The serialized tokenizer the edge loads (edge/generated/tokenizer.json), its piece types, its validation
 // and the template-version rule shared by the SentencePiece parser and the build script.
 
-export const PIECE_TYPE = {
-  normal: 1,
-  unknown: 2,
-  control: 3,
-  userDefined: 4,
-  unused: 5,
-  byte: 6,
-} as const;
+import { PIECE_TYPE } from '../../../shared/sentencepiece-model';
+
+export { PIECE_TYPE };
 
 export interface TokenizerAsset {
   format: 'mistral-spm/1';

@@ -117,6 +117,18 @@ export async function writeRandomModel(
   return folder;
 }
 
+/** True when `folder`'s model.safetensors was written by writeRandomModel (any version, any seed). */
+export async function isGeneratedModel(folder: string): Promise<boolean> {
+  try {
+    const weights = await SafetensorsFile.open(join(folder, 'model.safetensors'));
+    const generator = weights.metadata.generator;
+    await weights.close();
+    return generator?.startsWith(GENERATOR_NAME) ?? false;
+  } catch {
+    return false;
+  }
+}
+
 /** 'complete': what writeRandomModel would write; 'stale': generated but different or broken; 'foreign': someone else's. */
 async function inspectFolder(folder: string, expectedConfig: Record<string, unknown>, seed: number): Promise<'complete' | 'stale' | 'foreign'> {
   let metadata: Record<string, string>;

@@ -15,6 +15,8 @@ import {
 } from '../../../shared/protocol';
 import { encodeSse, encodeSseComment } from '../../../shared/sse';
 import type { GenerationClient } from './generation-client';
+import type { GrammarChecker } from './grammar/grammar-checker';
+import { grammarSourceOf, MAX_GRAMMAR_TEXT } from './grammar/grammar-source';
 import { RequestSchema, type ValidatedGenerateRequest } from './request-schema';
 
 export interface BackendAppOptions {
@@ -23,6 +25,8 @@ export interface BackendAppOptions {
   backendToken?: string;
   /** SSE comment interval while a stream has nothing to say (long prefill), so proxies keep it open. */
   heartbeatMs?: number;
+  /** Compiles grammars before admission (400/413); absent: requests with a grammar get a 400. */
+  grammarChecker?: GrammarChecker;
 }
 
 const RETRY_AFTER_SECONDS = '1';
@@ -81,12 +85,31 @@ export function createBackendApp(options: BackendAppOptions): Hono {
       client.metrics.countRequest(parsed.body.error.code === 'context_length_exceeded' ? 'context_length_exceeded' : 'invalid_request');
       return c.json(parsed.body, parsed.status);
     }
+    if (parsed.request.grammarSpec) {
+      const refused = await prepareGrammar(parsed.request, options.grammarChecker);
+      if (refused) {
+        client.metrics.countRequest('invalid_request');
+        return c.json(errorBody('invalid_request', `grammar: ${refused.message}`, 'grammar'), refused.status);
+      }
+    }
     return parsed.request.stream ? streamGeneration(c, client, parsed.request, heartbeatMs) : collectGeneration(c, client, parsed.request);
   });
 
   app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404));
   app.onError((_error, c) => c.json(errorBody('internal_error', 'Internal error.'), 500));
   return app;
+}
+
+/** Checks and compiles the request's grammar (before any header goes out); the refusal names the problem. */
+async function prepareGrammar(request: ValidatedGenerateRequest, checker: GrammarChecker | undefined): Promise<{ status: 400 | 413; message: string } | null> {
+  if (!checker) return { status: 400, message: 'this backend does not support grammars' };
+  const built = grammarSourceOf(request.grammarSpec!);
+  if (!built.ok) return { status: 400, message: built.message };
+  if (built.source.schema.length > MAX_GRAMMAR_TEXT) return { status: 413, message: `the schema is ${built.source.schema.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}` };
+  const outcome = await checker.check(built.source);
+  if (!outcome.ok) return outcome;
+  request.grammar = built.source;
+  return null;
 }
 
 function refusal(c: Context, client: GenerationClient, outcome: Extract<ReturnType<GenerationClient['submit']>, { ok: false }>): Response {

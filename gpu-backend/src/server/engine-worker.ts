@@ -6,7 +6,9 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
 import type { ModelEngine } from '../model/engine-types';
 import { FakeEngine } from './fake-engine';
+import { GrammarRuntime } from './grammar/grammar-runtime';
 import { Scheduler } from './scheduler';
+import type { ScheduledRequest } from './sequence';
 import type { EngineHostOptions, FromEngineThread, ServingLimits, ToEngineThread } from './worker-messages';
 
 export interface EngineHostPort {
@@ -63,6 +65,19 @@ async function warmUp(engine: ModelEngine): Promise<void> {
   }
 }
 
+/** The grammar side of the engine thread, or why there is none (requests with a grammar never get here then). */
+async function loadGrammars(options: EngineHostOptions, port: EngineHostPort): Promise<GrammarRuntime | null> {
+  const dir = options.vocabularyDir ?? (options.engine.kind === 'onnx' ? options.engine.options.modelDir : undefined);
+  if (!dir) return null;
+  const loaded = await GrammarRuntime.load(dir);
+  if ('error' in loaded) {
+    port.post({ type: 'log', level: 'info', message: `grammars (structured output, tool calls) unavailable: ${loaded.error}` });
+    return null;
+  }
+  port.post({ type: 'log', level: 'info', message: `grammars: vocabulary from ${loaded.runtime.compilers.vocabulary.source}` });
+  return loaded.runtime;
+}
+
 /** Runs until a 'stop' message; `engine` may be given directly (in-process hosts with a prepared fake). */
 export async function runEngineHost(options: EngineHostOptions, port: EngineHostPort, engine?: ModelEngine): Promise<void> {
   let scheduler: Scheduler;
@@ -73,10 +88,32 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
     const limits = defaultLimits(engine, options.limits);
     let events: [number, GenerateEvent][] = [];
     scheduler = new Scheduler(engine, limits, (id, event) => events.push([id, event]));
+    const grammars = await loadGrammars(options, port);
+    // Requests whose matchers are being made (a compile runs here between steps); true once cancelled.
+    const preparing = new Map<number, boolean>();
+    const submitWithGrammar = async (request: ScheduledRequest) => {
+      preparing.set(request.id, false);
+      try {
+        if (!grammars) throw new Error('no grammar vocabulary');
+        const states = await grammars.statesFor(request.grammar!, request.sampling.n);
+        scheduler.submit(request, states);
+        if (preparing.get(request.id)) scheduler.cancel(request.id);
+      } catch (error) {
+        port.post({ type: 'log', level: 'info', message: `grammar of request ${request.id} failed in the engine thread: ${(error as Error).message}` });
+        const data = { message: 'The grammar could not be prepared.', type: 'server_error', param: 'grammar', code: 'internal_error' } as const;
+        port.post({ type: 'step', events: [[request.id, { event: 'error', data }]], stats: scheduler.stats() });
+      } finally {
+        preparing.delete(request.id);
+      }
+    };
     port.onMessage((message) => {
-      if (message.type === 'submit') scheduler.submit(message.request);
-      else if (message.type === 'cancel') scheduler.cancel(message.id);
-      else scheduler.stop();
+      if (message.type === 'submit') {
+        if (message.request.grammar) void submitWithGrammar(message.request);
+        else scheduler.submit(message.request);
+      } else if (message.type === 'cancel') {
+        if (preparing.has(message.id)) preparing.set(message.id, true);
+        else scheduler.cancel(message.id);
+      } else scheduler.stop();
     });
     port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits });
     const flush = (didWork = true) => {

@@ -2,25 +2,14 @@
 // event routing, cancellation, latency metrics. The scheduler runs in a worker thread, or in this
 // thread for tests (same messages, no structured clone).
 
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
 import type { ModelEngine } from '../model/engine-types';
 import { runEngineHost } from './engine-worker';
 import { Metrics, type RequestOutcome } from './metrics';
 import { randomSeed } from './prng';
+import { startTsWorker } from './ts-worker';
 import type { ValidatedGenerateRequest } from './request-schema';
 import type { EngineHostOptions, FromEngineThread, ServingLimits, ToEngineThread } from './worker-messages';
-
-/** tsx's ESM register API as a file URL (require.resolve would give its CommonJS twin). */
-function tsxEsmApiUrl(): string {
-  const require = createRequire(import.meta.url);
-  const manifestPath = require.resolve('tsx/package.json');
-  const manifest = require(manifestPath) as { exports: Record<string, { import: { default: string } }> };
-  return pathToFileURL(path.join(path.dirname(manifestPath), manifest.exports['./esm/api'].import.default)).href;
-}
 
 export type EventListener = (event: GenerateEvent) => void;
 
@@ -76,13 +65,7 @@ export class GenerationClient {
   /** The scheduler and engine in a worker thread (the server's mode). */
   static inWorker(options: EngineHostOptions): GenerationClient {
     const client = new GenerationClient();
-    // The worker loads TypeScript through tsx, the way the project runs everything. Loader hooks of
-    // this thread (tsx, vitest) do not reach a worker and `execArgv: ['--import', 'tsx']` is not
-    // honoured for .ts entry points on Node 20, so a small bootstrap registers tsx in the worker first.
-    const tsxApi = tsxEsmApiUrl();
-    const entry = new URL('./engine-worker.ts', import.meta.url).href;
-    const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
-    const worker = new Worker(bootstrap, { eval: true, workerData: { engineHost: options } });
+    const worker = startTsWorker(new URL('./engine-worker.ts', import.meta.url), { engineHost: options });
     worker.on('message', (message: FromEngineThread) => client.receive(message));
     worker.on('error', (error) => client.receive({ type: 'failed', message: error.message }));
     let closing = false;
@@ -132,7 +115,7 @@ export class GenerationClient {
     this.pending.set(id, { listener, choices, arrivedAt: performance.now(), firstTokenSeen: false, lastTokenAt: new Map(), outcome: 'stop' });
     this.outstandingChoices += choices;
     const sampling = { ...request.sampling, seed: request.sampling.seed ?? randomSeed() };
-    this.transport.send({ type: 'submit', request: { id, tokenIds: request.tokenIds, sampling, prefixLength: request.prefixLength } });
+    this.transport.send({ type: 'submit', request: { id, tokenIds: request.tokenIds, sampling, prefixLength: request.prefixLength, grammar: request.grammar } });
     return { ok: true, id, cancel: () => this.transport.send({ type: 'cancel', id }) };
   }
 

@@ -117,6 +117,7 @@ export function sortedCandidates(logits: Float32Array, need: { count: number; ma
     for (const id of ids) mass += Math.exp(logits[id] - maxLogit);
     if (ids.length >= minCount && mass / total >= need.mass) return { ids, count: ids.length };
   }
-  const ids = sortedAbove(logits, -Infinity);
+  // Every id with a finite logit: ids a grammar masked (-Infinity) are never candidates.
+  const ids = sortedAbove(logits, -Number.MAX_VALUE);
   return { ids, count: ids.length };
 }

@@ -7,6 +7,8 @@ import type { SchedulerStats } from './scheduler';
 const PREFIX = 'backend_';
 /** Seconds; covers 1 ms decode steps on a GPU to multi-second cold prefills on a CPU. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Seconds; grammar compiles take ~10-200 ms on a 32k vocabulary and are cut off at the 2 s limit. */
+const COMPILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
 
 export type RequestOutcome =
   | 'stop' | 'length' | 'abort' | 'error' | 'invalid_request' | 'context_length_exceeded'
@@ -43,6 +45,8 @@ export class Metrics {
   private readonly timeToFirstToken = new Histogram(LATENCY_BUCKETS);
   private readonly interTokenLatency = new Histogram(LATENCY_BUCKETS);
   private scheduler: SchedulerStats | null = null;
+  private readonly grammarCompile = new Histogram(COMPILE_BUCKETS);
+  private grammarCacheHits = 0;
 
   countRequest(outcome: RequestOutcome): void {
     this.requests.set(outcome, (this.requests.get(outcome) ?? 0) + 1);
@@ -60,6 +64,12 @@ export class Metrics {
 
   observeInterTokenLatency(seconds: number): void {
     this.interTokenLatency.observe(seconds);
+  }
+
+  /** A grammar check: compiled in the check thread (its seconds) or answered from the remembered outcomes. */
+  observeGrammarCheck(seconds: number, cached: boolean): void {
+    if (cached) this.grammarCacheHits++;
+    else this.grammarCompile.observe(seconds);
   }
 
   updateScheduler(stats: SchedulerStats): void {
@@ -83,6 +93,10 @@ export class Metrics {
     sample('cached_prompt_tokens_total', this.cachedTokens);
     this.renderHistogram(lines, 'time_to_first_token_seconds', 'Request arrival to its first token event.', this.timeToFirstToken);
     this.renderHistogram(lines, 'inter_token_latency_seconds', 'Time between consecutive token events of one choice.', this.interTokenLatency);
+
+    this.renderHistogram(lines, 'grammar_compile_seconds', 'Grammar compiles before admission (cache misses of the check).', this.grammarCompile);
+    family('grammar_cache_hits_total', 'counter', 'Grammar checks answered from outcomes already known.');
+    sample('grammar_cache_hits_total', this.grammarCacheHits);
 
     const stats = this.scheduler;
     const gauges: [string, string, number][] = [

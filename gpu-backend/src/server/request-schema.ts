@@ -2,7 +2,8 @@
 // the served model, errors as `errorBody(..., param)` naming the offending field. Unknown fields are ignored.
 
 import { z } from 'zod';
-import { DEFAULT_SAMPLING, errorBody, type ErrorBody, type SamplingParams } from '../../../shared/protocol';
+import { DEFAULT_SAMPLING, errorBody, type ErrorBody, type GrammarSpec, type SamplingParams } from '../../../shared/protocol';
+import { GrammarSpecSchema, type GrammarSource } from './grammar/grammar-source';
 
 export interface RequestLimits {
   vocabSize: number;
@@ -17,6 +18,9 @@ export interface ValidatedGenerateRequest {
   sampling: SamplingParams;
   stream: boolean;
   prefixLength?: number;
+  /** As sent; app.ts checks it and compiles it (the check thread) into `grammar`. */
+  grammarSpec?: GrammarSpec;
+  grammar?: GrammarSource;
 }
 
 export type ParseResult = { ok: true; request: ValidatedGenerateRequest } | { ok: false; status: 400; body: ErrorBody };
@@ -48,6 +52,7 @@ function schemaFor(limits: RequestLimits) {
     sampling: sampling.optional(),
     stream: z.boolean().optional(),
     prefixLength: z.number().int().min(0).optional(),
+    grammar: GrammarSpecSchema.optional(),
   });
 }
 
@@ -67,10 +72,12 @@ export class RequestSchema {
     const parsed = this.schema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      const param = fieldName(issue.path) || null;
-      return { ok: false, status: 400, body: errorBody('invalid_request', param ? `${param}: ${issue.message}` : issue.message, param) };
+      const field = fieldName(issue.path);
+      // Every problem inside a grammar spec is reported as param "grammar" (the contract), the message says where.
+      const param = field.startsWith('grammar') ? 'grammar' : field || null;
+      return { ok: false, status: 400, body: errorBody('invalid_request', field ? `${field}: ${issue.message}` : issue.message, param) };
     }
-    const { requestId, tokenIds, stream, prefixLength } = parsed.data;
+    const { requestId, tokenIds, stream, prefixLength, grammar } = parsed.data;
     const given = parsed.data.sampling ?? {};
     const sampling: SamplingParams = { ...DEFAULT_SAMPLING, ...stripUndefined(given) };
     const room = this.limits.maxModelLen - tokenIds.length;
@@ -83,6 +90,7 @@ export class RequestSchema {
     }
     const request: ValidatedGenerateRequest = { requestId, tokenIds, sampling, stream: stream ?? false };
     if (prefixLength !== undefined && prefixLength > 0 && prefixLength < tokenIds.length) request.prefixLength = prefixLength;
+    if (grammar) request.grammarSpec = grammar as GrammarSpec;
     return { ok: true, request };
   }
 }

@@ -3,7 +3,8 @@
 //
 // Logprobs are the log-softmax of the logits after penalties and temperature (temperature 0 counts
 // as 1), before top-k/top-p/min-p: the distribution the sampler drew from, without the -Infinity
-// entries truncation would add (JSON cannot carry them, and alternatives stay meaningful).
+// entries truncation would add (JSON cannot carry them, and alternatives stay meaningful). A grammar's
+// mask comes before all of it: ids it forbids are outside that distribution and never listed.
 
 import type { SampledLogprob, SamplingParams } from '../../../shared/protocol';
 import {
@@ -105,6 +106,7 @@ export function logprobsOf(logits: Float32Array, tokenId: number, topCount: numb
   const logTotal = maxLogit + Math.log(total);
   const top: number[] = [];
   for (let i = 0; i < logits.length && topCount > 0; i++) {
+    if (logits[i] === -Infinity) continue; // masked by a grammar: not part of the distribution drawn from
     if (top.length === topCount && logits[i] <= logits[top[top.length - 1]]) continue;
     let at = top.length;
     while (at > 0 && logits[i] > logits[top[at - 1]]) at--;

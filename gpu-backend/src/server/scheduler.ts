@@ -5,6 +5,7 @@
 
 import type { GenerateEvent } from '../../../shared/protocol';
 import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/engine-types';
+import type { GrammarState } from './grammar/grammar-state';
 import { PrefillBudget } from './prefill-budget';
 import { PrefixCache } from './prefix-cache';
 import { Sequence, type ScheduledRequest } from './sequence';
@@ -53,6 +54,8 @@ interface RequestGroup {
   cachedTokens: number;
   snapshotPoints: number[];
   cancelled: boolean;
+  /** One matcher per choice (grammar requests), handed to each choice's sequence when it is made. */
+  grammars: GrammarState[] | null;
 }
 
 interface ScheduledItem extends StepItem {
@@ -88,9 +91,10 @@ export class Scheduler {
     this.prefixCache = new PrefixCache(engine, limits.prefixCacheSize, limits.prefixMinTokens);
   }
 
-  submit(request: ScheduledRequest): void {
-    const group: RequestGroup = { request, sequences: [], cachedTokens: 0, snapshotPoints: [], cancelled: false };
-    group.sequences.push(new Sequence(request, 0, this.engine.config.eosTokenId));
+  /** `grammars`: one matcher per choice when the request has a grammar (made by the engine host). */
+  submit(request: ScheduledRequest, grammars: GrammarState[] | null = null): void {
+    const group: RequestGroup = { request, sequences: [], cachedTokens: 0, snapshotPoints: [], cancelled: false, grammars };
+    group.sequences.push(this.newSequence(group, 0));
     this.groups.set(request.id, group);
     this.waiting.push(group);
     this.wake?.();
@@ -124,7 +128,7 @@ export class Scheduler {
     this.lastStep.seconds = this.clock() - started;
     this.prefillBudget.observe(this.lastStep.decodeCount, this.lastStep.prefillTokens, this.lastStep.seconds);
     this.steps++;
-    this.postprocess(items, logits);
+    await this.postprocess(items, logits);
     return true;
   }
 
@@ -193,6 +197,10 @@ export class Scheduler {
     return items;
   }
 
+  private newSequence(group: RequestGroup, choice: number): Sequence {
+    return new Sequence(group.request, choice, this.engine.config.eosTokenId, group.grammars?.[choice] ?? null);
+  }
+
   /** Gives the group's first choice an engine sequence (from the prefix cache when one matches). */
   private admit(group: RequestGroup): boolean {
     const { request } = group;
@@ -228,29 +236,29 @@ export class Scheduler {
     return { sequence, sequenceId: sequence.engineId, tokenIds: sequence.request.tokenIds.slice(sequence.prefilled, end) };
   }
 
-  private postprocess(items: ScheduledItem[], logits: Float32Array[]): void {
-    items.forEach(({ sequence, tokenIds }, index) => {
+  private async postprocess(items: ScheduledItem[], logits: Float32Array[]): Promise<void> {
+    for (const [index, { sequence, tokenIds }] of items.entries()) {
       const group = this.groups.get(sequence.request.id)!;
       if (sequence.status === 'decoding') {
-        this.sampleAndEmit(group, sequence, logits[index]);
-        return;
+        await this.sampleAndEmit(group, sequence, logits[index]);
+        continue;
       }
       sequence.prefilled += tokenIds.length;
       const room = this.engine.freeSequences() - this.pendingForks + (this.prefixCache.size >= this.prefixCache.capacity ? 1 : 0);
       if (group.snapshotPoints.includes(sequence.prefilled) && room > 0) {
         this.prefixCache.insert(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
       }
-      if (sequence.prefilled === sequence.promptLength) this.finishPrefill(group, sequence, logits[index]);
-    });
+      if (sequence.prefilled === sequence.promptLength) await this.finishPrefill(group, sequence, logits[index]);
+    }
     this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
   }
 
   /** The prompt is in the cache: fork the other choices and sample every choice's first token. */
-  private finishPrefill(group: RequestGroup, first: Sequence, logits: Float32Array): void {
+  private async finishPrefill(group: RequestGroup, first: Sequence, logits: Float32Array): Promise<void> {
     const { request } = group;
     this.pendingForks -= request.sampling.n - 1;
     for (let choice = 1; choice < request.sampling.n; choice++) {
-      const sibling = new Sequence(request, choice, this.engine.config.eosTokenId);
+      const sibling = this.newSequence(group, choice);
       sibling.engineId = this.engine.forkSequence(first.engineId);
       sibling.prefilled = first.prefilled;
       group.sequences.push(sibling);
@@ -258,12 +266,12 @@ export class Scheduler {
     }
     for (const sequence of group.sequences) {
       sequence.status = 'decoding';
-      this.sampleAndEmit(group, sequence, logits);
+      await this.sampleAndEmit(group, sequence, logits);
     }
   }
 
-  private sampleAndEmit(group: RequestGroup, sequence: Sequence, logits: Float32Array): void {
-    const sampled = sequence.sampleNext(logits);
+  private async sampleAndEmit(group: RequestGroup, sequence: Sequence, logits: Float32Array): Promise<void> {
+    const sampled = await sequence.sampleNext(logits);
     if (sampled) {
       const logprobs = sampled.logprob ? [sampled.logprob] : undefined;
       this.emit(group.request.id, { event: 'token', data: { choice: sequence.choice, tokenIds: [sampled.tokenId], ...(logprobs && { logprobs }) } });
@@ -273,6 +281,7 @@ export class Scheduler {
 
   private finishSequence(group: RequestGroup, sequence: Sequence): void {
     sequence.status = 'finished';
+    sequence.release();
     if (sequence.engineId >= 0) this.engine.releaseSequence(sequence.engineId);
     sequence.engineId = -1;
     this.reservedChoices--;
@@ -304,7 +313,7 @@ export class Scheduler {
         this.pendingForks -= group.request.sampling.n - 1;
       }
       while (group.sequences.length < group.request.sampling.n) {
-        group.sequences.push(new Sequence(group.request, group.sequences.length, this.engine.config.eosTokenId));
+        group.sequences.push(this.newSequence(group, group.sequences.length));
       }
       for (const sequence of group.sequences) {
         if (sequence.status === 'finished') continue;

@@ -2,6 +2,8 @@
 // its sampler and history, and why it finished. A request with n choices owns n of these.
 
 import type { FinishReason, SampledLogprob, SamplingParams } from '../../../shared/protocol';
+import { applyMask, type GrammarState } from './grammar/grammar-state';
+import type { GrammarSource } from './grammar/grammar-source';
 import type { GenerationHistory } from './logits-processors';
 import { Prng } from './prng';
 import { Sampler } from './sampler';
@@ -14,6 +16,8 @@ export interface ScheduledRequest {
   sampling: SamplingParams & { seed: number };
   /** Length of a shared head (e.g. the system prompt) worth keeping in the prefix cache. */
   prefixLength?: number;
+  /** Constraint on the output, compiled by the HTTP thread's check first; the engine thread makes matchers. */
+  grammar?: GrammarSource;
 }
 
 export type SequenceStatus = 'waiting' | 'prefilling' | 'decoding' | 'finished';
@@ -30,8 +34,15 @@ export class Sequence implements GenerationHistory {
   readonly seenTokenIds: Set<number>;
   readonly outputCounts = new Map<number, number>();
   private readonly sampler: Sampler;
+  private masked: Float32Array | null = null;
 
-  constructor(readonly request: ScheduledRequest, readonly choice: number, private readonly eosTokenId: number) {
+  constructor(
+    readonly request: ScheduledRequest,
+    readonly choice: number,
+    private readonly eosTokenId: number,
+    /** This choice's own matcher (never shared with a sibling); null when unconstrained. */
+    private readonly grammar: GrammarState | null = null,
+  ) {
     this.seenTokenIds = new Set(request.tokenIds);
     this.sampler = new Sampler(request.sampling, new Prng(request.sampling.seed, choice));
   }
@@ -43,16 +54,27 @@ export class Sequence implements GenerationHistory {
   /**
    * Samples the next id from the logits of this choice's last position, records it and decides
    * whether the choice ends. Returns the id to stream, or null for a stop id (not part of the text).
+   * With a grammar, ids it forbids are -Infinity before penalties, temperature and truncation, so those
+   * (and logprobs) act on the allowed ids only; EOS is allowed exactly when the grammar can end.
    */
-  sampleNext(logits: Float32Array): { tokenId: number; logprob?: SampledLogprob } | null {
-    const { tokenId, logprob } = this.sampler.sample(logits, this);
+  async sampleNext(logits: Float32Array): Promise<{ tokenId: number; logprob?: SampledLogprob } | null> {
+    const mask = this.grammar ? await this.grammar.mask() : null;
+    const row = mask ? applyMask(logits, mask, (this.masked ??= new Float32Array(logits.length))) : logits;
+    const { tokenId, logprob } = this.sampler.sample(row, this);
+    this.grammar?.accept(tokenId);
     this.outputIds.push(tokenId);
     this.seenTokenIds.add(tokenId);
     this.outputCounts.set(tokenId, (this.outputCounts.get(tokenId) ?? 0) + 1);
     const { sampling } = this.request;
-    const isStop = (tokenId === this.eosTokenId && !sampling.ignoreEos) || sampling.stopTokenIds.includes(tokenId);
+    const isStop =
+      (tokenId === this.eosTokenId && !sampling.ignoreEos) || sampling.stopTokenIds.includes(tokenId) || (this.grammar?.terminated ?? false);
     if (isStop) this.finishReason = 'stop';
     else if (this.outputIds.length >= sampling.maxTokens) this.finishReason = 'length';
     return isStop ? null : { tokenId, logprob };
+  }
+
+  /** Frees what the choice holds outside the engine (its matcher); called once when it finishes. */
+  release(): void {
+    this.grammar?.dispose();
   }
 }

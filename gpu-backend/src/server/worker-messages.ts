@@ -16,6 +16,8 @@ export interface ServingLimits extends SchedulerLimits {
 export interface EngineHostOptions {
   engine: { kind: 'onnx'; options: EngineOptions } | { kind: 'fake'; options: Omit<FakeEngineOptions, 'beforeStep'> };
   limits?: Partial<ServingLimits>;
+  /** Folder whose tokenizer gives the grammar vocabulary; defaults to the ONNX engine's model folder. */
+  vocabularyDir?: string;
   /** Post a debug line per step: decodes, prefill tokens, wall time and the bytes it moved (engine.kvStats()). */
   logStepTransfers?: boolean;
 }

@@ -1,0 +1,126 @@
+// The HTTP thread's gate for grammars: every new spec is compiled once in the check thread, with a time limit,
+// before the request is admitted, so errors are real 400/413 responses (not in-band) and a spec that compiles
+// slowly never reaches the engine thread. Outcomes are remembered by the spec's key (LRU).
+
+import type { Worker } from 'node:worker_threads';
+import { startTsWorker } from '../ts-worker';
+import type { GrammarSource } from './grammar-source';
+import type { FromCheckThread } from './grammar-check-worker';
+
+export type CheckOutcome = { ok: true } | { ok: false; status: 400 | 413; message: string };
+
+export interface GrammarCheckerOptions {
+  /** Model folder whose tokenizer gives the vocabulary; null: grammars are unsupported. */
+  modelDir: string | null;
+  /** Longest compile accepted (413 past it). */
+  timeLimitMs?: number;
+  /** Outcomes remembered. */
+  cacheSize?: number;
+  /** Each compile that ran, with its seconds (metrics). */
+  onCompile?: (seconds: number, cached: boolean) => void;
+}
+
+interface Job {
+  source: GrammarSource;
+  resolve: (outcome: CheckOutcome) => void;
+}
+
+export class GrammarChecker {
+  private worker: Worker | null = null;
+  private ready: Promise<string | null> | null = null;
+  private readonly queue: Job[] = [];
+  private running: { id: number; job: Job; timer: NodeJS.Timeout } | null = null;
+  private nextId = 1;
+  private readonly outcomes = new Map<string, CheckOutcome>();
+  private closed = false;
+  readonly timeLimitMs: number;
+
+  constructor(private readonly options: GrammarCheckerOptions) {
+    this.timeLimitMs = options.timeLimitMs ?? 2000;
+  }
+
+  check(source: GrammarSource): Promise<CheckOutcome> {
+    const known = this.outcomes.get(source.key);
+    if (known) {
+      this.outcomes.delete(source.key);
+      this.outcomes.set(source.key, known);
+      this.options.onCompile?.(0, true);
+      return Promise.resolve(known);
+    }
+    return new Promise((resolve) => {
+      this.queue.push({ source, resolve });
+      void this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) job.resolve({ ok: false, status: 400, message: 'the backend is shutting down' });
+    await this.worker?.terminate();
+    this.worker = null;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running || this.queue.length === 0 || this.closed) return;
+    const job = this.queue.shift()!;
+    const id = this.nextId++;
+    this.running = { id, job, timer: undefined as unknown as NodeJS.Timeout };
+    const unsupported = await this.start();
+    if (unsupported !== null) return this.settle(id, { ok: false, status: 400, message: `this model does not support grammars: ${unsupported}` }, true);
+    // The limit runs from the moment the check thread gets the spec; past it the thread is replaced.
+    this.running.timer = setTimeout(() => {
+      void this.restart();
+      this.settle(id, { ok: false, status: 413, message: `compiling it took longer than ${this.timeLimitMs} ms` }, true);
+    }, this.timeLimitMs);
+    this.worker!.postMessage({ id, source: job.source });
+  }
+
+  private settle(id: number, outcome: CheckOutcome, remember: boolean): void {
+    if (this.running?.id !== id) return;
+    clearTimeout(this.running.timer);
+    const { job } = this.running;
+    this.running = null;
+    if (remember) {
+      this.outcomes.set(job.source.key, outcome);
+      if (this.outcomes.size > (this.options.cacheSize ?? 256)) this.outcomes.delete(this.outcomes.keys().next().value as string);
+    }
+    job.resolve(outcome);
+    void this.pump();
+  }
+
+  /** The check thread, started on first use; resolves with why grammars are unsupported, or null. */
+  private start(): Promise<string | null> {
+    this.ready ??= new Promise((resolve) => {
+      const worker = startTsWorker(new URL('./grammar-check-worker.ts', import.meta.url), { grammarCheck: { modelDir: this.options.modelDir } });
+      this.worker = worker;
+      worker.unref();
+      worker.on('message', (message: FromCheckThread) => {
+        if (message.type === 'ready') resolve(message.unsupported);
+        else if (message.ok) {
+          this.options.onCompile?.(message.seconds, false);
+          this.settle(message.id, { ok: true }, true);
+        } else {
+          if (message.aborted) void this.restart(); // the thread exits; the next check starts a fresh one
+          this.settle(message.id, { ok: false, status: 400, message: message.message }, true);
+        }
+      });
+      const failed = (why: string) => {
+        if (this.worker !== worker) return;
+        resolve(why);
+        this.worker = null;
+        this.ready = null;
+        if (this.running) this.settle(this.running.id, { ok: false, status: 400, message: `the grammar check failed: ${why}` }, false);
+      };
+      worker.on('error', (error) => failed(error.message));
+      worker.on('exit', () => failed('the check thread exited'));
+    });
+    return this.ready;
+  }
+
+  private async restart(): Promise<void> {
+    const worker = this.worker;
+    this.worker = null;
+    this.ready = null;
+    await worker?.terminate();
+  }
+}

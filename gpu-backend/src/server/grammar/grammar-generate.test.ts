@@ -1,0 +1,111 @@
+// Structured output end to end on the backend: the real app, the real ONNX session of the built-in model
+// (random weights, Mistral v1 vocabulary), the real grammar check thread. Every answer that finishes with
+// `stop` must decode (mistral-tokenizer-js, an independent v1 decoder) to JSON that ajv validates against the
+// request's schema, streamed or not, at temperature 1 over several seeds, with different schemas in one batch.
+
+import Ajv2020 from 'ajv/dist/2020';
+import mistralTokenizer from 'mistral-tokenizer-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GenerateResponse } from '../../../../shared/protocol';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../../model/default-model';
+import { createBackendApp } from '../app';
+import { GenerationClient } from '../generation-client';
+import { readEvents } from '../test-support';
+import { GrammarChecker } from './grammar-checker';
+
+const SCHEMAS: Record<string, Record<string, unknown>> = {
+  nested: {
+    type: 'object',
+    properties: { user: { type: 'object', properties: { id: { type: 'integer', minimum: 1, maximum: 999 }, admin: { type: 'boolean' } }, required: ['id', 'admin'] } },
+    required: ['user'],
+  },
+  arrays: { type: 'object', properties: { tags: { type: 'array', items: { type: 'string', maxLength: 4 }, minItems: 1, maxItems: 3 } }, required: ['tags'] },
+  enumConst: { type: 'object', properties: { color: { enum: ['red', 'green', 7, null] }, kind: { const: 'point' } }, required: ['color', 'kind'] },
+  numbers: {
+    type: 'object',
+    // 0..120 is a range XGrammar 0.1.27 gets wrong on its own (121-129 passed): lowered to an enum.
+    properties: { n: { type: 'integer', minimum: -5, maximum: 40 }, x: { type: 'number' }, e: { type: 'integer', exclusiveMinimum: 2, exclusiveMaximum: 5 }, age: { type: 'integer', minimum: 0, maximum: 120 }, count: { type: 'integer', minimum: 1 } },
+    required: ['n', 'x', 'e', 'age', 'count'],
+  },
+  // `.` and maxLength strings: XGrammar alone lets raw quotes and control bytes into them (see json-string-safety.ts).
+  strings: { type: 'object', properties: { code: { type: 'string', pattern: '^[a-z]{2,4}-[0-9]$' }, note: { type: 'string', maxLength: 6 }, any: { type: 'string', pattern: '^.{1,3}$' } }, required: ['code', 'note', 'any'] },
+  anyOf: { type: 'object', properties: { v: { anyOf: [{ type: 'integer', minimum: 0, maximum: 9 }, { type: 'string', maxLength: 3 }, { type: 'array', items: { type: 'boolean' }, maxItems: 2 }] } }, required: ['v'] },
+  nullable: { type: 'object', properties: { name: { type: ['string', 'null'], maxLength: 5 }, age: { type: ['integer', 'null'], minimum: 0, maximum: 120 } }, required: ['name', 'age'] },
+  optional: { type: 'object', properties: { a: { type: 'boolean' }, b: { type: 'integer', minimum: 0, maximum: 3 }, c: { enum: ['x', 'y'] } }, required: ['b'] },
+  topArray: { type: 'array', items: { type: 'object', properties: { k: { type: 'string', maxLength: 2 } }, required: ['k'] }, minItems: 2, maxItems: 2 },
+};
+const SEEDS = [1, 2, 3];
+const MAX_TOKENS = 48;
+
+const ajv = new Ajv2020({ strict: true });
+
+function decode(tokenIds: number[]): string {
+  return mistralTokenizer.decode(tokenIds, false, false);
+}
+
+let client: GenerationClient;
+let checker: GrammarChecker;
+let app: ReturnType<typeof createBackendApp>;
+
+beforeAll(async () => {
+  const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
+  client = GenerationClient.inProcess({
+    engine: { kind: 'onnx', options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 16 } },
+    limits: { prefixCacheSize: 0 },
+  });
+  checker = new GrammarChecker({ modelDir });
+  app = createBackendApp({ client, grammarChecker: checker });
+  await client.whenReady();
+});
+
+afterAll(async () => {
+  await checker?.close();
+  await client?.close();
+});
+
+const PROMPT = [1, 733, 16289, 28793, 22557, 28723, 733, 28748, 16289, 28793];
+
+async function generate(name: string, seed: number, stream: boolean): Promise<{ name: string; ids: number[]; finish: string }> {
+  const body = { requestId: `${name}-${seed}`, tokenIds: PROMPT, stream, sampling: { temperature: 1, seed, maxTokens: MAX_TOKENS }, grammar: { type: 'json_schema', schema: SCHEMAS[name] } };
+  const response = await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
+  expect(response.status).toBe(200);
+  if (!stream) {
+    const [choice] = ((await response.json()) as GenerateResponse).choices;
+    return { name, ids: choice.tokenIds, finish: choice.finishReason };
+  }
+  const events = await readEvents(response);
+  const finish = events.find((event) => event.event === 'finish');
+  return { name, ids: events.flatMap((event) => (event.event === 'token' ? event.data.tokenIds : [])), finish: finish?.event === 'finish' ? finish.data.finishReason : 'none' };
+}
+
+describe('json_schema on the built-in model', () => {
+  it('every answer that stops is valid JSON for its schema (9 schemas x 3 seeds, streamed and not, sharing batches)', async () => {
+    const runs = Object.keys(SCHEMAS).flatMap((name) => SEEDS.map((seed, index) => generate(name, seed, index % 2 === 0)));
+    const results = await Promise.all(runs);
+    let stopped = 0;
+    for (const { name, ids, finish } of results) {
+      if (finish !== 'stop') {
+        expect(finish).toBe('length');
+        continue;
+      }
+      stopped++;
+      const text = decode(ids);
+      let value: unknown;
+      expect(() => (value = JSON.parse(text)), `${name}: ${text}`).not.toThrow();
+      const validate = ajv.compile(SCHEMAS[name]);
+      expect(validate(value), `${name}: ${text} ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+    // Most answers must finish, or the check above proves little.
+    expect(stopped).toBeGreaterThanOrEqual(results.length * 0.6);
+  });
+
+  it('the same seed gives the same ids streamed and not, and json_object gives an object', async () => {
+    const [a, b] = await Promise.all([generate('strings', 11, true), generate('strings', 11, false)]);
+    expect(a.ids).toEqual(b.ids);
+    const body = { requestId: 'obj', tokenIds: PROMPT, stream: false, sampling: { temperature: 1, seed: 5, maxTokens: 64 }, grammar: { type: 'json_object' } };
+    const response = await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
+    const [choice] = ((await response.json()) as GenerateResponse).choices;
+    if (choice.finishReason === 'stop') expect(typeof JSON.parse(decode(choice.tokenIds))).toBe('object');
+    expect(decode(choice.tokenIds).startsWith('{')).toBe(true);
+  });
+});

@@ -1,0 +1,69 @@
+// One choice's grammar: an XGrammar matcher plus the [TOOL_CALLS] framing around it. Each step the sequence
+// asks for the mask of allowed ids (null: unconstrained this step), samples among them, then `accept`s the id.
+// 'required' tool calls allow only [TOOL_CALLS] first; 'auto' leaves the model free until it emits [TOOL_CALLS].
+// EOS is in the mask exactly when the grammar can end; accepting it terminates the matcher.
+
+import type { GrammarSource } from './grammar-source';
+import type { CompiledGrammar, GrammarMatcher, XGrammar } from './xgrammar';
+
+type Phase = 'force-trigger' | 'await-trigger' | 'constrained';
+
+export class GrammarState {
+  private phase: Phase;
+  private readonly triggerMask: Int32Array | null;
+
+  private constructor(
+    private readonly matcher: GrammarMatcher,
+    toolCalls: GrammarSource['toolCalls'],
+    private readonly toolCallsTokenId: number | null,
+    vocabSize: number,
+  ) {
+    this.phase = toolCalls === 'required' ? 'force-trigger' : toolCalls === 'auto' ? 'await-trigger' : 'constrained';
+    if (toolCalls && toolCallsTokenId === null) throw new Error('tool-call grammar on a vocabulary without [TOOL_CALLS]');
+    this.triggerMask = toolCalls === 'required' ? new Int32Array(Math.ceil(vocabSize / 32)) : null;
+    if (this.triggerMask) this.triggerMask[toolCallsTokenId! >> 5] = 1 << (toolCallsTokenId! & 31);
+  }
+
+  static async create(xgrammar: XGrammar, compiled: CompiledGrammar, source: GrammarSource, toolCallsTokenId: number | null, vocabSize: number): Promise<GrammarState> {
+    const matcher = await xgrammar.GrammarMatcher.createGrammarMatcher(compiled);
+    return new GrammarState(matcher, source.toolCalls, toolCallsTokenId, vocabSize);
+  }
+
+  /** [ceil(vocabSize / 32)] bitmask of the ids allowed next (bit i of word i >> 5), or null for "any". */
+  async mask(): Promise<Int32Array | null> {
+    if (this.phase === 'await-trigger') return null;
+    if (this.phase === 'force-trigger') return this.triggerMask;
+    return this.matcher.getNextTokenBitmask();
+  }
+
+  /** Records the sampled id; it was drawn under mask(), so the matcher must take it. */
+  accept(tokenId: number): void {
+    if (this.phase !== 'constrained') {
+      if (tokenId === this.toolCallsTokenId) this.phase = 'constrained';
+      return;
+    }
+    if (!this.matcher.acceptToken(tokenId)) throw new Error(`grammar matcher refused id ${tokenId} drawn under its own mask`);
+  }
+
+  /** The grammar took EOS: the output is complete. */
+  get terminated(): boolean {
+    return this.phase === 'constrained' && this.matcher.isTerminated();
+  }
+
+  dispose(): void {
+    this.matcher.dispose();
+  }
+}
+
+/** Sets every id the mask forbids to -Infinity in `into` (a copy of `logits`; rows may be shared by choices). */
+export function applyMask(logits: Float32Array, mask: Int32Array, into: Float32Array): Float32Array {
+  into.set(logits);
+  for (let word = 0; word < mask.length; word++) {
+    const bits = mask[word];
+    if (bits === -1) continue;
+    const base = word << 5;
+    const end = Math.min(32, into.length - base);
+    for (let bit = 0; bit < end; bit++) if (((bits >>> bit) & 1) === 0) into[base + bit] = -Infinity;
+  }
+  return into;
+}
