@@ -1,12 +1,13 @@
-// withNullableTypes: OpenAPI's nullable becomes a null type only where a schema stands, never in a
+// toGrammarSchema: OpenAPI's nullable becomes a null type only where a schema stands, never in a
 // properties map (a property may be called "nullable").
 
 import { describe, expect, it } from 'vitest';
-import { checkJsonSchema, withNullableTypes } from './json-schema-check';
+import { checkJsonSchema, toGrammarSchema } from './json-schema-check';
 
-describe('withNullableTypes', () => {
-  it('adds null to type and enum of nullable schemas, at any depth, and drops the keyword', () => {
+describe('toGrammarSchema', () => {
+  it('adds null to type and enum of nullable schemas, at any depth, and drops nullable and $schema', () => {
     const schema = {
+      $schema: 'http://json-schema.org/draft-07/schema#',
       type: 'object',
       properties: {
         nullable: { type: 'boolean' },
@@ -18,7 +19,7 @@ describe('withNullableTypes', () => {
       $defs: { x: { type: 'object', properties: {}, nullable: true } },
     };
     checkJsonSchema(schema, 'p');
-    expect(withNullableTypes(schema)).toEqual({
+    expect(toGrammarSchema(schema)).toEqual({
       type: 'object',
       properties: {
         nullable: { type: 'boolean' },

@@ -20,7 +20,7 @@ const ENFORCED = new Set([
   'enum', 'const', 'anyOf', '$ref', '$defs', 'definitions', 'minLength', 'maxLength', 'pattern', 'format',
   'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
 ]);
-/** Annotations: nothing to enforce. (`nullable`, OpenAPI's, is rewritten by withNullableTypes.) */
+/** Annotations: nothing to enforce. (`nullable`, OpenAPI's, is rewritten by toGrammarSchema.) */
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly', 'nullable']);
 const WHY: Record<string, string> = {
   oneOf: 'its exclusivity cannot be enforced; use anyOf',
@@ -134,18 +134,19 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
 }
 
 /**
- * The schema with OpenAPI's `nullable: true` (what the openai client's zodResponseFormat writes for
- * `.nullable()`) spelled as JSON Schema: null added to `type` (and to `enum`). The grammar engine ignores
- * `nullable`, so without this a nullable field could never be null.
+ * The schema as the backend gets it: OpenAPI's `nullable: true` (what the openai client's zodResponseFormat
+ * writes for `.nullable()`) spelled as JSON Schema, null added to `type` (and to `enum`), since the grammar
+ * engine ignores `nullable` and a nullable field could never be null; and without `$schema` (an annotation;
+ * zodResponseFormat writes draft-07's, which the backend's 2020-12 meta-schema check cannot load).
  */
-export function withNullableTypes(schema: unknown): unknown {
+export function toGrammarSchema(schema: unknown): unknown {
   if (!isObject(schema)) return schema;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(schema)) {
-    if (key === 'nullable') continue;
-    if (SCHEMA_MAPS.includes(key) && isObject(value)) out[key] = Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, withNullableTypes(sub)]));
-    else if (SCHEMA_LISTS.includes(key) && Array.isArray(value)) out[key] = value.map(withNullableTypes);
-    else if (SCHEMA_VALUES.includes(key) || BOOLEAN_OR_SCHEMA.includes(key)) out[key] = withNullableTypes(value);
+    if (key === 'nullable' || key === '$schema') continue;
+    if (SCHEMA_MAPS.includes(key) && isObject(value)) out[key] = Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, toGrammarSchema(sub)]));
+    else if (SCHEMA_LISTS.includes(key) && Array.isArray(value)) out[key] = value.map(toGrammarSchema);
+    else if (SCHEMA_VALUES.includes(key) || BOOLEAN_OR_SCHEMA.includes(key)) out[key] = toGrammarSchema(value);
     else out[key] = value;
   }
   if (schema.nullable !== true) return out;

@@ -11,7 +11,7 @@
 import type { GrammarSpec } from '../../../shared/protocol';
 import { badRequest } from '../http-error';
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { checkJsonSchema, withNullableTypes } from './json-schema-check';
+import { checkJsonSchema, toGrammarSchema } from './json-schema-check';
 import type { ResponseFormat, ToolChoice, ToolInput } from './tool-request-schemas';
 import { toolControlIds, type ToolDefinition } from './tool-prompt';
 
@@ -40,7 +40,7 @@ export function responseFormatGrammar(format: ResponseFormat): GrammarSpec | und
   const schema = format.json_schema.schema;
   if (!schema) return { type: 'json_object' };
   checkJsonSchema(schema, 'response_format.json_schema.schema');
-  return { type: 'json_schema', schema: withNullableTypes(schema) as Record<string, unknown> };
+  return { type: 'json_schema', schema: toGrammarSchema(schema) as Record<string, unknown> };
 }
 
 function toolDefinitions(tools: ToolInput[]): ToolDefinition[] {
@@ -80,7 +80,7 @@ export function planTools(body: ToolFields, tokenizer: Tokenizer): ToolPlan {
   const grammar: GrammarSpec = {
     type: 'tool_calls',
     mode: choice === 'auto' ? 'auto' : 'required',
-    tools: offered.map((tool) => ({ name: tool.name, parameters: withNullableTypes(tool.parameters) as Record<string, unknown> })),
+    tools: offered.map((tool) => ({ name: tool.name, parameters: toGrammarSchema(tool.parameters) as Record<string, unknown> })),
     parallel: body.parallel_tool_calls ?? true,
   };
   return { tools: definitions, grammar, toolCallTokenId: controls.toolCalls };
