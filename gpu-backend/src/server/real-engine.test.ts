@@ -8,6 +8,10 @@ import { randomModelWeights } from '../model/default-model';
 import { MapWeightSource, tinyConfig } from '../model/test-models';
 import { createBackendApp } from './app';
 import { GenerationClient } from './generation-client';
+import { GrammarCompilerCache } from './grammar/grammar-compiler';
+import { grammarSourceOf } from './grammar/grammar-source';
+import { GrammarState } from './grammar/grammar-state';
+import { vocabularyOf } from './grammar/model-vocabulary';
 import { Scheduler, type SchedulerLimits } from './scheduler';
 import { fakeGreedy, readEvents } from './test-support';
 
@@ -27,7 +31,7 @@ function promptOf(length: number, salt: number): number[] {
 /** Runs requests to completion on one scheduler; returns each request's choices' ids and usage. */
 async function serve(
   engine: Engine,
-  requests: { tokenIds: number[]; sampling?: Partial<SamplingParams>; prefixLength?: number; afterSteps?: number }[],
+  requests: { tokenIds: number[]; sampling?: Partial<SamplingParams>; prefixLength?: number; afterSteps?: number; grammar?: () => Promise<GrammarState[]> }[],
   limits: Partial<SchedulerLimits> = {},
 ) {
   const events = new Map<number, GenerateEvent[]>();
@@ -35,25 +39,27 @@ async function serve(
     events.set(id, [...(events.get(id) ?? []), event]);
   });
   let steps = 0;
-  const submitDue = () =>
-    requests.forEach((request, index) => {
-      if ((request.afterSteps ?? 0) !== steps) return;
+  const submitDue = async () => {
+    for (const [index, request] of requests.entries()) {
+      if ((request.afterSteps ?? 0) !== steps) continue;
       const sampling = { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: 6, seed: index, ...request.sampling };
-      scheduler.submit({ id: index, tokenIds: request.tokenIds, sampling: { ...sampling, seed: sampling.seed ?? index }, prefixLength: request.prefixLength });
-    });
-  submitDue();
+      scheduler.submit({ id: index, tokenIds: request.tokenIds, sampling: { ...sampling, seed: sampling.seed ?? index }, prefixLength: request.prefixLength }, request.grammar ? await request.grammar() : null);
+    }
+  };
+  await submitDue();
   while (scheduler.hasWork() || requests.some((request) => (request.afterSteps ?? 0) > steps)) {
     await scheduler.step();
     steps++;
-    submitDue();
+    await submitDue();
   }
   return requests.map((request, index) => {
     const list = events.get(index)!;
+    const finish = list.find((event) => event.event === 'finish');
     const choices = Array.from({ length: request.sampling?.n ?? 1 }, (_, choice) =>
       list.flatMap((event) => (event.event === 'token' && event.data.choice === choice ? event.data.tokenIds : [])),
     );
     const end = list.at(-1)!;
-    return { choices, usage: end.event === 'end' ? end.data.usage : null };
+    return { choices, usage: end.event === 'end' ? end.data.usage : null, finishReason: finish?.event === 'finish' ? finish.data.finishReason : null };
   });
 }
 
@@ -80,6 +86,28 @@ describe('scheduler on the real engine', () => {
     expect(results[3].choices[0]).toEqual(alone.choices[0]);
     expect(results[7].choices[0]).toEqual(seededAlone.choices[0]); // same seed, same ids, whatever the company
     expect(new Set(alone.choices[0]).size).toBeGreaterThan(3); // a wandering output, not one repeated id
+    expect(engine.freeSequences()).toBe(12);
+  });
+
+  it('a grammar-constrained neighbour leaves an unconstrained output unchanged (batch invariance), and its own output is the JSON asked for', async () => {
+    // A 128-id vocabulary of single characters (byte pieces are not needed for ASCII JSON): ids 3.. are the
+    // printable ASCII characters, "▁" for the space. EOS (2) ends the grammar.
+    const pieces = ['<unk>', '<s>', '</s>', ...Array.from({ length: 95 }, (_, i) => (i === 0 ? '▁' : String.fromCharCode(32 + i))), ...Array.from({ length: 30 }, (_, i) => `w${i}`)];
+    const types = pieces.map((_, id) => (id === 0 ? 2 : id < 3 ? 3 : 1));
+    const compilers = await GrammarCompilerCache.create(vocabularyOf({ pieces, types, source: 'test' }, CONFIG.vocabSize, CONFIG.eosTokenId));
+    const built = grammarSourceOf({ type: 'json_schema', schema: { type: 'object', properties: { k: { enum: ['ab', 'cd', 'xyz'] }, n: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['k', 'n'] } });
+    if (!built.ok) throw new Error(built.message);
+    const compiled = await compilers.compile(built.source);
+    const grammar = async () => [await GrammarState.create(compilers.xgrammar, compiled, built.source, null, CONFIG.vocabSize)];
+    const plain = { tokenIds: promptOf(11, 21), sampling: { maxTokens: 14, temperature: 1, seed: 5 } };
+    const constrained = { tokenIds: promptOf(9, 22), sampling: { maxTokens: 40, temperature: 1, seed: 6, ignoreEos: false }, grammar };
+    const [alone] = await serve(engine, [plain]);
+    const [together, json] = await serve(engine, [plain, constrained]);
+    expect(together.choices[0]).toEqual(alone.choices[0]);
+    expect(json.finishReason).toBe('stop');
+    const value = JSON.parse(json.choices[0].map((id) => pieces[id].replace('▁', ' ')).join(''));
+    expect(['ab', 'cd', 'xyz']).toContain(value.k);
+    expect(Object.keys(value)).toEqual(['k', 'n']);
     expect(engine.freeSequences()).toBe(12);
   });
 

@@ -2,6 +2,7 @@
 // XGrammar sees them, control ids never read as text, the [TOOL_CALLS] framing, independent matchers.
 
 import { describe, expect, it } from 'vitest';
+import type { GrammarSpec } from '../../../../shared/protocol';
 import { PIECE_TYPE } from '../../../../shared/sentencepiece-model';
 import { grammarSourceOf, type GrammarSource } from './grammar-source';
 import { GrammarState, applyMask } from './grammar-state';
@@ -102,7 +103,7 @@ describe('Mistral v3: control ids and tool calls', () => {
   });
 
   it("'auto' leaves the output free until [TOOL_CALLS]; choices' matchers are independent", async () => {
-    const spec = { type: 'tool_calls', mode: 'auto', tools: [{ name: 'f', parameters: { type: 'object', properties: {} } }], parallel: true } as const;
+    const spec: GrammarSpec = { type: 'tool_calls', mode: 'auto', tools: [{ name: 'f', parameters: { type: 'object', properties: {} } }], parallel: true };
     const [first, second] = [await stateFor('v3', spec), await stateFor('v3', spec)];
     expect(await first.mask()).toBeNull();
     first.accept(V3.pieces.indexOf('▁Hello'));
