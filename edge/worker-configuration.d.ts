@@ -21,6 +21,10 @@ declare namespace Cloudflare {
     HEARTBEAT_MS?: string;
     AUTH_CACHE_TTL_MS?: string;
     BACKEND_CONNECT_WAIT_MS?: string;
+    BACKEND_HEADERS_TIMEOUT_MS?: string;
+    BACKEND_IDLE_TIMEOUT_MS?: string;
+    /** Optional Workers Analytics Engine dataset: one data point per API request (edge/src/observability). */
+    ANALYTICS?: AnalyticsEngineDataset;
     /** Test-only fixture blobs (edge/vitest.config.ts). */
     FIXTURE_TOKENIZER_V1?: ArrayBuffer;
     FIXTURE_TOKENIZER_V3?: ArrayBuffer;

@@ -19,6 +19,8 @@ export interface StackOptions {
   persistTo?: string;
   /** Extra backend flags, e.g. ['--threads', '1']. */
   backendArgs?: string[];
+  /** Extra worker vars for the edge (e.g. BACKEND_HEADERS_TIMEOUT_MS), written to its env file. */
+  edgeVars?: Record<string, string>;
   /** Where child output goes; defaults to this process's stderr with a prefix. */
   log?: (line: string) => void;
 }
@@ -30,6 +32,8 @@ export interface Stack {
   /** Shared secret between edge and backend, fresh for every stack. */
   backendToken: string;
   modelInfo: ModelInfo;
+  /** The backend's process id (failure tests stop it with SIGSTOP, or kill it). */
+  backendPid: number;
   /** Stops the backend only (the edge keeps running): for failure tests. */
   stopBackend(): Promise<void>;
   stop(): Promise<void>;
@@ -124,6 +128,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         `DEV_API_KEY=${options.apiKey}`,
         `MODEL_ID=${modelInfo.modelId}`,
         `MAX_MODEL_LEN=${modelInfo.maxModelLen}`,
+        ...Object.entries(options.edgeVars ?? {}).map(([name, value]) => `${name}=${value}`),
       ].join('\n') + '\n',
       { mode: 0o600 },
     );
@@ -143,7 +148,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     children.push(edge);
     pipeLines(edge, '[edge]', childLog);
     await waitFor(`${edgeUrl}/health`, edge, 'edge worker');
-    return { backendUrl, edgeUrl, apiKey: options.apiKey, backendToken, modelInfo, stopBackend: () => stopChild(backend), stop };
+    return { backendUrl, edgeUrl, apiKey: options.apiKey, backendToken, modelInfo, backendPid: backend.pid!, stopBackend: () => stopChild(backend), stop };
   } catch (error) {
     await stop();
     throw error;

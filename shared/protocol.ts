@@ -33,6 +33,9 @@ export interface SamplingParams {
   n: number;
 }
 
+/** Seeds are integers in [-SEED_LIMIT, SEED_LIMIT] (exact in a double); the edge checks this range, the backend again. */
+export const SEED_LIMIT = Number.MAX_SAFE_INTEGER;
+
 export const DEFAULT_SAMPLING: SamplingParams = {
   temperature: 1,
   topP: 1,

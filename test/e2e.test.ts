@@ -2,7 +2,6 @@
 // (`wrangler dev`, local mode) + the official `openai` client, exactly as a user runs them.
 
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -11,17 +10,7 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { generateApiKey, startStack, type Stack } from '../scripts/stack';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './free-port';
 
 let stack: Stack;
 let client: OpenAI;

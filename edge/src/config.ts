@@ -14,6 +14,10 @@ export interface EdgeConfig {
   authCacheTtlMs: number;
   /** How long a streaming request waits for backend headers before committing the 200 (connect errors become 503s). */
   backendConnectWaitMs: number;
+  /** A backend that has not answered headers this long after the request is marked failed; the next one is tried. */
+  backendHeadersTimeoutMs: number;
+  /** Longest silence allowed in a backend's body (it sends `: ping` every 15 s while busy); past it the request fails. */
+  backendIdleTimeoutMs: number;
 }
 
 export const MAX_MESSAGES = 1024;
@@ -29,6 +33,12 @@ function positiveInt(name: string, raw: string | undefined, fallback: number): n
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  return value;
+}
+
+function atLeastOne(name: string, raw: string | undefined, fallback: number): number {
+  const value = positiveInt(name, raw, fallback);
+  if (value < 1) throw new Error(`${name} must be at least 1 (milliseconds), got "${raw}"`);
   return value;
 }
 
@@ -64,6 +74,8 @@ export function readConfig(env: Env): EdgeConfig {
     heartbeatMs: positiveInt('HEARTBEAT_MS', env.HEARTBEAT_MS, 5_000),
     authCacheTtlMs: positiveInt('AUTH_CACHE_TTL_MS', env.AUTH_CACHE_TTL_MS, 5_000),
     backendConnectWaitMs: positiveInt('BACKEND_CONNECT_WAIT_MS', env.BACKEND_CONNECT_WAIT_MS, 2_000),
+    backendHeadersTimeoutMs: atLeastOne('BACKEND_HEADERS_TIMEOUT_MS', env.BACKEND_HEADERS_TIMEOUT_MS, 10_000),
+    backendIdleTimeoutMs: atLeastOne('BACKEND_IDLE_TIMEOUT_MS', env.BACKEND_IDLE_TIMEOUT_MS, 45_000),
   };
   cache.set(env, config);
   return config;

@@ -5,9 +5,12 @@ import { Hono } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { errorBody } from '../../shared/protocol';
 import type { AppEnv } from './app-env';
+import { findKeyRecord } from './auth/api-key-store';
 import { authenticate } from './auth/authenticate';
-import { readConfig } from './config';
+import { requireOperator } from './auth/require-operator';
+import { readConfig, type EdgeConfig } from './config';
 import { HttpError, errorResponse } from './http-error';
+import { edgeMetrics } from './observability/edge-metrics';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';
 import { completions } from './routes/completions';
@@ -17,7 +20,28 @@ export { RateLimiter } from './rate-limit/rate-limiter';
 
 const app = new Hono<AppEnv>();
 
+app.use('*', async function observe(c, next) {
+  const started = Date.now();
+  await next();
+  // Clocks advance across I/O in workerd: this is the time to response headers, not the stream's length.
+  const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath;
+  edgeMetrics.countRequest(route, c.res.status, (Date.now() - started) / 1000);
+  c.env.ANALYTICS?.writeDataPoint({
+    indexes: [c.var.apiKey?.keyId ?? 'anonymous'],
+    blobs: [route, String(c.res.status), c.req.method],
+    doubles: [Date.now() - started],
+  });
+});
+
 app.get('/health', (c) => c.json({ ok: true }));
+app.get('/metrics', requireOperator, (c) => c.text(edgeMetrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+// A key's live limiter state: remaining budgets and the requests holding its slots (operators, the soak test).
+app.get('/admin/keys/:keyId/limits', requireOperator, async (c) => {
+  const { limits } = (await findKeyRecord(c.env.API_KEYS, c.req.param('keyId'), c.get('config'))) ?? {};
+  if (!limits) throw new HttpError(404, 'not_found', `No key with id '${c.req.param('keyId').slice(0, 64)}'.`);
+  const stub = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(c.req.param('keyId')));
+  return c.json({ ...(await stub.inspect(limits)), slotsHeldInThisIsolate: edgeMetrics.slotsHeld(c.req.param('keyId')) });
+});
 
 const requireApiKey = createMiddleware<AppEnv>(async function requireApiKey(c, next) {
   const config = readConfig(c.env);
@@ -30,12 +54,17 @@ app.use('/v1/*', requireApiKey);
 app.use('/tokenize', requireApiKey);
 app.use('/detokenize', requireApiKey);
 
-app.get('/v1/models', (c) => {
+function modelObject(config: EdgeConfig) {
+  return { id: config.modelId, object: 'model', created: 0, owned_by: 'mistral-edge', max_model_len: config.maxModelLen };
+}
+
+app.get('/v1/models', (c) => c.json({ object: 'list', data: [modelObject(c.get('config'))] }));
+// The openai client's models.retrieve(id).
+app.get('/v1/models/:id{.+}', (c) => {
   const config = c.get('config');
-  return c.json({
-    object: 'list',
-    data: [{ id: config.modelId, object: 'model', created: 0, owned_by: 'mistral-edge', max_model_len: config.maxModelLen }],
-  });
+  const id = c.req.param('id');
+  if (id !== config.modelId) throw new HttpError(404, 'model_not_found', `The model '${id.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
+  return c.json(modelObject(config));
 });
 app.post('/v1/chat/completions', chatCompletions);
 app.post('/v1/completions', completions);
@@ -46,7 +75,11 @@ app.route('/admin/system-prompts', adminSystemPrompts);
 app.notFound(() => errorResponse(new HttpError(404, 'not_found', 'Unknown route.')));
 
 app.onError((error) => {
-  if (error instanceof HttpError) return errorResponse(error);
+  if (error instanceof HttpError) {
+    edgeMetrics.countError(error.code);
+    return errorResponse(error);
+  }
+  edgeMetrics.countError('internal_error');
   // Never echo internals: the message goes to the worker log only.
   console.error('edge: unhandled error', error);
   return new Response(JSON.stringify(errorBody('internal_error', 'The server had an error processing the request.')), {

@@ -4,6 +4,7 @@
 
 import { z } from 'zod';
 import { responseFormatSchema, toolCallSchema, toolChoiceSchema, toolsSchema, MAX_TOOL_CALLS_PER_MESSAGE } from '../tools/tool-request-schemas';
+import { SEED_LIMIT } from '../../../shared/protocol';
 import { MAX_CHOICES, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS } from '../config';
 
 const optional = <T extends z.ZodTypeAny>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
@@ -57,7 +58,7 @@ const samplingFields = {
   presence_penalty: optional(z.number().min(-2).max(2)),
   frequency_penalty: optional(z.number().min(-2).max(2)),
   repetition_penalty: optional(z.number().gt(0).max(10)),
-  seed: optional(z.number().int().min(-(2 ** 53)).max(2 ** 53)),
+  seed: optional(z.number().int().min(-SEED_LIMIT).max(SEED_LIMIT)),
   n: optional(z.number().int().positive().max(MAX_CHOICES, { message: `n may be at most ${MAX_CHOICES}` })),
   stop,
   stream: optional(z.boolean()),
@@ -128,6 +129,7 @@ export const tokenizeRequestSchema = z.union([
     model: optional(z.string()),
     messages: z.array(chatMessageSchema).min(1).max(MAX_MESSAGES),
     tools: toolsSchema,
+    system_prompt_id: optional(z.string().min(1).max(128)),
     add_generation_prompt: optional(z.boolean()),
     add_special_tokens: optional(z.boolean()),
   }),

@@ -25,6 +25,10 @@ export type KeyRecord = z.infer<typeof keyRecordSchema>;
 export const DEV_KEY_LIMITS: RateLimits = { rpm: 600, tpm: 2_000_000, concurrent: 16 };
 export const DEV_KEY_ID = 'dev';
 
+export function devKeyRecord(): KeyRecord {
+  return { keyId: DEV_KEY_ID, label: 'DEV_API_KEY', limits: DEV_KEY_LIMITS, created: '', revoked: false };
+}
+
 /** Secrets look like `sk-edge-<43 base64url chars>`; anything else is refused before a KV read. */
 export const API_KEY_PATTERN = /^[A-Za-z0-9._~+/=-]{8,256}$/;
 
@@ -54,4 +58,19 @@ export function generateSecret(): string {
 
 export function generateKeyId(): string {
   return `key_${randomBase64Url(9)}`;
+}
+
+/** The record of a key id (operators only: KV is keyed by secret hash, so this lists the namespace). */
+export async function findKeyRecord(kv: KVNamespace, keyId: string, config: { devApiKey: string }): Promise<KeyRecord | null> {
+  if (keyId === DEV_KEY_ID) return config.devApiKey ? devKeyRecord() : null;
+  let cursor: string | undefined;
+  do {
+    const page = await kv.list({ prefix: KEY_PREFIX, cursor });
+    for (const entry of page.keys) {
+      const parsed = keyRecordSchema.safeParse(await kv.get(entry.name, 'json'));
+      if (parsed.success && parsed.data.keyId === keyId) return parsed.data;
+    }
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return null;
 }

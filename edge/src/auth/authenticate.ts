@@ -5,7 +5,7 @@
 import type { EdgeConfig } from '../config';
 import { HttpError } from '../http-error';
 import { LruCache } from '../prompt/lru-cache';
-import { API_KEY_PATTERN, DEV_KEY_ID, DEV_KEY_LIMITS, keyRecordSchema, kvKeyForHash, sha256Hex, type KeyRecord } from './api-key-store';
+import { API_KEY_PATTERN, devKeyRecord, keyRecordSchema, kvKeyForHash, sha256Hex, type KeyRecord } from './api-key-store';
 
 const positiveCache = new LruCache<string, { record: KeyRecord; expiresAt: number }>(4096);
 
@@ -16,7 +16,9 @@ function unauthorized(message: string): HttpError {
 export function bearerToken(header: string | undefined | null): string {
   if (!header) throw unauthorized('Missing API key: send "Authorization: Bearer <key>".');
   const match = /^Bearer +(\S+) *$/i.exec(header);
-  if (!match || !API_KEY_PATTERN.test(match[1])) throw unauthorized('Malformed Authorization header: expected "Bearer <key>".');
+  if (!match) throw unauthorized('Malformed Authorization header: expected "Bearer <key>".');
+  // Well-formed but no key could look like this: a wrong key, refused without a KV read.
+  if (!API_KEY_PATTERN.test(match[1])) throw unauthorized('Incorrect API key provided.');
   return match[1];
 }
 
@@ -38,7 +40,7 @@ export async function secretMatches(presented: string, configured: string): Prom
 export async function authenticate(header: string | undefined | null, kv: KVNamespace, config: EdgeConfig): Promise<KeyRecord> {
   const secret = bearerToken(header);
   if (await secretMatches(secret, config.devApiKey)) {
-    return { keyId: DEV_KEY_ID, label: 'DEV_API_KEY', limits: DEV_KEY_LIMITS, created: '', revoked: false };
+    return devKeyRecord();
   }
   const hash = await sha256Hex(secret);
   const now = Date.now();

@@ -3,19 +3,37 @@
 
 import type { GenerateEvent } from '../../../shared/protocol';
 import { SseParser } from '../../../shared/sse';
+import { edgeMetrics } from '../observability/edge-metrics';
 
 const EVENT_NAMES = new Set(['token', 'finish', 'end', 'error']);
 
 export class BackendStreamError extends Error {}
 
-export async function* readBackendEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<GenerateEvent> {
+/** reader.read(), or a BackendStreamError once `idleMs` pass without a chunk (a stopped or wedged backend). */
+async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, idleMs: number): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      edgeMetrics.countBackendAttempt('idle_timeout');
+      reject(new BackendStreamError(`backend sent nothing for ${idleMs} ms`));
+    }, idleMs);
+  });
+  try {
+    return await Promise.race([reader.read(), silent]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `idleMs`: longest silence allowed between chunks (the backend's `: ping` comments count as chunks). */
+export async function* readBackendEvents(body: ReadableStream<Uint8Array>, idleMs: number): AsyncGenerator<GenerateEvent> {
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const reader = body.getReader();
   let finished = false;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await readWithin(reader, idleMs);
       const text = done ? decoder.decode() : decoder.decode(value, { stream: true });
       for (const message of parser.push(text)) {
         if (!EVENT_NAMES.has(message.event)) continue;

@@ -1,8 +1,11 @@
 // Chooses a backend per request: healthy first (no recent failure), then least in-flight in this isolate.
-// Tries the next backend only while nothing has been streamed (connect error or 5xx before any token).
+// Tries the next backend only while nothing has been streamed (connect error or 5xx before any token), and
+// never one that fails the peer check (protocol version, model; peer-check.ts).
 
 import { BACKEND_AUTH_HEADER, type GenerateRequest } from '../../../shared/protocol';
 import { HttpError } from '../http-error';
+import { peerProblem, type PeerExpectation } from './peer-check';
+import { edgeMetrics } from '../observability/edge-metrics';
 
 /** A backend that failed is skipped for this long unless every backend is failing. */
 export const FAILURE_COOLDOWN_MS = 10_000;
@@ -72,13 +75,22 @@ async function grammarRefusal(response: Response, request: GenerateRequest): Pro
   return new HttpError(response.status, 'invalid_request', `Invalid value for '${field}': ${body.error.message.slice(0, MAX_GRAMMAR_MESSAGE_CHARS)}`, field);
 }
 
+/** What openGeneration needs of the edge config. */
+export interface PoolConfig {
+  backendUrls: string[];
+  backendToken: string;
+  /** Per backend: past this without response headers, the attempt is abandoned and the backend marked failed. */
+  backendHeadersTimeoutMs: number;
+}
+
 /**
- * POSTs to /v1/generate on the best backend, falling through to the next on a connect error or a
- * retryable status. Resolves once a backend has answered 2xx headers.
+ * POSTs to /v1/generate on the best backend, falling through to the next on a connect error, a headers
+ * timeout (a stopped or wedged process accepts connections and never answers) or a retryable status.
+ * Resolves once a backend has answered 2xx headers.
  */
-export async function openGeneration(urls: string[], token: string, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
+export async function openGeneration(config: PoolConfig, peer: PeerExpectation, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
   let lastError: HttpError = refusal(503);
-  for (const url of backendOrder(urls)) {
+  for (const url of backendOrder(config.backendUrls)) {
     if (signal.aborted) break;
     const state = stateOf(url);
     state.inFlight += 1;
@@ -89,9 +101,30 @@ export async function openGeneration(urls: string[], token: string, request: Gen
       state.inFlight -= 1;
       if (failed) state.lastFailureAt = Date.now();
     };
+    // The attempt's own signal: the caller's abort, or this backend's headers deadline.
+    const attempt = new AbortController();
+    const follow = () => attempt.abort();
+    signal.addEventListener('abort', follow);
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      attempt.abort();
+    }, config.backendHeadersTimeoutMs);
     try {
-      const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(token), body: JSON.stringify(request), signal });
+      const problem = await peerProblem(url, config.backendToken, peer, attempt.signal);
+      if (problem) {
+        clearTimeout(deadline);
+        signal.removeEventListener('abort', follow);
+        edgeMetrics.countBackendAttempt('mismatched');
+        done(true);
+        continue;
+      }
+      const body = JSON.stringify(request);
+      const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal: attempt.signal });
+      clearTimeout(deadline);
+      edgeMetrics.countBackendAttempt(response.ok ? 'ok' : 'refused');
       if (response.ok && response.body) return { url, response, done };
+      signal.removeEventListener('abort', follow);
       const grammarError = await grammarRefusal(response, request);
       await response.body?.cancel().catch(() => undefined);
       const retryable = response.status >= 500 || response.status === 429 || response.status === 401 || response.status === 403;
@@ -99,8 +132,12 @@ export async function openGeneration(urls: string[], token: string, request: Gen
       lastError = grammarError ?? refusal(response.status);
       if (!retryable) throw lastError;
     } catch (error) {
+      clearTimeout(deadline);
+      signal.removeEventListener('abort', follow);
       if (error instanceof HttpError) throw error;
-      done(!signal.aborted);
+      if (!signal.aborted) edgeMetrics.countBackendAttempt(timedOut ? 'headers_timeout' : 'connect_error');
+      if (timedOut) console.error(`edge: backend ${url} sent no headers within ${config.backendHeadersTimeoutMs} ms; trying the next one`);
+      done(timedOut || !signal.aborted);
       lastError = refusal(503);
     }
   }

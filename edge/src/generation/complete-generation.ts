@@ -4,7 +4,7 @@
 import type { Usage } from '../../../shared/protocol';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError } from '../http-error';
-import { addToolCallDelta, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
+import { addToolCallDelta, peerOf, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
 const LOST = 'The connection to the model backend was lost.';
 
@@ -17,7 +17,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
   const received = { tokenCount: 0 };
   let failed = false;
   try {
-    lease = await openGeneration(plan.config.backendUrls, plan.config.backendToken, plan.request, upstream.signal);
+    lease = await openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
     const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [], toolCalls: [] }));
     for await (const event of planEvents(plan, lease, upstream, received)) {
       if (event.type === 'delta') {
@@ -28,15 +28,15 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
       else if (event.type === 'usage') usage = event.usage;
       else {
         failed = true;
-        throw new HttpError(503, 'backend_unavailable', event.message);
+        throw new HttpError(503, 'backend_unavailable', event.message, null, { 'retry-after': '1' });
       }
     }
-    if (!usage) throw new HttpError(503, 'backend_unavailable', LOST);
+    if (!usage) throw new HttpError(503, 'backend_unavailable', LOST, null, { 'retry-after': '1' });
     return { choices, usage };
   } catch (error) {
     if (error instanceof HttpError) throw new HttpError(error.status, error.code, error.message, error.param, { ...error.headers, ...plan.admission.headers });
     failed = true;
-    throw new HttpError(503, 'backend_unavailable', LOST, null, plan.admission.headers);
+    throw new HttpError(503, 'backend_unavailable', LOST, null, { ...plan.admission.headers, 'retry-after': '1' });
   } finally {
     plan.clientSignal?.removeEventListener('abort', onClientAbort);
     upstream.abort();

@@ -4,6 +4,7 @@
 import type { GenerateRequest, SampledLogprob, Usage } from '../../../shared/protocol';
 import { readBackendEvents } from '../backend/backend-events';
 import type { BackendLease } from '../backend/backend-pool';
+import type { PeerExpectation } from '../backend/peer-check';
 import type { EdgeConfig } from '../config';
 import type { Admission } from '../rate-limit/rate-limit-gate';
 import type { Tokenizer } from '../tokenizer/tokenizer';
@@ -69,9 +70,15 @@ export function usedTokens(plan: GenerationPlan, usage: Usage | null, received: 
   return usage ? usage.promptTokens + usage.completionTokens : plan.request.tokenIds.length + received.tokenCount;
 }
 
+/** What a backend must serve for this plan's tokenizer and limits (backend/peer-check.ts). */
+export function peerOf(plan: GenerationPlan): PeerExpectation {
+  const { vocabSize, bosTokenId, eosTokenId } = plan.tokenizer;
+  return { vocabSize, bosTokenId, eosTokenId, maxModelLen: plan.config.maxModelLen };
+}
+
 /** The backend's body as text events; a stop-string hit on every choice aborts `upstream`. */
 export function planEvents(plan: GenerationPlan, lease: BackendLease, upstream: AbortController, received: ReceivedCount): AsyncGenerator<OutputEvent> {
-  return generationEvents(readBackendEvents(lease.response.body!), {
+  return generationEvents(readBackendEvents(lease.response.body!, plan.config.backendIdleTimeoutMs), {
     tokenizer: plan.tokenizer,
     choiceCount: plan.choiceCount,
     stop: plan.stop,

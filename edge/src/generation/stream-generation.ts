@@ -7,8 +7,9 @@ import { errorBody, type Usage } from '../../../shared/protocol';
 import { encodeSse, encodeSseComment } from '../../../shared/sse';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError, errorResponse } from '../http-error';
+import { edgeMetrics, type StreamEnd } from '../observability/edge-metrics';
 import type { OutputEvent } from './generation-events';
-import { planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
+import { peerOf, planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
 
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
@@ -26,7 +27,7 @@ async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'wa
 
 export async function streamGeneration(plan: GenerationPlan, format: StreamFormat): Promise<Response> {
   const upstream = new AbortController();
-  const opening = openGeneration(plan.config.backendUrls, plan.config.backendToken, plan.request, upstream.signal);
+  const opening = openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
   // Wait briefly for backend headers, so "no backend" is a real 503; past that, commit the 200 and let the
   // stream own the pending fetch.
   const early = await settleWithin(opening, plan.config.backendConnectWaitMs);
@@ -37,9 +38,12 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
     return response;
   }
   const session = new StreamSession(plan, format, upstream, opening);
+  // Holds the request's context open until the session has ended. Without it workerd may drop the context
+  // when the client disconnects, and the cancel below (with the lease release in it) never runs.
+  plan.waitUntil(session.ended);
   const body = new ReadableStream<Uint8Array>({
     start: (controller) => session.run(controller),
-    cancel: () => session.finish(),
+    cancel: () => session.finish('client_closed'),
   });
   return new Response(body, {
     status: 200,
@@ -56,6 +60,9 @@ class StreamSession {
   private readonly received = { tokenCount: 0 };
   private failed = false;
   private closed = false;
+  private markEnded!: () => void;
+  /** Settles once finish() has run: the lease is released (or its release is under way). */
+  readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve));
 
   constructor(
     private readonly plan: GenerationPlan,
@@ -83,17 +90,20 @@ class StreamSession {
     }
     this.send('data: [DONE]\n\n');
     if (!this.closed) controller.close();
-    this.finish();
+    this.finish(this.failed ? 'backend_error' : 'completed');
   }
 
   /** Idempotent end of the request: from the normal end, an error, or the client's cancel. */
-  finish(): void {
+  finish(how: StreamEnd): void {
     if (this.closed) return;
     this.closed = true;
+    edgeMetrics.countStreamEnd(how);
+    if (how === 'backend_error') edgeMetrics.countError('backend_unavailable');
     this.stopHeartbeat();
     this.upstream.abort();
     this.lease?.done(this.failed);
     this.plan.waitUntil(this.plan.admission.release(usedTokens(this.plan, this.usage, this.received)));
+    this.markEnded();
   }
 
   private async relay(): Promise<void> {

@@ -2,11 +2,12 @@
 
 import type { KeyRecord } from '../auth/api-key-store';
 import { HttpError } from '../http-error';
-import type { AdmitResult, RateLimitSnapshot } from './rate-limiter';
+import { edgeMetrics } from '../observability/edge-metrics';
+import { LEASE_RENEW_MS, type AdmitResult, type RateLimitSnapshot } from './rate-limiter';
 
 export interface Admission {
   headers: Record<string, string>;
-  /** Idempotent; refunds reserved - used tokens. Safe to call from any end path. */
+  /** Idempotent; settles reserved against used tokens and stops the lease's renewals. Safe to call from any end path. */
   release(usedTokens: number): Promise<void>;
 }
 
@@ -31,7 +32,8 @@ export function rateLimitHeaders(state: RateLimitSnapshot): Record<string, strin
 
 const REFUSALS = {
   requests: (key: KeyRecord) => `Rate limit reached for requests: limit ${key.limits.rpm} per minute.`,
-  tokens: (key: KeyRecord) => `Rate limit reached for tokens: limit ${key.limits.tpm} per minute (prompt tokens + max_tokens are reserved).`,
+  tokens: (key: KeyRecord) =>
+    `Rate limit reached for tokens: limit ${key.limits.tpm} per minute (prompt tokens + max_tokens, or an estimate without max_tokens, are reserved).`,
   concurrent: (key: KeyRecord) => `Too many concurrent requests: limit ${key.limits.concurrent}.`,
   too_large: (key: KeyRecord) => `Request too large: prompt tokens + max_tokens exceed the limit of ${key.limits.tpm} tokens per minute.`,
 };
@@ -53,13 +55,21 @@ export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecor
   if (!result.ok || !result.leaseId) {
     const reason = result.reason ?? 'requests';
     if (result.retryAfterSeconds > 0) headers['retry-after'] = String(result.retryAfterSeconds);
+    edgeMetrics.countRateLimited(key.keyId, reason);
     throw new HttpError(429, 'rate_limit_exceeded', REFUSALS[reason](key), null, headers);
   }
   const leaseId = result.leaseId;
   let released: Promise<void> | null = null;
+  edgeMetrics.holdSlot(key.keyId, 1);
+  // Renewed while the request runs; if this context dies without releasing, the lease lapses within LEASE_TTL_MS.
+  const renewal = setInterval(() => {
+    stub.renew(leaseId).catch((error: unknown) => console.error('edge: lease renewal failed', error));
+  }, LEASE_RENEW_MS);
   return {
     headers,
     release(usedTokens: number) {
+      clearInterval(renewal);
+      if (!released) edgeMetrics.holdSlot(key.keyId, -1);
       released ??= stub.release(key.limits, leaseId, usedTokens).then(
         () => undefined,
         () => undefined,

@@ -5,8 +5,12 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { RateLimits } from '../auth/api-key-store';
 
-/** A lease whose release never came (isolate died mid-stream) stops counting after this long. */
-export const LEASE_TTL_MS = 15 * 60_000;
+/**
+ * A lease lives this long unless renewed: a request renews it every LEASE_RENEW_MS while it runs, so a lease
+ * whose release never came (the isolate or its request context died) stops counting within seconds.
+ */
+export const LEASE_TTL_MS = 30_000;
+export const LEASE_RENEW_MS = 10_000;
 
 export interface RateLimitSnapshot {
   limitRequests: number;
@@ -74,15 +78,24 @@ export class RateLimiter extends DurableObject<Env> {
     return { ok: reason === null, leaseId, reason, retryAfterSeconds, ...snapshot(limits, requests, tokenBucket) };
   }
 
-  /** Ends a lease and refunds the reserved tokens that were not used. Unknown leases are ignored (idempotent). */
+  /** Extends a live lease by LEASE_TTL_MS; false when it is gone (released, or expired before this renewal). */
+  renew(leaseId: string): boolean {
+    const now = Date.now();
+    return this.sql.exec('UPDATE lease SET expires_at = ? WHERE id = ? AND expires_at > ?', now + LEASE_TTL_MS, leaseId, now).rowsWritten > 0;
+  }
+
+  /**
+   * Ends a lease and settles its tokens: the reserved tokens that were not used come back, and tokens used
+   * beyond the reservation (a request without max_tokens reserves an estimate) are charged, so the bucket
+   * may go below zero and the key waits for it to refill. Unknown leases are ignored (idempotent).
+   */
   release(limits: RateLimits, leaseId: string, usedTokens: number): RateLimitSnapshot {
     const now = Date.now();
     const tokenBucket = this.refill('tokens', limits.tpm, now);
     const lease = this.sql.exec<{ tokens: number }>('SELECT tokens FROM lease WHERE id = ?', leaseId).toArray()[0];
     if (lease) {
       this.sql.exec('DELETE FROM lease WHERE id = ?', leaseId);
-      const refund = Math.max(0, lease.tokens - Math.max(0, usedTokens));
-      tokenBucket.level = Math.min(limits.tpm, tokenBucket.level + refund);
+      tokenBucket.level = Math.min(limits.tpm, tokenBucket.level + lease.tokens - Math.max(0, usedTokens));
       this.save('tokens', tokenBucket);
     }
     return snapshot(limits, this.refill('requests', limits.rpm, now), tokenBucket);

@@ -18,7 +18,7 @@ import { TemplateError, type ChatMessage } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { planTools } from '../tools/tool-request';
-import { newRequestId, resolveMaxTokens, resolveModel, stopList, toSampling } from './generation-setup';
+import { newRequestId, resolveMaxTokens, resolveModel, stopList, tokensToReserve, toSampling } from './generation-setup';
 
 export const systemPrefixCache = new SystemPrefixCache(defaultCache());
 
@@ -39,12 +39,12 @@ function assistantMessage(text: string, toolCalls: ToolCallResult[]) {
 }
 
 /** Template errors name `messages[i]`; shift i back when a stored system prompt was put in front. */
-function templateError(error: TemplateError, shift: number): HttpError {
+export function templateError(error: TemplateError, shift: number): HttpError {
   const fix = (text: string) => text.replace(/messages\[(\d+)\]/g, (_, i: string) => `messages[${Number(i) - shift}]`);
   return badRequest(fix(error.message), fix(error.param));
 }
 
-async function withStoredSystemPrompt(c: AppContext, name: string | null, messages: ChatMessage[]): Promise<ChatMessage[]> {
+export async function withStoredSystemPrompt(c: AppContext, name: string | null, messages: ChatMessage[]): Promise<ChatMessage[]> {
   if (!name) return messages;
   const stored = await new SystemPromptStore(c.env.SYSTEM_PROMPTS, defaultCache()).get(name);
   if (!stored) throw new HttpError(404, 'not_found', `No system prompt named '${name.slice(0, 128)}'.`, 'system_prompt_id');
@@ -84,8 +84,11 @@ export async function chatCompletions(c: AppContext): Promise<Response> {
     throw error;
   }
   const choiceCount = body.n ?? 1;
-  const maxTokens = resolveMaxTokens(body.max_completion_tokens ?? body.max_tokens, prompt.tokenIds.length, config, 'messages');
-  const admission = await admitRequest(c.env.RATE_LIMITER, c.get('apiKey'), prompt.tokenIds.length + maxTokens * choiceCount);
+  const requestedMaxTokens = body.max_completion_tokens ?? body.max_tokens;
+  const maxTokens = resolveMaxTokens(requestedMaxTokens, prompt.tokenIds.length, config, 'messages');
+  const apiKey = c.get('apiKey');
+  const reserve = tokensToReserve(prompt.tokenIds.length, requestedMaxTokens, maxTokens, choiceCount, apiKey.limits.tpm);
+  const admission = await admitRequest(c.env.RATE_LIMITER, apiKey, reserve);
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
   const id = newRequestId('chatcmpl');
   const plan: GenerationPlan = {

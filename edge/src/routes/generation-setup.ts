@@ -42,6 +42,21 @@ export function resolveMaxTokens(requested: number | undefined, promptLength: nu
   return requested ?? room;
 }
 
+/** Completion tokens reserved per choice against tokens/minute when a request sets no max_tokens. */
+export const UNBOUNDED_COMPLETION_ESTIMATE = 1024;
+
+/**
+ * Tokens to reserve against the key's tokens/minute at admission; the request settles its real count when it
+ * ends. An explicit max_tokens is reserved whole (a request that cannot fit is refused as too large). Without
+ * one (the `openai` client's default) the completion may run to the end of the context: reserve an estimate,
+ * capped so that a prompt that fits the budget is never refused as too large.
+ */
+export function tokensToReserve(promptLength: number, requested: number | undefined, maxTokens: number, choiceCount: number, tpm: number): number {
+  if (requested !== undefined) return promptLength + requested * choiceCount;
+  const estimate = promptLength + Math.min(maxTokens, UNBOUNDED_COMPLETION_ESTIMATE) * choiceCount;
+  return Math.max(promptLength, Math.min(estimate, tpm));
+}
+
 export interface SamplingFields {
   temperature?: number;
   top_p?: number;

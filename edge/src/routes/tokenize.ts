@@ -9,12 +9,20 @@ import { buildChatPrompt } from '../prompt/chat-prompt';
 import { TemplateError, encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import { planTools } from '../tools/tool-request';
-import { systemPrefixCache, toChatMessages } from './chat-completions';
+import type { EdgeConfig } from '../config';
+import { systemPrefixCache, templateError, toChatMessages, withStoredSystemPrompt } from './chat-completions';
+import { resolveModel } from './generation-setup';
 
 function checkModel(model: string | undefined, modelId: string): void {
   if (model !== undefined && model.split('@')[0] !== modelId) {
     throw new HttpError(404, 'model_not_found', `The model '${model.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
   }
+}
+
+/** The stored system prompt a chat request names (`system_prompt_id` or `model@name`), as the chat route resolves it. */
+function systemPromptNameOf(model: string | undefined, systemPromptId: string | undefined, config: EdgeConfig): string | null {
+  if (model === undefined) return systemPromptId ?? null;
+  return resolveModel(model, systemPromptId, config).systemPromptName;
 }
 
 export async function tokenize(c: AppContext): Promise<Response> {
@@ -27,12 +35,14 @@ export async function tokenize(c: AppContext): Promise<Response> {
     tokenIds = body.add_special_tokens === false ? tokenizer.encode(body.prompt) : encodeCompletionPrompt(tokenizer, body.prompt);
   } else {
     // Mistral's templates always end a user turn with the generation prompt ([/INST]); there is no variant without it.
+    const name = systemPromptNameOf(body.model, body.system_prompt_id, config);
+    const messages = await withStoredSystemPrompt(c, name, toChatMessages(body.messages));
     try {
       // vLLM's /tokenize takes `tools` like a chat request; the prompt lists them as tool_choice "auto" would.
       const { tools } = planTools({ tools: body.tools }, tokenizer);
-      tokenIds = (await buildChatPrompt(tokenizer, toChatMessages(body.messages), systemPrefixCache, waitUntilOf(c), { tools })).tokenIds;
+      tokenIds = (await buildChatPrompt(tokenizer, messages, systemPrefixCache, waitUntilOf(c), { tools })).tokenIds;
     } catch (error) {
-      if (error instanceof TemplateError) throw badRequest(error.message, error.param);
+      if (error instanceof TemplateError) throw templateError(error, name ? 1 : 0);
       throw error;
     }
   }

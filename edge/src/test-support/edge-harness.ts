@@ -4,10 +4,12 @@
 
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { vi } from 'vitest';
-import type { GenerateEvent, GenerateEventMap, GenerateRequest } from '../../../shared/protocol';
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, type GenerateEvent, type GenerateEventMap, type GenerateRequest, type ModelInfo } from '../../../shared/protocol';
 import { encodeSse, SseParser } from '../../../shared/sse';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type KeyRecord, type RateLimits } from '../auth/api-key-store';
+import { resetPeerChecks } from '../backend/peer-check';
 import app from '../index';
+import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 
 export const BACKEND = 'http://backend.test';
 
@@ -79,11 +81,24 @@ export interface BackendCall {
 
 export type BackendHandler = (call: BackendCall) => Response | Promise<Response>;
 
-/** Replaces fetch for BACKEND (and any url in `urls`); returns the calls seen. */
-export function fakeBackend(handler: BackendHandler): BackendCall[] {
+/** What the stand-in backends answer on GET /v1/model: the edge's own tokenizer and MAX_MODEL_LEN. */
+export function matchingModelInfo(): ModelInfo {
+  const { vocabSize, bosTokenId, eosTokenId } = getDefaultTokenizer();
+  return { modelId: env.MODEL_ID as string, vocabSize, maxModelLen: Number(env.MAX_MODEL_LEN), slidingWindow: null, bosTokenId, eosTokenId };
+}
+
+/**
+ * Replaces fetch for every backend url; returns the generate calls seen. GET /v1/model (the edge's peer
+ * check) is answered with `modelInfo` (default: a backend that matches the edge) and protocol `version`.
+ */
+export function fakeBackend(handler: BackendHandler, peer: { modelInfo?: ModelInfo; version?: string } = {}): BackendCall[] {
+  resetPeerChecks();
   const calls: BackendCall[] = [];
   vi.spyOn(globalThis, 'fetch').mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const request = new Request(input, init);
+    if (request.method === 'GET' && new URL(request.url).pathname === '/v1/model') {
+      return Response.json(peer.modelInfo ?? matchingModelInfo(), { headers: { [PROTOCOL_VERSION_HEADER]: peer.version ?? String(PROTOCOL_VERSION) } });
+    }
     const call: BackendCall = { url: request.url, request: (await request.json()) as GenerateRequest, headers: request.headers, signal: init?.signal ?? request.signal };
     calls.push(call);
     return handler(call);

@@ -2,7 +2,7 @@
 // the served model, errors as `errorBody(..., param)` naming the offending field. Unknown fields are ignored.
 
 import { z } from 'zod';
-import { DEFAULT_SAMPLING, errorBody, type ErrorBody, type GrammarSpec, type SamplingParams } from '../../../shared/protocol';
+import { DEFAULT_SAMPLING, SEED_LIMIT, errorBody, type ErrorBody, type GrammarSpec, type SamplingParams } from '../../../shared/protocol';
 import { GrammarSpecSchema, type GrammarSource } from './grammar/grammar-source';
 
 export interface RequestLimits {
@@ -36,7 +36,7 @@ function schemaFor(limits: RequestLimits) {
     topP: finite.gt(0).max(1).optional(),
     topK: z.number().int().min(-1).optional(),
     minP: finite.min(0).max(1).optional(),
-    seed: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).optional(),
+    seed: z.number().int().min(-SEED_LIMIT).max(SEED_LIMIT).optional(),
     presencePenalty: finite.min(-2).max(2).optional(),
     frequencyPenalty: finite.min(-2).max(2).optional(),
     repetitionPenalty: finite.gt(0).max(10).optional(),

@@ -1,0 +1,137 @@
+// Failure paths as they happen, end to end (real backend process, the edge under `wrangler dev`, real
+// sockets): clients that drop their connections, a backend that is stopped (SIGSTOP: it accepts connections
+// and never answers) and one that is killed.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { REPO_ROOT, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import { freePort } from './free-port';
+
+let stack: Stack;
+let key: { secret: string; keyId: string };
+const CONCURRENT = 2;
+
+beforeAll(async () => {
+  const edgePort = await freePort();
+  const persistTo = mkdtempSync(path.join(tmpdir(), `failures-edge-${edgePort}-`));
+  const created = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'edge/scripts/keys.ts', 'create', '--label', 'failures', '--rpm', '1000', '--tpm', '10000000', '--concurrent', String(CONCURRENT), '--persist-to', persistTo],
+    { cwd: REPO_ROOT, encoding: 'utf8' },
+  );
+  const secret = /^ {2}(\S+)$/m.exec(created.stdout)?.[1];
+  const keyId = /Created (\S+)/.exec(created.stdout)?.[1];
+  if (!secret || !keyId) throw new Error(`keys create failed: ${created.stdout}${created.stderr}`);
+  key = { secret, keyId };
+  stack = await startStack({
+    modelDir: await ensureDefaultModel(DEFAULT_MODEL_DIR),
+    backendPort: await freePort(),
+    edgePort,
+    persistTo,
+    apiKey: generateApiKey(),
+    backendArgs: ['--threads', '1'],
+    edgeVars: { BACKEND_HEADERS_TIMEOUT_MS: '1500', BACKEND_IDLE_TIMEOUT_MS: '1500' },
+    log: () => undefined,
+  });
+}, 240_000);
+
+afterAll(async () => {
+  if (stack) {
+    try {
+      process.kill(stack.backendPid, 'SIGCONT');
+    } catch {
+      // Already gone (the last test kills it).
+    }
+    await stack.stop();
+  }
+}, 60_000);
+
+const chat = (extra: Record<string, unknown>) =>
+  JSON.stringify({ model: stack.modelInfo.modelId, messages: [{ role: 'user', content: 'Tell me a long story.' }], ...extra });
+
+/** POSTs a chat over its own TCP connection; resolves at the first body bytes with a way to drop the socket. */
+function openStream(body: string): Promise<{ status: number; drop(): void; rest: Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(`${stack.edgeUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+    });
+    request.on('error', () => undefined);
+    request.on('response', (response) => {
+      let text = '';
+      const rest = new Promise<string>((done) => response.on('end', () => done(text)).on('error', () => done(text)));
+      response.setEncoding('utf8');
+      response.once('data', (first: string) => {
+        text += first;
+        response.on('data', (more: string) => (text += more));
+        resolve({ status: response.statusCode ?? 0, drop: () => request.destroy(), rest });
+      });
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+async function keyLimits(): Promise<{ activeLeases: number }> {
+  const response = await fetch(`${stack.edgeUrl}/admin/keys/${key.keyId}/limits`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+  return (await response.json()) as { activeLeases: number };
+}
+
+async function backendGauge(name: string): Promise<number> {
+  const text = await (await fetch(`${stack.backendUrl}/metrics`, { headers: { authorization: `Bearer ${stack.backendToken}` } })).text();
+  return Number(new RegExp(`^backend_${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
+
+const post = (body: string) =>
+  fetch(`${stack.edgeUrl}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' }, body });
+
+describe('failures end to end', () => {
+  it("frees a key's slots within seconds when its streaming clients close their TCP connections", async () => {
+    const streams = await Promise.all(Array.from({ length: CONCURRENT }, () => openStream(chat({ stream: true, max_tokens: 3000 }))));
+    expect(streams.map((s) => s.status)).toEqual([200, 200]);
+    expect((await post(chat({ max_tokens: 2 }))).status).toBe(429);
+    const dropped = Date.now();
+    for (const stream of streams) stream.drop();
+    // Well inside the 30 s lease TTL: the release itself ran, not the expiry.
+    await vi.waitFor(async () => expect((await keyLimits()).activeLeases).toBe(0), { timeout: 10_000, interval: 100 });
+    expect(Date.now() - dropped).toBeLessThan(10_000);
+    await vi.waitFor(async () => expect(await backendGauge('running_sequences')).toBe(0), { timeout: 10_000, interval: 100 });
+    const again = await Promise.all(Array.from({ length: CONCURRENT }, () => post(chat({ max_tokens: 2 }))));
+    expect(again.map((r) => r.status)).toEqual([200, 200]);
+  });
+
+  it('ends a running stream in-band and answers new requests 503 while the backend is stopped; recovers after SIGCONT', async () => {
+    const running = await openStream(chat({ stream: true, max_tokens: 3000 }));
+    process.kill(stack.backendPid, 'SIGSTOP');
+    try {
+      const text = await running.rest;
+      const payloads = text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6));
+      expect(payloads.at(-1)).toBe('[DONE]');
+      expect(JSON.parse(payloads.at(-2)!)).toMatchObject({ error: { code: 'backend_unavailable' } });
+      for (const stream of [true, false]) {
+        const response = await post(chat({ stream, max_tokens: 2 }));
+        expect(response.status).toBe(503);
+        expect(response.headers.get('retry-after')).toBe('1');
+        expect(((await response.json()) as { error: { code: string } }).error.code).toBe('backend_unavailable');
+      }
+      expect((await keyLimits()).activeLeases).toBe(0);
+    } finally {
+      process.kill(stack.backendPid, 'SIGCONT');
+    }
+    await vi.waitFor(async () => expect((await post(chat({ max_tokens: 2 }))).status).toBe(200), { timeout: 20_000, interval: 250 });
+  });
+
+  it('answers 503 with retry-after once the backend process is killed (connection refused)', async () => {
+    process.kill(stack.backendPid, 'SIGKILL');
+    await vi.waitFor(async () => {
+      const response = await post(chat({ stream: true, max_tokens: 2 }));
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toBe('1');
+    }, { timeout: 10_000, interval: 100 });
+  });
+});
