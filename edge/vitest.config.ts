@@ -1,8 +1,17 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineProject } from 'vitest/config';
 
 const FIXTURES = fileURLToPath(new URL('../../shared/fixtures', import.meta.url));
+const TOOL_SAMPLES = `${FIXTURES}/tokenizer/tool-samples`;
+
+/** mistral-common's tool samples, read where they lie: { name: { sample, tokens } } as one text binding. */
+function toolSamples(): string {
+  const read = (name: string, file: string) => JSON.parse(readFileSync(`${TOOL_SAMPLES}/${name}/${file}`, 'utf8')) as unknown;
+  const names = readdirSync(TOOL_SAMPLES).sort();
+  return JSON.stringify(Object.fromEntries(names.map((name) => [name, { sample: read(name, 'sample.json'), tokens: read(name, 'tokens_v3.json') }])));
+}
 
 // Edge tests run inside workerd with the bindings declared in wrangler.toml.
 export default defineProject({
@@ -11,7 +20,7 @@ export default defineProject({
       main: './src/index.ts',
       wrangler: { configPath: '../wrangler.toml' },
       miniflare: {
-        bindings: { BACKEND_URLS: 'http://127.0.0.1:9', BACKEND_TOKEN: 'test-backend-token', DEV_API_KEY: '' },
+        bindings: { BACKEND_URLS: 'http://127.0.0.1:9', BACKEND_TOKEN: 'test-backend-token', DEV_API_KEY: '', FIXTURE_TOOL_SAMPLES: toolSamples() },
         // Test-only fixtures from ../shared (workerd has no file system): SentencePiece models and vectors.
         dataBlobBindings: {
           FIXTURE_TOKENIZER_V1: `${FIXTURES}/tokenizer/tokenizer.model.v1`,

@@ -29,6 +29,7 @@ declare namespace Cloudflare {
     FIXTURE_TOKENIZER_V1?: ArrayBuffer;
     FIXTURE_TOKENIZER_V3?: ArrayBuffer;
     FIXTURE_PUBLISHED_VECTORS?: string;
+    FIXTURE_TOOL_SAMPLES?: string;
   }
 }
 interface Env extends Cloudflare.Env {}

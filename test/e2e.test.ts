@@ -5,6 +5,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
+import { zodResponseFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { generateApiKey, startStack, type Stack } from '../scripts/stack';
@@ -147,6 +149,26 @@ describe('edge + backend + openai client', () => {
     const body = (await res.json()) as { error: { type: string } };
     expect(body.error.type).toBe('invalid_request_error');
   });
+
+  it('structured output: chat.completions.parse with zodResponseFormat validates what the grammar let through', async () => {
+    // Bounded strings, arrays and integers, so that a random-weight model finishes inside max_tokens.
+    const Answer = z.object({ title: z.string().max(8), count: z.number().int().min(0).max(9), tags: z.array(z.enum(['red', 'blue'])).max(3), note: z.string().max(5).nullable() });
+    for (const seed of [1, 2, 3]) {
+      const completion = await client.chat.completions.parse({
+        model: stack.modelInfo.modelId,
+        messages: MESSAGES,
+        response_format: zodResponseFormat(Answer, 'answer'),
+        max_tokens: 256,
+        temperature: 1,
+        seed,
+      });
+      const choice = completion.choices[0]!;
+      expect(choice.finish_reason).toBe('stop');
+      // parse() already ran Answer.parse on the content; check it independently of the client too.
+      expect(Answer.safeParse(JSON.parse(choice.message.content!)).success).toBe(true);
+      expect(choice.message.parsed).not.toBeNull();
+    }
+  }, 120_000);
 
   // Last: it stops the backend.
   it('answers 503 with a clear message when the backend is down, and the edge stays up', async () => {

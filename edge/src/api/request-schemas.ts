@@ -3,6 +3,7 @@
 // stripped; null means "not set", as the OpenAI SDKs may send it.
 
 import { z } from 'zod';
+import { responseFormatSchema, toolCallSchema, toolChoiceSchema, toolsSchema, MAX_TOOL_CALLS_PER_MESSAGE } from '../tools/tool-request-schemas';
 import { SEED_LIMIT } from '../../../shared/protocol';
 import { MAX_CHOICES, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS } from '../config';
 
@@ -26,14 +27,18 @@ export const chatMessageSchema = z
     role: z.string(),
     content: messageContent.nullish(),
     name: optional(z.string().max(256)),
-    tool_calls: z.unknown().optional(),
+    tool_calls: optional(z.array(toolCallSchema).max(MAX_TOOL_CALLS_PER_MESSAGE)),
+    tool_call_id: optional(z.string().max(256)),
   })
   .superRefine((message, ctx) => {
-    if (!['system', 'developer', 'user', 'assistant'].includes(message.role)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['role'], message: `role "${message.role}" is not supported; use system, user or assistant` });
+    if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(message.role)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['role'], message: `role "${message.role}" is not supported; use system, user, assistant or tool` });
     }
-    if (Array.isArray(message.tool_calls) && message.tool_calls.length > 0) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tool_calls'], message: 'tool calls are not supported' });
+    if (message.tool_calls && message.tool_calls.length > 0 && message.role !== 'assistant') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tool_calls'], message: 'only assistant messages carry tool_calls' });
+    }
+    if (message.role === 'tool' && message.tool_call_id === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tool_call_id'], message: 'a tool message needs the tool_call_id of the call it answers' });
     }
     if (message.content == null && message.role !== 'assistant') {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['content'], message: 'content is required' });
@@ -77,15 +82,12 @@ export const chatRequestSchema = z
     max_completion_tokens: optional(z.number().int().positive()),
     logprobs: optional(z.boolean()),
     top_logprobs: optional(z.number().int().min(0).max(MAX_TOP_LOGPROBS)),
-    tools: unsupportedIfPresent('tools'),
-    functions: unsupportedIfPresent('functions'),
-    function_call: unsupportedIfPresent('function_call'),
-    tool_choice: z.unknown().superRefine((value, ctx) => {
-      if (value !== undefined && value !== null && value !== 'none') ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'tool_choice other than "none" is not supported' });
-    }),
-    response_format: optional(z.object({ type: z.string() }).passthrough()).superRefine((value, ctx) => {
-      if (value && value.type !== 'text') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['type'], message: `response_format "${value.type}" is not supported; only "text" is` });
-    }),
+    tools: toolsSchema,
+    functions: unsupportedIfPresent('functions (use tools)'),
+    function_call: unsupportedIfPresent('function_call (use tool_choice)'),
+    tool_choice: toolChoiceSchema,
+    parallel_tool_calls: optional(z.boolean()),
+    response_format: responseFormatSchema,
     modalities: optional(z.array(z.string())).superRefine((value, ctx) => {
       if (value && value.some((m) => m !== 'text')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'only the "text" modality is supported' });
     }),
@@ -108,6 +110,7 @@ export const completionRequestSchema = z.object({
   ]),
   max_tokens: optional(z.number().int().positive()),
   logprobs: optional(z.number().int().min(0).max(MAX_TOP_LOGPROBS)),
+  response_format: responseFormatSchema,
   echo: optional(z.boolean()).superRefine((value, ctx) => {
     if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'echo is not supported' });
   }),
@@ -125,6 +128,7 @@ export const tokenizeRequestSchema = z.union([
   z.object({
     model: optional(z.string()),
     messages: z.array(chatMessageSchema).min(1).max(MAX_MESSAGES),
+    tools: toolsSchema,
     system_prompt_id: optional(z.string().min(1).max(128)),
     add_generation_prompt: optional(z.boolean()),
     add_special_tokens: optional(z.boolean()),

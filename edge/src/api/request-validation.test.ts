@@ -38,17 +38,19 @@ describe('request validation', () => {
   });
 
   it('says which values are unsupported', async () => {
-    const cases: [Record<string, unknown>, string][] = [
-      [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
-      [{ tool_choice: 'auto' }, 'tool_choice'],
-      [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format.type'],
-      [{ n: 99 }, 'n'],
-      [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0].type'],
-      [{ messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].role'],
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', /no tool-call tokens/],
+      [{ tool_choice: 'required' }, 'tool_choice', /only when 'tools' lists tools/],
+      [{ functions: [{ name: 'f' }] }, 'functions', /not supported/],
+      [{ response_format: { type: 'json_schema', json_schema: {} } }, 'response_format.json_schema.name', /required/],
+      [{ n: 99 }, 'n', /at most/],
+      [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0].type', /not supported/],
+      [{ messages: [{ role: 'critic', content: 'x' }] }, 'messages[0].role', /not supported/],
+      [{ messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id', /needs the tool_call_id/],
     ];
-    for (const [extra, param] of cases) {
+    for (const [extra, param, words] of cases) {
       const body = await expectError(await post('/v1/chat/completions', { ...valid(), ...extra }), 400, 'invalid_request', param);
-      expect(body.error.message).toMatch(/not supported|at most/);
+      expect(body.error.message).toMatch(words);
     }
   });
 

@@ -61,6 +61,20 @@ function refusal(status: number): HttpError {
   return new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
 }
 
+const MAX_GRAMMAR_MESSAGE_CHARS = 1000;
+
+/**
+ * A 400/413 about the request's grammar names the caller's own schema or tools, so its message may pass
+ * through, with `param` rewritten to the public field the grammar came from. Null for any other refusal.
+ */
+async function grammarRefusal(response: Response, request: GenerateRequest): Promise<HttpError | null> {
+  if ((response.status !== 400 && response.status !== 413) || !request.grammar) return null;
+  const body = (await response.json().catch(() => null)) as { error?: { param?: unknown; message?: unknown } } | null;
+  if (body?.error?.param !== 'grammar' || typeof body.error.message !== 'string') return null;
+  const field = request.grammar.type === 'tool_calls' ? 'tools' : 'response_format';
+  return new HttpError(response.status, 'invalid_request', `Invalid value for '${field}': ${body.error.message.slice(0, MAX_GRAMMAR_MESSAGE_CHARS)}`, field);
+}
+
 /** What openGeneration needs of the edge config. */
 export interface PoolConfig {
   backendUrls: string[];
@@ -111,10 +125,11 @@ export async function openGeneration(config: PoolConfig, peer: PeerExpectation, 
       edgeMetrics.countBackendAttempt(response.ok ? 'ok' : 'refused');
       if (response.ok && response.body) return { url, response, done };
       signal.removeEventListener('abort', follow);
-      await response.body?.cancel();
+      const grammarError = await grammarRefusal(response, request);
+      await response.body?.cancel().catch(() => undefined);
       const retryable = response.status >= 500 || response.status === 429 || response.status === 401 || response.status === 403;
       done(response.status >= 500 || response.status === 401 || response.status === 403);
-      lastError = refusal(response.status);
+      lastError = grammarError ?? refusal(response.status);
       if (!retryable) throw lastError;
     } catch (error) {
       clearTimeout(deadline);

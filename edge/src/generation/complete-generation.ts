@@ -4,7 +4,7 @@
 import type { Usage } from '../../../shared/protocol';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError } from '../http-error';
-import { peerOf, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
+import { addToolCallDelta, peerOf, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
 const LOST = 'The connection to the model backend was lost.';
 
@@ -18,12 +18,13 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
   let failed = false;
   try {
     lease = await openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
-    const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [] }));
+    const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [], toolCalls: [] }));
     for await (const event of planEvents(plan, lease, upstream, received)) {
       if (event.type === 'delta') {
         choices[event.choice].text += event.text;
         choices[event.choice].logprobs.push(...event.logprobs);
-      } else if (event.type === 'finish') choices[event.choice].finishReason = event.finishReason;
+      } else if (event.type === 'tool_call') addToolCallDelta(choices[event.choice].toolCalls, event.delta);
+      else if (event.type === 'finish') choices[event.choice].finishReason = event.finishReason;
       else if (event.type === 'usage') usage = event.usage;
       else {
         failed = true;

@@ -4,11 +4,15 @@
 import type { FinishReason, GenerateEvent, SampledLogprob, Usage } from '../../../shared/protocol';
 import { IncrementalDecoder } from '../tokenizer/incremental-decoder';
 import type { Tokenizer } from '../tokenizer/tokenizer';
+import { ToolCallStream, type ToolCallDelta, type ToolStreamOutput } from '../tools/tool-call-stream';
 import { StopMatcher } from './stop-matcher';
+
+export type OutputFinishReason = 'stop' | 'length' | 'tool_calls';
 
 export type OutputEvent =
   | { type: 'delta'; choice: number; text: string; logprobs: SampledLogprob[] }
-  | { type: 'finish'; choice: number; finishReason: 'stop' | 'length' }
+  | { type: 'tool_call'; choice: number; delta: ToolCallDelta }
+  | { type: 'finish'; choice: number; finishReason: OutputFinishReason }
   | { type: 'usage'; usage: Usage }
   | { type: 'error'; message: string };
 
@@ -26,6 +30,11 @@ export interface GenerationOptions {
   continuesPrompt?: boolean;
   /** Running count of completion token ids received, readable by the caller after an abort. */
   received?: { tokenCount: number };
+  /**
+   * The [TOOL_CALLS] control id when the request offers tools: what follows it becomes tool_call events
+   * (tools/tool-call-stream.ts), text before it stays content. Stop strings apply to that content only.
+   */
+  toolCallTokenId?: number;
 }
 
 interface ChoiceState {
@@ -34,6 +43,14 @@ interface ChoiceState {
   pendingLogprobs: SampledLogprob[];
   tokenCount: number;
   finished: boolean;
+  /** Set once the choice has written [TOOL_CALLS]. */
+  tools: { stream: ToolCallStream; decoder: IncrementalDecoder } | null;
+}
+
+function toolEvents(choice: number, outputs: ToolStreamOutput[]): OutputEvent[] {
+  return outputs.map((out) =>
+    out.kind === 'call' ? { type: 'tool_call', choice, delta: out.delta } : { type: 'delta', choice, text: out.text, logprobs: [] },
+  );
 }
 
 export class BackendInterrupted extends Error {}
@@ -53,6 +70,7 @@ export async function* generationEvents(events: AsyncIterable<GenerateEvent>, op
     pendingLogprobs: [],
     tokenCount: 0,
     finished: false,
+    tools: null,
   }));
   const usageFromCounts = (): Usage => ({
     promptTokens: options.promptTokenCount,
@@ -76,7 +94,20 @@ export async function* generationEvents(events: AsyncIterable<GenerateEvent>, op
       state.tokenCount += tokenIds.length;
       if (options.received) options.received.tokenCount += tokenIds.length;
       if (event.data.logprobs) state.pendingLogprobs.push(...event.data.logprobs);
-      const pushed = state.matcher.push(state.decoder.push(tokenIds.filter((id) => !skipIds.has(id))));
+      let contentIds = tokenIds.filter((id) => !skipIds.has(id));
+      let toolIds: number[] | null = null;
+      const callAt = state.tools ? 0 : options.toolCallTokenId === undefined ? -1 : contentIds.indexOf(options.toolCallTokenId);
+      if (callAt >= 0) {
+        toolIds = contentIds.slice(state.tools ? 0 : callAt + 1);
+        contentIds = contentIds.slice(0, state.tools ? 0 : callAt);
+      }
+      let pushed = state.tools ? { text: '', stopped: false } : state.matcher.push(state.decoder.push(contentIds));
+      if (toolIds && !state.tools && !pushed.stopped) {
+        // The text before [TOOL_CALLS] is content: release what the decoder and the stop matcher still hold.
+        const tail = state.matcher.push(state.decoder.flush());
+        pushed = { text: pushed.text + tail.text + (tail.stopped ? '' : state.matcher.flush()), stopped: tail.stopped };
+        if (!pushed.stopped) state.tools = { stream: new ToolCallStream(), decoder: new IncrementalDecoder(tokenizer) };
+      }
       if (pushed.stopped) {
         state.finished = true;
         // Pending logprobs belong to tokens that made the released text (and the stop string, which is cut).
@@ -87,8 +118,12 @@ export async function* generationEvents(events: AsyncIterable<GenerateEvent>, op
           yield { type: 'usage', usage: usageFromCounts() };
           return;
         }
-      } else if (pushed.text) {
-        yield { type: 'delta', choice: event.data.choice, text: pushed.text, logprobs: state.pendingLogprobs.splice(0) };
+      } else {
+        if (pushed.text) yield { type: 'delta', choice: event.data.choice, text: pushed.text, logprobs: state.pendingLogprobs.splice(0) };
+        if (state.tools && toolIds) {
+          state.pendingLogprobs.length = 0; // logprobs describe content tokens only
+          yield* toolEvents(event.data.choice, state.tools.stream.push(state.tools.decoder.push(toolIds)));
+        }
       }
     } else if (event.event === 'finish') {
       if (event.data.finishReason === 'abort') {
@@ -96,6 +131,15 @@ export async function* generationEvents(events: AsyncIterable<GenerateEvent>, op
         return;
       }
       state.finished = true;
+      if (state.tools) {
+        const { stream, decoder } = state.tools;
+        yield* toolEvents(event.data.choice, stream.push(decoder.flush()));
+        const end = stream.finish();
+        yield* toolEvents(event.data.choice, end.outputs);
+        const reason = event.data.finishReason === 'length' ? 'length' : end.complete ? 'tool_calls' : 'stop';
+        yield { type: 'finish', choice: event.data.choice, finishReason: reason };
+        continue;
+      }
       const tail = state.matcher.push(state.decoder.flush());
       const text = tail.stopped ? tail.text : tail.text + state.matcher.flush();
       const logprobs = tail.stopped ? [] : state.pendingLogprobs.splice(0);

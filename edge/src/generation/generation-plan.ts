@@ -8,7 +8,8 @@ import type { PeerExpectation } from '../backend/peer-check';
 import type { EdgeConfig } from '../config';
 import type { Admission } from '../rate-limit/rate-limit-gate';
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { generationEvents, type OutputEvent } from './generation-events';
+import type { ToolCallDelta } from '../tools/tool-call-stream';
+import { generationEvents, type OutputEvent, type OutputFinishReason } from './generation-events';
 
 export interface GenerationPlan {
   config: EdgeConfig;
@@ -22,6 +23,8 @@ export interface GenerationPlan {
   continuesPrompt?: boolean;
   /** Aborts when the client goes away (non-streaming requests). */
   clientSignal?: AbortSignal;
+  /** The [TOOL_CALLS] control id when output calls become tool_calls (chat with tools). */
+  toolCallTokenId?: number;
 }
 
 /** Turns text events into the wire objects of one API (chat or legacy completions). */
@@ -29,14 +32,32 @@ export interface StreamFormat {
   /** Chunks sent as soon as the response starts (the chat role chunk), one per choice. */
   opening(choice: number): object | null;
   delta(choice: number, text: string, logprobs: SampledLogprob[]): object;
-  finish(choice: number, finishReason: 'stop' | 'length'): object;
+  finish(choice: number, finishReason: OutputFinishReason): object;
   usage(usage: Usage): object | null;
+  /** One streamed tool-call delta (chat only; APIs without tools never see one). */
+  toolCall?(choice: number, delta: ToolCallDelta): object;
+}
+
+/** A tool call assembled from its deltas. */
+export interface ToolCallResult {
+  id: string;
+  name: string;
+  arguments: string;
 }
 
 export interface ChoiceResult {
   text: string;
-  finishReason: 'stop' | 'length' | null;
+  finishReason: OutputFinishReason | null;
   logprobs: SampledLogprob[];
+  toolCalls: ToolCallResult[];
+}
+
+/** Adds one streamed delta to the calls, the way OpenAI's clients assemble them (by index). */
+export function addToolCallDelta(calls: ToolCallResult[], delta: ToolCallDelta): void {
+  const call = (calls[delta.index] ??= { id: '', name: '', arguments: '' });
+  if (delta.id) call.id = delta.id;
+  if (delta.function.name) call.name = delta.function.name;
+  call.arguments += delta.function.arguments;
 }
 
 /** Token ids received so far: what a request cut short is charged for. */
@@ -65,5 +86,6 @@ export function planEvents(plan: GenerationPlan, lease: BackendLease, upstream: 
     onAllStopped: () => upstream.abort(),
     continuesPrompt: plan.continuesPrompt,
     received,
+    toolCallTokenId: plan.toolCallTokenId,
   });
 }

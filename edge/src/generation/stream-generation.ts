@@ -85,7 +85,7 @@ class StreamSession {
       if (!this.closed) {
         console.error('edge: generation stream failed', error);
         this.failed = !(error instanceof HttpError) || error.code === 'backend_unavailable';
-        this.sendJson(error instanceof HttpError ? errorBody(error.code, error.message) : errorBody('backend_unavailable', LOST));
+        this.sendJson(error instanceof HttpError ? errorBody(error.code, error.message, error.param) : errorBody('backend_unavailable', LOST));
       }
     }
     this.send('data: [DONE]\n\n');
@@ -128,6 +128,7 @@ class StreamSession {
   private write(event: OutputEvent): void {
     if (event.type === 'delta') this.sendJson(this.format.delta(event.choice, event.text, event.logprobs));
     else if (event.type === 'finish') this.sendJson(this.format.finish(event.choice, event.finishReason));
+    else if (event.type === 'tool_call') this.sendJson(this.format.toolCall!(event.choice, event.delta));
     else if (event.type === 'usage') this.usage = event.usage;
     else {
       this.failed = true;

@@ -3,7 +3,7 @@
 // That splice is exact because the prefix ends where no merge can cross (see encodeChat's systemPrefixLength);
 // it is checked against a full tokenization the first time a system prompt is seen, and never used if it differs.
 
-import { encodeChat, type ChatMessage } from '../tokenizer/chat-template';
+import { encodeChat, type ChatMessage, type EncodeChatOptions } from '../tokenizer/chat-template';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { SystemPrefixCache, contentHash } from './system-prefix-cache';
 
@@ -44,10 +44,12 @@ export async function buildChatPrompt(
   messages: ChatMessage[],
   cache: SystemPrefixCache,
   waitUntil: (promise: Promise<unknown>) => void,
+  options: Pick<EncodeChatOptions, 'tools'> = {},
 ): Promise<ChatPrompt> {
   const systemCount = leadingSystemCount(messages);
   const systemTexts = messages.slice(0, systemCount).map((m) => m.content).filter((text) => text.length > 0);
-  if (systemTexts.length === 0) return { ...encodeChat(tokenizer, messages), systemCache: 'none' };
+  // A tool list goes before the system prompt's [INST] (v3): no prefix to share, nothing to cache.
+  if (systemTexts.length === 0 || options.tools?.length) return { ...encodeChat(tokenizer, messages, options), systemCache: 'none' };
 
   const key = SystemPrefixCache.key(tokenizer, await contentHash(JSON.stringify(systemTexts)));
   const entry = await cache.get(key);

@@ -7,7 +7,7 @@ import { readJsonBody, validate } from '../api/read-request';
 import { chatRequestSchema, type ChatMessageInput } from '../api/request-schemas';
 import { defaultCache, waitUntilOf, type AppContext } from '../app-env';
 import { completeGeneration } from '../generation/complete-generation';
-import type { GenerationPlan, StreamFormat } from '../generation/generation-plan';
+import type { GenerationPlan, StreamFormat, ToolCallResult } from '../generation/generation-plan';
 import { streamGeneration } from '../generation/stream-generation';
 import { HttpError, badRequest } from '../http-error';
 import { buildChatPrompt } from '../prompt/chat-prompt';
@@ -17,6 +17,7 @@ import { admitRequest } from '../rate-limit/rate-limit-gate';
 import { TemplateError, type ChatMessage } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
+import { planTools } from '../tools/tool-request';
 import { newRequestId, resolveMaxTokens, resolveModel, stopList, tokensToReserve, toSampling } from './generation-setup';
 
 export const systemPrefixCache = new SystemPrefixCache(defaultCache());
@@ -25,7 +26,16 @@ export function toChatMessages(messages: ChatMessageInput[]): ChatMessage[] {
   return messages.map((message) => ({
     role: message.role === 'developer' ? 'system' : (message.role as ChatMessage['role']),
     content: typeof message.content === 'string' ? message.content : (message.content ?? []).map((part) => part.text ?? '').join('\n'),
+    ...(message.tool_calls?.length ? { toolCalls: message.tool_calls.map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments })) } : {}),
+    ...(message.tool_call_id !== undefined ? { toolCallId: message.tool_call_id } : {}),
   }));
+}
+
+/** OpenAI's message.tool_calls (null content when the model wrote no text before its calls). */
+function assistantMessage(text: string, toolCalls: ToolCallResult[]) {
+  if (toolCalls.length === 0) return { role: 'assistant', content: text, refusal: null };
+  const calls = toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }));
+  return { role: 'assistant', content: text || null, refusal: null, tool_calls: calls };
 }
 
 /** Template errors name `messages[i]`; shift i back when a stored system prompt was put in front. */
@@ -52,6 +62,7 @@ function chatFormat(id: string, model: string, created: number, tokenizer: Token
       ...extra,
     }),
     finish: (choice, finishReason) => ({ ...base, choices: [{ index: choice, delta: {}, logprobs: null, finish_reason: finishReason }], ...extra }),
+    toolCall: (choice, delta) => ({ ...base, choices: [{ index: choice, delta: { tool_calls: [delta] }, logprobs: null, finish_reason: null }], ...extra }),
     usage: (usage) => (includeUsage ? { ...base, choices: [], usage: openAiUsage(usage) } : null),
   };
 }
@@ -64,9 +75,10 @@ export async function chatCompletions(c: AppContext): Promise<Response> {
   const shift = systemPromptName ? 1 : 0;
   const messages = await withStoredSystemPrompt(c, systemPromptName, toChatMessages(body.messages));
   const waitUntil = waitUntilOf(c);
+  const tools = planTools(body, tokenizer);
   let prompt;
   try {
-    prompt = await buildChatPrompt(tokenizer, messages, systemPrefixCache, waitUntil);
+    prompt = await buildChatPrompt(tokenizer, messages, systemPrefixCache, waitUntil, { tools: tools.tools });
   } catch (error) {
     if (error instanceof TemplateError) throw templateError(error, shift);
     throw error;
@@ -88,7 +100,9 @@ export async function chatCompletions(c: AppContext): Promise<Response> {
       stream: true,
       // BOS + template + system prompt: the head other requests share, so the backend keeps it in its prefix cache.
       ...(prompt.systemPrefixLength ? { prefixLength: prompt.systemPrefixLength } : {}),
+      ...(tools.grammar ? { grammar: tools.grammar } : {}),
     },
+    toolCallTokenId: tools.toolCallTokenId,
     tokenizer,
     choiceCount,
     stop: stopList(body.stop),
@@ -111,7 +125,7 @@ export async function chatCompletions(c: AppContext): Promise<Response> {
       system_fingerprint: null,
       choices: result.choices.map((choice, index) => ({
         index,
-        message: { role: 'assistant', content: choice.text, refusal: null },
+        message: assistantMessage(choice.text, choice.toolCalls),
         logprobs: logprobsOf(choice.logprobs),
         finish_reason: choice.finishReason ?? 'stop',
       })),

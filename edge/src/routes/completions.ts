@@ -13,6 +13,7 @@ import { admitRequest } from '../rate-limit/rate-limit-gate';
 import { encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
+import { responseFormatGrammar } from '../tools/tool-request';
 import { newRequestId, resolveMaxTokens, resolveModel, stopList, toSampling } from './generation-setup';
 
 /** OpenAI's default for /v1/completions. */
@@ -46,6 +47,7 @@ export async function completions(c: AppContext): Promise<Response> {
   const { model, systemPromptName } = resolveModel(body.model, body.system_prompt_id, config);
   if (systemPromptName) throw badRequest('Stored system prompts apply to /v1/chat/completions only.', 'system_prompt_id');
   const tokenizer = getDefaultTokenizer();
+  const grammar = responseFormatGrammar(body.response_format);
   let tokenIds: number[];
   if (typeof body.prompt === 'string' || typeof body.prompt[0] === 'string') {
     tokenIds = encodeCompletionPrompt(tokenizer, typeof body.prompt === 'string' ? body.prompt : (body.prompt[0] as string));
@@ -60,7 +62,7 @@ export async function completions(c: AppContext): Promise<Response> {
   const id = newRequestId('cmpl');
   const plan: GenerationPlan = {
     config,
-    request: { requestId: id, tokenIds, sampling: toSampling(body, maxTokens, body.logprobs), stream: true },
+    request: { requestId: id, tokenIds, sampling: toSampling(body, maxTokens, body.logprobs), stream: true, ...(grammar ? { grammar } : {}) },
     tokenizer,
     choiceCount,
     stop: stopList(body.stop),

@@ -8,6 +8,7 @@ import { HttpError, badRequest } from '../http-error';
 import { buildChatPrompt } from '../prompt/chat-prompt';
 import { TemplateError, encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
+import { planTools } from '../tools/tool-request';
 import type { EdgeConfig } from '../config';
 import { systemPrefixCache, templateError, toChatMessages, withStoredSystemPrompt } from './chat-completions';
 import { resolveModel } from './generation-setup';
@@ -37,7 +38,9 @@ export async function tokenize(c: AppContext): Promise<Response> {
     const name = systemPromptNameOf(body.model, body.system_prompt_id, config);
     const messages = await withStoredSystemPrompt(c, name, toChatMessages(body.messages));
     try {
-      tokenIds = (await buildChatPrompt(tokenizer, messages, systemPrefixCache, waitUntilOf(c))).tokenIds;
+      // vLLM's /tokenize takes `tools` like a chat request; the prompt lists them as tool_choice "auto" would.
+      const { tools } = planTools({ tools: body.tools }, tokenizer);
+      tokenIds = (await buildChatPrompt(tokenizer, messages, systemPrefixCache, waitUntilOf(c), { tools })).tokenIds;
     } catch (error) {
       if (error instanceof TemplateError) throw templateError(error, name ? 1 : 0);
       throw error;

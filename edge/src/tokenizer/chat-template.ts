@@ -11,12 +11,20 @@
 //   assistant turn, which is how its published vectors are made); there is no "continue this reply" mode.
 // - Assistant content must be non-empty; v3 drops its trailing spaces (rstrip(" "), not other whitespace).
 // - v1: system prompt before the FIRST user message; v3: before the LAST.
+// - v3 function calling (tools/tool-prompt.ts): an assistant turn may carry tool calls (after its text, if
+//   any), tool results follow it, and the conversation may end on them; the tool list goes before the last
+//   user turn. v1 vocabularies have no tool tokens and refuse all of it.
 
+import { availableToolsJson, toolCallsJson, toolControlIds, toolResultJson, type ToolCallRecord, type ToolDefinition } from '../tools/tool-prompt';
 import type { Tokenizer } from './tokenizer';
 
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  /** Assistant messages: the calls it made. */
+  toolCalls?: ToolCallRecord[];
+  /** Tool messages: the call this result answers. */
+  toolCallId?: string;
 }
 
 export interface EncodeChatOptions {
@@ -27,6 +35,8 @@ export interface EncodeChatOptions {
    * reused instead of tokenizing the system prompt again (same result). Ignored where no prefix applies.
    */
   systemPrefixIds?: number[];
+  /** Tools offered to the model (v3 only), written before the last user turn. */
+  tools?: ToolDefinition[];
 }
 
 export class TemplateError extends Error {
@@ -43,8 +53,18 @@ const INST_ID = 3; // v3 control piece [INST]
 const END_INST_ID = 4; // v3 control piece [/INST]
 
 interface Turn {
-  role: 'user' | 'assistant';
+  role: 'user' | 'assistant' | 'tool';
   content: string;
+  toolCalls?: ToolCallRecord[];
+  toolCallId?: string;
+}
+
+/** Why `role` may not follow `previous` (null: it may). Tool results answer an assistant's tool calls. */
+function orderError(role: Turn['role'], previous: Turn | undefined): string | null {
+  if (role === 'tool') return previous && (previous.role === 'tool' || previous.toolCalls) ? null : 'a tool message must follow an assistant message with tool_calls (or another tool message)';
+  const expected = role === 'user' ? 'assistant' : 'user';
+  if (!previous) return role === 'user' ? null : "expected role 'user' (roles alternate user/assistant)";
+  return previous.role === expected || previous.role === 'tool' ? null : `expected role '${expected}' (roles alternate user/assistant)`;
 }
 
 function parseConversation(messages: ChatMessage[], options: EncodeChatOptions): { system: string | null; turns: Turn[] } {
@@ -55,25 +75,47 @@ function parseConversation(messages: ChatMessage[], options: EncodeChatOptions):
     if (messages[index].content) systemParts.push(messages[index].content);
   }
   const turns: Turn[] = [];
+  let openCallIds = new Set<string>();
   for (; index < messages.length; index++) {
-    const { role, content } = messages[index];
-    const expected = turns.length % 2 === 0 ? 'user' : 'assistant';
-    if (role !== expected) {
-      const why = role === 'system' ? 'system messages must come before the conversation' : `expected role '${expected}'`;
-      throw new TemplateError(`messages[${index}].role is '${role}': ${why} (roles alternate user/assistant)`, `messages[${index}].role`);
+    const { role, content, toolCalls, toolCallId } = messages[index];
+    if (role === 'system') {
+      throw new TemplateError(`messages[${index}].role is 'system': system messages must come before the conversation`, `messages[${index}].role`);
     }
-    if (role === 'assistant' && content.length === 0) {
-      throw new TemplateError(`messages[${index}].content: assistant message content must be non-empty`, `messages[${index}].content`);
+    const why = orderError(role, turns[turns.length - 1]);
+    if (why !== null) throw new TemplateError(`messages[${index}].role is '${role}': ${why}`, `messages[${index}].role`);
+    const calls = toolCalls && toolCalls.length > 0 ? toolCalls : undefined;
+    if (role === 'assistant' && content.length === 0 && !calls) {
+      throw new TemplateError(`messages[${index}].content: assistant message content must be non-empty (or carry tool_calls)`, `messages[${index}].content`);
     }
-    turns.push({ role, content });
+    if (role === 'assistant') openCallIds = new Set((calls ?? []).map((call) => call.id));
+    if (role === 'tool' && (toolCallId === undefined || !openCallIds.has(toolCallId))) {
+      throw new TemplateError(
+        `messages[${index}].tool_call_id ${JSON.stringify(toolCallId ?? null)} matches no tool call of the assistant message before it`,
+        `messages[${index}].tool_call_id`,
+      );
+    }
+    turns.push({ role, content, toolCalls: calls, toolCallId });
   }
-  if (turns.length === 0) throw new TemplateError('messages must contain at least one user message', 'messages');
+  if (!turns.some((turn) => turn.role === 'user')) throw new TemplateError('messages must contain at least one user message', 'messages');
   const last = turns[turns.length - 1];
-  if (last.role !== 'user' && !options.finalAssistant) {
+  if (last.role === 'assistant' && !options.finalAssistant) {
     const lastIndex = messages.length - 1;
-    throw new TemplateError(`messages[${lastIndex}].role is 'assistant': the last message must be from the user`, `messages[${lastIndex}].role`);
+    throw new TemplateError(`messages[${lastIndex}].role is 'assistant': the last message must be from the user (or a tool result)`, `messages[${lastIndex}].role`);
   }
   return { system: systemParts.length > 0 ? systemParts.join('\n\n') : null, turns };
+}
+
+const NO_TOOL_TOKENS = "this model's tokenizer has no tool-call tokens ([TOOL_CALLS], [AVAILABLE_TOOLS]); function calling needs a v3 (Mistral 7B v0.3) tokenizer";
+
+/** The tool control ids when the chat uses function calling (refused on a vocabulary without them). */
+function toolIdsFor(tokenizer: Tokenizer, messages: ChatMessage[], tools: ToolDefinition[] | undefined) {
+  const usedAt = messages.findIndex((m) => m.role === 'tool' || (m.toolCalls?.length ?? 0) > 0);
+  if (usedAt === -1 && !tools?.length) return null;
+  const ids = toolControlIds(tokenizer);
+  if (ids) return ids;
+  if (tools?.length) throw new TemplateError(`tools: ${NO_TOOL_TOKENS}`, 'tools');
+  const field = messages[usedAt].role === 'tool' ? 'role' : 'tool_calls';
+  throw new TemplateError(`messages[${usedAt}].${field}: ${NO_TOOL_TOKENS}`, `messages[${usedAt}].${field}`);
 }
 
 /**
@@ -92,6 +134,8 @@ export function encodeChat(
   options: EncodeChatOptions = {},
 ): { tokenIds: number[]; systemPrefixLength: number | null } {
   const { system, turns } = parseConversation(messages, options);
+  const toolIds = toolIdsFor(tokenizer, messages, options.tools);
+  const tools = options.tools?.length ? options.tools : null;
   const tokenIds = [tokenizer.bosTokenId];
   const append = (ids: number[]) => {
     for (const id of ids) tokenIds.push(id);
@@ -100,7 +144,8 @@ export function encodeChat(
   const userTurnCount = turns.filter((turn) => turn.role === 'user').length;
   // Text before the user's words that only the system prompt decides, and how many leading ids precede it
   // ([BOS] in v1, [BOS, [INST]] in v3); null where the system prompt is not at the start.
-  const cacheable = system !== null && (!v3 || userTurnCount === 1);
+  // The tool list goes before the [INST] that holds the system prompt, so no prefix is shared then.
+  const cacheable = system !== null && (!v3 || userTurnCount === 1) && tools === null;
   const systemText = v3 ? `${system}\n\n` : `[INST] ${system}\n\n`;
   const leadingIds = v3 ? 2 : 1;
   const cached = cacheable ? options.systemPrefixIds : undefined;
@@ -110,11 +155,27 @@ export function encodeChat(
     if (turn.role === 'assistant') {
       // v3 strips trailing spaces only: mistral-common's rstrip(" "), so a trailing newline stays.
       append(tokenizer.encode(v3 ? turn.content.replace(/ +$/, '') : turn.content));
+      // mistral-common refuses text and calls in one message; the edge keeps both, in the order the model wrote them.
+      if (turn.toolCalls && toolIds) {
+        tokenIds.push(toolIds.toolCalls);
+        append(tokenizer.encode(toolCallsJson(turn.toolCalls)));
+      }
       tokenIds.push(tokenizer.eosTokenId);
+      continue;
+    }
+    if (turn.role === 'tool' && toolIds) {
+      tokenIds.push(toolIds.toolResults);
+      append(tokenizer.encode(toolResultJson(turn.content, turn.toolCallId!)));
+      tokenIds.push(toolIds.endToolResults);
       continue;
     }
     userTurn++;
     const withSystem = system !== null && (v3 ? userTurn === userTurnCount : userTurn === 1);
+    if (tools && toolIds && userTurn === userTurnCount) {
+      tokenIds.push(toolIds.availableTools);
+      append(tokenizer.encode(availableToolsJson(tools)));
+      tokenIds.push(toolIds.endAvailableTools);
+    }
     if (v3) tokenIds.push(INST_ID);
     const before = v3 ? '' : '[INST] ';
     const after = v3 ? '' : ' [/INST]';

@@ -8,6 +8,14 @@ interface FixtureEnv {
   FIXTURE_TOKENIZER_V1: ArrayBuffer;
   FIXTURE_TOKENIZER_V3: ArrayBuffer;
   FIXTURE_PUBLISHED_VECTORS: string;
+  FIXTURE_TOOL_SAMPLES: string;
+}
+
+/** One of mistral-common's function-calling samples: an OpenAI-style request and its v3 prompt ids. */
+export interface ToolSample {
+  name: string;
+  sample: { messages: Record<string, unknown>[]; tools?: Record<string, unknown>[] };
+  tokens: { tokens: number[] };
 }
 
 export interface PublishedVector {
@@ -37,6 +45,11 @@ export function referenceTokenizer(version: 'v1' | 'v3'): Tokenizer {
 
 export function publishedVectors(): PublishedVector[] {
   return JSON.parse(fixtures.FIXTURE_PUBLISHED_VECTORS) as PublishedVector[];
+}
+
+export function toolSamples(): ToolSample[] {
+  const all = JSON.parse(fixtures.FIXTURE_TOOL_SAMPLES) as Record<string, Omit<ToolSample, 'name'>>;
+  return Object.entries(all).map(([name, entry]) => ({ name, ...entry }));
 }
 
 const FRAGMENTS = [
