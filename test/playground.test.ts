@@ -187,6 +187,21 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     await page.screenshot({ path: SCREENSHOT });
   });
 
+  it('JSON mode sends response_format json_object, and an answer that stops is a JSON object', async () => {
+    await page.check('#json-mode');
+    await page.fill('#temperature', '1');
+    await page.fill('#max-tokens', '200');
+    const sent = page.waitForRequest((request) => request.url().endsWith('/v1/chat/completions'));
+    await sendMessage('Describe a cat as JSON.');
+    expect((await sent).postDataJSON()).toMatchObject({ response_format: { type: 'json_object' } });
+    await waitForState('done');
+    const text = (await lastAnswer().locator('.content').textContent()) ?? '';
+    expect(text.trimStart().startsWith('{')).toBe(true);
+    if ((await stat('finish_reason')) === 'stop') expect(typeof JSON.parse(text)).toBe('object');
+    await page.uncheck('#json-mode');
+    await page.fill('#temperature', '0');
+  });
+
   it('Stop ends a long answer, and the backend counts exactly one abort', async () => {
     await page.click('#new-chat');
     await page.fill('#max-tokens', '');

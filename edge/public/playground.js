@@ -29,6 +29,7 @@ const ui = {
   maxTokens: element('max-tokens', HTMLInputElement),
   seed: element('seed', HTMLInputElement),
   stop: element('stop', HTMLTextAreaElement),
+  jsonMode: element('json-mode', HTMLInputElement),
   messages: element('messages', HTMLOListElement),
   composer: element('composer', HTMLFormElement),
   prompt: element('prompt', HTMLTextAreaElement),
@@ -169,6 +170,8 @@ function requestBody(/** @type {typeof history} */ messages) {
   };
   const systemPrompt = ui.systemPrompt.value.trim();
   if (systemPrompt) body.system_prompt_id = systemPrompt;
+  // The backend's grammar then allows only a JSON object: an answer that ends with `stop` always parses.
+  if (ui.jsonMode.checked) body.response_format = { type: 'json_object' };
   return body;
 }
 
