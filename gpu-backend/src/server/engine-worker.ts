@@ -78,7 +78,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
       else if (message.type === 'cancel') scheduler.cancel(message.id);
       else scheduler.stop();
     });
-    port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits });
+    port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits, stats: scheduler.stats() });
     const flush = (didWork = true) => {
       if (!didWork && events.length === 0) return;
       const stats = scheduler.stats();
