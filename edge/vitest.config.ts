@@ -1,8 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
-import { fileURLToPath } from 'node:url';
 import { defineProject } from 'vitest/config';
-
-const FIXTURES = fileURLToPath(new URL('../../shared/fixtures', import.meta.url));
+import { FIXTURES_DIR as FIXTURES } from '../scripts/fixtures-dir';
 
 // Edge tests run inside workerd with the bindings declared in wrangler.toml.
 export default defineProject({
