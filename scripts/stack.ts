@@ -69,6 +69,26 @@ export async function assertPortFree(port: number, what: string): Promise<void> 
 
 export class PortInUseError extends Error {}
 
+/** A port free on 127.0.0.1 right now (the OS picks it). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** A free port p whose p + 1000 (the edge's inspector) is free too: what an edge port needs. */
+export async function freeEdgePort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 1000 <= 65535 && (await assertPortFree(port + 1000, 'inspector').then(() => true, () => false))) return port;
+  }
+}
+
 function pipeLines(child: ChildProcess, prefix: string, log: (line: string) => void): void {
   for (const stream of [child.stdout, child.stderr]) {
     let pending = '';
