@@ -1,5 +1,5 @@
 import { defineConfig } from 'vitest/config';
-import { FIXTURES_DIR, missingFixturesMessage } from './scripts/fixtures-dir';
+import { FIXTURES_DIR, missingFixturesMessage } from './scripts/fixtures-dir.ts';
 
 // Fail fast, in one line, when ../shared/fixtures (or FIXTURES_DIR) is missing: every fixture test would fail on its own.
 const missingFixtures = missingFixturesMessage();

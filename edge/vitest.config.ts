@@ -1,6 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineProject } from 'vitest/config';
-import { FIXTURES_DIR as FIXTURES } from '../scripts/fixtures-dir';
+import { FIXTURES_DIR as FIXTURES } from '../scripts/fixtures-dir.ts';
 
 // Edge tests run inside workerd with the bindings declared in wrangler.toml.
 export default defineProject({
