@@ -22,6 +22,8 @@ through a local stack on free loopback ports with the built-in model, then check
 and prints backend and edge resident memory per wave with its slope. Stops after --waves or --seconds.
 Exit 0 when every check held, 1 otherwise.`;
 
+/** A request of the mix takes well under a second here; one still open after this has hung. */
+const REQUEST_TIMEOUT_MS = 60_000;
 const WIDE = { key: '', concurrent: 16 };
 const NARROW = { key: '', concurrent: 2 };
 
@@ -60,34 +62,46 @@ function chat(stack: Stack, key: string, body: object, signal?: AbortSignal): Pr
   });
 }
 
-/** One request of the mix; records what the client saw. */
+/** Reads a body to its end, keeping what arrived if it fails or hangs (for the report). */
+async function readAll(response: Response, got: { text: string }): Promise<void> {
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    got.text += value;
+  }
+}
+
+/** One request of the mix; records what the client saw. A request with no end after REQUEST_TIMEOUT_MS fails. */
 async function oneRequest(stack: Stack, key: string, random: () => number, tally: WaveTally, label: string): Promise<void> {
   const stream = random() < 0.6;
   const abortAfterMs = random() < 0.3 ? Math.floor(random() * 400) : null;
   const controller = new AbortController();
+  const deadline = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
   const timer = abortAfterMs === null ? undefined : setTimeout(() => controller.abort(), abortAfterMs);
   tally.sent++;
   const body = { stream, max_tokens: 8 + Math.floor(random() * 56), temperature: 0.8, messages: [{ role: 'user', content: `Soak ${label}: say something.` }] };
+  const got = { text: '' };
+  let status = 0;
   try {
-    const response = await chat(stack, key, body, controller.signal);
-    if (response.status === 429) {
-      tally.refused429++;
-      await response.arrayBuffer();
-      return;
-    }
-    const text = await response.text();
-    if (response.status !== 200) return void tally.failures.push(`${label}: HTTP ${response.status} ${text.slice(0, 160)}`);
+    const response = await chat(stack, key, body, AbortSignal.any([controller.signal, deadline]));
+    status = response.status;
+    await readAll(response, got);
+    if (status === 429) return void tally.refused429++;
+    if (status !== 200) return void tally.failures.push(`${label}: HTTP ${status} ${got.text.slice(0, 160)}`);
     if (stream) {
-      const events = text.trimEnd().split('\n\n');
+      const events = got.text.trimEnd().split('\n\n');
       const ended = events.at(-1) === 'data: [DONE]' || events.some((event) => event.includes('"error"'));
-      if (!ended) tally.failures.push(`${label}: stream ended without [DONE] or an in-band error: ...${text.slice(-160)}`);
-    } else if (!(JSON.parse(text) as { choices?: unknown[] }).choices) {
-      tally.failures.push(`${label}: non-streaming body without choices: ${text.slice(0, 160)}`);
+      if (!ended) tally.failures.push(`${label}: stream ended without [DONE] or an in-band error: ...${got.text.slice(-160)}`);
+    } else if (!(JSON.parse(got.text) as { choices?: unknown[] }).choices) {
+      tally.failures.push(`${label}: non-streaming body without choices: ${got.text.slice(0, 160)}`);
     }
     tally.completed++;
   } catch (error) {
+    const kind = `${stream ? 'stream' : 'non-streaming'}, ${status ? `HTTP ${status}, ${got.text.length} bytes` : 'no response yet'}`;
     if (controller.signal.aborted) tally.aborted++;
-    else tally.failures.push(`${label}: ${(error as Error).message} (cut connection?)`);
+    else if (deadline.aborted) tally.failures.push(`${label}: no end after ${REQUEST_TIMEOUT_MS / 1000} s (${kind}): ...${got.text.slice(-120)}`);
+    else tally.failures.push(`${label}: ${(error as Error).message}, a cut connection (${kind})`);
   } finally {
     clearTimeout(timer);
   }
@@ -98,7 +112,8 @@ async function slotsFree(stack: Stack, key: { key: string; concurrent: number },
   let why = '';
   const statuses = await Promise.all(
     Array.from({ length: key.concurrent }, async () => {
-      const response = await chat(stack, key.key, { max_tokens: 1, messages: [{ role: 'user', content: 'ping' }] });
+      const response = await chat(stack, key.key, { max_tokens: 1, messages: [{ role: 'user', content: 'ping' }] }, AbortSignal.timeout(REQUEST_TIMEOUT_MS)).catch((error: Error) => error);
+      if (response instanceof Error) return (why ||= `no answer within ${REQUEST_TIMEOUT_MS / 1000} s: ${response.message}`), 0;
       const text = await response.text();
       if (response.status !== 200) why ||= ((JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text).slice(0, 120);
       return response.status;
@@ -136,6 +151,13 @@ async function main(): Promise<number> {
     backendArgs: ['--threads', values.threads],
     log: () => {},
   });
+  // Every request and wait is bounded; this is the last resort if something else is not.
+  const watchdog = setTimeout(() => {
+    console.log(`soak: still running ${seconds + 180} s after the start: stopping it (something hung)`);
+    stack.kill();
+    process.exit(1);
+  }, (seconds + 180) * 1000);
+  watchdog.unref();
   const failures: string[] = [];
   const rss = { backend: [] as number[], edge: [] as number[] };
   try {
