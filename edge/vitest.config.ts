@@ -1,9 +1,8 @@
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { defineProject } from 'vitest/config';
+import { FIXTURES_DIR as FIXTURES } from '../scripts/fixtures-dir.ts';
 
-const FIXTURES = fileURLToPath(new URL('../../shared/fixtures', import.meta.url));
 const TOOL_SAMPLES = `${FIXTURES}/tokenizer/tool-samples`;
 
 /** mistral-common's tool samples, read where they lie: { name: { sample, tokens } } as one text binding. */

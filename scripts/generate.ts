@@ -32,6 +32,14 @@ function splitTextFlags(argv: string[]): { prompt?: string; chat: boolean; rest:
 }
 
 async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE} [--prompt TEXT [--chat]]
+One-off generation through the serving engine. --prompt tokenizes TEXT with the model folder's tokenizer
+(tokenizer.model or tokenizer.json; the built-in v1 one for the default model), --chat applies the chat
+template, and the output is detokenized text (--json: {"tokenIds", "text"}).
+`);
+    return 0;
+  }
   const { prompt, chat, rest } = splitTextFlags(argv);
   const modelIndex = rest.indexOf('--model');
   const modelDir = modelIndex >= 0 ? rest[modelIndex + 1] : undefined;

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelInfo } from '../shared/protocol';
@@ -26,6 +27,15 @@ export interface StackOptions {
   edgeVars?: Record<string, string>;
   /** Where child output goes; defaults to this process's stderr with a prefix. */
   log?: (line: string) => void;
+  /** Shared secret between edge and backend; default: a fresh random one. */
+  backendToken?: string;
+  /**
+   * Runs the edge in a process group of its own, so a terminal's Ctrl-C reaches only the caller and
+   * stop() can let the backend drain before the edge goes (`npm start`). The caller must stop or kill().
+   */
+  edgeOwnProcessGroup?: boolean;
+  /** Called when a child exits on its own after the stack is up (not through stop() or stopBackend()). */
+  onUnexpectedExit?: (which: 'backend' | 'edge', code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
 export interface Stack {
@@ -35,14 +45,54 @@ export interface Stack {
   /** Shared secret between edge and backend, fresh for every stack. */
   backendToken: string;
   modelInfo: ModelInfo;
-  /** The backend's process id (failure tests stop it with SIGSTOP, or kill it). */
-  backendPid: number;
+  /** Process ids of the backend and of the edge's `wrangler dev`. */
+  pids: { backend: number; edge: number };
   /** Stops the backend only (the edge keeps running): for failure tests. */
   stopBackend(): Promise<void>;
+  /** The backend first (it drains open streams), then the edge, so clients get their streams' ends. */
   stop(): Promise<void>;
+  /** SIGKILL to both at once, synchronous: a second Ctrl-C, or the caller's exit. */
+  kill(): void;
 }
 
 const READY_TIMEOUT_MS = 180_000;
+/**
+ * After the backend has drained and exited, the edge has received every stream's last event; this margin
+ * lets workerd write them on to the clients before wrangler tears it down (it does not drain on SIGINT).
+ */
+const EDGE_FLUSH_MS = 1_000;
+
+/** Refuses a port someone already listens on (another `npm start`, a stray backend) before anything starts. */
+export async function assertPortFree(port: number, what: string): Promise<void> {
+  const inUse = await new Promise<boolean>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(true) : reject(error)));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(false)));
+  });
+  if (inUse) throw new PortInUseError(`port ${port} (${what}) is already in use on 127.0.0.1: is another \`npm start\` or backend running? Stop it, or choose other ports (BACKEND_PORT, EDGE_PORT).`);
+}
+
+export class PortInUseError extends Error {}
+
+/** A port free on 127.0.0.1 right now (the OS picks it). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** A free port p whose p + 1000 (the edge's inspector) is free too: what an edge port needs. */
+export async function freeEdgePort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 1000 <= 65535 && (await assertPortFree(port + 1000, 'inspector').then(() => true, () => false))) return port;
+  }
+}
 
 function pipeLines(child: ChildProcess, prefix: string, log: (line: string) => void): void {
   for (const stream of [child.stdout, child.stderr]) {
@@ -74,10 +124,10 @@ async function waitFor(url: string, child: ChildProcess, what: string, headers: 
   throw new Error(`${what} was not ready at ${url} after ${READY_TIMEOUT_MS / 1000} s (${lastError})`);
 }
 
-function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', killAfterMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const killTimer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     child.once('exit', () => {
       clearTimeout(killTimer);
       resolve();
@@ -90,21 +140,53 @@ export function generateApiKey(): string {
   return `sk-local-${randomBytes(18).toString('base64url')}`;
 }
 
+/** The backend's --drain-seconds (default 30): how long stop() lets it finish open streams. */
+function drainSecondsOf(backendArgs: string[]): number {
+  const index = backendArgs.indexOf('--drain-seconds');
+  const value = index >= 0 ? Number(backendArgs[index + 1]) : 30;
+  return Number.isFinite(value) && value >= 0 ? value : 30;
+}
+
 export async function startStack(options: StackOptions): Promise<Stack> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
-  const backendToken = randomBytes(24).toString('base64url');
+  const backendToken = options.backendToken ?? randomBytes(24).toString('base64url');
   const backendUrl = `http://127.0.0.1:${options.backendPort}`;
   const edgeUrl = `http://127.0.0.1:${options.edgePort}`;
+  const inspectorPort = options.inspectorPort ?? options.edgePort + 1000;
+  await assertPortFree(options.backendPort, 'backend');
+  await assertPortFree(options.edgePort, 'edge');
+  if (inspectorPort !== 0) await assertPortFree(inspectorPort, 'edge inspector, edge port + 1000');
+  const drainMs = drainSecondsOf(options.backendArgs ?? []) * 1000;
   const children: ChildProcess[] = [];
   let stopping = false;
+  let backendStopping = false;
+  let started = false;
+  const stopBackend = () => {
+    backendStopping = true;
+    return children[0] ? stopChild(children[0], 'SIGTERM', drainMs + 10_000) : Promise.resolve();
+  };
   const stop = async () => {
     stopping = true;
+    const [, edge] = children;
+    const backendWasUp = children[0] !== undefined && children[0].exitCode === null && children[0].signalCode === null;
+    await stopBackend();
+    if (!edge) return;
+    if (backendWasUp && started) await new Promise((resolve) => setTimeout(resolve, EDGE_FLUSH_MS));
     // wrangler shuts down cleanly on SIGINT (as on Ctrl-C); on SIGTERM its bundler dumps goroutine stacks.
-    await Promise.all(children.map((child, index) => stopChild(child, index === 1 ? 'SIGINT' : 'SIGTERM')));
+    await stopChild(edge, 'SIGINT');
+  };
+  const kill = () => {
+    stopping = true;
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
   const childLog = (line: string) => {
     if (!stopping || line.startsWith('[backend]')) log(line);
   };
+  const watch = (child: ChildProcess, which: 'backend' | 'edge') =>
+    child.once('exit', (code, signal) => {
+      const expected = stopping || (which === 'backend' && backendStopping);
+      if (started && !expected) options.onUnexpectedExit?.(which, code, signal);
+    });
 
   try {
     const backend = spawn(
@@ -114,9 +196,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       { cwd: REPO_ROOT, env: { ...process.env, BACKEND_TOKEN: backendToken }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(backend);
+    watch(backend, 'backend');
     pipeLines(backend, '[backend]', childLog);
     await waitFor(`${backendUrl}/ready`, backend, 'backend');
     const infoResponse = await fetch(`${backendUrl}/v1/model`, { headers: { authorization: `Bearer ${backendToken}` } });
+    if (!infoResponse.ok) throw new Error(`the backend at ${backendUrl} refused its model info (HTTP ${infoResponse.status}): is it another process than the one just started?`);
     const modelInfo = (await infoResponse.json()) as ModelInfo;
 
     // Vars for the local worker go through an env file, so secrets stay off the command line.
@@ -141,17 +225,20 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       process.execPath,
       [wrangler, 'dev', '--local', '--ip', '127.0.0.1', '--port', String(options.edgePort), '--env-file', envFile,
         '--persist-to', options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'), '--show-interactive-dev-session=false',
-        '--inspector-port', String(options.inspectorPort ?? options.edgePort + 1000), '--log-level', 'warn'],
+        '--inspector-port', String(inspectorPort), '--log-level', 'warn'],
       {
         cwd: REPO_ROOT,
+        detached: options.edgeOwnProcessGroup ?? false,
         env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
     children.push(edge);
+    watch(edge, 'edge');
     pipeLines(edge, '[edge]', childLog);
     await waitFor(`${edgeUrl}/health`, edge, 'edge worker');
-    return { backendUrl, edgeUrl, apiKey: options.apiKey, backendToken, modelInfo, backendPid: backend.pid!, stopBackend: () => stopChild(backend), stop };
+    started = true;
+    return { backendUrl, edgeUrl, apiKey: options.apiKey, backendToken, modelInfo, pids: { backend: backend.pid!, edge: edge.pid! }, stopBackend, stop, kill };
   } catch (error) {
     await stop();
     throw error;

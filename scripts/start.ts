@@ -1,11 +1,27 @@
 // `npm start`: the backend and the edge worker on this machine, with a local API key and a curl to paste.
+// Refuses ports already in use, exits 1 when a child dies, and on Ctrl-C lets the backend drain open
+// streams before the edge stops.
 
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { generateApiKey, REPO_ROOT, startStack } from './stack';
+import { assertPortFree, generateApiKey, PortInUseError, REPO_ROOT, startStack, type Stack } from './stack';
+
+const USAGE = `Usage: npm start [-- --model DIR] [--dtype fp32|fp16|int4] [--threads N]
+
+Starts the GPU backend (ONNX Runtime, CPU here) and the edge worker (wrangler dev, local) and prints a
+local API key. Without --model it serves the built-in tiny model with random weights (gibberish output).
+
+  --model DIR     a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.model)
+  --dtype D       weights as fp32 (default), fp16 or int4 (converted once, cached)
+  --threads N     ONNX Runtime threads of the backend (default: the CPU count)
+  -h, --help      this text
+
+Environment: EDGE_PORT (8787), BACKEND_PORT (8000), DEV_API_KEY (default: a new key each start),
+BACKEND_TOKEN (default: a new secret each start), MODEL_ONNX_CACHE_DIR, LOG_LEVEL (info|debug).
+Ctrl-C stops both after open streams finish (up to 30 s); Ctrl-C twice stops at once.`;
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -18,68 +34,110 @@ function port(name: string, fallback: number): number {
   return value;
 }
 
+/** Checks the model folder and builds the edge's tokenizer asset from it (the built-in v1 one for the default model). */
+function buildTokenizer(model: string | undefined): void {
+  if (model && !existsSync(path.join(model, 'config.json'))) {
+    console.error(`--model ${model}: no config.json there (expected a Hugging Face checkpoint folder: config.json + *.safetensors)`);
+    process.exit(2);
+  }
+  const ownTokenizer = model && ['tokenizer.model', 'tokenizer.json'].some((f) => existsSync(path.join(model, f)));
+  if (model && !ownTokenizer) {
+    // The built-in tokenizer is Mistral v1 (32000 ids); another vocabulary would get ids it cannot embed.
+    const vocabSize = (JSON.parse(readFileSync(path.join(model, 'config.json'), 'utf8')) as { vocab_size?: unknown }).vocab_size;
+    if (vocabSize !== 32000) {
+      console.error(`${model} has no tokenizer.model or tokenizer.json and its vocab_size is ${String(vocabSize)}, not Mistral v1's 32000: add the model's tokenizer to the folder (the backend alone, token ids only: npm run backend -- --model ${model})`);
+      process.exit(2);
+    }
+    console.error(`${model} has no tokenizer.model or tokenizer.json: using the built-in Mistral v1 tokenizer.`);
+  }
+  const tokenizerArgs = ['--import', 'tsx', 'edge/scripts/build-tokenizer.ts', ...(ownTokenizer ? ['--model-dir', model] : [])];
+  const built = spawnSync(process.execPath, tokenizerArgs, { cwd: REPO_ROOT, stdio: 'inherit' });
+  if (built.status !== 0) process.exit(built.status ?? 1);
+}
+
+function banner(stack: Stack, tokenFromEnv: boolean): string {
+  const model = stack.modelInfo.modelId;
+  const token = tokenFromEnv ? '$BACKEND_TOKEN' : stack.backendToken;
+  return `
+  backend  ${stack.backendUrl}   (model ${model}, CPU, pid ${stack.pids.backend})
+  edge     ${stack.edgeUrl}   (OpenAI-compatible: ${stack.edgeUrl}/v1, pid ${stack.pids.edge})
+  API key  ${stack.apiKey}
+  page     ${stack.edgeUrl}/   (the playground: open it in a browser, paste the key)
+
+  curl -N ${stack.edgeUrl}/v1/chat/completions \\
+    -H "Authorization: Bearer ${stack.apiKey}" -H "Content-Type: application/json" \\
+    -d '{"model":"${model}","stream":true,"max_tokens":32,"messages":[{"role":"user","content":"Tell me a story."}]}'
+
+  backend metrics: curl -H 'Authorization: Bearer ${token}' ${stack.backendUrl}/metrics
+  edge metrics:    curl -H 'Authorization: Bearer ${stack.apiKey}' ${stack.edgeUrl}/metrics
+
+  Ctrl-C stops both (open streams finish first).
+`;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { model: { type: 'string' }, threads: { type: 'string' }, dtype: { type: 'string' } },
+    options: { model: { type: 'string' }, threads: { type: 'string' }, dtype: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     strict: true,
   });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const backendPort = port('BACKEND_PORT', 8000);
   const edgePort = port('EDGE_PORT', 8787);
+  // Before anything writes: a running stack's tokenizer asset and env file stay untouched.
+  await assertPortFree(backendPort, 'BACKEND_PORT');
+  await assertPortFree(edgePort, 'EDGE_PORT');
   const apiKey = process.env.DEV_API_KEY || generateApiKey();
+  const backendToken = process.env.BACKEND_TOKEN || undefined;
 
   let modelDir = values.model;
   if (!modelDir) {
     console.error('No --model given: serving the built-in tiny model with RANDOM weights (its output is gibberish).');
     modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
   }
-  // The edge bundles the served model's tokenizer (the built-in v1 one for the default model).
-  if (values.model && !existsSync(path.join(values.model, 'config.json'))) {
-    console.error(`--model ${values.model}: no config.json there (expected a Hugging Face checkpoint folder: config.json + *.safetensors)`);
-    process.exit(2);
-  }
-  const ownTokenizer = values.model && ['tokenizer.model', 'tokenizer.json'].some((f) => existsSync(path.join(values.model!, f)));
-  if (values.model && !ownTokenizer) {
-    // The built-in tokenizer is Mistral v1 (32000 ids); another vocabulary would get ids it cannot embed.
-    const vocabSize = (JSON.parse(readFileSync(path.join(values.model, 'config.json'), 'utf8')) as { vocab_size?: unknown }).vocab_size;
-    if (vocabSize !== 32000) {
-      console.error(`${values.model} has no tokenizer.model or tokenizer.json and its vocab_size is ${String(vocabSize)}, not Mistral v1's 32000: add the model's tokenizer to the folder (the backend alone, token ids only: npm run backend -- --model ${values.model})`);
-      process.exit(2);
-    }
-    console.error(`${values.model} has no tokenizer.model or tokenizer.json: using the built-in Mistral v1 tokenizer.`);
-  }
-  const tokenizerArgs = ['--import', 'tsx', 'edge/scripts/build-tokenizer.ts', ...(ownTokenizer ? ['--model-dir', values.model!] : [])];
-  const built = spawnSync(process.execPath, tokenizerArgs, { cwd: REPO_ROOT, stdio: 'inherit' });
-  if (built.status !== 0) process.exit(built.status ?? 1);
+  buildTokenizer(values.model);
 
   const backendArgs: string[] = [];
   if (values.threads) backendArgs.push('--threads', values.threads);
   if (values.dtype) backendArgs.push('--dtype', values.dtype);
-  const stack = await startStack({ modelDir, backendPort, edgePort, apiKey, backendArgs });
-
-  const model = stack.modelInfo.modelId;
-  console.log(`
-  backend  ${stack.backendUrl}   (model ${model}, CPU)
-  edge     ${stack.edgeUrl}   (OpenAI-compatible: ${stack.edgeUrl}/v1)
-  API key  ${apiKey}
-  page     ${stack.edgeUrl}/   (the playground: open it in a browser, paste the key)
-
-  curl -N ${stack.edgeUrl}/v1/chat/completions \\
-    -H "Authorization: Bearer ${apiKey}" -H "Content-Type: application/json" \\
-    -d '{"model":"${model}","stream":true,"max_tokens":32,"messages":[{"role":"user","content":"Tell me a story."}]}'
-
-  Ctrl-C stops both.
-`);
   let stopping = false;
-  const shutdown = () => {
-    if (stopping) return;
+  const stack = await startStack({
+    modelDir, backendPort, edgePort, apiKey, backendToken, backendArgs,
+    edgeOwnProcessGroup: true,
+    onUnexpectedExit: (which, code, signal) => {
+      if (stopping) return;
+      stopping = true;
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      console.error(`\nnpm start: the ${which === 'backend' ? 'backend' : 'edge (wrangler dev)'} ${how}; stopping the ${which === 'backend' ? 'edge' : 'backend'} and exiting.`);
+      void stack.stop().then(() => process.exit(1));
+    },
+  });
+  // The edge runs in its own process group (so Ctrl-C reaches it only through stop()): never leave it behind.
+  process.on('exit', () => stack.kill());
+  console.log(banner(stack, backendToken !== undefined));
+
+  let firstSignalAt = 0;
+  const shutdown = (signal: string) => {
+    // tsx relays a terminal's Ctrl-C to this process when it did not see it arrive within 30 ms: one key press
+    // can come twice under load, so only a second press a moment later means "at once".
+    if (stopping && Date.now() - firstSignalAt < 1_000) return;
+    if (stopping) {
+      console.error(`npm start: ${signal} again: stopping at once.`);
+      stack.kill();
+      process.exit(130);
+    }
     stopping = true;
+    firstSignalAt = Date.now();
+    console.error('npm start: stopping: open streams finish first (the backend drains, up to 30 s), then the edge stops.');
     void stack.stop().then(() => process.exit(0));
   };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
 main().catch((error: Error) => {
-  console.error(`npm start failed: ${error.message}`);
+  console.error(error instanceof PortInUseError ? `npm start: ${error.message}` : `npm start failed: ${error.message}`);
   process.exit(1);
 });

@@ -11,7 +11,7 @@ import { buildTokenizerAsset, resolveSource } from '../edge/scripts/build-tokeni
 import { Tokenizer } from '../edge/src/tokenizer/tokenizer.ts';
 import type { TokenizerAsset } from '../edge/src/tokenizer/tokenizer-asset.ts';
 
-const FIXTURES = resolve(process.cwd(), '../shared/fixtures/tokenizer');
+const FIXTURES = join(process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures'), 'tokenizer');
 const SCRIPT = resolve(process.cwd(), 'edge/scripts/build-tokenizer.ts');
 const TSX = resolve(process.cwd(), 'node_modules/.bin/tsx');
 const run = promisify(execFile);

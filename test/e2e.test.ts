@@ -9,8 +9,7 @@ import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { generateApiKey, startStack, type Stack } from '../scripts/stack';
-import { freePort } from './free-port';
+import { freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
 
 let stack: Stack;
 let client: OpenAI;

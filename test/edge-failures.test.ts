@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { REPO_ROOT, generateApiKey, startStack, type Stack } from '../scripts/stack';
-import { freePort } from './free-port';
+import { freePort, REPO_ROOT, generateApiKey, startStack, type Stack } from '../scripts/stack';
 
 let stack: Stack;
 let key: { secret: string; keyId: string };
@@ -44,7 +43,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (stack) {
     try {
-      process.kill(stack.backendPid, 'SIGCONT');
+      process.kill(stack.pids.backend, 'SIGCONT');
     } catch {
       // Already gone (the last test kills it).
     }
@@ -116,7 +115,7 @@ describe('failures end to end', () => {
   it('ends a running stream in-band and answers new requests 503 while the backend is stopped; recovers after SIGCONT', async () => {
     const running = await openStream(chat({ stream: true, max_tokens: 3000 }));
     expect(running.status).toBe(200);
-    process.kill(stack.backendPid, 'SIGSTOP');
+    process.kill(stack.pids.backend, 'SIGSTOP');
     try {
       const text = await running.rest;
       const payloads = text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6));
@@ -130,13 +129,13 @@ describe('failures end to end', () => {
       }
       expect((await keyLimits()).activeLeases).toBe(0);
     } finally {
-      process.kill(stack.backendPid, 'SIGCONT');
+      process.kill(stack.pids.backend, 'SIGCONT');
     }
     await vi.waitFor(async () => expect((await post(chat({ max_tokens: 2 }))).status).toBe(200), { timeout: 20_000, interval: 250 });
   });
 
   it('answers 503 with retry-after once the backend process is killed (connection refused)', async () => {
-    process.kill(stack.backendPid, 'SIGKILL');
+    process.kill(stack.pids.backend, 'SIGKILL');
     await vi.waitFor(async () => {
       const response = await post(chat({ stream: true, max_tokens: 2 }));
       expect(response.status).toBe(503);

@@ -16,7 +16,7 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 beforeAll(async () => {
   await writeRandomModel(modelDir, { ...DEFAULT_MODEL_CONFIG, hidden_size: 64, num_hidden_layers: 1, intermediate_size: 96, head_dim: 16, num_attention_heads: 4, num_key_value_heads: 2 }, 7);
-  copyFileSync(path.resolve('../shared/fixtures/tokenizer/tokenizer.model.v1'), path.join(modelDir, 'tokenizer.model'));
+  copyFileSync(path.join(process.env.FIXTURES_DIR ?? path.resolve('../shared/fixtures'), 'tokenizer/tokenizer.model.v1'), path.join(modelDir, 'tokenizer.model'));
 }, 60_000);
 
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

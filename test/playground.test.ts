@@ -10,8 +10,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { generateApiKey, REPO_ROOT, startStack, type Stack } from '../scripts/stack';
-import { freePort } from './free-port';
+import { freePort, generateApiKey, REPO_ROOT, startStack, type Stack } from '../scripts/stack';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);

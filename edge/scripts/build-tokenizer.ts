@@ -138,6 +138,8 @@ function stampFor(source: BuildSource): string {
   return JSON.stringify({ builder: BUILDER_VERSION, kind: source.kind, files: files.map((file) => [file, statSync(file).size, statSync(file).mtimeMs]) });
 }
 
+const USAGE = 'usage: npm run build:tokenizer -- [--model-dir DIR] [--out FILE] [--force]';
+
 export async function main(argv: string[]): Promise<void> {
   let modelDir: string | undefined;
   let out = DEFAULT_OUT;
@@ -147,7 +149,11 @@ export async function main(argv: string[]): Promise<void> {
     if (arg === '--model-dir') modelDir = argv[++index];
     else if (arg === '--out') out = resolve(argv[++index]);
     else if (arg === '--force') force = true;
-    else throw new Error(`unknown argument ${arg} (usage: build-tokenizer [--model-dir DIR] [--out FILE] [--force])`);
+    else if (arg === '--help' || arg === '-h') {
+      console.log(`${USAGE}\nWrites the tokenizer asset the edge worker bundles, from DIR/tokenizer.model or DIR/tokenizer.json\n(default: the Mistral v1 vocabulary of mistral-tokenizer-js). A no-op when the output is up to date.`);
+      return;
+    }
+    else throw new Error(`unknown argument ${arg} (${USAGE})`);
     if ((arg === '--model-dir' || arg === '--out') && argv[index] === undefined) throw new Error(`${arg} needs a value`);
   }
   const source = resolveSource(modelDir);

@@ -62,6 +62,10 @@ function revoke(target: KvTarget, keyId: string | undefined): void {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.slice(2).some((arg) => arg === '--help' || arg === '-h')) {
+    console.log(USAGE);
+    return;
+  }
   const { target, rest } = kvTargetFrom(process.argv.slice(2), 'API_KEYS');
   const [command, ...args] = rest;
   if (command === 'create') await create(target, args);

@@ -6,10 +6,10 @@ import { MAX_PROMPT_CHARS, PROMPT_NAME_PATTERN, PROMPT_PREFIX, storedPromptSchem
 import { kvDelete, kvGet, kvList, kvPut, kvTargetFrom } from './wrangler-kv';
 
 const USAGE = `Usage:
-  prompts put <name> (--file PATH | --text "...")
-  prompts get <name>
-  prompts list
-  prompts delete <name>
+  npm run prompts -- put <name> (--file PATH | --text "...")
+  npm run prompts -- get <name>
+  npm run prompts -- list
+  npm run prompts -- delete <name>
 Options: --remote (deployed namespace) | --persist-to DIR (local state folder, as given to wrangler dev)`;
 
 function checkName(name: string | undefined): string {
@@ -17,7 +17,19 @@ function checkName(name: string | undefined): string {
   return name;
 }
 
+function parseJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return null;
+  }
+}
+
 function main(): void {
+  if (process.argv.slice(2).some((arg) => arg === '--help' || arg === '-h')) {
+    console.log(USAGE);
+    return;
+  }
   const { target, rest } = kvTargetFrom(process.argv.slice(2), 'SYSTEM_PROMPTS');
   const [command, name, flag, value] = rest;
   if (command === 'put') {
@@ -27,13 +39,16 @@ function main(): void {
     kvPut(target, PROMPT_PREFIX + checkName(name), JSON.stringify({ name, content, updated: new Date().toISOString() }));
     console.log(`Stored system prompt '${name}' (${content.length} characters). Workers pick it up within 60 s (cache TTL).`);
   } else if (command === 'get') {
-    const parsed = storedPromptSchema.safeParse(JSON.parse(kvGet(target, PROMPT_PREFIX + checkName(name)) ?? 'null'));
-    if (!parsed.success) throw new Error(`no system prompt named '${name}'`);
+    const raw = kvGet(target, PROMPT_PREFIX + checkName(name));
+    if (raw === null) throw new Error(`no system prompt named '${name}' (see \`npm run prompts -- list\`)`);
+    const parsed = storedPromptSchema.safeParse(parseJson(raw));
+    if (!parsed.success) throw new Error(`the stored value of '${name}' is not a system prompt record: put it again`);
     console.log(parsed.data.content);
   } else if (command === 'list') {
     for (const key of kvList(target, PROMPT_PREFIX)) console.log(key.slice(PROMPT_PREFIX.length));
   } else if (command === 'delete') {
-    kvDelete(target, PROMPT_PREFIX + checkName(name));
+    if (kvGet(target, PROMPT_PREFIX + checkName(name)) === null) throw new Error(`no system prompt named '${name}' (see \`npm run prompts -- list\`)`);
+    kvDelete(target, PROMPT_PREFIX + name);
     console.log(`Deleted '${name}'.`);
   } else {
     console.error(USAGE);

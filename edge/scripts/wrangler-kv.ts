@@ -31,9 +31,13 @@ export function kvPut(target: KvTarget, key: string, value: string): void {
   wrangler(['put', key, value], target);
 }
 
+/** A local get of a missing key exits 0 and prints this; the values these commands store are JSON, never it. */
+const LOCAL_MISSING = 'Value not found\n';
+
 export function kvGet(target: KvTarget, key: string): string | null {
   try {
-    return wrangler(['get', key, '--text'], target);
+    const value = wrangler(['get', key, '--text'], target);
+    return value === LOCAL_MISSING ? null : value;
   } catch {
     return null;
   }

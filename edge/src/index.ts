@@ -5,7 +5,7 @@ import { Hono } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { errorBody } from '../../shared/protocol';
 import type { AppEnv } from './app-env';
-import { findKeyRecord } from './auth/api-key-store';
+import { findKeyRecord } from './auth/find-key-record';
 import { authenticate } from './auth/authenticate';
 import { requireOperator } from './auth/require-operator';
 import { readConfig, type EdgeConfig } from './config';

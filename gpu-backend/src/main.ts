@@ -18,6 +18,27 @@ import type { EngineHostOptions, ServingLimits } from './server/worker-messages'
 
 class FlagError extends Error {}
 
+const USAGE = `Usage: npm run backend -- --model DIR [options]     (or: npx tsx gpu-backend/src/main.ts ...)
+
+Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /ready, /metrics.
+  --model DIR                Hugging Face checkpoint folder (config.json + *.safetensors)
+  --default-model            the built-in random tiny model instead (generated on first use)
+  --fake-engine              no model: a deterministic fake (tests)
+  --host H, --port P         listen address (default 127.0.0.1, BACKEND_PORT or 8000; 0 = any free port)
+  --ep cpu|cuda|webgpu       ONNX Runtime execution provider (default cpu)
+  --dtype fp32|fp16|int4     weight format (default fp32; converted once, cached in MODEL_ONNX_CACHE_DIR)
+  --kv-cache-dtype auto|fp32|fp16
+  --threads N                ONNX Runtime intra-op threads (default: the CPU count)
+  --max-sequences N | --kv-memory-gib G   KV cache size (default: from free memory on the CPU)
+  --max-model-len N          longest prompt + completion (default: the model's)
+  --max-running N, --max-batched-tokens N, --max-queue N, --prefix-cache-size N,
+  --chunk-size N, --prefill-stall-factor F   scheduler limits
+  --drain-seconds S          on SIGTERM/SIGINT, how long open streams may finish (default 30)
+  --log-level info|debug     (default LOG_LEVEL or info)
+  -h, --help                 this text
+Environment: BACKEND_TOKEN (bearer secret every route but /health and /ready requires; unset: no auth),
+BACKEND_PORT, MODEL_ONNX_CACHE_DIR, LOG_LEVEL.`;
+
 const FLAGS = {
   model: { type: 'string' },
   'default-model': { type: 'boolean' },
@@ -39,6 +60,7 @@ const FLAGS = {
   'prefill-stall-factor': { type: 'string' },
   'drain-seconds': { type: 'string', default: '30' },
   'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
+  help: { type: 'boolean', short: 'h' },
 } as const;
 
 function integerFlag(values: Record<string, unknown>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
@@ -160,6 +182,10 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.slice(2).some((arg) => arg === '--help' || arg === '-h')) {
+    console.log(USAGE);
+    return;
+  }
   let settings: BackendSettings;
   try {
     settings = await parseSettings(process.argv.slice(2));

@@ -59,18 +59,3 @@ export function generateSecret(): string {
 export function generateKeyId(): string {
   return `key_${randomBase64Url(9)}`;
 }
-
-/** The record of a key id (operators only: KV is keyed by secret hash, so this lists the namespace). */
-export async function findKeyRecord(kv: KVNamespace, keyId: string, config: { devApiKey: string }): Promise<KeyRecord | null> {
-  if (keyId === DEV_KEY_ID) return config.devApiKey ? devKeyRecord() : null;
-  let cursor: string | undefined;
-  do {
-    const page = await kv.list({ prefix: KEY_PREFIX, cursor });
-    for (const entry of page.keys) {
-      const parsed = keyRecordSchema.safeParse(await kv.get(entry.name, 'json'));
-      if (parsed.success && parsed.data.keyId === keyId) return parsed.data;
-    }
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return null;
-}

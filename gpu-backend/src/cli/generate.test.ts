@@ -10,7 +10,7 @@ import { Engine } from '../model/engine';
 import { ReferenceModel } from '../model/reference-forward';
 import { parseGenerateArgs } from './generate-args';
 
-const FIXTURE = path.resolve(process.cwd(), '../shared/fixtures/stories260k-swa16');
+const FIXTURE = path.join(process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures'), 'stories260k-swa16');
 const CLI = path.resolve(process.cwd(), 'gpu-backend/src/cli/generate.ts');
 const TSX = path.resolve(process.cwd(), 'node_modules/.bin/tsx');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-cli-'));

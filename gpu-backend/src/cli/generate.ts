@@ -47,6 +47,10 @@ export async function generate(args: GenerateArgs): Promise<number[]> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\nOne-off generation through the serving engine: token ids in, token ids out.\n`);
+    return 0;
+  }
   let args: GenerateArgs;
   try {
     args = parseGenerateArgs(argv);

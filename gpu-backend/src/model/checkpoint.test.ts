@@ -7,7 +7,7 @@ import { writeRandomModel } from './default-model';
 import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits } from './float-bits';
 import { SafetensorsFile, writeSafetensors } from './safetensors';
 
-const FIXTURES = resolve(process.cwd(), '../shared/fixtures');
+const FIXTURES = process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures');
 const root = mkdtempSync(join(tmpdir(), 'checkpoint-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 

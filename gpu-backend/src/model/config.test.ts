@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configFromHuggingFace } from './config';
 
-const FIXTURES = resolve(process.cwd(), '../shared/fixtures');
+const FIXTURES = process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures');
 
 // Mistral-7B-v0.1's published config.json (values from the paper's Table 1 and the released file).
 const MISTRAL_7B_V01 = {

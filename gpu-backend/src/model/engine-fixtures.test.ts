@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from './engine';
 import { ReferenceModel } from './reference-forward';
 
-const FIXTURES = path.resolve(process.cwd(), '../shared/fixtures');
+const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures');
 const PROMPT = [1, ...Array.from({ length: 40 }, (_, i) => ((i * 37 + 11) % 500) + 3)];
 
 async function engineGreedy(engine: Engine, promptIds: number[], maxNewTokens: number): Promise<number[]> {

@@ -47,7 +47,16 @@ async function concatWeights(source: WeightSource, names: string[]): Promise<Flo
   return out;
 }
 
-export async function buildModelGraph(source: WeightSource, options: GraphOptions, external: ExternalDataWriter | null): Promise<BuiltGraph> {
+/**
+ * `onLayer(done, total)` is called after the embedding (done 0), after each layer and after the LM head
+ * (done = total = layerCount + 1): the reading and converting of a long build, for a progress display.
+ */
+export async function buildModelGraph(
+  source: WeightSource,
+  options: GraphOptions,
+  external: ExternalDataWriter | null,
+  onLayer?: (done: number, total: number) => void,
+): Promise<BuiltGraph> {
   const config = source.config;
   const { hiddenSize, intermediateSize, queryHeadCount, keyValueHeadCount, headDim, vocabSize, rmsNormEps } = config;
   const attention = options.attention ?? chooseAttention(headDim);
@@ -75,6 +84,7 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
 
   const embedding = emitVector(ctx, 'model.embed_tokens.weight', await source.readFloat32('model.embed_tokens.weight'), [vocabSize, hiddenSize]);
   let residual = g.op('Gather', [embedding, inputIds], { axis: { i: 0 } }); // [batch, sequence, hiddenSize]
+  onLayer?.(0, config.layerCount + 1);
   let pending: string | null = null; // sublayer output not yet added to the residual stream
   const norm = (name: string, weight: Float32Array): string => {
     const gamma = emitVector(ctx, name, weight, [hiddenSize]);
@@ -104,6 +114,7 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
     const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]); // SwiGLU: silu(gate) * up
     const downWeight = await source.readFloat32(`${prefix}.mlp.down_proj.weight`);
     pending = emitLinear(ctx, activated, `${prefix}.mlp.down_proj`, downWeight, hiddenSize, intermediateSize);
+    onLayer?.(layer + 1, config.layerCount + 1);
   }
 
   // Only the rows the caller needs reach the final norm and the LM head.
@@ -113,6 +124,7 @@ export async function buildModelGraph(source: WeightSource, options: GraphOption
   const normed = g.op('SimplifiedLayerNormalization', [selected, finalGamma], { axis: { i: -1 }, epsilon: { f: rmsNormEps } });
   const headName = config.tieWordEmbeddings || !source.has('lm_head.weight') ? 'model.embed_tokens.weight' : 'lm_head.weight';
   const logits = emitLinear(ctx, normed, 'lm_head', await source.readFloat32(headName), vocabSize, hiddenSize);
+  onLayer?.(config.layerCount + 1, config.layerCount + 1);
   g.nodes.push({ opType: computeType === 'float32' ? 'Identity' : 'Cast', name: 'logits', inputs: [logits], outputs: ['logits'], attributes: computeType === 'float32' ? {} : { to: { i: 1 } } });
   g.output('logits', 'float32', ['rows', vocabSize]);
   for (let layer = 0; layer < config.layerCount; layer++) {

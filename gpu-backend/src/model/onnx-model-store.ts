@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { BuildProgress } from './build-progress';
 import type { WeightFormat } from './engine-types';
 import { type AttentionKind, chooseAttention } from './graph-attention';
 import { ExternalDataWriter } from './graph-builder';
@@ -13,6 +14,8 @@ import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
 
 /** Above this estimated weight size the weights go to model.onnx.data (protobuf stops at 2 GiB). */
 const EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
+/** Builds of models above this estimated weight size show their progress (test models stay quiet). */
+const PROGRESS_THRESHOLD = 32 * 2 ** 20;
 
 export interface StoreOptions {
   format: WeightFormat;
@@ -26,6 +29,8 @@ export interface StoreOptions {
   checkpointDir: string;
   /** Estimated weight bytes above which weights go external (tests lower it). */
   externalDataThresholdBytes?: number;
+  /** Show the build's progress on stderr (default for models above 32 MiB of weights), or through this function. */
+  progress?: boolean | ((text: string) => void);
 }
 
 export interface PreparedModel {
@@ -58,6 +63,10 @@ function checkpointFingerprint(dir: string): string[] {
     });
 }
 
+function folderBytes(folder: string): number {
+  return fs.readdirSync(folder).reduce((sum, name) => sum + fs.statSync(path.join(folder, name)).size, 0);
+}
+
 function writeChunks(filePath: string, chunks: Uint8Array[]): void {
   const fd = fs.openSync(filePath, 'w');
   try {
@@ -87,7 +96,17 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
   const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${cacheType === computeType ? '' : 'kv16-'}`;
   const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
-  if (fs.existsSync(modelPath)) return { model: modelPath, attention, computeType, cacheType, fromCache: true };
+  const weightBytes = estimatedWeightBytes(source, options.format);
+  const showProgress = options.progress ?? weightBytes > PROGRESS_THRESHOLD;
+  const progress = showProgress ? new BuildProgress('model conversion', source.config.layerCount + 1, typeof showProgress === 'function' ? showProgress : undefined) : null;
+  if (fs.existsSync(modelPath)) {
+    progress?.line(`loading the cached ONNX graph from ${folder}`);
+    return { model: modelPath, attention, computeType, cacheType, fromCache: true };
+  }
+  progress?.line(
+    `building the ONNX graph of ${options.checkpointDir} (${options.format}, ~${(weightBytes / 2 ** 30).toFixed(2)} GiB of weights, ` +
+      `${source.config.layerCount} layers): reading the checkpoint and converting layer by layer, once; later starts load the cache`,
+  );
 
   // Build into a private temp folder, then rename: a concurrent loader never sees half a model.
   fs.mkdirSync(options.cacheDir, { recursive: true });
@@ -95,7 +114,11 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
   try {
     const writer = external ? new ExternalDataWriter(path.join(staging, 'model.onnx.data'), 'model.onnx.data') : null;
     try {
-      const built = await buildModelGraph(source, graphOptions, writer);
+      const layers = source.config.layerCount;
+      const built = await buildModelGraph(source, graphOptions, writer, (done) =>
+        progress?.update(done, done === 0 ? 'embedding' : done <= layers ? `layer ${done}/${layers}` : 'LM head'),
+      );
+      progress?.line(`writing model.onnx${writer ? ' and its external weights (model.onnx.data)' : ''}`);
       writeChunks(path.join(staging, 'model.onnx'), encodeOnnxModel(built.model));
     } finally {
       writer?.close();
@@ -113,5 +136,6 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     fs.rmSync(staging, { recursive: true, force: true });
     throw error;
   }
+  progress?.finish(`ONNX graph cached in ${folder} (${(folderBytes(folder) / 2 ** 30).toFixed(2)} GiB; MODEL_ONNX_CACHE_DIR moves the cache)`);
   return { model: modelPath, attention, computeType, cacheType, fromCache: false };
 }

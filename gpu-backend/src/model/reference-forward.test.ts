@@ -7,7 +7,7 @@ import { configFromHuggingFace, type ModelConfig } from './config';
 import { randomModelWeights, writeRandomModel } from './default-model';
 import { ReferenceModel } from './reference-forward';
 
-const FIXTURES = resolve(process.cwd(), '../shared/fixtures');
+const FIXTURES = process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures');
 // Published greedy continuation of llama2.c's stories260K from BOS (see ../shared/README.md).
 const STORIES_GREEDY_PREFIX = [461, 461, 401, 401, 401, 461, 378, 455];
 

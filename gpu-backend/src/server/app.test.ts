@@ -222,6 +222,14 @@ function parsePrometheus(text: string): Map<string, number> {
 }
 
 describe('backend app: metrics', () => {
+  it('reports the idle KV slots and sequences from the start, before any request', async () => {
+    const { app } = await setup();
+    const samples = parsePrometheus(await (await app.request('/metrics')).text());
+    expect(samples.get('backend_free_sequences')).toBe(8);
+    expect(samples.get('backend_kv_slots_free')).toBe(8 * MAX_MODEL_LEN);
+    expect(samples.get('backend_kv_slots_used')).toBe(0);
+  });
+
   it('renders parseable Prometheus text with request, token, latency and cache figures', async () => {
     const { app } = await setup();
     await app.request(generate({ requestId: 'a', tokenIds: [1, 2, 3], sampling: { maxTokens: 3, ignoreEos: true }, stream: false }));

@@ -115,7 +115,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
         else scheduler.cancel(message.id);
       } else scheduler.stop();
     });
-    port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits });
+    port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits, stats: scheduler.stats() });
     const flush = (didWork = true) => {
       if (!didWork && events.length === 0) return;
       const stats = scheduler.stats();

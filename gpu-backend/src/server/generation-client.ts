@@ -172,6 +172,7 @@ export class GenerationClient {
       case 'ready':
         this.modelInfo = message.modelInfo;
         this.limits = message.limits;
+        if (message.stats) this.metrics.updateScheduler(message.stats);
         this.resolveReady();
         return;
       case 'step':

@@ -28,7 +28,8 @@ export type ToEngineThread =
   | { type: 'stop' };
 
 export type FromEngineThread =
-  | { type: 'ready'; modelInfo: ModelInfo; limits: ServingLimits }
+  /** `stats`: the idle figures (free KV slots and sequences), so /metrics is right before the first step. */
+  | { type: 'ready'; modelInfo: ModelInfo; limits: ServingLimits; stats?: SchedulerStats }
   /** Everything one step produced, in order, and the scheduler's state after it. */
   | { type: 'step'; events: [number, GenerateEvent][]; stats: SchedulerStats }
   | { type: 'failed'; message: string }
