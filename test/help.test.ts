@@ -13,6 +13,7 @@ const COMMANDS = [
   'gpu-backend/src/cli/generate.ts',
   'gpu-backend/bench/bench-model.ts',
   'gpu-backend/bench/bench-serve.ts',
+  'gpu-backend/bench/bench-grammar.ts',
   'edge/scripts/keys.ts',
   'edge/scripts/prompts.ts',
   'edge/scripts/build-tokenizer.ts',
