@@ -9,7 +9,7 @@ import { findKeyRecord } from './auth/find-key-record';
 import { authenticate } from './auth/authenticate';
 import { requireOperator } from './auth/require-operator';
 import { readConfig, type EdgeConfig } from './config';
-import { HttpError, errorResponse } from './http-error';
+import { HttpError, errorResponse } from '../../shared/http-error';
 import { edgeMetrics } from './observability/edge-metrics';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';

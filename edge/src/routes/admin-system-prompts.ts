@@ -7,7 +7,7 @@ import { readJsonBody, validate } from '../api/read-request';
 import { defaultCache, type AppEnv } from '../app-env';
 import { bearerToken, secretMatches } from '../auth/authenticate';
 import { readConfig } from '../config';
-import { HttpError, badRequest } from '../http-error';
+import { HttpError, badRequest } from '../../../shared/http-error';
 import { MAX_PROMPT_CHARS, PROMPT_NAME_PATTERN, SystemPromptStore } from '../prompt/system-prompt-store';
 
 const putSchema = z.object({ content: z.string().min(1).max(MAX_PROMPT_CHARS) });

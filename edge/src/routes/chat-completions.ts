@@ -9,7 +9,7 @@ import { defaultCache, waitUntilOf, type AppContext } from '../app-env';
 import { completeGeneration } from '../generation/complete-generation';
 import type { GenerationPlan, StreamFormat, ToolCallResult } from '../generation/generation-plan';
 import { streamGeneration } from '../generation/stream-generation';
-import { HttpError, badRequest } from '../http-error';
+import { HttpError, badRequest } from '../../../shared/http-error';
 import { buildChatPrompt } from '../prompt/chat-prompt';
 import { SystemPrefixCache } from '../prompt/system-prefix-cache';
 import { SystemPromptStore } from '../prompt/system-prompt-store';

@@ -8,7 +8,7 @@ import { waitUntilOf, type AppContext } from '../app-env';
 import { completeGeneration } from '../generation/complete-generation';
 import type { GenerationPlan, StreamFormat } from '../generation/generation-plan';
 import { streamGeneration } from '../generation/stream-generation';
-import { badRequest } from '../http-error';
+import { badRequest } from '../../../shared/http-error';
 import { admitRequest } from '../rate-limit/rate-limit-gate';
 import { encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';

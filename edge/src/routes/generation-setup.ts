@@ -3,7 +3,7 @@
 
 import type { SamplingParams } from '../../../shared/protocol';
 import type { EdgeConfig } from '../config';
-import { HttpError, badRequest } from '../http-error';
+import { HttpError, badRequest } from '../../../shared/http-error';
 
 export interface ResolvedModel {
   /** The name echoed back in responses (what the client asked for). */

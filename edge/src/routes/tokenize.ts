@@ -4,7 +4,7 @@
 import { readJsonBody, validate } from '../api/read-request';
 import { detokenizeRequestSchema, tokenizeRequestSchema } from '../api/request-schemas';
 import { waitUntilOf, type AppContext } from '../app-env';
-import { HttpError, badRequest } from '../http-error';
+import { HttpError, badRequest } from '../../../shared/http-error';
 import { buildChatPrompt } from '../prompt/chat-prompt';
 import { TemplateError, encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
