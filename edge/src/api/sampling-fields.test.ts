@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { inRange, pastRange, refusalParam } from '../../../shared/sampling-field-samples';
 import { SAMPLING_FIELDS, type SamplingFieldName } from '../../../shared/sampling-fields';
-import { toSampling } from '../routes/generation-setup';
+import { toSampling } from '../generation/generation-setup';
 import { validate } from './read-request';
 import { chatRequestSchema, completionRequestSchema } from './request-schemas';
 
