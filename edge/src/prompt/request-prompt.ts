@@ -8,8 +8,7 @@ import { TemplateError, type ChatMessage } from '../tokenizer/chat-template';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { ToolPlan } from '../tools/tool-request';
 import { buildChatPrompt, type ChatPrompt } from './chat-prompt';
-import { systemPrefixCache } from './system-prefix-cache';
-import { systemPromptStore } from './system-prompt-store';
+import { systemPrefixCache, systemPromptStore } from './prompt-stores';
 
 export function toChatMessages(messages: ChatMessageInput[]): ChatMessage[] {
   return messages.map((message) => ({

@@ -3,7 +3,6 @@
 // read nor tokenized again. Entries record whether splicing them into a conversation was verified exact.
 
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { defaultCache } from '../app-env';
 import { LruCache } from './lru-cache';
 
 export interface SystemPrefixEntry {
@@ -87,6 +86,3 @@ export class SystemPrefixCache {
     isolateEntries.clear();
   }
 }
-
-/** The isolate's one cache of system prefixes (chat generation and /tokenize share it). */
-export const systemPrefixCache = new SystemPrefixCache(defaultCache());

@@ -2,7 +2,6 @@
 // through a per-isolate LRU and the Cache API (both for PROMPT_TTL_SECONDS) so a hot name needs no KV read.
 
 import { z } from 'zod';
-import { defaultCache } from '../app-env';
 import { LruCache } from './lru-cache';
 
 export const PROMPT_PREFIX = 'prompt:';
@@ -102,9 +101,4 @@ export class SystemPromptStore {
   static clearIsolate(): void {
     byName.clear();
   }
-}
-
-/** The stored system prompts of this deployment (KV, cached per isolate and in the Cache API). */
-export function systemPromptStore(env: Env): SystemPromptStore {
-  return new SystemPromptStore(env.SYSTEM_PROMPTS, defaultCache());
 }

@@ -8,7 +8,8 @@ import type { AppEnv } from '../app-env';
 import { bearerToken, secretMatches } from '../auth/authenticate';
 import { readConfig } from '../config';
 import { HttpError, badRequest } from '../../../shared/http-error';
-import { MAX_PROMPT_CHARS, PROMPT_NAME_PATTERN, systemPromptStore } from '../prompt/system-prompt-store';
+import { MAX_PROMPT_CHARS, PROMPT_NAME_PATTERN } from '../prompt/system-prompt-store';
+import { systemPromptStore } from '../prompt/prompt-stores';
 
 const putSchema = z.object({ content: z.string().min(1).max(MAX_PROMPT_CHARS) });
 

@@ -3,7 +3,7 @@
 // prompt, so every key sees the same list; it is read-only and answers like /v1/models.
 
 import type { AppContext } from '../app-env';
-import { systemPromptStore } from '../prompt/system-prompt-store';
+import { systemPromptStore } from '../prompt/prompt-stores';
 
 export async function systemPromptNames(c: AppContext): Promise<Response> {
   const { names, complete } = await systemPromptStore(c.env).names();
