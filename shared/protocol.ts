@@ -33,8 +33,8 @@ export interface SamplingParams {
   n: number;
 }
 
-// Ranges, defaults and public names of these fields: one table in sampling-fields.ts.
-export { DEFAULT_SAMPLING, MAX_LOGPROBS, SEED_LIMIT } from './sampling-fields';
+// Ranges, limits, defaults and public names of these fields: one table in sampling-fields.ts.
+export { DEFAULT_SAMPLING } from './sampling-fields';
 
 /** POST /v1/generate body. */
 export interface GenerateRequest {

@@ -93,7 +93,6 @@ export const chatRequestSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['top_logprobs'], message: 'top_logprobs requires logprobs: true' });
     }
   });
-export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type ChatMessageInput = z.infer<typeof chatMessageSchema>;
 
 export const completionRequestSchema = z.object({
@@ -116,7 +115,6 @@ export const completionRequestSchema = z.object({
     if (value !== undefined && value > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'best_of > 1 is not supported' });
   }),
 });
-export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
 export const tokenizeRequestSchema = z.union([
   z.object({ model: optional(z.string()), prompt: z.string().max(MAX_MESSAGE_CHARS), add_special_tokens: optional(z.boolean()) }),
@@ -129,6 +127,5 @@ export const tokenizeRequestSchema = z.union([
     add_special_tokens: optional(z.boolean()),
   }),
 ]);
-export type TokenizeRequest = z.infer<typeof tokenizeRequestSchema>;
 
 export const detokenizeRequestSchema = z.object({ model: optional(z.string()), tokens: z.array(z.number().int().min(0)).max(1_000_000) });
