@@ -3,7 +3,6 @@
 
 import { Hono } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import { errorBody } from '../../shared/protocol';
 import type { AppEnv } from './app-env';
 import { findKeyRecord } from './auth/find-key-record';
 import { authenticate } from './auth/authenticate';
@@ -84,10 +83,7 @@ app.onError((error) => {
   edgeMetrics.countError('internal_error');
   // Never echo internals: the message goes to the worker log only.
   console.error('edge: unhandled error', error);
-  return new Response(JSON.stringify(errorBody('internal_error', 'The server had an error processing the request.')), {
-    status: 500,
-    headers: { 'content-type': 'application/json' },
-  });
+  return errorResponse(new HttpError(500, 'internal_error', 'The server had an error processing the request.'));
 });
 
 export default app;

@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError, badRequest, errorResponse } from '../../../shared/http-error';
-import { BACKEND_AUTH_HEADER, errorBody, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, type ErrorCode, type GenerateEvent, type GenerateResponse } from '../../../shared/protocol';
+import { BACKEND_AUTH_HEADER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, type ErrorCode, type GenerateEvent, type GenerateResponse } from '../../../shared/protocol';
 import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
 import type { GenerationClient, SubmitOutcome } from './generation-client';
 import type { GrammarChecker } from './grammar/grammar-checker';
@@ -98,15 +98,18 @@ export function createBackendApp(options: BackendAppOptions): Hono {
     return request.stream ? streamGeneration(c, client, request, heartbeatMs) : collectGeneration(c, client, request);
   });
 
-  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404));
+  const render = (error: HttpError) => {
+    const response = errorResponse(error);
+    response.headers.set(PROTOCOL_VERSION_HEADER, String(PROTOCOL_VERSION));
+    return response;
+  };
+  app.notFound((c) => render(new HttpError(404, 'not_found', `No route for ${c.req.method} ${c.req.path}.`)));
   app.onError((error, c) => {
     const refusal = error instanceof HttpError ? error : new HttpError(500, 'internal_error', 'Internal error.');
     // Counted: generation requests, and wrong tokens on any path (as /ready polls are not).
     const outcome = outcomeOf(refusal.code);
     if (outcome && (c.req.path === '/v1/generate' || outcome === 'unauthorized')) client.metrics.countRequest(outcome);
-    const response = errorResponse(refusal);
-    response.headers.set(PROTOCOL_VERSION_HEADER, String(PROTOCOL_VERSION));
-    return response;
+    return render(refusal);
   });
   return app;
 }
