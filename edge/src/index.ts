@@ -9,6 +9,7 @@ import { authenticate } from './auth/authenticate';
 import { requireOperator } from './auth/require-operator';
 import { readConfig, type EdgeConfig } from './config';
 import { HttpError, errorResponse } from '../../shared/http-error';
+import { modelNotFound } from './generation/generation-setup';
 import { edgeMetrics } from './observability/edge-metrics';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';
@@ -63,7 +64,7 @@ app.get('/v1/models', (c) => c.json({ object: 'list', data: [modelObject(c.get('
 app.get('/v1/models/:id{.+}', (c) => {
   const config = c.get('config');
   const id = c.req.param('id');
-  if (id !== config.modelId) throw new HttpError(404, 'model_not_found', `The model '${id.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
+  if (id !== config.modelId) throw modelNotFound(id, config.modelId);
   return c.json(modelObject(config));
 });
 app.get('/v1/system_prompts', systemPromptNames);

@@ -13,14 +13,17 @@ export interface ResolvedModel {
   systemPromptName: string | null;
 }
 
+/** The 404 for a model name this server does not serve (generation, /tokenize, /v1/models/:id). */
+export function modelNotFound(requested: string, modelId: string): HttpError {
+  return new HttpError(404, 'model_not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
+}
+
 /** `<MODEL_ID>` or the alias `<MODEL_ID>@<system prompt name>`. */
 export function resolveModel(requested: string, systemPromptId: string | undefined, config: EdgeConfig): ResolvedModel {
   const at = requested.indexOf('@');
   const base = at === -1 ? requested : requested.slice(0, at);
   const alias = at === -1 ? null : requested.slice(at + 1);
-  if (base !== config.modelId) {
-    throw new HttpError(404, 'model_not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
-  }
+  if (base !== config.modelId) throw modelNotFound(requested, config.modelId);
   if (alias !== null && alias.length === 0) throw badRequest('The model alias after "@" names no system prompt.', 'model');
   if (alias && systemPromptId && alias !== systemPromptId) {
     throw badRequest('system_prompt_id and the model alias name different system prompts.', 'system_prompt_id');

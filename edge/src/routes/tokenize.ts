@@ -4,9 +4,9 @@
 import { readJsonBody, validate } from '../api/read-request';
 import { detokenizeRequestSchema, tokenizeRequestSchema } from '../api/request-schemas';
 import type { AppContext } from '../app-env';
-import { HttpError, badRequest } from '../../../shared/http-error';
+import { badRequest } from '../../../shared/http-error';
 import type { EdgeConfig } from '../config';
-import { resolveModel } from '../generation/generation-setup';
+import { modelNotFound, resolveModel } from '../generation/generation-setup';
 import { chatRequestPrompt } from '../prompt/request-prompt';
 import { encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
@@ -14,7 +14,7 @@ import { planTools } from '../tools/tool-request';
 
 function checkModel(model: string | undefined, modelId: string): void {
   if (model !== undefined && model.split('@')[0] !== modelId) {
-    throw new HttpError(404, 'model_not_found', `The model '${model.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
+    throw modelNotFound(model, modelId);
   }
 }
 
