@@ -8,7 +8,7 @@ export const BACKEND_AUTH_HEADER = 'authorization';
 /** Header the backend sets on every response so the edge can refuse a mismatched peer. */
 export const PROTOCOL_VERSION_HEADER = 'x-protocol-version';
 
-/** Sampling parameters. Every field is optional on the wire; the backend applies the defaults below. */
+/** Sampling parameters. Every field is optional on the wire; the backend applies DEFAULT_SAMPLING. */
 export interface SamplingParams {
   /** 0 means greedy (argmax). */
   temperature: number;
@@ -33,22 +33,8 @@ export interface SamplingParams {
   n: number;
 }
 
-/** Seeds are integers in [-SEED_LIMIT, SEED_LIMIT] (exact in a double); the edge checks this range, the backend again. */
-export const SEED_LIMIT = Number.MAX_SAFE_INTEGER;
-
-export const DEFAULT_SAMPLING: SamplingParams = {
-  temperature: 1,
-  topP: 1,
-  topK: 0,
-  minP: 0,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  repetitionPenalty: 1,
-  maxTokens: 256,
-  stopTokenIds: [],
-  ignoreEos: false,
-  n: 1,
-};
+// Ranges, limits, defaults and public names of these fields: one table in sampling-fields.ts.
+export { DEFAULT_SAMPLING } from './sampling-fields';
 
 /** POST /v1/generate body. */
 export interface GenerateRequest {

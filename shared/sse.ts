@@ -1,6 +1,14 @@
 // Server-Sent Events framing used on both hops: edge <- backend (named events) and client <- edge (data-only).
 // Pure string handling; no runtime APIs.
 
+/** Response headers of an SSE stream, on both hops. */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  // nginx and friends buffer responses by default; an SSE stream must reach the client as it is written.
+  'x-accel-buffering': 'no',
+};
+
 export interface SseMessage {
   /** `event:` field; "message" when absent, as browsers do. */
   event: string;

@@ -25,7 +25,6 @@ export const MAX_MESSAGE_CHARS = 1_000_000;
 export const MAX_CHOICES = 8;
 export const MAX_STOP_STRINGS = 16;
 export const MAX_STOP_CHARS = 256;
-export const MAX_TOP_LOGPROBS = 20;
 
 const cache = new WeakMap<object, EdgeConfig>();
 

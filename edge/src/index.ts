@@ -3,13 +3,13 @@
 
 import { Hono } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import { errorBody } from '../../shared/protocol';
 import type { AppEnv } from './app-env';
 import { findKeyRecord } from './auth/find-key-record';
 import { authenticate } from './auth/authenticate';
 import { requireOperator } from './auth/require-operator';
 import { readConfig, type EdgeConfig } from './config';
-import { HttpError, errorResponse } from './http-error';
+import { HttpError, errorResponse } from '../../shared/http-error';
+import { modelNotFound } from './generation/generation-setup';
 import { edgeMetrics } from './observability/edge-metrics';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';
@@ -64,7 +64,7 @@ app.get('/v1/models', (c) => c.json({ object: 'list', data: [modelObject(c.get('
 app.get('/v1/models/:id{.+}', (c) => {
   const config = c.get('config');
   const id = c.req.param('id');
-  if (id !== config.modelId) throw new HttpError(404, 'model_not_found', `The model '${id.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
+  if (id !== config.modelId) throw modelNotFound(id, config.modelId);
   return c.json(modelObject(config));
 });
 app.get('/v1/system_prompts', systemPromptNames);
@@ -84,10 +84,7 @@ app.onError((error) => {
   edgeMetrics.countError('internal_error');
   // Never echo internals: the message goes to the worker log only.
   console.error('edge: unhandled error', error);
-  return new Response(JSON.stringify(errorBody('internal_error', 'The server had an error processing the request.')), {
-    status: 500,
-    headers: { 'content-type': 'application/json' },
-  });
+  return errorResponse(new HttpError(500, 'internal_error', 'The server had an error processing the request.'));
 });
 
 export default app;

@@ -1,13 +1,7 @@
 // Body reading and validation at the boundary: size cap (413), JSON (400), zod -> 400 naming the field.
 
 import type { z } from 'zod';
-import { HttpError, badRequest } from '../http-error';
-
-/** `["messages", 1, "content"]` -> `messages[1].content`. */
-export function paramPath(path: (string | number)[]): string | null {
-  if (path.length === 0) return null;
-  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
-}
+import { HttpError, badRequest, fieldPath } from '../../../shared/http-error';
 
 export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
   const declared = Number(request.headers.get('content-length') ?? '0');
@@ -54,7 +48,7 @@ export function validate<T extends z.ZodTypeAny>(schema: T, body: unknown): z.in
   const issue = parsed.error.issues[0];
   const nested = issue.code === 'invalid_union' ? issue.unionErrors.flatMap((e) => e.issues).sort((a, b) => b.path.length - a.path.length)[0] : undefined;
   const chosen = nested ?? issue;
-  const param = paramPath(chosen.path);
+  const param = fieldPath(chosen.path) || null;
   const message = chosen.code === 'invalid_type' && chosen.received === 'undefined' ? `${param ?? 'field'} is required` : chosen.message;
   throw badRequest(param ? `Invalid value for '${param}': ${message}` : message, param);
 }

@@ -4,8 +4,8 @@
 
 import { z } from 'zod';
 import { responseFormatSchema, toolCallSchema, toolChoiceSchema, toolsSchema, MAX_TOOL_CALLS_PER_MESSAGE } from '../tools/tool-request-schemas';
-import { SEED_LIMIT } from '../../../shared/protocol';
-import { MAX_CHOICES, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS } from '../config';
+import { MAX_LOGPROBS, publicSamplingShape, type PublicSamplingFields } from '../../../shared/sampling-fields';
+import { MAX_CHOICES, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS } from '../config';
 
 const optional = <T extends z.ZodTypeAny>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
 
@@ -47,23 +47,18 @@ export const chatMessageSchema = z
 
 const stop = optional(z.union([z.string().min(1).max(MAX_STOP_CHARS), z.array(z.string().min(1).max(MAX_STOP_CHARS)).max(MAX_STOP_STRINGS)]));
 
+/** The sampling knobs from the shared field table (temperature, top_p, ..., ignore_eos), typed by their rows. */
+const tableFields = publicSamplingShape(optional) as { [K in keyof PublicSamplingFields]-?: z.ZodType<PublicSamplingFields[K], z.ZodTypeDef, unknown> };
+
 /** Fields shared by /v1/chat/completions and /v1/completions. */
 const samplingFields = {
   model: z.string().min(1).max(256),
   max_tokens: optional(z.number().int().positive()),
-  temperature: optional(z.number().min(0).max(2)),
-  top_p: optional(z.number().gt(0).max(1)),
-  top_k: optional(z.number().int().min(-1)),
-  min_p: optional(z.number().min(0).max(1)),
-  presence_penalty: optional(z.number().min(-2).max(2)),
-  frequency_penalty: optional(z.number().min(-2).max(2)),
-  repetition_penalty: optional(z.number().gt(0).max(10)),
-  seed: optional(z.number().int().min(-SEED_LIMIT).max(SEED_LIMIT)),
+  ...tableFields,
   n: optional(z.number().int().positive().max(MAX_CHOICES, { message: `n may be at most ${MAX_CHOICES}` })),
   stop,
   stream: optional(z.boolean()),
   stream_options: optional(z.object({ include_usage: optional(z.boolean()) })),
-  ignore_eos: optional(z.boolean()),
   user: optional(z.string().max(512)),
   system_prompt_id: optional(z.string().min(1).max(128)),
 };
@@ -81,7 +76,7 @@ export const chatRequestSchema = z
     messages: z.array(chatMessageSchema).min(1, { message: 'messages must not be empty' }).max(MAX_MESSAGES, { message: `at most ${MAX_MESSAGES} messages` }),
     max_completion_tokens: optional(z.number().int().positive()),
     logprobs: optional(z.boolean()),
-    top_logprobs: optional(z.number().int().min(0).max(MAX_TOP_LOGPROBS)),
+    top_logprobs: optional(z.number().int().min(0).max(MAX_LOGPROBS)),
     tools: toolsSchema,
     functions: unsupportedIfPresent('functions (use tools)'),
     function_call: unsupportedIfPresent('function_call (use tool_choice)'),
@@ -98,7 +93,6 @@ export const chatRequestSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['top_logprobs'], message: 'top_logprobs requires logprobs: true' });
     }
   });
-export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type ChatMessageInput = z.infer<typeof chatMessageSchema>;
 
 export const completionRequestSchema = z.object({
@@ -109,7 +103,7 @@ export const completionRequestSchema = z.object({
     z.array(z.number().int().min(0)).min(1).max(1_000_000),
   ]),
   max_tokens: optional(z.number().int().positive()),
-  logprobs: optional(z.number().int().min(0).max(MAX_TOP_LOGPROBS)),
+  logprobs: optional(z.number().int().min(0).max(MAX_LOGPROBS)),
   response_format: responseFormatSchema,
   echo: optional(z.boolean()).superRefine((value, ctx) => {
     if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'echo is not supported' });
@@ -121,7 +115,6 @@ export const completionRequestSchema = z.object({
     if (value !== undefined && value > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'best_of > 1 is not supported' });
   }),
 });
-export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
 export const tokenizeRequestSchema = z.union([
   z.object({ model: optional(z.string()), prompt: z.string().max(MAX_MESSAGE_CHARS), add_special_tokens: optional(z.boolean()) }),
@@ -134,6 +127,5 @@ export const tokenizeRequestSchema = z.union([
     add_special_tokens: optional(z.boolean()),
   }),
 ]);
-export type TokenizeRequest = z.infer<typeof tokenizeRequestSchema>;
 
 export const detokenizeRequestSchema = z.object({ model: optional(z.string()), tokens: z.array(z.number().int().min(0)).max(1_000_000) });

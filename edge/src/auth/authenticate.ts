@@ -3,7 +3,7 @@
 // comparison (DEV_API_KEY) is done on digests in constant time.
 
 import type { EdgeConfig } from '../config';
-import { HttpError } from '../http-error';
+import { HttpError } from '../../../shared/http-error';
 import { LruCache } from '../prompt/lru-cache';
 import { API_KEY_PATTERN, devKeyRecord, keyRecordSchema, kvKeyForHash, sha256Hex, type KeyRecord } from './api-key-store';
 

@@ -4,7 +4,7 @@
 import { createMiddleware } from 'hono/factory';
 import type { AppEnv } from '../app-env';
 import { readConfig } from '../config';
-import { HttpError } from '../http-error';
+import { HttpError } from '../../../shared/http-error';
 import { bearerToken, secretMatches } from './authenticate';
 
 export const requireOperator = createMiddleware<AppEnv>(async function requireOperator(c, next) {

@@ -3,7 +3,7 @@
 // never one that fails the peer check (protocol version, model; peer-check.ts).
 
 import { BACKEND_AUTH_HEADER, type GenerateRequest } from '../../../shared/protocol';
-import { HttpError } from '../http-error';
+import { HttpError } from '../../../shared/http-error';
 import { peerProblem, type PeerExpectation } from './peer-check';
 import { edgeMetrics } from '../observability/edge-metrics';
 
@@ -55,7 +55,7 @@ export function backendHeaders(token: string): Record<string, string> {
 }
 
 /** Backend status -> public error, never passing the backend's message through. */
-function refusal(status: number): HttpError {
+function publicErrorFor(status: number): HttpError {
   if (status === 400 || status === 413 || status === 422) return new HttpError(400, 'invalid_request', 'The model backend rejected the request parameters.');
   if (status === 429) return new HttpError(503, 'overloaded', 'The model is overloaded; retry shortly.', null, { 'retry-after': '1' });
   return new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
@@ -89,7 +89,7 @@ export interface PoolConfig {
  * Resolves once a backend has answered 2xx headers.
  */
 export async function openGeneration(config: PoolConfig, peer: PeerExpectation, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
-  let lastError: HttpError = refusal(503);
+  let lastError: HttpError = publicErrorFor(503);
   for (const url of backendOrder(config.backendUrls)) {
     if (signal.aborted) break;
     const state = stateOf(url);
@@ -129,7 +129,7 @@ export async function openGeneration(config: PoolConfig, peer: PeerExpectation, 
       await response.body?.cancel().catch(() => undefined);
       const retryable = response.status >= 500 || response.status === 429 || response.status === 401 || response.status === 403;
       done(response.status >= 500 || response.status === 401 || response.status === 403);
-      lastError = grammarError ?? refusal(response.status);
+      lastError = grammarError ?? publicErrorFor(response.status);
       if (!retryable) throw lastError;
     } catch (error) {
       clearTimeout(deadline);
@@ -138,7 +138,7 @@ export async function openGeneration(config: PoolConfig, peer: PeerExpectation, 
       if (!signal.aborted) edgeMetrics.countBackendAttempt(timedOut ? 'headers_timeout' : 'connect_error');
       if (timedOut) console.error(`edge: backend ${url} sent no headers within ${config.backendHeadersTimeoutMs} ms; trying the next one`);
       done(timedOut || !signal.aborted);
-      lastError = refusal(503);
+      lastError = publicErrorFor(503);
     }
   }
   throw lastError;

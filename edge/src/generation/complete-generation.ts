@@ -3,7 +3,7 @@
 
 import type { Usage } from '../../../shared/protocol';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
-import { HttpError } from '../http-error';
+import { HttpError } from '../../../shared/http-error';
 import { addToolCallDelta, peerOf, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
 const LOST = 'The connection to the model backend was lost.';

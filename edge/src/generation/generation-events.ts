@@ -53,8 +53,6 @@ function toolEvents(choice: number, outputs: ToolStreamOutput[]): OutputEvent[] 
   );
 }
 
-export class BackendInterrupted extends Error {}
-
 export async function* generationEvents(events: AsyncIterable<GenerateEvent>, options: GenerationOptions): AsyncGenerator<OutputEvent> {
   const { tokenizer } = options;
   const skipIds = new Set([tokenizer.bosTokenId, tokenizer.eosTokenId]);

@@ -4,9 +4,9 @@
 // aborts it even before the backend's first byte, and every end path settles the rate-limit lease.
 
 import { errorBody, type Usage } from '../../../shared/protocol';
-import { encodeSse, encodeSseComment } from '../../../shared/sse';
+import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
-import { HttpError, errorResponse } from '../http-error';
+import { HttpError, errorResponse } from '../../../shared/http-error';
 import { edgeMetrics, type StreamEnd } from '../observability/edge-metrics';
 import type { OutputEvent } from './generation-events';
 import { peerOf, planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
@@ -47,7 +47,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
   });
   return new Response(body, {
     status: 200,
-    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', ...plan.admission.headers },
+    headers: { ...SSE_HEADERS, ...plan.admission.headers },
   });
 }
 

@@ -4,7 +4,7 @@ import { encodeChat, type ChatMessage } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { bearer, callEdge, createKey, scriptedBackend } from '../test-support/edge-harness';
-import { systemPrefixCache } from '../routes/chat-completions';
+import { systemPrefixCache } from './prompt-stores';
 import { buildChatPrompt } from './chat-prompt';
 import { SystemPrefixCache } from './system-prefix-cache';
 

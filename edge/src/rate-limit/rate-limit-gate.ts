@@ -1,7 +1,7 @@
 // The worker side of rate limiting: admission over RPC, OpenAI's x-ratelimit-* headers, 429s, and release.
 
 import type { KeyRecord } from '../auth/api-key-store';
-import { HttpError } from '../http-error';
+import { HttpError } from '../../../shared/http-error';
 import { edgeMetrics } from '../observability/edge-metrics';
 import { LEASE_RENEW_MS, type AdmitResult, type RateLimitSnapshot } from './rate-limiter';
 

@@ -4,11 +4,12 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { readJsonBody, validate } from '../api/read-request';
-import { defaultCache, type AppEnv } from '../app-env';
+import type { AppEnv } from '../app-env';
 import { bearerToken, secretMatches } from '../auth/authenticate';
 import { readConfig } from '../config';
-import { HttpError, badRequest } from '../http-error';
-import { MAX_PROMPT_CHARS, PROMPT_NAME_PATTERN, SystemPromptStore } from '../prompt/system-prompt-store';
+import { HttpError, badRequest } from '../../../shared/http-error';
+import { MAX_PROMPT_CHARS, PROMPT_NAME_PATTERN } from '../prompt/system-prompt-store';
+import { systemPromptStore } from '../prompt/prompt-stores';
 
 const putSchema = z.object({ content: z.string().min(1).max(MAX_PROMPT_CHARS) });
 
@@ -31,20 +32,20 @@ function nameOf(raw: string): string {
 adminSystemPrompts.put('/:name', async (c) => {
   const name = nameOf(c.req.param('name'));
   const body = validate(putSchema, await readJsonBody(c.req.raw, c.get('config').maxBodyBytes));
-  const stored = await new SystemPromptStore(c.env.SYSTEM_PROMPTS, defaultCache()).put(name, body.content);
+  const stored = await systemPromptStore(c.env).put(name, body.content);
   return c.json(stored);
 });
 
 adminSystemPrompts.get('/:name', async (c) => {
   const name = nameOf(c.req.param('name'));
-  const stored = await new SystemPromptStore(c.env.SYSTEM_PROMPTS, defaultCache()).get(name);
+  const stored = await systemPromptStore(c.env).get(name);
   if (!stored) throw new HttpError(404, 'not_found', `No system prompt named '${name}'.`, 'name');
   return c.json(stored);
 });
 
 adminSystemPrompts.delete('/:name', async (c) => {
   const name = nameOf(c.req.param('name'));
-  const existed = await new SystemPromptStore(c.env.SYSTEM_PROMPTS, defaultCache()).delete(name);
+  const existed = await systemPromptStore(c.env).delete(name);
   if (!existed) throw new HttpError(404, 'not_found', `No system prompt named '${name}'.`, 'name');
   return c.json({ name, deleted: true });
 });

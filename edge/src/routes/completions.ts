@@ -1,20 +1,19 @@
-// POST /v1/completions (legacy text completions): prompt text (or prompt token ids) -> [BOS] + ids, no template.
+// POST /v1/completions (legacy text completions): prompt text (or prompt token ids) -> [BOS] + ids, no template;
+// generation/run-generation.ts does the rest in the text_completion wire format.
 
 import type { SampledLogprob } from '../../../shared/protocol';
+import { badRequest } from '../../../shared/http-error';
 import { appendCompletionLogprobs, openAiUsage, type CompletionLogprobs } from '../api/openai-shapes';
 import { readJsonBody, validate } from '../api/read-request';
 import { completionRequestSchema } from '../api/request-schemas';
-import { waitUntilOf, type AppContext } from '../app-env';
-import { completeGeneration } from '../generation/complete-generation';
-import type { GenerationPlan, StreamFormat } from '../generation/generation-plan';
-import { streamGeneration } from '../generation/stream-generation';
-import { badRequest } from '../http-error';
-import { admitRequest } from '../rate-limit/rate-limit-gate';
+import type { AppContext } from '../app-env';
+import type { StreamFormat } from '../generation/generation-plan';
+import { resolveModel } from '../generation/generation-setup';
+import { runGeneration, type GenerationApi, type ResponseIds } from '../generation/run-generation';
 import { encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { responseFormatGrammar } from '../tools/tool-request';
-import { newRequestId, resolveMaxTokens, resolveModel, stopList, toSampling } from './generation-setup';
 
 /** OpenAI's default for /v1/completions. */
 const DEFAULT_COMPLETION_TOKENS = 16;
@@ -25,7 +24,7 @@ function logprobsFor(tokenizer: Tokenizer, entries: SampledLogprob[], offset: nu
   return out;
 }
 
-function completionFormat(id: string, model: string, created: number, tokenizer: Tokenizer, logprobs: number | undefined, includeUsage: boolean): StreamFormat {
+function completionFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, logprobs: number | undefined, includeUsage: boolean): StreamFormat {
   const base = { id, object: 'text_completion', created, model, system_fingerprint: null };
   const offsets: number[] = [];
   return {
@@ -38,6 +37,29 @@ function completionFormat(id: string, model: string, created: number, tokenizer:
     },
     finish: (choice, finishReason) => ({ ...base, choices: [{ index: choice, text: '', logprobs: null, finish_reason: finishReason }] }),
     usage: (usage) => (includeUsage ? { ...base, choices: [], usage: openAiUsage(usage) } : null),
+  };
+}
+
+function completionApi(tokenizer: Tokenizer, logprobs: number | undefined): GenerationApi {
+  return {
+    idPrefix: 'cmpl',
+    promptParam: 'prompt',
+    continuesPrompt: true,
+    streamFormat: (ids, includeUsage) => completionFormat(ids, tokenizer, logprobs, includeUsage),
+    response: ({ id, model, created }, result) => ({
+      id,
+      object: 'text_completion',
+      created,
+      model,
+      system_fingerprint: null,
+      choices: result.choices.map((choice, index) => ({
+        index,
+        text: choice.text,
+        logprobs: logprobs !== undefined ? logprobsFor(tokenizer, choice.logprobs, 0, logprobs > 0) : null,
+        finish_reason: choice.finishReason ?? 'stop',
+      })),
+      usage: openAiUsage(result.usage),
+    }),
   };
 }
 
@@ -56,40 +78,14 @@ export async function completions(c: AppContext): Promise<Response> {
     const bad = tokenIds.findIndex((id) => id >= tokenizer.vocabSize);
     if (bad !== -1) throw badRequest(`Token id ${tokenIds[bad]} is outside the vocabulary (${tokenizer.vocabSize}).`, `prompt[${bad}]`);
   }
-  const choiceCount = body.n ?? 1;
-  const maxTokens = resolveMaxTokens(body.max_tokens ?? Math.min(DEFAULT_COMPLETION_TOKENS, config.maxModelLen - tokenIds.length), tokenIds.length, config, 'prompt');
-  const admission = await admitRequest(c.env.RATE_LIMITER, c.get('apiKey'), tokenIds.length + maxTokens * choiceCount);
-  const id = newRequestId('cmpl');
-  const plan: GenerationPlan = {
-    config,
-    request: { requestId: id, tokenIds, sampling: toSampling(body, maxTokens, body.logprobs), stream: true, ...(grammar ? { grammar } : {}) },
+  return runGeneration(c, completionApi(tokenizer, body.logprobs), {
+    body,
+    model,
     tokenizer,
-    choiceCount,
-    stop: stopList(body.stop),
-    continuesPrompt: true,
-    admission,
-    waitUntil: waitUntilOf(c),
-    clientSignal: c.req.raw.signal,
-  };
-  const created = Math.floor(Date.now() / 1000);
-  if (body.stream) return streamGeneration(plan, completionFormat(id, model, created, tokenizer, body.logprobs, body.stream_options?.include_usage === true));
-  const result = await completeGeneration(plan);
-  return c.json(
-    {
-      id,
-      object: 'text_completion',
-      created,
-      model,
-      system_fingerprint: null,
-      choices: result.choices.map((choice, index) => ({
-        index,
-        text: choice.text,
-        logprobs: body.logprobs !== undefined ? logprobsFor(tokenizer, choice.logprobs, 0, body.logprobs > 0) : null,
-        finish_reason: choice.finishReason ?? 'stop',
-      })),
-      usage: openAiUsage(result.usage),
-    },
-    200,
-    admission.headers,
-  );
+    tokenIds,
+    // OpenAI's default of 16 (less when the prompt leaves less room); reserved whole at admission.
+    requestedMaxTokens: body.max_tokens ?? Math.min(DEFAULT_COMPLETION_TOKENS, config.maxModelLen - tokenIds.length),
+    logprobs: body.logprobs,
+    grammar,
+  });
 }

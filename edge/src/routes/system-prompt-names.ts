@@ -2,10 +2,10 @@
 // playground's picker and any client. Names only, never the contents. Every key may use every stored
 // prompt, so every key sees the same list; it is read-only and answers like /v1/models.
 
-import { defaultCache, type AppContext } from '../app-env';
-import { SystemPromptStore } from '../prompt/system-prompt-store';
+import type { AppContext } from '../app-env';
+import { systemPromptStore } from '../prompt/prompt-stores';
 
 export async function systemPromptNames(c: AppContext): Promise<Response> {
-  const { names, complete } = await new SystemPromptStore(c.env.SYSTEM_PROMPTS, defaultCache()).names();
+  const { names, complete } = await systemPromptStore(c.env).names();
   return c.json({ object: 'list', data: names.map((id) => ({ id, object: 'system_prompt' })), has_more: !complete });
 }

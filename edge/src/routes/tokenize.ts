@@ -3,19 +3,18 @@
 
 import { readJsonBody, validate } from '../api/read-request';
 import { detokenizeRequestSchema, tokenizeRequestSchema } from '../api/request-schemas';
-import { waitUntilOf, type AppContext } from '../app-env';
-import { HttpError, badRequest } from '../http-error';
-import { buildChatPrompt } from '../prompt/chat-prompt';
-import { TemplateError, encodeCompletionPrompt } from '../tokenizer/chat-template';
+import type { AppContext } from '../app-env';
+import { badRequest } from '../../../shared/http-error';
+import type { EdgeConfig } from '../config';
+import { modelNotFound, resolveModel } from '../generation/generation-setup';
+import { chatRequestPrompt } from '../prompt/request-prompt';
+import { encodeCompletionPrompt } from '../tokenizer/chat-template';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import { planTools } from '../tools/tool-request';
-import type { EdgeConfig } from '../config';
-import { systemPrefixCache, templateError, toChatMessages, withStoredSystemPrompt } from './chat-completions';
-import { resolveModel } from './generation-setup';
 
 function checkModel(model: string | undefined, modelId: string): void {
   if (model !== undefined && model.split('@')[0] !== modelId) {
-    throw new HttpError(404, 'model_not_found', `The model '${model.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
+    throw modelNotFound(model, modelId);
   }
 }
 
@@ -36,15 +35,9 @@ export async function tokenize(c: AppContext): Promise<Response> {
   } else {
     // Mistral's templates always end a user turn with the generation prompt ([/INST]); there is no variant without it.
     const name = systemPromptNameOf(body.model, body.system_prompt_id, config);
-    const messages = await withStoredSystemPrompt(c, name, toChatMessages(body.messages));
-    try {
-      // vLLM's /tokenize takes `tools` like a chat request; the prompt lists them as tool_choice "auto" would.
-      const { tools } = planTools({ tools: body.tools }, tokenizer);
-      tokenIds = (await buildChatPrompt(tokenizer, messages, systemPrefixCache, waitUntilOf(c), { tools })).tokenIds;
-    } catch (error) {
-      if (error instanceof TemplateError) throw templateError(error, name ? 1 : 0);
-      throw error;
-    }
+    // vLLM's /tokenize takes `tools` like a chat request; the prompt lists them as tool_choice "auto" would.
+    const { prompt } = await chatRequestPrompt(c, tokenizer, name, body.messages, () => planTools({ tools: body.tools }, tokenizer));
+    tokenIds = prompt.tokenIds;
   }
   return c.json({ count: tokenIds.length, max_model_len: config.maxModelLen, tokens: tokenIds });
 }

@@ -1,5 +1,6 @@
 // Mistral chat templates as token ids, following mistral-common (the authority): v1 (7B v0.1/v0.2) writes
-// "[INST] ... [/INST]" as text; v3 (7B v0.3) uses control ids 3/4. Also the system-prompt cache prefix.
+// "[INST] ... [/INST]" as text; v3 (7B v0.3) uses control ids 3/4 (what differs per version:
+// template-versions.ts). Also the system-prompt cache prefix.
 //
 // Rules (mistral-common's InstructTokenizerV1/V3 with its request validator):
 // - Optional leading system messages, joined with "\n\n" (empty ones skipped, as mistral-common does).
@@ -16,6 +17,7 @@
 //   user turn. v1 vocabularies have no tool tokens and refuse all of it.
 
 import { availableToolsJson, toolCallsJson, toolControlIds, toolResultJson, type ToolCallRecord, type ToolDefinition } from '../tools/tool-prompt';
+import { TEMPLATE_VERSIONS } from './template-versions';
 import type { Tokenizer } from './tokenizer';
 
 export interface ChatMessage {
@@ -48,9 +50,6 @@ export class TemplateError extends Error {
     this.param = param;
   }
 }
-
-const INST_ID = 3; // v3 control piece [INST]
-const END_INST_ID = 4; // v3 control piece [/INST]
 
 interface Turn {
   role: 'user' | 'assistant' | 'tool';
@@ -140,21 +139,21 @@ export function encodeChat(
   const append = (ids: number[]) => {
     for (const id of ids) tokenIds.push(id);
   };
-  const v3 = tokenizer.templateVersion === 'v3';
+  const template = TEMPLATE_VERSIONS[tokenizer.templateVersion];
   const userTurnCount = turns.filter((turn) => turn.role === 'user').length;
+  const systemTurn = template.systemTurn(userTurnCount);
   // Text before the user's words that only the system prompt decides, and how many leading ids precede it
-  // ([BOS] in v1, [BOS, [INST]] in v3); null where the system prompt is not at the start.
-  // The tool list goes before the [INST] that holds the system prompt, so no prefix is shared then.
-  const cacheable = system !== null && (!v3 || userTurnCount === 1) && tools === null;
-  const systemText = v3 ? `${system}\n\n` : `[INST] ${system}\n\n`;
-  const leadingIds = v3 ? 2 : 1;
+  // ([BOS] in v1, [BOS, [INST]] in v3); shared only where the system prompt is in the first user turn.
+  // The tool list goes before the user turn that holds the system prompt, so no prefix is shared then.
+  const cacheable = system !== null && systemTurn === 1 && tools === null;
+  const systemText = `${template.openText}${system}\n\n`;
+  const leadingIds = 1 + template.openIds.length;
   const cached = cacheable ? options.systemPrefixIds : undefined;
   if (cached && (cached.length < leadingIds || cached[0] !== tokenizer.bosTokenId)) throw new Error('systemPrefixIds do not start a chat prompt');
   let userTurn = 0;
   for (const turn of turns) {
     if (turn.role === 'assistant') {
-      // v3 strips trailing spaces only: mistral-common's rstrip(" "), so a trailing newline stays.
-      append(tokenizer.encode(v3 ? turn.content.replace(/ +$/, '') : turn.content));
+      append(tokenizer.encode(template.assistantText(turn.content)));
       // mistral-common refuses text and calls in one message; the edge keeps both, in the order the model wrote them.
       if (turn.toolCalls && toolIds) {
         tokenIds.push(toolIds.toolCalls);
@@ -170,18 +169,17 @@ export function encodeChat(
       continue;
     }
     userTurn++;
-    const withSystem = system !== null && (v3 ? userTurn === userTurnCount : userTurn === 1);
+    const withSystem = system !== null && userTurn === systemTurn;
     if (tools && toolIds && userTurn === userTurnCount) {
       tokenIds.push(toolIds.availableTools);
       append(tokenizer.encode(availableToolsJson(tools)));
       tokenIds.push(toolIds.endAvailableTools);
     }
-    if (v3) tokenIds.push(INST_ID);
-    const before = v3 ? '' : '[INST] ';
-    const after = v3 ? '' : ' [/INST]';
-    if (withSystem && cached) append(tokenizer.encodeWithStablePrefix(systemText, cached.slice(leadingIds), `${turn.content}${after}`));
-    else append(tokenizer.encode(withSystem ? `${systemText}${turn.content}${after}` : `${before}${turn.content}${after}`));
-    if (v3) tokenIds.push(END_INST_ID);
+    append(template.openIds);
+    const words = `${turn.content}${template.closeText}`;
+    if (withSystem && cached) append(tokenizer.encodeWithStablePrefix(systemText, cached.slice(leadingIds), words));
+    else append(tokenizer.encode(withSystem ? `${systemText}${words}` : `${template.openText}${words}`));
+    append(template.closeIds);
   }
   let systemPrefixLength: number | null = null;
   if (cacheable) systemPrefixLength = cached ? cached.length : leadingIds + tokenizer.stablePrefixLength(systemText);

@@ -5,7 +5,7 @@
 // compiling each keyword with @mlc-ai/web-xgrammar 0.1.27), so the caller learns the exact field here; the
 // backend still compiles and may refuse more (numeric bounds, patterns), which the edge maps onto the field.
 
-import { HttpError, badRequest } from '../http-error';
+import { HttpError, badRequest } from '../../../shared/http-error';
 
 /** The backend refuses grammars over 64 KiB as too large; one schema over it cannot fit. */
 export const MAX_SCHEMA_CHARS = 64 * 1024;

@@ -3,7 +3,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { chatMessageSchema } from '../api/request-schemas';
-import { toChatMessages } from '../routes/chat-completions';
+import { toChatMessages } from '../prompt/request-prompt';
 import { callEdge, createKey, bearer } from '../test-support/edge-harness';
 import { encodeChat, TemplateError } from '../tokenizer/chat-template';
 import { overrideDefaultTokenizer } from '../tokenizer/default-tokenizer';

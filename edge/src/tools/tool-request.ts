@@ -9,7 +9,7 @@
 // one grammar per request, and "call a tool or answer in this format" is not one of them).
 
 import type { GrammarSpec } from '../../../shared/protocol';
-import { badRequest } from '../http-error';
+import { badRequest } from '../../../shared/http-error';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { checkJsonSchema, toGrammarSchema } from './json-schema-check';
 import type { ResponseFormat, ToolChoice, ToolInput } from './tool-request-schemas';

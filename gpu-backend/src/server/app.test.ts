@@ -221,6 +221,30 @@ function parsePrometheus(text: string): Map<string, number> {
   return samples;
 }
 
+describe('backend app: one onError for every refusal', () => {
+  it('renders each refusal OpenAI-shaped with the protocol header, and counts generation refusals once each', async () => {
+    const { app, client } = await setup({ backendToken: 'secret' });
+    const auth = { authorization: 'Bearer secret', 'content-type': 'application/json' };
+    const refusals = [
+      [await app.request('/v1/model'), 401, 'invalid_api_key'],
+      [await app.request(generate({ requestId: 'r', tokenIds: [] }, { headers: auth })), 400, 'invalid_request'],
+      [await app.request(new Request('http://backend/v1/generate', { method: 'POST', body: '{', headers: auth })), 400, 'invalid_request'],
+      [await app.request(generate({ requestId: 'r', tokenIds: [1], sampling: { maxTokens: MAX_MODEL_LEN } }, { headers: auth })), 400, 'context_length_exceeded'],
+      [await app.request('/nowhere', { headers: auth }), 404, 'not_found'],
+    ] as const;
+    for (const [response, status, code] of refusals) {
+      expect(response.status, code).toBe(status);
+      expect(response.headers.get(PROTOCOL_VERSION_HEADER), code).not.toBeNull();
+      expect(response.headers.get('content-type'), code).toContain('application/json');
+      expect((await errorOf(response)).code).toBe(code);
+    }
+    const samples = parsePrometheus(client.metrics.render());
+    expect(samples.get('backend_requests_total{outcome="unauthorized"}')).toBe(1);
+    expect(samples.get('backend_requests_total{outcome="invalid_request"}')).toBe(2);
+    expect(samples.get('backend_requests_total{outcome="context_length_exceeded"}')).toBe(1);
+  });
+});
+
 describe('backend app: metrics', () => {
   it('reports the idle KV slots and sequences from the start, before any request', async () => {
     const { app } = await setup();

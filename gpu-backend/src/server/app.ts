@@ -1,22 +1,17 @@
 // The backend's HTTP surface (Hono): token ids in, SSE of token ids out, plus health, readiness,
-// model info and Prometheus metrics. Generation itself happens behind GenerationClient.
+// model info and Prometheus metrics. Generation itself happens behind GenerationClient. Every refusal is
+// thrown as an HttpError and rendered (and counted) in the one `onError` below.
 
 import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import {
-  BACKEND_AUTH_HEADER,
-  errorBody,
-  PROTOCOL_VERSION,
-  PROTOCOL_VERSION_HEADER,
-  type ErrorCode,
-  type GenerateEvent,
-  type GenerateResponse,
-} from '../../../shared/protocol';
-import { encodeSse, encodeSseComment } from '../../../shared/sse';
-import type { GenerationClient } from './generation-client';
+import { HttpError, badRequest, errorResponse } from '../../../shared/http-error';
+import { BACKEND_AUTH_HEADER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, type ErrorCode, type GenerateEvent, type GenerateResponse } from '../../../shared/protocol';
+import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
+import type { GenerationClient, SubmitOutcome } from './generation-client';
 import type { GrammarChecker } from './grammar/grammar-checker';
 import { grammarSourceOf, MAX_GRAMMAR_TEXT } from './grammar/grammar-source';
+import type { RequestOutcome } from './metrics';
 import { RequestSchema, type ValidatedGenerateRequest } from './request-schema';
 
 export interface BackendAppOptions {
@@ -29,7 +24,6 @@ export interface BackendAppOptions {
   grammarChecker?: GrammarChecker;
 }
 
-const RETRY_AFTER_SECONDS = '1';
 /** Token ids as JSON take ~6 bytes each: room for far more than any context length. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const OPEN_PATHS = new Set(['/health', '/ready']);
@@ -41,9 +35,27 @@ function tokenMatches(header: string | undefined, expected: Buffer): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
-function refuse(c: Context, status: 401 | 404 | 500 | 503, code: ErrorCode, message: string): Response {
-  if (status === 503) c.header('retry-after', RETRY_AFTER_SECONDS);
-  return c.json(errorBody(code, message), status);
+/** A 503 the edge may retry on another backend: this one cannot take the request now. */
+function unavailable(code: Extract<SubmitOutcome, { ok: false }>['code'], message: string): HttpError {
+  return new HttpError(503, code, message, null, { 'retry-after': '1' });
+}
+
+function notReady(message: string): HttpError {
+  return unavailable('backend_unavailable', message);
+}
+
+/** The client's admission, or the 503 it refused with. */
+function admitted(outcome: SubmitOutcome): Extract<SubmitOutcome, { ok: true }> {
+  if (!outcome.ok) throw unavailable(outcome.code, outcome.message);
+  return outcome;
+}
+
+/** The requests counter's label for a refusal; null: not counted (unknown routes). */
+function outcomeOf(code: ErrorCode): RequestOutcome | null {
+  if (code === 'invalid_api_key') return 'unauthorized';
+  if (code === 'backend_unavailable') return 'not_ready';
+  if (code === 'invalid_request' || code === 'context_length_exceeded' || code === 'overloaded' || code === 'shutting_down') return code;
+  return null;
 }
 
 export function createBackendApp(options: BackendAppOptions): Hono {
@@ -56,65 +68,62 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.use('*', async function protocolAndAuth(c, next) {
     c.header(PROTOCOL_VERSION_HEADER, String(PROTOCOL_VERSION));
     if (expectedToken && !OPEN_PATHS.has(c.req.path) && !tokenMatches(c.req.header(BACKEND_AUTH_HEADER), expectedToken)) {
-      client.metrics.countRequest('unauthorized');
-      return refuse(c, 401, 'invalid_api_key', 'Missing or wrong backend token.');
+      throw new HttpError(401, 'invalid_api_key', 'Missing or wrong backend token.');
     }
     await next();
   });
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
-  app.get('/ready', (c) => (client.isReady() ? c.json({ status: 'ready' }) : refuse(c, 503, 'backend_unavailable', 'The model is not loaded yet.')));
-  app.get('/v1/model', (c) => (client.modelInfo ? c.json(client.modelInfo) : refuse(c, 503, 'backend_unavailable', 'The model is not loaded yet.')));
+  app.get('/ready', (c) => {
+    if (!client.isReady()) throw notReady('The model is not loaded yet.');
+    return c.json({ status: 'ready' });
+  });
+  app.get('/v1/model', (c) => {
+    if (!client.modelInfo) throw notReady('The model is not loaded yet.');
+    return c.json(client.modelInfo);
+  });
   app.get('/metrics', (c) => c.text(client.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
 
-  app.post('/v1/generate', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody('invalid_request', `The body exceeds ${MAX_BODY_BYTES} bytes.`), 413) }), async (c) => {
-    if (!client.isReady() || !client.modelInfo || !client.limits) {
-      client.metrics.countRequest('not_ready');
-      return refuse(c, 503, 'backend_unavailable', 'The model is not loaded yet.');
-    }
+  const bodyTooLarge = () => {
+    throw new HttpError(413, 'invalid_request', `The body exceeds ${MAX_BODY_BYTES} bytes.`);
+  };
+  app.post('/v1/generate', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: bodyTooLarge }), async (c) => {
+    if (!client.isReady() || !client.modelInfo || !client.limits) throw notReady('The model is not loaded yet.');
     schema ??= new RequestSchema({ vocabSize: client.modelInfo.vocabSize, maxModelLen: client.modelInfo.maxModelLen, maxChoices: client.limits.maxRunning });
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      client.metrics.countRequest('invalid_request');
-      return c.json(errorBody('invalid_request', 'The body must be JSON.'), 400);
-    }
-    const parsed = schema.parse(body);
-    if (!parsed.ok) {
-      client.metrics.countRequest(parsed.body.error.code === 'context_length_exceeded' ? 'context_length_exceeded' : 'invalid_request');
-      return c.json(parsed.body, parsed.status);
-    }
-    if (parsed.request.grammarSpec) {
-      const refused = await prepareGrammar(parsed.request, options.grammarChecker);
-      if (refused) {
-        client.metrics.countRequest('invalid_request');
-        return c.json(errorBody('invalid_request', `grammar: ${refused.message}`, 'grammar'), refused.status);
-      }
-    }
-    return parsed.request.stream ? streamGeneration(c, client, parsed.request, heartbeatMs) : collectGeneration(c, client, parsed.request);
+    const body: unknown = await c.req.json().catch(() => {
+      throw badRequest('The body must be JSON.');
+    });
+    const request = schema.parse(body);
+    if (request.grammarSpec) await prepareGrammar(request, options.grammarChecker);
+    return request.stream ? streamGeneration(c, client, request, heartbeatMs) : collectGeneration(c, client, request);
   });
 
-  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}.`), 404));
-  app.onError((_error, c) => c.json(errorBody('internal_error', 'Internal error.'), 500));
+  const render = (error: HttpError) => {
+    const response = errorResponse(error);
+    response.headers.set(PROTOCOL_VERSION_HEADER, String(PROTOCOL_VERSION));
+    return response;
+  };
+  app.notFound((c) => render(new HttpError(404, 'not_found', `No route for ${c.req.method} ${c.req.path}.`)));
+  app.onError((error, c) => {
+    const refusal = error instanceof HttpError ? error : new HttpError(500, 'internal_error', 'Internal error.');
+    // Counted: generation requests, and wrong tokens on any path (as /ready polls are not).
+    const outcome = outcomeOf(refusal.code);
+    if (outcome && (c.req.path === '/v1/generate' || outcome === 'unauthorized')) client.metrics.countRequest(outcome);
+    return render(refusal);
+  });
   return app;
 }
 
-/** Checks and compiles the request's grammar (before any header goes out); the refusal names the problem. */
-async function prepareGrammar(request: ValidatedGenerateRequest, checker: GrammarChecker | undefined): Promise<{ status: 400 | 413; message: string } | null> {
-  if (!checker) return { status: 400, message: 'this backend does not support grammars' };
+/** Checks and compiles the request's grammar (before any header goes out); a refusal (400/413) names the problem. */
+async function prepareGrammar(request: ValidatedGenerateRequest, checker: GrammarChecker | undefined): Promise<void> {
+  const refuse = (status: 400 | 413, message: string) => new HttpError(status, 'invalid_request', `grammar: ${message}`, 'grammar');
+  if (!checker) throw refuse(400, 'this backend does not support grammars');
   const built = grammarSourceOf(request.grammarSpec!);
-  if (!built.ok) return { status: 400, message: built.message };
-  if (built.source.schema.length > MAX_GRAMMAR_TEXT) return { status: 413, message: `the schema is ${built.source.schema.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}` };
+  if (!built.ok) throw refuse(400, built.message);
+  if (built.source.schema.length > MAX_GRAMMAR_TEXT) throw refuse(413, `the schema is ${built.source.schema.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}`);
   const outcome = await checker.check(built.source);
-  if (!outcome.ok) return outcome;
+  if (!outcome.ok) throw refuse(outcome.status, outcome.message);
   request.grammar = built.source;
-  return null;
-}
-
-function refusal(c: Context, client: GenerationClient, outcome: Extract<ReturnType<GenerationClient['submit']>, { ok: false }>): Response {
-  client.metrics.countRequest(outcome.code === 'backend_unavailable' ? 'not_ready' : outcome.code);
-  return refuse(c, 503, outcome.code, outcome.message);
 }
 
 /** SSE: headers go out at once; events follow as steps produce them; errors after that are in-band. */
@@ -135,12 +144,13 @@ function streamGeneration(c: Context, client: GenerationClient, request: Validat
     },
     cancel: () => abort(),
   });
-  const outcome = client.submit(request, (event: GenerateEvent) => {
-    if (!open) return;
-    controller.enqueue(encoder.encode(encodeSse(JSON.stringify(event.data), event.event)));
-    if (event.event === 'end' || event.event === 'error') close();
-  });
-  if (!outcome.ok) return refusal(c, client, outcome);
+  const outcome = admitted(
+    client.submit(request, (event: GenerateEvent) => {
+      if (!open) return;
+      controller.enqueue(encoder.encode(encodeSse(JSON.stringify(event.data), event.event)));
+      if (event.event === 'end' || event.event === 'error') close();
+    }),
+  );
   const abort = () => {
     if (!open) return;
     open = false;
@@ -153,12 +163,7 @@ function streamGeneration(c: Context, client: GenerationClient, request: Validat
   heartbeat = setInterval(() => open && controller.enqueue(encoder.encode(encodeSseComment('ping'))), heartbeatMs);
   heartbeat.unref();
   return new Response(body, {
-    headers: {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION),
-    },
+    headers: { ...SSE_HEADERS, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
   });
 }
 
@@ -167,21 +172,23 @@ async function collectGeneration(c: Context, client: GenerationClient, request: 
   const choices: GenerateResponse['choices'] = Array.from({ length: request.sampling.n }, (_, choice) => ({ choice, tokenIds: [], finishReason: 'abort' }));
   let settle!: (event: GenerateEvent) => void;
   const ended = new Promise<GenerateEvent>((resolve) => (settle = resolve));
-  const outcome = client.submit(request, (event) => {
-    if (event.event === 'token') {
-      const target = choices[event.data.choice];
-      target.tokenIds.push(...event.data.tokenIds);
-      if (event.data.logprobs) (target.logprobs ??= []).push(...event.data.logprobs);
-    } else if (event.event === 'finish') {
-      choices[event.data.choice].finishReason = event.data.finishReason;
-    } else {
-      settle(event);
-    }
-  });
-  if (!outcome.ok) return refusal(c, client, outcome);
+  const outcome = admitted(
+    client.submit(request, (event) => {
+      if (event.event === 'token') {
+        const target = choices[event.data.choice];
+        target.tokenIds.push(...event.data.tokenIds);
+        if (event.data.logprobs) (target.logprobs ??= []).push(...event.data.logprobs);
+      } else if (event.event === 'finish') {
+        choices[event.data.choice].finishReason = event.data.finishReason;
+      } else {
+        settle(event);
+      }
+    }),
+  );
   if (c.req.raw.signal.aborted) outcome.cancel();
   else c.req.raw.signal.addEventListener('abort', outcome.cancel, { once: true });
   const last = await ended;
+  // Already counted by the client as the request's end, so not thrown to onError (which would count it again).
   if (last.event === 'error') return c.json({ error: last.data }, last.data.code === 'shutting_down' ? 503 : 500);
   if (last.event !== 'end') throw new Error(`unexpected final event ${last.event}`);
   const response: GenerateResponse = { requestId: request.requestId, choices, usage: last.data.usage };

@@ -119,10 +119,6 @@ export class GenerationClient {
     return { ok: true, id, cancel: () => this.transport.send({ type: 'cancel', id }) };
   }
 
-  get outstanding(): number {
-    return this.pending.size;
-  }
-
   /** Resolves once no request is in flight (every one ended or failed). */
   idle(): Promise<void> {
     if (this.pending.size === 0) return Promise.resolve();

@@ -1,8 +1,11 @@
-// POST /v1/generate bodies validated into typed requests: defaults from DEFAULT_SAMPLING, limits from
-// the served model, errors as `errorBody(..., param)` naming the offending field. Unknown fields are ignored.
+// POST /v1/generate bodies validated into typed requests: sampling fields, ranges and defaults from the
+// shared field table, limits from the served model, refusals thrown as HttpError naming the offending
+// field (`param`). Unknown fields are ignored.
 
 import { z } from 'zod';
-import { DEFAULT_SAMPLING, SEED_LIMIT, errorBody, type ErrorBody, type GrammarSpec, type SamplingParams } from '../../../shared/protocol';
+import { HttpError, badRequest, fieldPath } from '../../../shared/http-error';
+import { DEFAULT_SAMPLING, type GrammarSpec, type SamplingParams } from '../../../shared/protocol';
+import { SAMPLING_FIELDS, fieldSchema, type SamplingFieldName } from '../../../shared/sampling-fields';
 import { GrammarSpecSchema, type GrammarSource } from './grammar/grammar-source';
 
 export interface RequestLimits {
@@ -23,29 +26,18 @@ export interface ValidatedGenerateRequest {
   grammar?: GrammarSource;
 }
 
-export type ParseResult = { ok: true; request: ValidatedGenerateRequest } | { ok: false; status: 400; body: ErrorBody };
-
 const MAX_STOP_TOKEN_IDS = 64;
-const MAX_LOGPROBS = 20;
 
 function schemaFor(limits: RequestLimits) {
   const tokenId = z.number().int().min(0).max(limits.vocabSize - 1, `must be below the vocabulary size ${limits.vocabSize}`);
-  const finite = z.number().finite();
-  const sampling = z.object({
-    temperature: finite.min(0).max(100).optional(),
-    topP: finite.gt(0).max(1).optional(),
-    topK: z.number().int().min(-1).optional(),
-    minP: finite.min(0).max(1).optional(),
-    seed: z.number().int().min(-SEED_LIMIT).max(SEED_LIMIT).optional(),
-    presencePenalty: finite.min(-2).max(2).optional(),
-    frequencyPenalty: finite.min(-2).max(2).optional(),
-    repetitionPenalty: finite.gt(0).max(10).optional(),
-    maxTokens: z.number().int().min(1).max(limits.maxModelLen, `must be at most the model's context length ${limits.maxModelLen}`).optional(),
-    stopTokenIds: z.array(tokenId).max(MAX_STOP_TOKEN_IDS).optional(),
-    ignoreEos: z.boolean().optional(),
-    logprobs: z.number().int().min(0).max(MAX_LOGPROBS).optional(),
-    n: z.number().int().min(1).max(limits.maxChoices, `must be at most ${limits.maxChoices}`).optional(),
-  });
+  // Every field from the table; the ones bounded by the served model get those bounds here.
+  const bySize: Partial<Record<SamplingFieldName, z.ZodTypeAny>> = {
+    maxTokens: z.number().int().min(1).max(limits.maxModelLen, `must be at most the model's context length ${limits.maxModelLen}`),
+    stopTokenIds: z.array(tokenId).max(MAX_STOP_TOKEN_IDS),
+    n: z.number().int().min(1).max(limits.maxChoices, `must be at most ${limits.maxChoices}`),
+  };
+  const fields = Object.keys(SAMPLING_FIELDS) as SamplingFieldName[];
+  const sampling = z.object(Object.fromEntries(fields.map((name) => [name, (bySize[name] ?? fieldSchema(SAMPLING_FIELDS[name], 'protocol')).optional()])));
   return z.object({
     requestId: z.string().min(1).max(256),
     tokenIds: z.array(tokenId).min(1, 'must hold at least one token id'),
@@ -56,11 +48,6 @@ function schemaFor(limits: RequestLimits) {
   });
 }
 
-/** `sampling.temperature`, `tokenIds[3]`: the wire name of the field at fault. */
-function fieldName(path: (string | number)[]): string {
-  return path.reduce<string>((name, key) => (typeof key === 'number' ? `${name}[${key}]` : name ? `${name}.${key}` : key), '');
-}
-
 export class RequestSchema {
   private readonly schema: ReturnType<typeof schemaFor>;
 
@@ -68,17 +55,18 @@ export class RequestSchema {
     this.schema = schemaFor(limits);
   }
 
-  parse(body: unknown): ParseResult {
+  /** The typed request, or throws the 400 that names the field at fault. */
+  parse(body: unknown): ValidatedGenerateRequest {
     const parsed = this.schema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      const field = fieldName(issue.path);
+      const field = fieldPath(issue.path);
       // Every problem inside a grammar spec is reported as param "grammar" (the contract), the message says where.
       const param = field.startsWith('grammar') ? 'grammar' : field || null;
-      return { ok: false, status: 400, body: errorBody('invalid_request', field ? `${field}: ${issue.message}` : issue.message, param) };
+      throw badRequest(field ? `${field}: ${issue.message}` : issue.message, param);
     }
     const { requestId, tokenIds, stream, prefixLength, grammar } = parsed.data;
-    const given = parsed.data.sampling ?? {};
+    const given = (parsed.data.sampling ?? {}) as Partial<SamplingParams>;
     const sampling: SamplingParams = { ...DEFAULT_SAMPLING, ...stripUndefined(given) };
     const room = this.limits.maxModelLen - tokenIds.length;
     if (given.maxTokens === undefined) sampling.maxTokens = Math.min(sampling.maxTokens, room);
@@ -86,12 +74,12 @@ export class RequestSchema {
       const message =
         `This model's maximum context length is ${this.limits.maxModelLen} tokens; the prompt has ${tokenIds.length} ` +
         `and ${given.maxTokens ?? 1} more were requested.`;
-      return { ok: false, status: 400, body: errorBody('context_length_exceeded', message, given.maxTokens === undefined ? 'tokenIds' : 'sampling.maxTokens') };
+      throw new HttpError(400, 'context_length_exceeded', message, given.maxTokens === undefined ? 'tokenIds' : 'sampling.maxTokens');
     }
     const request: ValidatedGenerateRequest = { requestId, tokenIds, sampling, stream: stream ?? false };
     if (prefixLength !== undefined && prefixLength > 0 && prefixLength < tokenIds.length) request.prefixLength = prefixLength;
     if (grammar) request.grammarSpec = grammar as GrammarSpec;
-    return { ok: true, request };
+    return request;
   }
 }
 

@@ -36,8 +36,8 @@ export class GrammarCompilerCache {
     // byte_fallback: "▁" is a space and <0x0A> a byte; SentencePiece prepends a space when it encodes.
     const info = await xgrammar.TokenizerInfo.createTokenizerInfo(vocabulary.encodedVocab, 'byte_fallback', true, vocabulary.vocabSize, [vocabulary.eosTokenId]);
     const compiler = await xgrammar.GrammarCompiler.createGrammarCompiler(info, false);
-    // The first compile over a vocabulary pays one-time setup (~0.3-0.5 s at 32k ids): pay it at load, not in
-    // the first request (on the engine thread that would stall every stream).
+    // The first compile over a vocabulary also pays a one-time setup: pay it at load, not in the first
+    // request (on the engine thread that would stall every stream).
     (await compiler.compileGrammar('root ::= "{}"')).dispose();
     return new GrammarCompilerCache(xgrammar, vocabulary, compiler, capacity);
   }

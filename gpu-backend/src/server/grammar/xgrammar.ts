@@ -10,7 +10,7 @@ import { runInThisContext } from 'node:vm';
 import type * as XGrammarModule from '@mlc-ai/web-xgrammar';
 
 export type XGrammar = typeof XGrammarModule;
-export type { CompiledGrammar, GrammarCompiler, GrammarMatcher, TokenizerInfo } from '@mlc-ai/web-xgrammar';
+export type { CompiledGrammar, GrammarCompiler, GrammarMatcher } from '@mlc-ai/web-xgrammar';
 
 let loading: Promise<XGrammar> | null = null;
 /** Where XGrammar's stderr goes; the WASM side binds console.error once, when its binding starts. */

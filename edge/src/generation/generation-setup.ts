@@ -1,9 +1,11 @@
 // Request pieces shared by /v1/chat/completions and /v1/completions: model names and aliases, the
-// context-length check, max_tokens defaults and OpenAI sampling fields -> backend SamplingParams.
+// context-length check, max_tokens defaults and OpenAI sampling fields -> backend SamplingParams (the
+// renaming itself follows the field table in shared/sampling-fields.ts).
 
 import type { SamplingParams } from '../../../shared/protocol';
+import { samplingFromPublic, type PublicSamplingFields } from '../../../shared/sampling-fields';
 import type { EdgeConfig } from '../config';
-import { HttpError, badRequest } from '../http-error';
+import { HttpError, badRequest } from '../../../shared/http-error';
 
 export interface ResolvedModel {
   /** The name echoed back in responses (what the client asked for). */
@@ -11,14 +13,17 @@ export interface ResolvedModel {
   systemPromptName: string | null;
 }
 
+/** The 404 for a model name this server does not serve (generation, /tokenize, /v1/models/:id). */
+export function modelNotFound(requested: string, modelId: string): HttpError {
+  return new HttpError(404, 'model_not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${modelId}'.`, 'model');
+}
+
 /** `<MODEL_ID>` or the alias `<MODEL_ID>@<system prompt name>`. */
 export function resolveModel(requested: string, systemPromptId: string | undefined, config: EdgeConfig): ResolvedModel {
   const at = requested.indexOf('@');
   const base = at === -1 ? requested : requested.slice(0, at);
   const alias = at === -1 ? null : requested.slice(at + 1);
-  if (base !== config.modelId) {
-    throw new HttpError(404, 'model_not_found', `The model '${requested.slice(0, 200)}' does not exist; this server serves '${config.modelId}'.`, 'model');
-  }
+  if (base !== config.modelId) throw modelNotFound(requested, config.modelId);
   if (alias !== null && alias.length === 0) throw badRequest('The model alias after "@" names no system prompt.', 'model');
   if (alias && systemPromptId && alias !== systemPromptId) {
     throw badRequest('system_prompt_id and the model alias name different system prompts.', 'system_prompt_id');
@@ -57,30 +62,9 @@ export function tokensToReserve(promptLength: number, requested: number | undefi
   return Math.max(promptLength, Math.min(estimate, tpm));
 }
 
-export interface SamplingFields {
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  min_p?: number;
-  presence_penalty?: number;
-  frequency_penalty?: number;
-  repetition_penalty?: number;
-  seed?: number;
-  n?: number;
-  ignore_eos?: boolean;
-}
-
-export function toSampling(body: SamplingFields, maxTokens: number, logprobs: number | undefined): Partial<SamplingParams> {
-  const sampling: Partial<SamplingParams> = { maxTokens, n: body.n ?? 1 };
-  if (body.temperature !== undefined) sampling.temperature = body.temperature;
-  if (body.top_p !== undefined) sampling.topP = body.top_p;
-  if (body.top_k !== undefined) sampling.topK = body.top_k;
-  if (body.min_p !== undefined) sampling.minP = body.min_p;
-  if (body.presence_penalty !== undefined) sampling.presencePenalty = body.presence_penalty;
-  if (body.frequency_penalty !== undefined) sampling.frequencyPenalty = body.frequency_penalty;
-  if (body.repetition_penalty !== undefined) sampling.repetitionPenalty = body.repetition_penalty;
-  if (body.seed !== undefined) sampling.seed = body.seed;
-  if (body.ignore_eos !== undefined) sampling.ignoreEos = body.ignore_eos;
+/** The backend's sampling: the table's public fields renamed, plus what the route resolved itself. */
+export function toSampling(body: PublicSamplingFields & { n?: number }, maxTokens: number, logprobs: number | undefined): Partial<SamplingParams> {
+  const sampling: Partial<SamplingParams> = { maxTokens, n: body.n ?? 1, ...samplingFromPublic(body) };
   if (logprobs !== undefined) sampling.logprobs = logprobs;
   return sampling;
 }
