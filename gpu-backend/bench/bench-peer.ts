@@ -27,6 +27,8 @@ const USAGE = `usage: npm run bench:peer -- [options]
   --shape 125m|7b         125m: the ~125M bench model; 7b: a random Mistral-7B-shaped bf16 checkpoint
                           (14.5 GB, generated once into --model-dir, default ~/.cache/mistral-edge-serve/bench-7b)
   --model-dir DIR         checkpoint folder (default .models/bench-125m for 125m)
+  --int4-block-size 32    our MatMulNBits block size (llama.cpp's Q4_0 is 32)
+  --kv-cache-dtype auto   our KV cache type (llama.cpp keeps its default f16 cache)
   --max-other-cpu 0.15    share of all cores other processes may use during a round before it is marked noisy
   --wait-quiet 120        seconds to wait before each round for the CPU to be that quiet
   --strict                exit 1 instead of reporting when any round was noisy
@@ -45,6 +47,8 @@ const { values } = parseArgs({
     shape: { type: 'string', default: '125m' },
     'model-dir': { type: 'string' },
     'max-other-cpu': { type: 'string', default: '0.15' },
+    'int4-block-size': { type: 'string', default: '32' },
+    'kv-cache-dtype': { type: 'string', default: 'auto' },
     'wait-quiet': { type: 'string', default: '120' },
     strict: { type: 'boolean', default: false },
     charts: { type: 'string' },
@@ -127,7 +131,7 @@ async function main(): Promise<void> {
   const ggufs = new Map<string, string>();
   for (const format of formats) ggufs.set(format, await ensureGguf(modelDir, GGUF_FORMAT[format]));
   const common = ['--threads', values.threads, '--decode-tokens', values['decode-tokens'], '--long-context', values['long-context'], '--batches', values.batches];
-  const argsFor = (engine: string, format: string) => ['--engine', engine, '--format', format, ...(engine === 'ours' ? ['--model-dir', modelDir] : ['--gguf', ggufs.get(format)!]), ...common];
+  const argsFor = (engine: string, format: string) => ['--engine', engine, '--format', format, ...(engine === 'ours' ? ['--model-dir', modelDir, '--int4-block-size', values['int4-block-size'], '--kv-cache-dtype', values['kv-cache-dtype']] : ['--gguf', ggufs.get(format)!]), ...common];
   const limit = Number(values['max-other-cpu']);
   const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`${cpuModel}, ${os.availableParallelism()} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);

@@ -7,7 +7,7 @@ import { Engine } from '../../src/model/engine';
 import type { WeightFormat } from '../../src/model/engine-types';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
-  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--prepare]
+  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 32] [--prepare]
 One round of bench:peer in its own process; prints RESULT {json}. Run by npm run bench:peer, rarely by hand.`;
 
 const { values } = parseArgs({
@@ -21,6 +21,7 @@ const { values } = parseArgs({
     'long-context': { type: 'string', default: '2000' },
     batches: { type: 'string', default: '4,8' },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
+    'int4-block-size': { type: 'string', default: '32' },
     prepare: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -53,6 +54,7 @@ async function loadOurs(modelDir: string, format: WeightFormat, threads: number,
     maxSequences: slots,
     maxModelLen: contextLength,
     kvCacheDtype: values['kv-cache-dtype'] as 'auto' | 'fp16',
+    int4BlockSize: Number(values['int4-block-size']),
   });
   const ids: (number | null)[] = Array.from({ length: slots }, () => null);
   const idOf = (slot: number) => (ids[slot] ??= engine.createSequence());
