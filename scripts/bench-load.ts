@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import { lineChart, writeChart, type SeriesPoint } from '../gpu-backend/bench/charts';
+import { machineDescription } from '../gpu-backend/bench/machine';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { generateApiKey, REPO_ROOT, startStack } from './stack';
 import { freePort } from '../test/free-port';
@@ -161,13 +162,13 @@ async function main(): Promise<void> {
     backendArgs: ['--threads', values.threads, '--max-sequences', values['max-sequences']],
     log: (line) => (/error/i.test(line) ? process.stderr.write(`${line}\n`) : undefined),
   });
-  const report: Record<string, unknown> = { machine: os.cpus()[0]?.model, cpus: os.availableParallelism(), date: new Date().toISOString(), model: modelDir, maxTokens, seconds };
+  const report: Record<string, unknown> = { machine: machineDescription(), cpus: os.availableParallelism(), date: new Date().toISOString(), model: modelDir, maxTokens, seconds };
   try {
     const client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: secret, maxRetries: 0, timeout: 120_000 });
     const model = stack.modelInfo.modelId;
     const rssBefore = rssMiB(stack.backendPid);
     await oneChat(client, model, true, 0, 4); // stores the system prompt's ids at the edge and its prefix in the backend
-    console.log(`${report.machine}, ${report.cpus} CPUs; model ${modelDir}; ${seconds} s per level, ${maxTokens} tokens per request; backend RSS ${rssBefore.toFixed(0)} MiB`);
+    console.log(`${report.machine}; model ${modelDir}; ${seconds} s per level, ${maxTokens} tokens per request; backend RSS ${rssBefore.toFixed(0)} MiB`);
     const results = [];
     for (const streams of levels) {
       const r = await level(client, model, streams, seconds, maxTokens);
@@ -195,7 +196,7 @@ async function main(): Promise<void> {
 
 async function writeLoadCharts(report: Record<string, unknown>, dir: string): Promise<void> {
   const levels = report.levels as Awaited<ReturnType<typeof level>>[];
-  const subtitle = `${report.machine}, ${report.cpus} CPUs, ${String(report.date).slice(0, 10)}; ${report.seconds} s per level, ${report.maxTokens} tokens per request`;
+  const subtitle = `${report.machine}, ${String(report.date).slice(0, 10)}; ${report.seconds} s per level, ${report.maxTokens} tokens per request`;
   const throughput: SeriesPoint[] = levels.flatMap((l) => [
     { x: l.streams, y: l.outputTokensPerSecond, series: 'output tokens/s', panel: 'output tokens/s' },
     { x: l.streams, y: l.requestsPerSecond, series: 'requests/s', panel: 'requests/s' },

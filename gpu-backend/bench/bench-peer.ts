@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { configFromHuggingFace } from '../src/model/config';
 import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureRandomModel } from '../src/model/default-model';
 import { ratioChart, writeChart } from './charts';
+import { machineDescription } from './machine';
 import { machineBusySeconds, othersShare, waitForQuietCpu } from './peer/cpu-share';
 import { checkpointToGguf, type GgufFormat } from './peer/checkpoint-to-gguf';
 import { measureReadBandwidth } from './read-bandwidth';
@@ -133,8 +134,8 @@ async function main(): Promise<void> {
   const common = ['--threads', values.threads, '--decode-tokens', values['decode-tokens'], '--long-context', values['long-context'], '--batches', values.batches];
   const argsFor = (engine: string, format: string) => ['--engine', engine, '--format', format, ...(engine === 'ours' ? ['--model-dir', modelDir, '--int4-block-size', values['int4-block-size'], '--kv-cache-dtype', values['kv-cache-dtype']] : ['--gguf', ggufs.get(format)!]), ...common];
   const limit = Number(values['max-other-cpu']);
-  const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`${cpuModel}, ${os.availableParallelism()} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);
+  const cpuModel = machineDescription();
+  console.log(`${cpuModel}; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);
   const bandwidth = await measureReadBandwidth(Number(values.threads));
   const bestBandwidth = Math.max(bandwidth.jsSum, bandwidth.memcmp, bandwidth.parallelMemcmp);
   console.log(`read bandwidth (best of Float32Array sum, memcmp, memcmp on ${values.threads} threads): ${(bestBandwidth / 1e9).toFixed(1)} GB/s`);

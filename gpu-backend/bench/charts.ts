@@ -43,7 +43,7 @@ export function ratioChart(title: string, subtitle: string, rows: RatioRow[]): T
         {
           mark: { type: 'bar', opacity: 0.85 },
           encoding: {
-            y: { field: 'metric', type: 'nominal', sort: null, title: null },
+            y: { field: 'metric', type: 'nominal', sort: null, title: null, axis: { labelLimit: 320 } },
             x: { field: 'median', type: 'quantitative', title: 'ours / llama.cpp (median; > 1 is better for us)', scale: { type: 'log' } },
             color: { condition: { test: 'datum.median >= 1', value: '#2e7d32' }, value: '#c62828' },
           },
