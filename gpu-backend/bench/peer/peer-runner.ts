@@ -128,33 +128,36 @@ async function main(): Promise<void> {
     return;
   }
 
-  const prefill = async (length: number) => {
-    const start = performance.now();
-    await engine.prefill(0, promptOf(length));
-    const rate = length / seconds(start);
-    await engine.clear(0);
-    return rate;
-  };
-  /** Greedy decode of `decodeTokens` ids after a `context`-token prompt, per slot in `slotList` together. */
+  /**
+   * Greedy decode of `decodeTokens` ids after a `context`-token prompt, the slots in `slotList` together.
+   * The first slot's prompt is timed too: that is the prefill figure (one prefill per context length).
+   */
   const decode = async (context: number, slotList: number[]) => {
     const current: number[] = [];
-    for (const slot of slotList) current.push(await engine.prefill(slot, promptOf(context, slot)));
+    let prefillRate = 0;
+    for (const slot of slotList) {
+      const start = performance.now();
+      current.push(await engine.prefill(slot, promptOf(context, slot)));
+      if (slot === slotList[0]) prefillRate = context / seconds(start);
+    }
     const generated = [current.slice()];
     const start = performance.now();
     for (let i = 0; i < decodeTokens; i++) generated.push(await engine.decode(slotList, generated.at(-1)!));
     const rate = (decodeTokens * slotList.length) / seconds(start);
     for (const slot of slotList) await engine.clear(slot);
-    return { rate, tokenIds: generated.map((row) => row[0]) };
+    return { rate, prefillRate, tokenIds: generated.map((row) => row[0]) };
   };
 
-  await prefill(16); // warm-up
+  await engine.prefill(0, promptOf(16, 99)); // warm-up
+  await engine.clear(0);
   const result: Record<string, unknown> = { engine: values.engine, format: values.format, threads, loadSeconds, rssAfterLoadMiB };
-  result.prefill128 = await prefill(128);
-  result.prefillLong = await prefill(longContext);
   const short = await decode(128, [0]);
+  result.prefill128 = short.prefillRate;
   result.decode128 = short.rate;
   result.greedyTokenIds = short.tokenIds;
-  result.decodeLong = (await decode(longContext, [0])).rate;
+  const long = await decode(longContext, [0]);
+  result.prefillLong = long.prefillRate;
+  result.decodeLong = long.rate;
   for (const batch of batches) result[`aggregate${batch}`] = (await decode(128, Array.from({ length: batch }, (_, i) => i))).rate;
   result.peakRssMiB = process.resourceUsage().maxRSS / 1024;
   const cpu = process.cpuUsage(); // since the process started: imports and load included
