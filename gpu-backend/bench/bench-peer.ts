@@ -5,7 +5,7 @@
 // an SVG chart. Asserts nothing.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,9 @@ const USAGE = `usage: npm run bench:peer -- [options]
   --strict                exit 1 instead of reporting when any round was noisy
   --charts DIR            also write DIR/peer-<shape>.svg and DIR/peer-<shape>.json
   --out bench-results     where the raw JSON goes
+  --render A.json[,B.json] measure nothing: print the tables of saved runs (their formats merged, later files
+                          win) and, with --charts, draw them; only rounds with others' CPU <= --max-other-cpu
+                          count when any such round exists
 llama.cpp is installed on demand into gpu-backend/bench/peer/node_modules (npm ci there, prebuilt binaries only).`;
 
 const { values } = parseArgs({
@@ -54,6 +57,7 @@ const { values } = parseArgs({
     strict: { type: 'boolean', default: false },
     charts: { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
+    render: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -66,6 +70,7 @@ const TOKENIZER = path.resolve(PEER_DIR, '../../../../shared/fixtures/tokenizer/
 const MISTRAL_7B_CONFIG = { ...DEFAULT_MODEL_CONFIG, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 128, sliding_window: null, max_position_embeddings: 32768 };
 
 type Result = Record<string, number | string | number[]> & { greedyTokenIds: number[] };
+type Round = { ours: Result; llama: Result };
 /** Higher is better, except load time and memory (their ratio is taken the other way round). */
 const METRICS = [
   ['prefill128', 'prefill 128 (tok/s)'],
@@ -113,13 +118,18 @@ function runRound(args: string[]): Promise<{ result: Result; othersShare: number
   });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
 const agreeingPrefix = (a: number[], b: number[]) => a.findIndex((x, i) => x !== b[i]) === -1 ? Math.min(a.length, b.length) : a.findIndex((x, i) => x !== b[i]);
 
 async function main(): Promise<void> {
   if (values.help) return console.log(USAGE);
+  if (values.render) return render(values.render.split(','));
   const shape = values.shape;
   if (shape !== '125m' && shape !== '7b') throw new Error(`--shape: expected 125m or 7b, got ${shape}`);
   const modelDir = shape === '125m'
@@ -213,10 +223,31 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
   console.log(`  fidelity: greedy ids after the 128-token prompt agree for the first ${Math.min(...agree)} of ${tokens.length}${note} (ours: ${tokens.slice(0, 8).join(' ')} ...)`);
 }
 
+/** Tables and charts from saved runs: formats merged (later files win), noisy rounds left out where quiet ones exist. */
+async function render(files: string[]): Promise<void> {
+  const limit = Number(values['max-other-cpu']);
+  const reports = files.map((file) => JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { formats: Record<string, { rounds: (Round & { othersShare: number })[] }> });
+  const merged: Record<string, unknown> & { formats: Record<string, { rounds: Round[] }> } = { ...reports[0], formats: {}, sources: files.map((file) => path.basename(file)) };
+  for (const report of reports) {
+    for (const [format, { rounds }] of Object.entries(report.formats)) {
+      const quiet = rounds.filter((round) => round.othersShare <= limit);
+      merged.formats[format] = { rounds: quiet.length > 0 ? quiet : rounds };
+      console.log(`${path.basename(files[reports.indexOf(report)])} ${format}: ${quiet.length > 0 ? quiet.length : rounds.length} of ${rounds.length} rounds (${quiet.length > 0 ? 'quiet ones' : 'all noisy'})`);
+    }
+  }
+  const config = configFromHuggingFace(merged.shape === '7b' ? MISTRAL_7B_CONFIG : BENCH_125M_CONFIG);
+  for (const [format, { rounds }] of Object.entries(merged.formats)) printFormat(format, rounds, config, Number(merged.bandwidthBytesPerSecond));
+  if (values.charts) await writeCharts(merged, path.resolve(values.charts));
+}
+
 async function writeCharts(report: Record<string, unknown>, dir: string): Promise<void> {
   const formats = report.formats as Record<string, { rounds: { ours: Result; llama: Result }[] }>;
   const rows = Object.entries(formats).flatMap(([format, { rounds }]) => ratioRows(`${format} vs ${GGUF_FORMAT[format]}`, rounds));
-  const subtitle = `${report.machine}, ${report.threads} threads, ${String(report.date).slice(0, 10)}; bars: median of ${Object.values(formats)[0].rounds.length} interleaved rounds, whiskers min-max`;
+  const limit = Number(values['max-other-cpu']);
+  const roundsNote = Object.entries(formats)
+    .map(([format, { rounds }]) => `${format} ${rounds.length} rounds${rounds.some((r) => Number((r as { othersShare?: number }).othersShare) > limit) ? ' on a shared CPU (noisy)' : ''}`)
+    .join(', ');
+  const subtitle = [`${report.machine}, ${report.threads} threads, ${String(report.date).slice(0, 10)}`, `bars: median ratio of interleaved rounds (${roundsNote}); whiskers min-max`];
   const file = await writeChart(path.join(dir, `peer-${report.shape}.svg`), ratioChart(`Ours vs llama.cpp (node-llama-cpp 3.21.1), ${report.shape} shape`, subtitle, rows));
   writeFileSync(path.join(dir, `peer-${report.shape}.json`), `${JSON.stringify(report, null, 2)}\n`);
   console.log(`chart: ${file}`);

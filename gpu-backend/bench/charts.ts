@@ -30,7 +30,7 @@ export interface RatioRow {
 }
 
 /** Horizontal bars of ours / peer per metric, one panel row per format, a rule at 1 (parity) and whiskers min-max. */
-export function ratioChart(title: string, subtitle: string, rows: RatioRow[]): TopLevelSpec {
+export function ratioChart(title: string, subtitle: string | string[], rows: RatioRow[]): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: title, subtitle },
@@ -67,7 +67,7 @@ export interface SeriesPoint {
 }
 
 /** Lines of y against x (e.g. throughput or latency against concurrency), one series per colour, one panel per measure. */
-export function lineChart(title: string, subtitle: string, xTitle: string, points: SeriesPoint[]): TopLevelSpec {
+export function lineChart(title: string, subtitle: string | string[], xTitle: string, points: SeriesPoint[]): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: title, subtitle },
