@@ -64,6 +64,8 @@ const { values } = parseArgs({
 
 const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 const RUNNER = path.join(PEER_DIR, 'peer-runner.ts');
+/** The runner resolves tsx and the ONNX cache (.models/onnx-cache) from here, wherever bench:peer was started. */
+const REPO_ROOT = path.resolve(PEER_DIR, '../../..');
 const GGUF_FORMAT: Record<string, GgufFormat> = { fp32: 'F32', int4: 'Q4_0' };
 const TOKENIZER = path.resolve(PEER_DIR, '../../../../shared/fixtures/tokenizer/tokenizer.model.v1');
 /** Mistral-7B-v0.1's shape without the window (the llama architecture in llama.cpp has none; 2000-token contexts never reach it). */
@@ -104,7 +106,7 @@ function runRound(args: string[]): Promise<{ result: Result; othersShare: number
   return new Promise((resolve, reject) => {
     const busyBefore = machineBusySeconds();
     const start = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], { env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], { cwd: REPO_ROOT, env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.on('error', reject);
