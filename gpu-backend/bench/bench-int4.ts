@@ -33,7 +33,11 @@ const relativeError = (a: Float32Array, b: Float32Array) => {
   }
   return error / scale;
 };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 /** Logits after the 128-token prompt and after each of `ids` (the reference's greedy continuation), plus timings. */
 async function run(options: EngineLoadOptions, ids: number[] | null, decodeTokens: number) {
