@@ -16,6 +16,7 @@ describe('main.ts', () => {
     [['--fake-engine', '--ep', 'tpu'], '--ep'],
     [['--fake-engine', '--max-running', 'many'], '--max-running'],
     [['--fake-engine', '--kv-cache-dtype', 'fp8'], '--kv-cache-dtype'],
+    [['--fake-engine', '--int4-block-size', '48'], '--int4-block-size'],
     [[], '--model'],
   ])('%j exits 2 naming %s', async (args, flag) => {
     const [command, argv] = node(args);

@@ -49,6 +49,7 @@ const FLAGS = {
   threads: { type: 'string' },
   dtype: { type: 'string', default: 'fp32' },
   'kv-cache-dtype': { type: 'string', default: 'auto' },
+  'int4-block-size': { type: 'string', default: '32' },
   'max-sequences': { type: 'string' },
   'kv-memory-gib': { type: 'string' },
   'max-model-len': { type: 'string' },
@@ -126,6 +127,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
   const dtype = oneOf<WeightFormat>(values, 'dtype', ['fp32', 'fp16', 'int4']);
   const kvCacheDtype = oneOf<KvCacheDtype>(values, 'kv-cache-dtype', ['auto', 'fp32', 'fp16']);
   const logLevel = oneOf(values, 'log-level', ['info', 'debug']);
+  const int4BlockSize = Number(oneOf(values, 'int4-block-size', ['16', '32', '64', '128', '256']));
   // Port 0 picks a free port (tests); the startup line tells which.
   const port = integerFlag(values, 'port', 0, 65535) ?? Number(process.env.BACKEND_PORT || 8000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FlagError(`BACKEND_PORT must be a port number, got "${process.env.BACKEND_PORT}"`);
@@ -175,6 +177,7 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     intraOpThreads: integerFlag(values, 'threads', 1, 1024) ?? os.availableParallelism(),
     maxSequences,
     kvCacheDtype,
+    int4BlockSize,
     chunkSize: integerFlag(values, 'chunk-size', 1),
     maxModelLen,
   };

@@ -28,6 +28,8 @@ export interface EngineOptions {
    * fp16 for fp16); 'fp16' under fp32 compute halves KV memory and the bytes each decode step reads.
    */
   kvCacheDtype?: KvCacheDtype;
+  /** int4 only: MatMulNBits block_size, weights per fp32 scale (16, 32, 64, 128 or 256; default 32). */
+  int4BlockSize?: number;
 }
 
 export type KvCacheDtype = 'auto' | 'fp32' | 'fp16';

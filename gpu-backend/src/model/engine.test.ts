@@ -143,6 +143,25 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
       await engine.dispose();
     }
   });
+
+  it('int4 at block 64 and 128 (K 64 and 96: padded blocks) is exact against its own dequantized weights at accuracy_level 0', async () => {
+    const config = tinyConfig({ headDim: 16, slidingWindow: 5, hiddenSize: 64, intermediateSize: 96 });
+    const weights = randomWeights(config, 11);
+    for (const int4BlockSize of [64, 128]) {
+      const dequantized = new Map(weights);
+      for (const [name, weight] of weights) {
+        if (!/_proj\.weight$|^lm_head\.weight$/.test(name)) continue;
+        const inFeatures = name.includes('down_proj') ? config.intermediateSize : name.includes('o_proj') ? config.queryHeadCount * config.headDim : config.hiddenSize;
+        const outFeatures = weight.length / inFeatures;
+        dequantized.set(name, dequantizeInt4(quantizeInt4(weight, outFeatures, inFeatures, int4BlockSize), outFeatures, inFeatures));
+      }
+      const expected = ReferenceModel.fromWeights(config, dequantized).forward(promptOf(9, config.vocabSize))[8];
+      const engine = await makeEngine(config, weights, { dtype: 'int4', int4AccuracyLevel: 0, int4BlockSize });
+      const [logits] = await engine.step([{ sequenceId: engine.createSequence(), tokenIds: promptOf(9, config.vocabSize) }]);
+      expect(relativeError(logits, expected)).toBeLessThan(1e-4);
+      await engine.dispose();
+    }
+  });
 });
 
 describe('Engine cache behaviour', () => {

@@ -41,6 +41,8 @@ const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
 const DEFAULT_RESERVE_SHARE = 0.5;
 /** MatMulNBits accuracy_level 4 (int8 activations): ~1.4x faster int4 decode here, error bound in engine.test.ts. */
 const DEFAULT_INT4_ACCURACY_LEVEL = 4;
+/** MatMulNBits block_size; see the README's int4 section for the speed and error of 32/64/128. */
+const DEFAULT_INT4_BLOCK_SIZE = 32;
 
 function positiveInteger(value: number, setting: string): number {
   if (!Number.isInteger(value) || value <= 0) throw new EngineError(`${setting} must be a positive integer, got ${value}`);
@@ -95,6 +97,7 @@ export class Engine implements ModelEngine {
     }
     const cacheDir = options.onnxCacheDir === undefined ? (process.env.MODEL_ONNX_CACHE_DIR ?? path.resolve('.models/onnx-cache')) : options.onnxCacheDir;
     const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
+    const int4BlockSize = options.int4BlockSize ?? DEFAULT_INT4_BLOCK_SIZE;
     const attention = options.attention ?? chooseAttention(config.headDim, options.executionProvider);
     const kvType = kvCacheElementType(options.dtype, options.kvCacheDtype);
     const resident = options.residentKvCache ?? options.executionProvider === 'webgpu';
@@ -103,12 +106,13 @@ export class Engine implements ModelEngine {
     }
     const residentLoad =
       resident
-        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
+        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, int4BlockSize, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
         : null;
     const prepared = residentLoad ?? await prepareOnnxModel(source, {
       format: options.dtype,
       attention,
       int4AccuracyLevel,
+      int4BlockSize,
       kvType,
       cacheDir,
       checkpointDir: options.modelDir,

@@ -6,7 +6,7 @@ import type { WeightFormat } from './engine-types';
 import { float32ToSixteenBit } from './float-bits';
 import { GraphBuilder, bytesOf } from './graph-builder';
 import type { OnnxDataType } from './onnx-proto-writer';
-import { INT4_BLOCK_SIZE, quantizeInt4 } from './quantize-int4';
+import { quantizeInt4 } from './quantize-int4';
 
 export interface GraphContext {
   g: GraphBuilder;
@@ -16,6 +16,8 @@ export interface GraphContext {
   computeType: 'float32' | 'float16';
   /** MatMulNBits accuracy_level (0 = fp32 compute, 4 = int8 activations, faster, less exact). */
   int4AccuracyLevel: number;
+  /** MatMulNBits block_size: weights per fp32 scale. */
+  int4BlockSize: number;
 }
 
 /** Bytes of `values` in the context's compute type. */
@@ -43,14 +45,14 @@ export function emitLinear(
     throw new Error(`${name}: expected ${outFeatures}x${inFeatures} weights, got ${weight.length} values`);
   }
   if (ctx.format === 'int4') {
-    const quantized = quantizeInt4(weight, outFeatures, inFeatures);
-    const packed = ctx.g.initializer(`${name}.qweight`, 'uint8', [outFeatures, quantized.blockCount, INT4_BLOCK_SIZE / 2], quantized.packed);
+    const quantized = quantizeInt4(weight, outFeatures, inFeatures, ctx.int4BlockSize);
+    const packed = ctx.g.initializer(`${name}.qweight`, 'uint8', [outFeatures, quantized.blockCount, ctx.int4BlockSize / 2], quantized.packed);
     const scales = ctx.g.initializer(`${name}.scales`, 'float32', [outFeatures * quantized.blockCount], bytesOf(quantized.scales));
     const attributes = {
       K: { i: inFeatures },
       N: { i: outFeatures },
       bits: { i: 4 },
-      block_size: { i: INT4_BLOCK_SIZE },
+      block_size: { i: ctx.int4BlockSize },
       accuracy_level: { i: ctx.int4AccuracyLevel },
     };
     return ctx.g.op('MatMulNBits', [input, packed, scales], attributes, 'com.microsoft');

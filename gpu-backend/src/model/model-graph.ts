@@ -8,6 +8,7 @@ import { type AttentionInputs, type AttentionKind, chooseAttention, emitAttentio
 import { type ExternalDataWriter, GraphBuilder } from './graph-builder';
 import { type GraphContext, emitLinear, emitVector } from './graph-linear';
 import type { OnnxModel } from './onnx-proto-writer';
+import { INT4_BLOCK_SIZE } from './quantize-int4';
 
 /** Bump when the emitted graph changes: it is part of the ONNX cache key. */
 export const GRAPH_BUILDER_VERSION = '5';
@@ -24,6 +25,8 @@ export interface GraphOptions {
   /** Defaults to chooseAttention(headDim). */
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  /** MatMulNBits block_size (default INT4_BLOCK_SIZE, 32). */
+  int4BlockSize?: number;
   /** Element type of the KV cache (past inputs, new key/value outputs); default the compute type. */
   kvType?: 'float32' | 'float16';
 }
@@ -62,7 +65,7 @@ export async function buildModelGraph(
   const attention = options.attention ?? chooseAttention(headDim);
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
   const g = new GraphBuilder(external);
-  const ctx: GraphContext = { g, config, format: options.format, computeType, int4AccuracyLevel: options.int4AccuracyLevel ?? 0 };
+  const ctx: GraphContext = { g, config, format: options.format, computeType, int4AccuracyLevel: options.int4AccuracyLevel ?? 0, int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE };
   const cacheType = options.kvType ?? computeType;
 
   const inputIds = g.input('input_ids', 'int64', ['batch', 'sequence']);

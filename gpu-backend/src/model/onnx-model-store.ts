@@ -21,6 +21,8 @@ export interface StoreOptions {
   format: WeightFormat;
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  /** MatMulNBits block_size (default 32). */
+  int4BlockSize?: number;
   /** KV cache element type; default the compute type. */
   kvType?: 'float32' | 'float16';
   /** Folder for cached graphs; null builds in memory every time (small models, tests). */
@@ -80,7 +82,7 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
   const attention = options.attention ?? chooseAttention(source.config.headDim);
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
   const cacheType = options.kvType ?? computeType;
-  const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel, kvType: cacheType };
+  const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel, int4BlockSize: options.int4BlockSize, kvType: cacheType };
   const external = estimatedWeightBytes(source, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
   if (options.cacheDir === null) {
     if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
@@ -93,7 +95,7 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     .slice(0, 16);
   // Folder name: what it is for, then the key. Builds that differ only in key (a newer builder, edited
   // weights) replace older ones, so the cache does not grow by a model's size per change.
-  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${cacheType === computeType ? '' : 'kv16-'}`;
+  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? 32}-` : ''}${cacheType === computeType ? '' : 'kv16-'}`;
   const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
   const weightBytes = estimatedWeightBytes(source, options.format);

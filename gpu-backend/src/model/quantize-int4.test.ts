@@ -31,3 +31,30 @@ describe('quantizeInt4', () => {
     }
   });
 });
+
+describe('quantizeInt4 block sizes', () => {
+  it('packs a 128-wide block as 64 bytes behind one scale, and restores within a step', () => {
+    const weight = Float32Array.from({ length: 2 * 160 }, (_, i) => Math.cos(i * 0.37) * (1 + (i % 5)));
+    const quantized = quantizeInt4(weight, 2, 160, 128);
+    expect(quantized.blockCount).toBe(2); // 160 = 128 + 32 padded to 256
+    expect(quantized.packed.length).toBe(2 * 2 * 64);
+    expect(quantized.scales.length).toBe(4);
+    // Row 0's first block: one scale for elements 0..127, so the extreme of all 128 maps to code 0.
+    const first = Array.from(weight.subarray(0, 128));
+    const extreme = first.reduce((best, v) => (Math.abs(v) > Math.abs(best) ? v : best), 0);
+    expect(quantized.scales[0]).toBeCloseTo(extreme / -8, 6);
+    const at = first.indexOf(extreme);
+    expect((quantized.packed[at >> 1] >> ((at & 1) * 4)) & 0xf).toBe(0);
+    // Padding (elements 160..255 of each row) quantizes to code 8, i.e. zero.
+    expect(quantized.packed[64 + 63]).toBe(0x88);
+    const restored = dequantizeInt4(quantized, 2, 160);
+    for (let i = 0; i < weight.length; i++) {
+      const scale = Math.abs(quantized.scales[Math.floor(i / 160) * 2 + Math.floor((i % 160) / 128)]);
+      expect(Math.abs(restored[i] - weight[i])).toBeLessThanOrEqual(scale + 1e-6); // a step at most (+8 clips to +7)
+    }
+  });
+
+  it('refuses a block size MatMulNBits does not take', () => {
+    expect(() => quantizeInt4(new Float32Array(48), 1, 48, 48)).toThrow(/int4 block size must be one of 16, 32, 64, 128, 256, got 48/);
+  });
+});

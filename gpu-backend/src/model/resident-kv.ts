@@ -28,6 +28,7 @@ export interface ResidentLoadOptions {
   format: WeightFormat;
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
+  int4BlockSize?: number;
   /** Folder for a model too big for one protobuf (weights go to an external file, removed after loading). */
   workDir?: string | null;
   /** Estimated weight bytes above which the weights go to an external data file (default 1.5 GiB). */
@@ -66,7 +67,7 @@ export class ResidentKvCache {
   /** Builds the resident-cache graph for `source` and starts its sessions. */
   static async load(source: WeightSource, options: ResidentLoadOptions): Promise<{ resident: ResidentKvCache; attention: AttentionKind; computeType: 'float32' | 'float16' }> {
     const { config } = source;
-    const graphOptions = { format: options.format, attention: options.attention, int4AccuracyLevel: options.int4AccuracyLevel };
+    const graphOptions = { format: options.format, attention: options.attention, int4AccuracyLevel: options.int4AccuracyLevel, int4BlockSize: options.int4BlockSize };
     const onDevice = options.executionProvider === 'webgpu';
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
