@@ -13,8 +13,8 @@ import OpenAI from 'openai';
 import { lineChart, writeChart, type SeriesPoint } from '../gpu-backend/bench/charts';
 import { machineDescription } from '../gpu-backend/bench/machine';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { generateApiKey, REPO_ROOT, startStack } from './stack';
-import { freePort } from '../test/free-port';
+import { freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
+
 
 const USAGE = `usage: npm run bench:load -- [options]
   --concurrency 1,4,16,32   concurrent streaming chats per level
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
   try {
     const client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: secret, maxRetries: 0, timeout: 120_000 });
     const model = stack.modelInfo.modelId;
-    const rssBefore = rssMiB(stack.backendPid);
+    const rssBefore = rssMiB(stack.pids.backend);
     await oneChat(client, model, true, 0, 4); // stores the system prompt's ids at the edge and its prefix in the backend
     console.log(`${report.machine}; model ${modelDir}; ${seconds} s per level, ${maxTokens} tokens per request; backend RSS ${rssBefore.toFixed(0)} MiB`);
     const results = [];
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
           `errors ${JSON.stringify(r.errors)}; shared prompt ${r.sharedPromptTokens} tokens, median cached ${r.sharedCachedTokensMedian}`,
       );
     }
-    const rssAfter = rssMiB(stack.backendPid);
+    const rssAfter = rssMiB(stack.pids.backend);
     console.log(`backend RSS before ${rssBefore.toFixed(0)} MiB, after ${rssAfter.toFixed(0)} MiB`);
     Object.assign(report, { rssBeforeMiB: rssBefore, rssAfterMiB: rssAfter, levels: results });
   } finally {
