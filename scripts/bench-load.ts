@@ -15,7 +15,6 @@ import { machineDescription } from '../gpu-backend/bench/machine';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
 
-
 const USAGE = `usage: npm run bench:load -- [options]
   --concurrency 1,4,16,32   concurrent streaming chats per level
   --seconds 20              how long each level starts new requests (in-flight ones then finish)
@@ -125,19 +124,41 @@ async function level(client: OpenAI, model: string, streams: number, seconds: nu
     itl: { p50: percentile(itl, 50), p95: percentile(itl, 95), p99: percentile(itl, 99) },
     errors,
     sharedPromptTokens: sharedOk[0]?.promptTokens ?? 0,
-    sharedCachedTokensMedian: percentile(sharedOk.map((r) => r.cachedTokens), 50),
+    sharedCachedTokensMedian: percentile(
+      sharedOk.map((r) => r.cachedTokens),
+      50,
+    ),
   };
 }
 
 function createKey(persistTo: string): string {
   const created = spawnSync(
     process.execPath,
-    ['--import', 'tsx', 'edge/scripts/keys.ts', 'create', '--label', 'bench-load', '--rpm', '1000000', '--tpm', '1000000000', '--concurrent', '256', '--persist-to', persistTo],
+    [
+      '--import',
+      'tsx',
+      'edge/scripts/keys.ts',
+      'create',
+      '--label',
+      'bench-load',
+      '--rpm',
+      '1000000',
+      '--tpm',
+      '1000000000',
+      '--concurrent',
+      '256',
+      '--persist-to',
+      persistTo,
+    ],
     { cwd: REPO_ROOT, encoding: 'utf8' },
   );
   const secret = /^ {2}(\S+)$/m.exec(created.stdout)?.[1];
   if (!secret) throw new Error(`keys create failed: ${created.stdout}${created.stderr}`);
-  const stored = spawnSync(process.execPath, ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT_NAME, '--text', SYSTEM_PROMPT, '--persist-to', persistTo], { cwd: REPO_ROOT, encoding: 'utf8' });
+  const stored = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT_NAME, '--text', SYSTEM_PROMPT, '--persist-to', persistTo],
+    { cwd: REPO_ROOT, encoding: 'utf8' },
+  );
   if (stored.status !== 0) throw new Error(`prompts put failed: ${stored.stdout}${stored.stderr}`);
   return secret;
 }
@@ -162,7 +183,14 @@ async function main(): Promise<void> {
     backendArgs: ['--threads', values.threads, '--max-sequences', values['max-sequences']],
     log: (line) => (/error/i.test(line) ? process.stderr.write(`${line}\n`) : undefined),
   });
-  const report: Record<string, unknown> = { machine: machineDescription(), cpus: os.availableParallelism(), date: new Date().toISOString(), model: modelDir, maxTokens, seconds };
+  const report: Record<string, unknown> = {
+    machine: machineDescription(),
+    cpus: os.availableParallelism(),
+    date: new Date().toISOString(),
+    model: modelDir,
+    maxTokens,
+    seconds,
+  };
   try {
     const client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: secret, maxRetries: 0, timeout: 120_000 });
     const model = stack.modelInfo.modelId;
@@ -207,7 +235,10 @@ async function writeLoadCharts(report: Record<string, unknown>, dir: string): Pr
       { x: l.streams, y: l.itl[p], series: p, panel: 'inter-token latency (ms)' },
     ]),
   );
-  await writeChart(path.join(dir, 'load-throughput.svg'), lineChart('Whole stack: throughput vs concurrent streams', subtitle, 'concurrent streams', throughput));
+  await writeChart(
+    path.join(dir, 'load-throughput.svg'),
+    lineChart('Whole stack: throughput vs concurrent streams', subtitle, 'concurrent streams', throughput),
+  );
   await writeChart(path.join(dir, 'load-latency.svg'), lineChart('Whole stack: latency vs concurrent streams', subtitle, 'concurrent streams', latency));
   writeFileSync(path.join(dir, 'load.json'), `${JSON.stringify(report, null, 2)}\n`);
   console.log(`charts: ${dir}/load-throughput.svg, ${dir}/load-latency.svg`);

@@ -50,7 +50,8 @@ template, and the output is detokenized text (--json: {"tokenIds", "text"}).
     process.stderr.write(`generate: --prompt needs a tokenizer, and ${modelDir} has neither tokenizer.model nor tokenizer.json: pass --prompt-ids\n`);
     return 2;
   }
-  const promptIds = prompt === undefined ? [] : chat ? encodeChat(tokenizer!, [{ role: 'user', content: prompt }]).tokenIds : encodeCompletionPrompt(tokenizer!, prompt);
+  const promptIds =
+    prompt === undefined ? [] : chat ? encodeChat(tokenizer!, [{ role: 'user', content: prompt }]).tokenIds : encodeCompletionPrompt(tokenizer!, prompt);
   let args;
   try {
     args = parseGenerateArgs(prompt === undefined ? rest : [...rest, '--prompt-ids', promptIds.join(',')]);

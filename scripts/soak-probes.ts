@@ -50,7 +50,9 @@ function rssKib(pid: number): number {
 export function treeRssMb(root: number): number {
   let pids: number[];
   try {
-    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number);
+    pids = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .map(Number);
   } catch {
     return 0;
   }

@@ -48,7 +48,13 @@ function prng(seed: number): () => number {
 
 async function createKey(persistTo: string, label: string, concurrent: number): Promise<string> {
   const secret = generateSecret();
-  const record = { keyId: generateKeyId(), label, limits: { rpm: 1_000_000, tpm: 1_000_000_000, concurrent }, created: new Date().toISOString(), revoked: false };
+  const record = {
+    keyId: generateKeyId(),
+    label,
+    limits: { rpm: 1_000_000, tpm: 1_000_000_000, concurrent },
+    created: new Date().toISOString(),
+    revoked: false,
+  };
   kvPut({ binding: 'API_KEYS', remote: false, persistTo }, kvKeyForHash(await sha256Hex(secret)), JSON.stringify(record));
   return secret;
 }
@@ -112,20 +118,34 @@ async function slotsFree(stack: Stack, key: { key: string; concurrent: number },
   let why = '';
   const statuses = await Promise.all(
     Array.from({ length: key.concurrent }, async () => {
-      const response = await chat(stack, key.key, { max_tokens: 1, messages: [{ role: 'user', content: 'ping' }] }, AbortSignal.timeout(REQUEST_TIMEOUT_MS)).catch((error: Error) => error);
-      if (response instanceof Error) return (why ||= `no answer within ${REQUEST_TIMEOUT_MS / 1000} s: ${response.message}`), 0;
+      const response = await chat(
+        stack,
+        key.key,
+        { max_tokens: 1, messages: [{ role: 'user', content: 'ping' }] },
+        AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      ).catch((error: Error) => error);
+      if (response instanceof Error) return ((why ||= `no answer within ${REQUEST_TIMEOUT_MS / 1000} s: ${response.message}`), 0);
       const text = await response.text();
       if (response.status !== 200) why ||= ((JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text).slice(0, 120);
       return response.status;
     }),
   );
   const refused = statuses.filter((status) => status !== 200).length;
-  return refused === 0 ? null : `key ${name} (concurrency ${key.concurrent}): ${refused} of ${key.concurrent} concurrent requests refused after the wave ("${why}"): a slot is still held`;
+  return refused === 0
+    ? null
+    : `key ${name} (concurrency ${key.concurrent}): ${refused} of ${key.concurrent} concurrent requests refused after the wave ("${why}"): a slot is still held`;
 }
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { waves: { type: 'string', default: '10' }, requests: { type: 'string', default: '12' }, seconds: { type: 'string', default: '600' }, threads: { type: 'string', default: '1' }, seed: { type: 'string', default: '1' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      waves: { type: 'string', default: '10' },
+      requests: { type: 'string', default: '12' },
+      seconds: { type: 'string', default: '600' },
+      threads: { type: 'string', default: '1' },
+      seed: { type: 'string', default: '1' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
@@ -152,18 +172,23 @@ async function main(): Promise<number> {
     log: () => {},
   });
   // Every request and wait is bounded; this is the last resort if something else is not.
-  const watchdog = setTimeout(() => {
-    console.log(`soak: still running ${seconds + 180} s after the start: stopping it (something hung)`);
-    stack.kill();
-    process.exit(1);
-  }, (seconds + 180) * 1000);
+  const watchdog = setTimeout(
+    () => {
+      console.log(`soak: still running ${seconds + 180} s after the start: stopping it (something hung)`);
+      stack.kill();
+      process.exit(1);
+    },
+    (seconds + 180) * 1000,
+  );
   watchdog.unref();
   const failures: string[] = [];
   const rss = { backend: [] as number[], edge: [] as number[] };
   try {
     const idle = await backendGauges(stack.backendUrl, stack.backendToken);
     const idleSlotsUsed = idle.get('backend_kv_slots_used') ?? 0;
-    console.log(`soak: ${waves} waves of ${requests} + ${2 * NARROW.concurrent} requests, model ${stack.modelInfo.modelId}, idle KV slots used ${idleSlotsUsed}, free ${idle.get('backend_kv_slots_free')}`);
+    console.log(
+      `soak: ${waves} waves of ${requests} + ${2 * NARROW.concurrent} requests, model ${stack.modelInfo.modelId}, idle KV slots used ${idleSlotsUsed}, free ${idle.get('backend_kv_slots_free')}`,
+    );
     console.log('wave  sent  done  aborted  429  failures  backend RSS MB  edge RSS MB');
     for (let wave = 1; wave <= waves && Date.now() < deadline; wave++) {
       const tally: WaveTally = { sent: 0, aborted: 0, refused429: 0, completed: 0, failures: [] };
@@ -172,19 +197,27 @@ async function main(): Promise<number> {
         // Twice the narrow key's concurrency at once: about half must get 429.
         ...Array.from({ length: 2 * NARROW.concurrent }, (_, i) => oneRequest(stack, NARROW.key, random, tally, `wave ${wave} narrow #${i}`)),
       ]);
-      const idleAgain = (g: Map<string, number>) => g.get('backend_running_sequences') === 0 && g.get('backend_waiting_requests') === 0 && g.get('backend_kv_slots_used') === idleSlotsUsed;
+      const idleAgain = (g: Map<string, number>) =>
+        g.get('backend_running_sequences') === 0 && g.get('backend_waiting_requests') === 0 && g.get('backend_kv_slots_used') === idleSlotsUsed;
       const settled = await settle(stack.backendUrl, stack.backendToken, idleAgain, 15_000);
       if (!settled.held) {
         const g = settled.gauges;
-        tally.failures.push(`backend not idle 15 s after the wave: running ${g.get('backend_running_sequences')}, waiting ${g.get('backend_waiting_requests')}, KV slots used ${g.get('backend_kv_slots_used')} (idle ${idleSlotsUsed})`);
+        tally.failures.push(
+          `backend not idle 15 s after the wave: running ${g.get('backend_running_sequences')}, waiting ${g.get('backend_waiting_requests')}, KV slots used ${g.get('backend_kv_slots_used')} (idle ${idleSlotsUsed})`,
+        );
       }
-      for (const [key, name] of [[WIDE, 'wide'], [NARROW, 'narrow']] as const) {
+      for (const [key, name] of [
+        [WIDE, 'wide'],
+        [NARROW, 'narrow'],
+      ] as const) {
         const leak = await slotsFree(stack, key, name);
         if (leak) tally.failures.push(`wave ${wave}: ${leak}`);
       }
       rss.backend.push(treeRssMb(stack.pids.backend));
       rss.edge.push(treeRssMb(stack.pids.edge));
-      console.log(`${String(wave).padStart(4)}  ${String(tally.sent).padStart(4)}  ${String(tally.completed).padStart(4)}  ${String(tally.aborted).padStart(7)}  ${String(tally.refused429).padStart(3)}  ${String(tally.failures.length).padStart(8)}  ${rss.backend.at(-1)!.toFixed(1).padStart(14)}  ${rss.edge.at(-1)!.toFixed(1).padStart(11)}`);
+      console.log(
+        `${String(wave).padStart(4)}  ${String(tally.sent).padStart(4)}  ${String(tally.completed).padStart(4)}  ${String(tally.aborted).padStart(7)}  ${String(tally.refused429).padStart(3)}  ${String(tally.failures.length).padStart(8)}  ${rss.backend.at(-1)!.toFixed(1).padStart(14)}  ${rss.edge.at(-1)!.toFixed(1).padStart(11)}`,
+      );
       for (const failure of tally.failures) console.log(`      FAIL ${failure}`);
       failures.push(...tally.failures);
     }
@@ -192,7 +225,8 @@ async function main(): Promise<number> {
     await stack.stop();
     rmSync(persistTo, { recursive: true, force: true });
   }
-  const mb = (values: number[]) => `${slope(values) >= 0 ? '+' : ''}${slope(values).toFixed(2)} MB/wave over ${values.length} waves (${values[0]?.toFixed(1)} -> ${values.at(-1)?.toFixed(1)} MB)`;
+  const mb = (values: number[]) =>
+    `${slope(values) >= 0 ? '+' : ''}${slope(values).toFixed(2)} MB/wave over ${values.length} waves (${values[0]?.toFixed(1)} -> ${values.at(-1)?.toFixed(1)} MB)`;
   console.log(`RSS slope: backend ${mb(rss.backend)}; edge (wrangler + workerd) ${mb(rss.edge)}`);
   console.log(failures.length === 0 ? 'soak: every check held' : `soak: ${failures.length} failed check(s)`);
   return failures.length === 0 ? 0 : 1;

@@ -69,7 +69,10 @@ export async function assertPortFree(port: number, what: string): Promise<void> 
     probe.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(true) : reject(error)));
     probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(false)));
   });
-  if (inUse) throw new PortInUseError(`port ${port} (${what}) is already in use on 127.0.0.1: is another \`npm start\` or backend running? Stop it, or choose other ports (BACKEND_PORT, EDGE_PORT).`);
+  if (inUse)
+    throw new PortInUseError(
+      `port ${port} (${what}) is already in use on 127.0.0.1: is another \`npm start\` or backend running? Stop it, or choose other ports (BACKEND_PORT, EDGE_PORT).`,
+    );
 }
 
 export class PortInUseError extends Error {}
@@ -90,7 +93,14 @@ export async function freePort(): Promise<number> {
 export async function freeEdgePort(): Promise<number> {
   for (;;) {
     const port = await freePort();
-    if (port + 1000 <= 65535 && (await assertPortFree(port + 1000, 'inspector').then(() => true, () => false))) return port;
+    if (
+      port + 1000 <= 65535 &&
+      (await assertPortFree(port + 1000, 'inspector').then(
+        () => true,
+        () => false,
+      ))
+    )
+      return port;
   }
 }
 
@@ -148,7 +158,7 @@ function drainSecondsOf(backendArgs: string[]): number {
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
-  const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const backendToken = options.backendToken ?? randomBytes(24).toString('base64url');
   const backendUrl = `http://127.0.0.1:${options.backendPort}`;
   const edgeUrl = `http://127.0.0.1:${options.edgePort}`;
@@ -191,8 +201,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     const backend = spawn(
       process.execPath,
-      ['--import', 'tsx', path.join(REPO_ROOT, 'gpu-backend/src/main.ts'), '--model', options.modelDir,
-        '--host', '127.0.0.1', '--port', String(options.backendPort), ...(options.backendArgs ?? [])],
+      [
+        '--import',
+        'tsx',
+        path.join(REPO_ROOT, 'gpu-backend/src/main.ts'),
+        '--model',
+        options.modelDir,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(options.backendPort),
+        ...(options.backendArgs ?? []),
+      ],
       { cwd: REPO_ROOT, env: { ...process.env, BACKEND_TOKEN: backendToken }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(backend);
@@ -200,7 +220,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     pipeLines(backend, '[backend]', childLog);
     await waitFor(`${backendUrl}/ready`, backend, 'backend');
     const infoResponse = await fetch(`${backendUrl}/v1/model`, { headers: { authorization: `Bearer ${backendToken}` } });
-    if (!infoResponse.ok) throw new Error(`the backend at ${backendUrl} refused its model info (HTTP ${infoResponse.status}): is it another process than the one just started?`);
+    if (!infoResponse.ok)
+      throw new Error(`the backend at ${backendUrl} refused its model info (HTTP ${infoResponse.status}): is it another process than the one just started?`);
     const modelInfo = (await infoResponse.json()) as ModelInfo;
 
     // Vars for the local worker go through an env file, so secrets stay off the command line.
@@ -209,23 +230,38 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const envFile = path.join(varsDir, `edge-${options.edgePort}.env`);
     writeFileSync(
       envFile,
-      [
+      `${[
         `BACKEND_URLS=${backendUrl}`,
         `BACKEND_TOKEN=${backendToken}`,
         `DEV_API_KEY=${options.apiKey}`,
         `MODEL_ID=${modelInfo.modelId}`,
         `MAX_MODEL_LEN=${modelInfo.maxModelLen}`,
         ...Object.entries(options.edgeVars ?? {}).map(([name, value]) => `${name}=${value}`),
-      ].join('\n') + '\n',
+      ].join('\n')}\n`,
       { mode: 0o600 },
     );
     const wrangler = path.join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
     if (!existsSync(wrangler)) throw new Error('wrangler is not installed: run `npm ci` first');
     const edge = spawn(
       process.execPath,
-      [wrangler, 'dev', '--local', '--ip', '127.0.0.1', '--port', String(options.edgePort), '--env-file', envFile,
-        '--persist-to', options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'), '--show-interactive-dev-session=false',
-        '--inspector-port', String(inspectorPort), '--log-level', 'warn'],
+      [
+        wrangler,
+        'dev',
+        '--local',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(options.edgePort),
+        '--env-file',
+        envFile,
+        '--persist-to',
+        options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'),
+        '--show-interactive-dev-session=false',
+        '--inspector-port',
+        String(inspectorPort),
+        '--log-level',
+        'warn',
+      ],
       {
         cwd: REPO_ROOT,
         detached: options.edgeOwnProcessGroup ?? false,

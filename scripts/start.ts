@@ -45,7 +45,9 @@ function buildTokenizer(model: string | undefined): void {
     // The built-in tokenizer is Mistral v1 (32000 ids); another vocabulary would get ids it cannot embed.
     const vocabSize = (JSON.parse(readFileSync(path.join(model, 'config.json'), 'utf8')) as { vocab_size?: unknown }).vocab_size;
     if (vocabSize !== 32000) {
-      console.error(`${model} has no tokenizer.model or tokenizer.json and its vocab_size is ${String(vocabSize)}, not Mistral v1's 32000: add the model's tokenizer to the folder (the backend alone, token ids only: npm run backend -- --model ${model})`);
+      console.error(
+        `${model} has no tokenizer.model or tokenizer.json and its vocab_size is ${String(vocabSize)}, not Mistral v1's 32000: add the model's tokenizer to the folder (the backend alone, token ids only: npm run backend -- --model ${model})`,
+      );
       process.exit(2);
     }
     console.error(`${model} has no tokenizer.model or tokenizer.json: using the built-in Mistral v1 tokenizer.`);
@@ -104,13 +106,20 @@ async function main(): Promise<void> {
   if (values.dtype) backendArgs.push('--dtype', values.dtype);
   let stopping = false;
   const stack = await startStack({
-    modelDir, backendPort, edgePort, apiKey, backendToken, backendArgs,
+    modelDir,
+    backendPort,
+    edgePort,
+    apiKey,
+    backendToken,
+    backendArgs,
     edgeOwnProcessGroup: true,
     onUnexpectedExit: (which, code, signal) => {
       if (stopping) return;
       stopping = true;
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      console.error(`\nnpm start: the ${which === 'backend' ? 'backend' : 'edge (wrangler dev)'} ${how}; stopping the ${which === 'backend' ? 'edge' : 'backend'} and exiting.`);
+      console.error(
+        `\nnpm start: the ${which === 'backend' ? 'backend' : 'edge (wrangler dev)'} ${how}; stopping the ${which === 'backend' ? 'edge' : 'backend'} and exiting.`,
+      );
       void stack.stop().then(() => process.exit(1));
     },
   });

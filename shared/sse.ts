@@ -18,7 +18,14 @@ export interface SseMessage {
 /** One SSE message; multi-line data becomes several `data:` lines, as the spec requires. */
 export function encodeSse(data: string, event?: string): string {
   const head = event ? `event: ${event}\n` : '';
-  return head + data.split('\n').map((line) => `data: ${line}`).join('\n') + '\n\n';
+  return (
+    head +
+    data
+      .split('\n')
+      .map((line) => `data: ${line}`)
+      .join('\n') +
+    '\n\n'
+  );
 }
 
 /** A comment line: ignored by parsers, keeps proxies and idle timers from closing the stream. */

@@ -25,7 +25,7 @@ function modelFolder(name: string, fixture: string): string {
   return folder;
 }
 
-const SAMPLES = ['Hello world!', '  two  spaces', '<s>[INST] typed [/INST]</s>', '镇🦙Ꙋ\n\ttab', 'ax\n####\nboo', ' '.repeat(40) + 'x'];
+const SAMPLES = ['Hello world!', '  two  spaces', '<s>[INST] typed [/INST]</s>', '镇🦙Ꙋ\n\ttab', 'ax\n####\nboo', `${' '.repeat(40)}x`];
 const spmV1 = () => Tokenizer.fromSentencePieceModel(new Uint8Array(readFileSync(join(FIXTURES, 'tokenizer.model.v1'))));
 const spmV3 = () => Tokenizer.fromSentencePieceModel(new Uint8Array(readFileSync(join(FIXTURES, 'mistral_instruct_tokenizer_240323.model.v3'))));
 
@@ -39,7 +39,10 @@ describe('build-tokenizer', () => {
   });
 
   it('Hugging Face tokenizer.json (added_tokens dropped) encodes like the SentencePiece model, v1 and v3', async () => {
-    for (const [dir, reference, version] of [['generated-v1', spmV1(), 'v1'], ['generated-v3', spmV3(), 'v3']] as const) {
+    for (const [dir, reference, version] of [
+      ['generated-v1', spmV1(), 'v1'],
+      ['generated-v3', spmV3(), 'v3'],
+    ] as const) {
       const asset = await buildTokenizerAsset(resolveSource(join(FIXTURES, dir)));
       expect(asset.templateVersion).toBe(version);
       const tokenizer = Tokenizer.fromAsset(asset);

@@ -31,7 +31,8 @@ async function collect<T>(events: AsyncGenerator<T>): Promise<T[]> {
   return out;
 }
 
-const chunk = (content: string) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const chunk = (content: string) =>
+  `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
 
 describe('playground stream reader', () => {
   const stream =
@@ -71,13 +72,21 @@ describe('playground request fields', () => {
   it('leaves blanks to the server, sends numbers as numbers and anything else as typed', () => {
     expect(page.samplingFields({ temperature: '', top_p: ' ', max_tokens: '', seed: '', stop: '' })).toEqual({});
     expect(page.samplingFields({ temperature: '0.7', top_p: '1', max_tokens: '64', seed: '-3', stop: 'END\n\n###' })).toEqual({
-      temperature: 0.7, top_p: 1, max_tokens: 64, seed: -3, stop: ['END', '###'],
+      temperature: 0.7,
+      top_p: 1,
+      max_tokens: 64,
+      seed: -3,
+      stop: ['END', '###'],
     });
     expect(page.samplingFields({ temperature: 'hot' })).toEqual({ temperature: 'hot' });
   });
 
   it('words errors with the field and the retry-after', () => {
-    expect(page.describeError({ status: 400, message: 'Invalid value', param: 'top_p', code: 'invalid_request', retryAfter: null })).toBe('400: Invalid value (field: top_p)');
-    expect(page.describeError({ status: 429, message: 'Slow down.', param: null, code: 'rate_limit_exceeded', retryAfter: '3' })).toBe('429: Slow down. Retry after 3 s.');
+    expect(page.describeError({ status: 400, message: 'Invalid value', param: 'top_p', code: 'invalid_request', retryAfter: null })).toBe(
+      '400: Invalid value (field: top_p)',
+    );
+    expect(page.describeError({ status: 429, message: 'Slow down.', param: null, code: 'rate_limit_exceeded', retryAfter: '3' })).toBe(
+      '429: Slow down. Retry after 3 s.',
+    );
   });
 });

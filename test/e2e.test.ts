@@ -151,7 +151,12 @@ describe('edge + backend + openai client', () => {
 
   it('structured output: chat.completions.parse with zodResponseFormat validates what the grammar let through', async () => {
     // Bounded strings, arrays and integers, so that a random-weight model finishes inside max_tokens.
-    const Answer = z.object({ title: z.string().max(8), count: z.number().int().min(0).max(9), tags: z.array(z.enum(['red', 'blue'])).max(3), note: z.string().max(5).nullable() });
+    const Answer = z.object({
+      title: z.string().max(8),
+      count: z.number().int().min(0).max(9),
+      tags: z.array(z.enum(['red', 'blue'])).max(3),
+      note: z.string().max(5).nullable(),
+    });
     for (const seed of [1, 2, 3]) {
       const completion = await client.chat.completions.parse({
         model: stack.modelInfo.modelId,

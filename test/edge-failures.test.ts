@@ -20,7 +20,22 @@ beforeAll(async () => {
   const persistTo = mkdtempSync(path.join(tmpdir(), `failures-edge-${edgePort}-`));
   const created = spawnSync(
     process.execPath,
-    ['--import', 'tsx', 'edge/scripts/keys.ts', 'create', '--label', 'failures', '--rpm', '1000', '--tpm', '10000000', '--concurrent', String(CONCURRENT), '--persist-to', persistTo],
+    [
+      '--import',
+      'tsx',
+      'edge/scripts/keys.ts',
+      'create',
+      '--label',
+      'failures',
+      '--rpm',
+      '1000',
+      '--tpm',
+      '10000000',
+      '--concurrent',
+      String(CONCURRENT),
+      '--persist-to',
+      persistTo,
+    ],
     { cwd: REPO_ROOT, encoding: 'utf8' },
   );
   const secret = /^ {2}(\S+)$/m.exec(created.stdout)?.[1];
@@ -94,7 +109,11 @@ async function backendGauge(name: string): Promise<number> {
 }
 
 const post = (body: string) =>
-  fetch(`${stack.edgeUrl}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' }, body });
+  fetch(`${stack.edgeUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+    body,
+  });
 
 describe('failures end to end', () => {
   it("frees a key's slots through the streams' own release when their clients close their TCP connections", async () => {
@@ -118,7 +137,10 @@ describe('failures end to end', () => {
     process.kill(stack.pids.backend, 'SIGSTOP');
     try {
       const text = await running.rest;
-      const payloads = text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6));
+      const payloads = text
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6));
       expect(payloads.at(-1)).toBe('[DONE]');
       expect(JSON.parse(payloads.at(-2)!)).toMatchObject({ error: { code: 'backend_unavailable' } });
       for (const stream of [true, false]) {
@@ -136,10 +158,13 @@ describe('failures end to end', () => {
 
   it('answers 503 with retry-after once the backend process is killed (connection refused)', async () => {
     process.kill(stack.pids.backend, 'SIGKILL');
-    await vi.waitFor(async () => {
-      const response = await post(chat({ stream: true, max_tokens: 2 }));
-      expect(response.status).toBe(503);
-      expect(response.headers.get('retry-after')).toBe('1');
-    }, { timeout: 10_000, interval: 100 });
+    await vi.waitFor(
+      async () => {
+        const response = await post(chat({ stream: true, max_tokens: 2 }));
+        expect(response.status).toBe(503);
+        expect(response.headers.get('retry-after')).toBe('1');
+      },
+      { timeout: 10_000, interval: 100 },
+    );
   });
 });

@@ -15,7 +15,9 @@ describe('missing fixtures', () => {
     });
     expect(result.status).toBe(1);
     const lines = result.stderr.trim().split('\n');
-    expect(lines).toEqual(['test fixtures not found: /nonexistent/fixtures does not exist (expected the shared fixtures folder beside this repository, ../shared/fixtures; set FIXTURES_DIR=/path/to/fixtures to use another)']);
+    expect(lines).toEqual([
+      'test fixtures not found: /nonexistent/fixtures does not exist (expected the shared fixtures folder beside this repository, ../shared/fixtures; set FIXTURES_DIR=/path/to/fixtures to use another)',
+    ]);
     expect(result.stdout).not.toMatch(/✓|passed|failed/);
   }, 60_000);
 });

@@ -15,14 +15,24 @@ const modelDir = path.join(scratch, 'model');
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 beforeAll(async () => {
-  await writeRandomModel(modelDir, { ...DEFAULT_MODEL_CONFIG, hidden_size: 64, num_hidden_layers: 1, intermediate_size: 96, head_dim: 16, num_attention_heads: 4, num_key_value_heads: 2 }, 7);
-  copyFileSync(path.join(process.env.FIXTURES_DIR ?? path.resolve('../shared/fixtures'), 'tokenizer/tokenizer.model.v1'), path.join(modelDir, 'tokenizer.model'));
+  await writeRandomModel(
+    modelDir,
+    { ...DEFAULT_MODEL_CONFIG, hidden_size: 64, num_hidden_layers: 1, intermediate_size: 96, head_dim: 16, num_attention_heads: 4, num_key_value_heads: 2 },
+    7,
+  );
+  copyFileSync(
+    path.join(process.env.FIXTURES_DIR ?? path.resolve('../shared/fixtures'), 'tokenizer/tokenizer.model.v1'),
+    path.join(modelDir, 'tokenizer.model'),
+  );
 }, 60_000);
 
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(TSX, [SCRIPT, '--model', modelDir, '--onnx-cache', 'none', '--max-new-tokens', '6', '--json', ...args], { timeout: 60_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      TSX,
+      [SCRIPT, '--model', modelDir, '--onnx-cache', 'none', '--max-new-tokens', '6', '--json', ...args],
+      { timeout: 60_000 },
+      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -42,7 +52,20 @@ it('tokenizes --prompt with the folder tokenizer and decodes the output', async 
 
 it('refuses --prompt when the folder has no tokenizer, naming the flag', async () => {
   const bare = path.join(scratch, 'bare');
-  await writeRandomModel(bare, { ...DEFAULT_MODEL_CONFIG, vocab_size: 512, hidden_size: 32, num_hidden_layers: 1, intermediate_size: 48, head_dim: 16, num_attention_heads: 2, num_key_value_heads: 1 }, 3);
+  await writeRandomModel(
+    bare,
+    {
+      ...DEFAULT_MODEL_CONFIG,
+      vocab_size: 512,
+      hidden_size: 32,
+      num_hidden_layers: 1,
+      intermediate_size: 48,
+      head_dim: 16,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    },
+    3,
+  );
   const result = await new Promise<{ code: number; stderr: string }>((resolve) =>
     execFile(TSX, [SCRIPT, '--model', bare, '--prompt', 'hi'], { timeout: 60_000 }, (error, _stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stderr }),

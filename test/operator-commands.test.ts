@@ -11,7 +11,10 @@ import { REPO_ROOT } from '../scripts/stack';
 const state = mkdtempSync(path.join(tmpdir(), 'operator-commands-'));
 
 function prompts(...args: string[]) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'edge/scripts/prompts.ts'), ...args, '--persist-to', state], { cwd: REPO_ROOT, encoding: 'utf8' });
+  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'edge/scripts/prompts.ts'), ...args, '--persist-to', state], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+  });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

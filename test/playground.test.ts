@@ -20,8 +20,16 @@ if (!HAVE_CHROMIUM) {
   console.warn(`\n  SKIPPED the playground browser test: no Chromium at ${CHROMIUM}.\n  Install it: ${INSTALL_HINT}\n`);
 }
 /** Without the network flags Chromium keeps trying to reach Google's services from a closed network. */
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'playground.png');
 const SYSTEM_PROMPT = 'playground-demo';
 const MARKUP = '<img src=x onerror="window.__pwned=1">';
@@ -98,10 +106,20 @@ beforeAll(async () => {
   // A stored system prompt, put with the operator command (`npm run prompts -- put`) before the edge starts.
   // Longer than the backend's shortest cached prefix (64 tokens), so later turns report cached tokens.
   const content = 'You are the assistant of the mistral-edge-serve playground. Answer in plain text, briefly and kindly. '.repeat(6).trim();
-  const put = spawnSync(process.execPath, ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT, '--text', content, '--persist-to', persistTo], { cwd: REPO_ROOT, encoding: 'utf8' });
+  const put = spawnSync(process.execPath, ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT, '--text', content, '--persist-to', persistTo], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+  });
   if (put.status !== 0) throw new Error(`npm run prompts -- put failed: ${put.stderr}`);
   stack = await startStack({
-    modelDir, backendPort: await freePort(), edgePort, persistTo, apiKey: generateApiKey(), inspectorPort: 0, backendArgs: ['--threads', '1'], log: (line) => logLines.push(line),
+    modelDir,
+    backendPort: await freePort(),
+    edgePort,
+    persistTo,
+    apiKey: generateApiKey(),
+    inspectorPort: 0,
+    backendArgs: ['--threads', '1'],
+    log: (line) => logLines.push(line),
   }).catch((error: Error) => {
     throw new Error(`${error.message}\n${logLines.slice(-30).join('\n')}`);
   });
@@ -127,7 +145,9 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     expect(response?.headers()['content-security-policy']).toContain("require-trusted-types-for 'script'");
     // Every control has a label a screen reader can announce.
     const unlabelled = await page.evaluate(() =>
-      Array.from(document.querySelectorAll<HTMLInputElement>('input, select, textarea')).filter((control) => control.labels?.length === 0).map((control) => control.id),
+      Array.from(document.querySelectorAll<HTMLInputElement>('input, select, textarea'))
+        .filter((control) => control.labels?.length === 0)
+        .map((control) => control.id),
     );
     expect(unlabelled).toEqual([]);
     await page.fill('#api-key', stack.apiKey);
@@ -138,7 +158,7 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     await page.waitForSelector(`#model option[value="${stack.modelInfo.modelId}"]`, { state: 'attached' });
   });
 
-  it('streams an answer over several paints, then shows its usage; the text is the API\'s own answer', async () => {
+  it("streams an answer over several paints, then shows its usage; the text is the API's own answer", async () => {
     await page.fill('#temperature', '0');
     await page.fill('#max-tokens', '64');
     await page.fill('#system-prompt', SYSTEM_PROMPT);
@@ -170,7 +190,13 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     const direct = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: stack.modelInfo.modelId, system_prompt_id: SYSTEM_PROMPT, temperature: 0, max_tokens: 64, messages: [{ role: 'user', content: 'Hello\nthere' }] }),
+      body: JSON.stringify({
+        model: stack.modelInfo.modelId,
+        system_prompt_id: SYSTEM_PROMPT,
+        temperature: 0,
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'Hello\nthere' }],
+      }),
     });
     const body = (await direct.json()) as { choices: { message: { content: string } }[] };
     expect(await lastAnswer().locator('.content').textContent()).toBe(body.choices[0]!.message.content);
@@ -218,7 +244,7 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     await page.fill('#max-tokens', '16');
   });
 
-  it('shows the API\'s messages: 400 naming the field, 401 for a wrong key, 429 with its retry-after', async () => {
+  it("shows the API's messages: 400 naming the field, 401 for a wrong key, 429 with its retry-after", async () => {
     await page.fill('#temperature', '5');
     await sendMessage('Too hot?');
     expect(await settledError()).toMatch(/^400: Invalid value for 'temperature': .* \(field: temperature\)$/);
@@ -234,11 +260,15 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     await page.waitForFunction(() => document.querySelector('#status')?.textContent?.startsWith('Key accepted'));
 
     // The dev key's limits are too generous to reach here: the edge's 429 shape, answered by the page's network layer.
-    await page.route('**/v1/chat/completions', (route) => route.fulfill({
-      status: 429,
-      headers: { 'content-type': 'application/json', 'retry-after': '7' },
-      body: JSON.stringify({ error: { message: 'Rate limit reached for requests: limit 600 per minute.', type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' } }),
-    }));
+    await page.route('**/v1/chat/completions', (route) =>
+      route.fulfill({
+        status: 429,
+        headers: { 'content-type': 'application/json', 'retry-after': '7' },
+        body: JSON.stringify({
+          error: { message: 'Rate limit reached for requests: limit 600 per minute.', type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' },
+        }),
+      }),
+    );
     await sendMessage('Again!');
     const refused = await settledError();
     await page.unroute('**/v1/chat/completions');
@@ -253,12 +283,20 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     await page.fill('#system-prompt', '');
     // The built-in model has random weights and no request field forces its tokens, so the stream is served
     // by the browser's network layer, in the edge's chunk format, through the page's own stream reader.
-    const chunk = (delta: object, finish: string | null) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-    await page.route('**/v1/chat/completions', (route) => route.fulfill({
-      status: 200,
-      headers: { 'content-type': 'text/event-stream' },
-      body: chunk({ role: 'assistant', content: '' }, null) + chunk({ content: 'Here: ' }, null) + chunk({ content: MARKUP }, null) + chunk({}, 'stop') + 'data: [DONE]\n\n',
-    }));
+    const chunk = (delta: object, finish: string | null) =>
+      `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    await page.route('**/v1/chat/completions', (route) =>
+      route.fulfill({
+        status: 200,
+        headers: { 'content-type': 'text/event-stream' },
+        body:
+          chunk({ role: 'assistant', content: '' }, null) +
+          chunk({ content: 'Here: ' }, null) +
+          chunk({ content: MARKUP }, null) +
+          chunk({}, 'stop') +
+          'data: [DONE]\n\n',
+      }),
+    );
     await sendMessage('Show me an image tag.');
     await waitForState('done');
     await page.unroute('**/v1/chat/completions');

@@ -89,31 +89,38 @@ const isAlive = (pid: number) => {
 };
 
 describe('npm start', () => {
-  it.each(['BACKEND_PORT', 'EDGE_PORT'])('refuses a %s already in use with a clear message and a non-zero exit, writing nothing', async (busy) => {
-    // A server that answers every request with 200, as a running stack would.
-    const squatter: Server = createHttpServer((_req, res) => res.end('{}'));
-    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
-    const busyPort = (squatter.address() as { port: number }).port;
-    try {
-      const edgePort = busy === 'EDGE_PORT' ? busyPort : await freeEdgePort();
-      const backendPort = busy === 'BACKEND_PORT' ? busyPort : await freePort();
-      const run = startProcess({ BACKEND_PORT: String(backendPort), EDGE_PORT: String(edgePort) });
-      expect(await run.exited).not.toBe(0);
-      expect(run.output()).toContain(`port ${busyPort} (${busy}) is already in use`);
-      expect(run.output()).not.toContain('API key');
-      expect(existsSync(path.join(REPO_ROOT, '.wrangler', 'stack', `edge-${edgePort}.env`))).toBe(false);
-    } finally {
-      squatter.close();
-    }
-  }, 120_000);
+  it.each(['BACKEND_PORT', 'EDGE_PORT'])(
+    'refuses a %s already in use with a clear message and a non-zero exit, writing nothing',
+    async (busy) => {
+      // A server that answers every request with 200, as a running stack would.
+      const squatter: Server = createHttpServer((_req, res) => res.end('{}'));
+      await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+      const busyPort = (squatter.address() as { port: number }).port;
+      try {
+        const edgePort = busy === 'EDGE_PORT' ? busyPort : await freeEdgePort();
+        const backendPort = busy === 'BACKEND_PORT' ? busyPort : await freePort();
+        const run = startProcess({ BACKEND_PORT: String(backendPort), EDGE_PORT: String(edgePort) });
+        expect(await run.exited).not.toBe(0);
+        expect(run.output()).toContain(`port ${busyPort} (${busy}) is already in use`);
+        expect(run.output()).not.toContain('API key');
+        expect(existsSync(path.join(REPO_ROOT, '.wrangler', 'stack', `edge-${edgePort}.env`))).toBe(false);
+      } finally {
+        squatter.close();
+      }
+    },
+    120_000,
+  );
 
   it('honours BACKEND_TOKEN, tells how to read the metrics, and on Ctrl-C lets an open stream end with [DONE] or an in-band error', async () => {
-    const run = startProcess({
-      BACKEND_PORT: String(await freePort()),
-      EDGE_PORT: String(await freeEdgePort()),
-      BACKEND_TOKEN: 'token-from-the-environment',
-      DEV_API_KEY: 'sk-local-start-test',
-    }, ['--threads', '1']);
+    const run = startProcess(
+      {
+        BACKEND_PORT: String(await freePort()),
+        EDGE_PORT: String(await freeEdgePort()),
+        BACKEND_TOKEN: 'token-from-the-environment',
+        DEV_API_KEY: 'sk-local-start-test',
+      },
+      ['--threads', '1'],
+    );
     const { edgeUrl, backendUrl, text } = await bannerOf(run);
     expect(text).toContain(`backend metrics: curl -H 'Authorization: Bearer $BACKEND_TOKEN' ${backendUrl}/metrics`);
     expect(text).toContain(`edge metrics:    curl -H 'Authorization: Bearer sk-local-start-test' ${edgeUrl}/metrics`);

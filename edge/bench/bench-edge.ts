@@ -94,29 +94,97 @@ async function main(): Promise<void> {
   const backendUrl = `http://127.0.0.1:${(backend.address() as AddressInfo).port}`;
   const state = mkdtempSync(path.join(tmpdir(), 'bench-edge-'));
   const secret = generateSecret();
-  kvPut({ binding: 'API_KEYS', remote: false, persistTo: state }, kvKeyForHash(await sha256Hex(secret)), JSON.stringify({ keyId: generateKeyId(), label: 'bench', limits: { rpm: 1e9, tpm: 1e12, concurrent: 1000 }, created: new Date().toISOString(), revoked: false }));
+  kvPut(
+    { binding: 'API_KEYS', remote: false, persistTo: state },
+    kvKeyForHash(await sha256Hex(secret)),
+    JSON.stringify({
+      keyId: generateKeyId(),
+      label: 'bench',
+      limits: { rpm: 1e9, tpm: 1e12, concurrent: 1000 },
+      created: new Date().toISOString(),
+      revoked: false,
+    }),
+  );
   const envFile = path.join(state, 'bench.env');
   writeFileSync(envFile, `BACKEND_URLS=${backendUrl}\nBACKEND_TOKEN=bench\nMAX_MODEL_LEN=8192\n`);
   const port = await freePort();
-  const wrangler = spawn(process.execPath, [path.join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--env-file', envFile, '--persist-to', state, '--show-interactive-dev-session=false', '--inspector-port', String(await freePort()), '--log-level', 'error'], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' },
-    stdio: 'inherit',
-  });
+  const wrangler = spawn(
+    process.execPath,
+    [
+      path.join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+      'dev',
+      '--local',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--env-file',
+      envFile,
+      '--persist-to',
+      state,
+      '--show-interactive-dev-session=false',
+      '--inspector-port',
+      String(await freePort()),
+      '--log-level',
+      'error',
+    ],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' },
+      stdio: 'inherit',
+    },
+  );
   const edge = `http://127.0.0.1:${port}`;
   try {
     for (let i = 0; ; i++) {
       if (i > 240) throw new Error('wrangler dev did not start');
-      if (await fetch(`${edge}/health`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`${edge}/health`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
     const chat = (system: string) =>
-      fetch(`${edge}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'mistral-tiny-random', max_tokens: 1, messages: [{ role: 'system', content: system }, { role: 'user', content: 'Summarize the above in one word.' }] }) });
+      fetch(`${edge}/v1/chat/completions`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          model: 'mistral-tiny-random',
+          max_tokens: 1,
+          messages: [
+            { role: 'system', content: system },
+            { role: 'user', content: 'Summarize the above in one word.' },
+          ],
+        }),
+      });
     const tokenize = (system: string) =>
-      fetch(`${edge}/tokenize`, { method: 'POST', headers, body: JSON.stringify({ messages: [{ role: 'system', content: system }, { role: 'user', content: 'Summarize the above in one word.' }] }) });
+      fetch(`${edge}/tokenize`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          messages: [
+            { role: 'system', content: system },
+            { role: 'user', content: 'Summarize the above in one word.' },
+          ],
+        }),
+      });
     const hitSystem = randomText(1000, 1);
-    const tokenized = (await (await fetch(`${edge}/tokenize`, { method: 'POST', headers, body: JSON.stringify({ messages: [{ role: 'system', content: hitSystem }, { role: 'user', content: 'Summarize the above in one word.' }] }) })).json()) as { count: number };
+    const tokenized = (await (
+      await fetch(`${edge}/tokenize`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          messages: [
+            { role: 'system', content: hitSystem },
+            { role: 'user', content: 'Summarize the above in one word.' },
+          ],
+        }),
+      })
+    ).json()) as { count: number };
 
     const admission: number[] = [];
     for (let i = 0; i < 50; i++) {
@@ -127,21 +195,27 @@ async function main(): Promise<void> {
     admission.sort((a, b) => a - b);
     const results = [
       await timeRequests('GET /health (HTTP + wrangler overhead)', SAMPLES, () => fetch(`${edge}/health`)),
-      await timeRequests('fake backend direct (backend hop)', SAMPLES, () => fetch(`${backendUrl}/v1/generate`, { method: 'POST', body: JSON.stringify({ tokenIds: new Array(1000).fill(1000) }) })),
+      await timeRequests('fake backend direct (backend hop)', SAMPLES, () =>
+        fetch(`${backendUrl}/v1/generate`, { method: 'POST', body: JSON.stringify({ tokenIds: new Array(1000).fill(1000) }) }),
+      ),
       await timeRequests('GET /v1/models (auth only)', SAMPLES, () => fetch(`${edge}/v1/models`, { headers })),
       await timeRequests('/tokenize, cache HIT (auth+template+ids)', SAMPLES, () => tokenize(hitSystem)),
       await timeRequests('/tokenize, cache MISS', SAMPLES, (i) => tokenize(randomText(1000, 5000 + i))),
       await timeRequests('chat, system prompt cache HIT', SAMPLES, () => chat(hitSystem)),
       await timeRequests('chat, system prompt cache MISS', SAMPLES, (i) => chat(randomText(1000, 1000 + i))),
     ];
-    console.log(`\nEdge benchmark: ${SAMPLES} sequential requests each, prompt ${tokenized.count} tokens (workerd via wrangler dev --local, ${process.platform}/${process.arch}).`);
+    console.log(
+      `\nEdge benchmark: ${SAMPLES} sequential requests each, prompt ${tokenized.count} tokens (workerd via wrangler dev --local, ${process.platform}/${process.arch}).`,
+    );
     for (const r of results) console.log(`  ${r.label.padEnd(42)} p50 ${r.p50.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms`);
     console.log(`  rate-limit admission RPC (server-timing, 1 ms resolution): p50 ${percentile(admission, 50)} ms, p99 ${percentile(admission, 99)} ms`);
     const [health, direct, , tokenizeHit, tokenizeMiss, hit, miss] = results;
     const admissionP50 = percentile(admission, 50);
     const part = (r: { p50: number }) => r.p50 - health.p50;
     console.log(`  => auth + template + tokenize (p50 /tokenize - p50 health): hit ${shown(part(tokenizeHit))}, miss ${shown(part(tokenizeMiss))}`);
-    console.log(`  => + rate-limit admission p50 ${admissionP50} ms: edge work hit ${shown(part(tokenizeHit) + admissionP50)}, miss ${shown(part(tokenizeMiss) + admissionP50)}`);
+    console.log(
+      `  => + rate-limit admission p50 ${admissionP50} ms: edge work hit ${shown(part(tokenizeHit) + admissionP50)}, miss ${shown(part(tokenizeMiss) + admissionP50)}`,
+    );
     const proxied = (r: { p50: number }) => r.p50 - health.p50 - direct.p50;
     console.log(`  => whole chat request incl. proxying (p50 chat - p50 health - p50 backend hop): hit ${shown(proxied(hit))}, miss ${shown(proxied(miss))}`);
   } finally {

@@ -85,13 +85,17 @@ async function main(): Promise<void> {
     rows.push([`chat prompt of ${setup.promptTokens} tokens, chunk cache off`, promptUncached, 'ms']);
     rows.push([`chat prompt of ${setup.promptTokens} tokens, same text again`, promptRepeat, 'ms']);
 
-    console.log(`tokenizer benchmark in workerd: ${setup.bytes} bytes, ${tokens} tokens (${(setup.bytes / tokens).toFixed(2)} bytes/token), round trip ${overhead.toFixed(2)} ms subtracted`);
+    console.log(
+      `tokenizer benchmark in workerd: ${setup.bytes} bytes, ${tokens} tokens (${(setup.bytes / tokens).toFixed(2)} bytes/token), round trip ${overhead.toFixed(2)} ms subtracted`,
+    );
     for (const [label, value, unit] of rows) {
       const shown = unit === 'ms' ? value.toFixed(3) : value.toLocaleString('en-US');
       console.log(`  ${label.padEnd(58)} ${shown.padStart(12)} ${unit}`);
     }
     const vsCpp = (ms: number) => (perSecond(tokens, ms) / CPP_SENTENCEPIECE_TOKENS_PER_SECOND).toFixed(2);
-    console.log(`  vs C++ SentencePiece (${CPP_SENTENCEPIECE_TOKENS_PER_SECOND.toLocaleString('en-US')} tokens/s): first pass ${vsCpp(cold)}x, warm ${vsCpp(warm)}x, cache off ${vsCpp(uncachedMs)}x; vs peer JS: first pass ${(peer / cold).toFixed(1)}x`);
+    console.log(
+      `  vs C++ SentencePiece (${CPP_SENTENCEPIECE_TOKENS_PER_SECOND.toLocaleString('en-US')} tokens/s): first pass ${vsCpp(cold)}x, warm ${vsCpp(warm)}x, cache off ${vsCpp(uncachedMs)}x; vs peer JS: first pass ${(peer / cold).toFixed(1)}x`,
+    );
   } finally {
     // The temp folder stays: wrangler's bundler still watches it right after dispose() and errors if it vanishes.
     await worker.dispose();

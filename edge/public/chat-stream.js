@@ -34,7 +34,13 @@ export function samplingFields(fields) {
  */
 export async function apiError(response) {
   /** @type {ApiError} */
-  const error = { status: response.status, message: `HTTP ${response.status} ${response.statusText}`.trim(), param: null, code: null, retryAfter: response.headers.get('retry-after') };
+  const error = {
+    status: response.status,
+    message: `HTTP ${response.status} ${response.statusText}`.trim(),
+    param: null,
+    code: null,
+    retryAfter: response.headers.get('retry-after'),
+  };
   try {
     const body = await response.json();
     if (body && typeof body.error?.message === 'string') {
@@ -80,7 +86,10 @@ export async function* sseData(body) {
       while ((end = pending.indexOf('\n\n')) !== -1) {
         const block = pending.slice(0, end);
         pending = pending.slice(end + 2);
-        const data = block.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(line.startsWith('data: ') ? 6 : 5));
+        const data = block
+          .split('\n')
+          .filter((line) => line.startsWith('data:'))
+          .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5));
         if (data.length > 0) yield data.join('\n');
       }
     }

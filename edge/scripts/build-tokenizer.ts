@@ -68,7 +68,13 @@ async function fromMistralTokenizerJs(): Promise<TokenizerAsset> {
     return [key.slice(0, space), key.slice(space + 1)];
   });
   const types: number[] = pieces.map((piece, id) =>
-    id === 0 && piece === '<unk>' ? PIECE_TYPE.unknown : piece === '<s>' || piece === '</s>' ? PIECE_TYPE.control : BYTE_PIECE.test(piece) ? PIECE_TYPE.byte : PIECE_TYPE.normal,
+    id === 0 && piece === '<unk>'
+      ? PIECE_TYPE.unknown
+      : piece === '<s>' || piece === '</s>'
+        ? PIECE_TYPE.control
+        : BYTE_PIECE.test(piece)
+          ? PIECE_TYPE.byte
+          : PIECE_TYPE.normal,
   );
   return assemble(pieces, scoresFromMerges(pieces, types, merges), types, 'npm:mistral-tokenizer-js');
 }
@@ -134,7 +140,13 @@ export async function buildTokenizerAsset(source: BuildSource): Promise<Tokenize
 
 /** What the output depends on: the source file and this builder's own code, by size and mtime. */
 function stampFor(source: BuildSource): string {
-  const files = [source.path, fileURLToPath(import.meta.url), resolve(HERE, '../src/tokenizer/sentencepiece-model.ts'), resolve(HERE, '../../shared/sentencepiece-model.ts'), resolve(HERE, '../src/tokenizer/tokenizer-asset.ts')];
+  const files = [
+    source.path,
+    fileURLToPath(import.meta.url),
+    resolve(HERE, '../src/tokenizer/sentencepiece-model.ts'),
+    resolve(HERE, '../../shared/sentencepiece-model.ts'),
+    resolve(HERE, '../src/tokenizer/tokenizer-asset.ts'),
+  ];
   return JSON.stringify({ builder: BUILDER_VERSION, kind: source.kind, files: files.map((file) => [file, statSync(file).size, statSync(file).mtimeMs]) });
 }
 
@@ -150,10 +162,11 @@ export async function main(argv: string[]): Promise<void> {
     else if (arg === '--out') out = resolve(argv[++index]);
     else if (arg === '--force') force = true;
     else if (arg === '--help' || arg === '-h') {
-      console.log(`${USAGE}\nWrites the tokenizer asset the edge worker bundles, from DIR/tokenizer.model or DIR/tokenizer.json\n(default: the Mistral v1 vocabulary of mistral-tokenizer-js). A no-op when the output is up to date.`);
+      console.log(
+        `${USAGE}\nWrites the tokenizer asset the edge worker bundles, from DIR/tokenizer.model or DIR/tokenizer.json\n(default: the Mistral v1 vocabulary of mistral-tokenizer-js). A no-op when the output is up to date.`,
+      );
       return;
-    }
-    else throw new Error(`unknown argument ${arg} (${USAGE})`);
+    } else throw new Error(`unknown argument ${arg} (${USAGE})`);
     if ((arg === '--model-dir' || arg === '--out') && argv[index] === undefined) throw new Error(`${arg} needs a value`);
   }
   const source = resolveSource(modelDir);

@@ -23,7 +23,11 @@ function positiveInt(name: string, raw: string | undefined, fallback?: number): 
 }
 
 async function create(target: KvTarget, args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { label: { type: 'string' }, rpm: { type: 'string' }, tpm: { type: 'string' }, concurrent: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { label: { type: 'string' }, rpm: { type: 'string' }, tpm: { type: 'string' }, concurrent: { type: 'string' } },
+    strict: true,
+  });
   const secret = generateSecret();
   const record: KeyRecord = {
     keyId: generateKeyId(),
@@ -33,7 +37,9 @@ async function create(target: KvTarget, args: string[]): Promise<void> {
     revoked: false,
   };
   kvPut(target, kvKeyForHash(await sha256Hex(secret)), JSON.stringify(record));
-  console.log(`Created ${record.keyId} (${record.label || 'no label'}): ${record.limits.rpm} req/min, ${record.limits.tpm} tokens/min, ${record.limits.concurrent} concurrent.`);
+  console.log(
+    `Created ${record.keyId} (${record.label || 'no label'}): ${record.limits.rpm} req/min, ${record.limits.tpm} tokens/min, ${record.limits.concurrent} concurrent.`,
+  );
   console.log(`\n  ${secret}\n\nThis secret is shown once; only its SHA-256 hash is stored.`);
 }
 
@@ -49,7 +55,9 @@ function list(target: KvTarget): void {
   if (all.length === 0) return console.log('No keys.');
   for (const { record } of all) {
     const { rpm, tpm, concurrent } = record.limits;
-    console.log(`${record.keyId}\t${record.revoked ? 'REVOKED' : 'active '}\t${rpm} rpm\t${tpm} tpm\t${concurrent} concurrent\t${record.created}\t${record.label}`);
+    console.log(
+      `${record.keyId}\t${record.revoked ? 'REVOKED' : 'active '}\t${rpm} rpm\t${tpm} tpm\t${concurrent} concurrent\t${record.created}\t${record.label}`,
+    );
   }
 }
 

@@ -42,7 +42,10 @@ function atLeastOne(name: string, raw: string | undefined, fallback: number): nu
 }
 
 function parseBackendUrls(raw: string | undefined): string[] {
-  const urls = (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const urls = (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (urls.length === 0) throw new Error('BACKEND_URLS must list at least one backend URL');
   return urls.map((url) => {
     let parsed: URL;

@@ -13,7 +13,14 @@ describe('routing and auth', () => {
 
   it('refuses a missing, malformed, unknown or revoked key with an OpenAI-shaped 401', async () => {
     const revoked = await createKey(undefined, true);
-    const cases: Record<string, string>[] = [{}, { authorization: 'Basic abc' }, { authorization: 'Bearer' }, { authorization: 'Bearer a b' }, bearer('sk-edge-unknown-key-0000'), bearer(revoked.secret)];
+    const cases: Record<string, string>[] = [
+      {},
+      { authorization: 'Basic abc' },
+      { authorization: 'Bearer' },
+      { authorization: 'Bearer a b' },
+      bearer('sk-edge-unknown-key-0000'),
+      bearer(revoked.secret),
+    ];
     for (const headers of cases) {
       const { response } = await callEdge('/v1/models', { headers });
       expect(response.status, JSON.stringify(headers)).toBe(401);

@@ -75,7 +75,12 @@ async function compileTimes(compilers: GrammarCompilerCache): Promise<void> {
 }
 
 /** Median per-step engine time and mask time over `steps` decode steps of `batch` constrained sequences. */
-async function maskCost(engine: Engine, compilers: GrammarCompilerCache, source: GrammarSource, batch: number): Promise<{ engine: number; mask: number; sample: number }> {
+async function maskCost(
+  engine: Engine,
+  compilers: GrammarCompilerCache,
+  source: GrammarSource,
+  batch: number,
+): Promise<{ engine: number; mask: number; sample: number }> {
   const { vocabSize } = engine.config;
   const compiled = await compilers.compile(source);
   const newState = () => GrammarState.create(compilers.xgrammar, compiled, source, null, vocabSize);
@@ -140,11 +145,16 @@ async function main(): Promise<void> {
   console.log(`\n~125M model (fp32, ${threads} threads) loaded in ${ms(performance.now() - started)}; mask cost per decode step, median of ${steps} steps:`);
   console.log('  grammar      batch   engine step   masks (all rows)   share   (sampling, for scale)');
   try {
-    for (const [name, source] of [['strings', sourceOf(SAMPLE_SCHEMAS.strings)], ['json_object', (grammarSourceOf({ type: 'json_object' }) as { source: GrammarSource }).source]] as const) {
+    for (const [name, source] of [
+      ['strings', sourceOf(SAMPLE_SCHEMAS.strings)],
+      ['json_object', (grammarSourceOf({ type: 'json_object' }) as { source: GrammarSource }).source],
+    ] as const) {
       for (const batch of batches) {
         const cost = await maskCost(engine, compilers, source, batch);
         const share = ((100 * cost.mask) / cost.engine).toFixed(1);
-        console.log(`  ${name.padEnd(12)} ${String(batch).padStart(5)} ${ms(cost.engine).padStart(13)} ${ms(cost.mask).padStart(18)} ${`${share}%`.padStart(7)}   (${ms(cost.sample)})`);
+        console.log(
+          `  ${name.padEnd(12)} ${String(batch).padStart(5)} ${ms(cost.engine).padStart(13)} ${ms(cost.mask).padStart(18)} ${`${share}%`.padStart(7)}   (${ms(cost.sample)})`,
+        );
       }
     }
   } finally {

@@ -64,7 +64,9 @@ async function main(): Promise<void> {
   const decodeTokens = Number(values['decode-tokens']);
   const base = { modelDir, executionProvider: 'cpu', intraOpThreads: Number(values.threads), maxSequences: 1, maxModelLen: 256 } as const;
   const reference = await run({ ...base, dtype: 'fp32' }, null, decodeTokens);
-  const variants = values['block-sizes'].split(',').flatMap((b) => values['accuracy-levels'].split(',').map((a) => ({ int4BlockSize: Number(b), int4AccuracyLevel: Number(a) })));
+  const variants = values['block-sizes']
+    .split(',')
+    .flatMap((b) => values['accuracy-levels'].split(',').map((a) => ({ int4BlockSize: Number(b), int4AccuracyLevel: Number(a) })));
   const figures = new Map<string, { error: number[]; agree: number; prefill: number[]; decode: number[] }>();
   for (let round = 0; round < Number(values.rounds); round++) {
     for (const variant of round % 2 === 0 ? variants : [...variants].reverse()) {

@@ -50,7 +50,10 @@ const show = (s: Stat, unit: string) => `${s.median.toFixed(1)} ${unit} (min ${s
 /** Weight bytes one decode token reads (every linear layer once, one embedding row, norms). */
 function weightBytesPerToken(dtype: WeightFormat): number {
   const c = configFromHuggingFace(BENCH_125M_CONFIG);
-  const perLayer = c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim + c.queryHeadCount * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
+  const perLayer =
+    c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim +
+    c.queryHeadCount * c.headDim * c.hiddenSize +
+    3 * c.hiddenSize * c.intermediateSize;
   const linear = perLayer * c.layerCount + c.vocabSize * c.hiddenSize;
   // int4: half a byte per weight plus one fp32 scale per block of 32.
   const bytesPerWeight = dtype === 'fp32' ? 4 : dtype === 'fp16' ? 2 : 0.5 + 4 / 32;
@@ -100,7 +103,8 @@ async function timeBatchDecode(engine: Engine, batch: number): Promise<number> {
 async function main(): Promise<void> {
   const modelDir = await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125);
   const measured = await measureReadBandwidth(Math.max(...threadCounts));
-  const bandwidthFor = (threads: number) => Math.max(measured.jsSum, measured.memcmp, threads > 1 && threads === Math.max(...threadCounts) ? measured.parallelMemcmp : 0);
+  const bandwidthFor = (threads: number) =>
+    Math.max(measured.jsSum, measured.memcmp, threads > 1 && threads === Math.max(...threadCounts) ? measured.parallelMemcmp : 0);
   console.log(`model ${modelDir}`);
   const gb = (bytesPerSecond: number) => `${(bytesPerSecond / 1e9).toFixed(2)} GB/s`;
   console.log(
@@ -144,7 +148,9 @@ async function main(): Promise<void> {
       console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
       console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
       console.log(`  decode batch 8 @128: ${show(stat(samples.b8), 'tok/s')} aggregate`);
-      console.log(`  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(weightBytesPerToken(dtype) / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`);
+      console.log(
+        `  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(weightBytesPerToken(dtype) / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`,
+      );
     }
   }
   for (const threads of threadCounts) {

@@ -69,7 +69,17 @@ const REPO_ROOT = path.resolve(PEER_DIR, '../../..');
 const GGUF_FORMAT: Record<string, GgufFormat> = { fp32: 'F32', int4: 'Q4_0' };
 const TOKENIZER = path.resolve(PEER_DIR, '../../../../shared/fixtures/tokenizer/tokenizer.model.v1');
 /** Mistral-7B-v0.1's shape without the window (the llama architecture in llama.cpp has none; 2000-token contexts never reach it). */
-const MISTRAL_7B_CONFIG = { ...DEFAULT_MODEL_CONFIG, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 128, sliding_window: null, max_position_embeddings: 32768 };
+const MISTRAL_7B_CONFIG = {
+  ...DEFAULT_MODEL_CONFIG,
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  head_dim: 128,
+  sliding_window: null,
+  max_position_embeddings: 32768,
+};
 
 type Result = Record<string, number | string | number[]> & { greedyTokenIds: number[] };
 type Round = { ours: Result; llama: Result };
@@ -106,7 +116,11 @@ function runRound(args: string[]): Promise<{ result: Result; othersShare: number
   return new Promise((resolve, reject) => {
     const busyBefore = machineBusySeconds();
     const start = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], { cwd: REPO_ROOT, env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let stdout = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.on('error', reject);
@@ -127,24 +141,46 @@ const median = (xs: number[]) => {
 };
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
-const agreeingPrefix = (a: number[], b: number[]) => a.findIndex((x, i) => x !== b[i]) === -1 ? Math.min(a.length, b.length) : a.findIndex((x, i) => x !== b[i]);
+const agreeingPrefix = (a: number[], b: number[]) =>
+  a.findIndex((x, i) => x !== b[i]) === -1 ? Math.min(a.length, b.length) : a.findIndex((x, i) => x !== b[i]);
 
 async function main(): Promise<void> {
   if (values.help) return console.log(USAGE);
   if (values.render) return render(values.render.split(','));
   const shape = values.shape;
   if (shape !== '125m' && shape !== '7b') throw new Error(`--shape: expected 125m or 7b, got ${shape}`);
-  const modelDir = shape === '125m'
-    ? await ensureRandomModel(path.resolve(values['model-dir'] ?? '.models/bench-125m'), BENCH_125M_CONFIG, 125)
-    : await ensureRandomModel(path.resolve(values['model-dir'] ?? path.join(os.homedir(), '.cache/mistral-edge-serve/bench-7b')), MISTRAL_7B_CONFIG, 7, { dtype: 'BF16' });
+  const modelDir =
+    shape === '125m'
+      ? await ensureRandomModel(path.resolve(values['model-dir'] ?? '.models/bench-125m'), BENCH_125M_CONFIG, 125)
+      : await ensureRandomModel(path.resolve(values['model-dir'] ?? path.join(os.homedir(), '.cache/mistral-edge-serve/bench-7b')), MISTRAL_7B_CONFIG, 7, {
+          dtype: 'BF16',
+        });
   const config = configFromHuggingFace(shape === '125m' ? BENCH_125M_CONFIG : MISTRAL_7B_CONFIG);
   ensurePeerInstalled();
   const formats = values.formats.split(',');
   for (const format of formats) if (!GGUF_FORMAT[format]) throw new Error(`--formats: ${format} is not one of fp32, int4`);
   const ggufs = new Map<string, string>();
   for (const format of formats) ggufs.set(format, await ensureGguf(modelDir, GGUF_FORMAT[format]));
-  const common = ['--threads', values.threads, '--decode-tokens', values['decode-tokens'], '--long-context', values['long-context'], '--batches', values.batches];
-  const argsFor = (engine: string, format: string) => ['--engine', engine, '--format', format, ...(engine === 'ours' ? ['--model-dir', modelDir, '--int4-block-size', values['int4-block-size'], '--kv-cache-dtype', values['kv-cache-dtype']] : ['--gguf', ggufs.get(format)!]), ...common];
+  const common = [
+    '--threads',
+    values.threads,
+    '--decode-tokens',
+    values['decode-tokens'],
+    '--long-context',
+    values['long-context'],
+    '--batches',
+    values.batches,
+  ];
+  const argsFor = (engine: string, format: string) => [
+    '--engine',
+    engine,
+    '--format',
+    format,
+    ...(engine === 'ours'
+      ? ['--model-dir', modelDir, '--int4-block-size', values['int4-block-size'], '--kv-cache-dtype', values['kv-cache-dtype']]
+      : ['--gguf', ggufs.get(format)!]),
+    ...common,
+  ];
   const limit = Number(values['max-other-cpu']);
   const cpuModel = machineDescription();
   console.log(`${cpuModel}; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);
@@ -152,7 +188,15 @@ async function main(): Promise<void> {
   const bestBandwidth = Math.max(bandwidth.jsSum, bandwidth.memcmp, bandwidth.parallelMemcmp);
   console.log(`read bandwidth (best of Float32Array sum, memcmp, memcmp on ${values.threads} threads): ${(bestBandwidth / 1e9).toFixed(1)} GB/s`);
 
-  const report: Record<string, unknown> = { machine: cpuModel, cpus: os.availableParallelism(), date: new Date().toISOString(), shape, threads: Number(values.threads), bandwidthBytesPerSecond: bestBandwidth, formats: {} };
+  const report: Record<string, unknown> = {
+    machine: cpuModel,
+    cpus: os.availableParallelism(),
+    date: new Date().toISOString(),
+    shape,
+    threads: Number(values.threads),
+    bandwidthBytesPerSecond: bestBandwidth,
+    formats: {},
+  };
   let noisyRounds = 0;
   for (const format of formats) {
     // Build (or load) our cached ONNX graph once outside the rounds, so no round's load time includes a build.
@@ -189,20 +233,29 @@ async function main(): Promise<void> {
 
 function ratioRows(format: string, rounds: { ours: Result; llama: Result }[]) {
   return METRICS.map(([key, label]) => {
-    const ratios = rounds.map(({ ours, llama }) => (LOWER_IS_BETTER.has(key) ? Number(llama[key]) / Number(ours[key]) : Number(ours[key]) / Number(llama[key])));
+    const ratios = rounds.map(({ ours, llama }) =>
+      LOWER_IS_BETTER.has(key) ? Number(llama[key]) / Number(ours[key]) : Number(ours[key]) / Number(llama[key]),
+    );
     return { metric: label, key, format, median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
   });
 }
 
 function printFormat(format: string, rounds: { ours: Result; llama: Result }[], config: ReturnType<typeof configFromHuggingFace>, bandwidth: number): void {
   const peer = GGUF_FORMAT[format];
-  console.log(`\n${format} (ours) vs ${peer} (llama.cpp), ${rounds.length} rounds: median (min-max); ratio = ours/llama.cpp per round (load, RSS: llama.cpp/ours), > 1 is better for us`);
+  console.log(
+    `\n${format} (ours) vs ${peer} (llama.cpp), ${rounds.length} rounds: median (min-max); ratio = ours/llama.cpp per round (load, RSS: llama.cpp/ours), > 1 is better for us`,
+  );
   for (const row of ratioRows(format, rounds)) {
     const ours = rounds.map((r) => Number(r.ours[row.key]));
     const llama = rounds.map((r) => Number(r.llama[row.key]));
-    console.log(`  ${row.metric.padEnd(34)} ours ${span(ours).padEnd(22)} llama.cpp ${span(llama).padEnd(22)} ratio ${fmt(row.median)} (${fmt(row.min)}-${fmt(row.max)})`);
+    console.log(
+      `  ${row.metric.padEnd(34)} ours ${span(ours).padEnd(22)} llama.cpp ${span(llama).padEnd(22)} ratio ${fmt(row.median)} (${fmt(row.min)}-${fmt(row.max)})`,
+    );
   }
-  const perLayer = config.hiddenSize * (config.queryHeadCount + 2 * config.keyValueHeadCount) * config.headDim + config.queryHeadCount * config.headDim * config.hiddenSize + 3 * config.hiddenSize * config.intermediateSize;
+  const perLayer =
+    config.hiddenSize * (config.queryHeadCount + 2 * config.keyValueHeadCount) * config.headDim +
+    config.queryHeadCount * config.headDim * config.hiddenSize +
+    3 * config.hiddenSize * config.intermediateSize;
   const linearWeights = perLayer * config.layerCount + config.vocabSize * config.hiddenSize;
   const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: 0.5 + 4 / 32, llama: 18 / 32 };
 
@@ -219,22 +272,34 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
   const kvBytesPerToken = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (values['kv-cache-dtype'] === 'fp16' ? 2 : 4);
   const budgetMiB = (1.2 * (weightBytes + liveTokens * kvBytesPerToken + 200e6)) / 2 ** 20;
   const peakRss = median(rounds.map((r) => Number(r.ours.peakRssMiB)));
-  console.log(`  peak RSS target 1.2 x (weights ${mb(weightBytes)} + KV in use ${mb(liveTokens * kvBytesPerToken)} + 200 MB) = ${budgetMiB.toFixed(0)} MiB: ours ${peakRss.toFixed(0)} MiB, ${peakRss <= budgetMiB ? 'met' : 'MISSED'}`);
+  console.log(
+    `  peak RSS target 1.2 x (weights ${mb(weightBytes)} + KV in use ${mb(liveTokens * kvBytesPerToken)} + 200 MB) = ${budgetMiB.toFixed(0)} MiB: ours ${peakRss.toFixed(0)} MiB, ${peakRss <= budgetMiB ? 'met' : 'MISSED'}`,
+  );
   const tokens = rounds[0].ours.greedyTokenIds;
   const note = format === 'fp32' ? '' : ' (int4 and Q4_0 round differently: fp32 vs fp16 scales, int8 vs Q8 activations; agreement is not expected)';
-  console.log(`  fidelity: greedy ids after the 128-token prompt agree for the first ${Math.min(...agree)} of ${tokens.length}${note} (ours: ${tokens.slice(0, 8).join(' ')} ...)`);
+  console.log(
+    `  fidelity: greedy ids after the 128-token prompt agree for the first ${Math.min(...agree)} of ${tokens.length}${note} (ours: ${tokens.slice(0, 8).join(' ')} ...)`,
+  );
 }
 
 /** Tables and charts from saved runs: formats merged (later files win), noisy rounds left out where quiet ones exist. */
 async function render(files: string[]): Promise<void> {
   const limit = Number(values['max-other-cpu']);
-  const reports = files.map((file) => JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { formats: Record<string, { rounds: (Round & { othersShare: number })[] }> });
-  const merged: Record<string, unknown> & { formats: Record<string, { rounds: Round[] }> } = { ...reports[0], formats: {}, sources: files.map((file) => path.basename(file)) };
+  const reports = files.map(
+    (file) => JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { formats: Record<string, { rounds: (Round & { othersShare: number })[] }> },
+  );
+  const merged: Record<string, unknown> & { formats: Record<string, { rounds: Round[] }> } = {
+    ...reports[0],
+    formats: {},
+    sources: files.map((file) => path.basename(file)),
+  };
   for (const report of reports) {
     for (const [format, { rounds }] of Object.entries(report.formats)) {
       const quiet = rounds.filter((round) => round.othersShare <= limit);
       merged.formats[format] = { rounds: quiet.length > 0 ? quiet : rounds };
-      console.log(`${path.basename(files[reports.indexOf(report)])} ${format}: ${quiet.length > 0 ? quiet.length : rounds.length} of ${rounds.length} rounds (${quiet.length > 0 ? 'quiet ones' : 'all noisy'})`);
+      console.log(
+        `${path.basename(files[reports.indexOf(report)])} ${format}: ${quiet.length > 0 ? quiet.length : rounds.length} of ${rounds.length} rounds (${quiet.length > 0 ? 'quiet ones' : 'all noisy'})`,
+      );
     }
   }
   const config = configFromHuggingFace(merged.shape === '7b' ? MISTRAL_7B_CONFIG : BENCH_125M_CONFIG);
@@ -247,10 +312,19 @@ async function writeCharts(report: Record<string, unknown>, dir: string): Promis
   const rows = Object.entries(formats).flatMap(([format, { rounds }]) => ratioRows(`${format} vs ${GGUF_FORMAT[format]}`, rounds));
   const limit = Number(values['max-other-cpu']);
   const roundsNote = Object.entries(formats)
-    .map(([format, { rounds }]) => `${format} ${rounds.length} rounds${rounds.some((r) => Number((r as { othersShare?: number }).othersShare) > limit) ? ' on a shared CPU (noisy)' : ''}`)
+    .map(
+      ([format, { rounds }]) =>
+        `${format} ${rounds.length} rounds${rounds.some((r) => Number((r as { othersShare?: number }).othersShare) > limit) ? ' on a shared CPU (noisy)' : ''}`,
+    )
     .join(', ');
-  const subtitle = [`${report.machine}, ${report.threads} threads, ${String(report.date).slice(0, 10)}`, `bars: median ratio of interleaved rounds (${roundsNote}); whiskers min-max`];
-  const file = await writeChart(path.join(dir, `peer-${report.shape}.svg`), ratioChart(`Ours vs llama.cpp (node-llama-cpp 3.21.1), ${report.shape} shape`, subtitle, rows));
+  const subtitle = [
+    `${report.machine}, ${report.threads} threads, ${String(report.date).slice(0, 10)}`,
+    `bars: median ratio of interleaved rounds (${roundsNote}); whiskers min-max`,
+  ];
+  const file = await writeChart(
+    path.join(dir, `peer-${report.shape}.svg`),
+    ratioChart(`Ours vs llama.cpp (node-llama-cpp 3.21.1), ${report.shape} shape`, subtitle, rows),
+  );
   writeFileSync(path.join(dir, `peer-${report.shape}.json`), `${JSON.stringify(report, null, 2)}\n`);
   console.log(`chart: ${file}`);
 }

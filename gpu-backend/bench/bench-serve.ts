@@ -48,7 +48,14 @@ interface Timeline {
 const promptOf = (length: number, salt: number) => Array.from({ length }, (_, i) => 3 + ((i * 7919 + salt * 104_729) % 31_000));
 
 /** `onToken` returning true cancels the request (it then ends with finish reason abort). */
-function generate(client: GenerationClient, tokenIds: number[], sampling: Partial<SamplingParams>, prefixLength?: number, onToken?: (count: number) => boolean | void) {
+function generate(
+  client: GenerationClient,
+  tokenIds: number[],
+  sampling: Partial<SamplingParams>,
+  prefixLength?: number,
+  // biome-ignore lint/suspicious/noConfusingVoidType: callers pass plain statement callbacks; true stops the stream
+  onToken?: (count: number) => boolean | void,
+) {
   const timeline: Timeline = { submittedAt: performance.now(), tokenTimes: [], usage: null };
   const done = new Promise<Timeline>((resolve, reject) => {
     let cancel = () => {};
@@ -77,7 +84,9 @@ function percentile(samples: number[], p: number): number {
 
 /** Tokens/s of all streams together from the moment every stream had its first token to the last token. */
 async function decodeThroughput(client: GenerationClient, streams: number) {
-  const timelines = await Promise.all(Array.from({ length: streams }, (_, i) => generate(client, promptOf(16, i + streams * 100), { maxTokens: decodeTokens })));
+  const timelines = await Promise.all(
+    Array.from({ length: streams }, (_, i) => generate(client, promptOf(16, i + streams * 100), { maxTokens: decodeTokens })),
+  );
   const start = Math.max(...timelines.map((t) => t.tokenTimes[0]));
   const end = Math.max(...timelines.map((t) => t.tokenTimes.at(-1)!));
   const tokens = timelines.reduce((sum, t) => sum + t.tokenTimes.filter((time) => time > start).length, 0);
@@ -88,12 +97,20 @@ async function timeToFirstToken(client: GenerationClient) {
   const results: { kind: 'cold' | 'cached'; ms: number; cachedTokens: number }[] = [];
   for (const system of [1, 2]) {
     const systemIds = [1, ...promptOf(999, 1000 + system)];
-    for (const [kind, question] of [['cold', 1], ['cached', 2], ['cached', 3]] as const) {
+    for (const [kind, question] of [
+      ['cold', 1],
+      ['cached', 2],
+      ['cached', 3],
+    ] as const) {
       const t = await generate(client, [...systemIds, ...promptOf(20, 2000 + question)], { maxTokens: 1 }, systemIds.length);
       results.push({ kind, ms: t.tokenTimes[0] - t.submittedAt, cachedTokens: t.usage!.cachedTokens });
     }
   }
-  const median = (kind: string) => percentile(results.filter((r) => r.kind === kind).map((r) => r.ms), 50);
+  const median = (kind: string) =>
+    percentile(
+      results.filter((r) => r.kind === kind).map((r) => r.ms),
+      50,
+    );
   return { coldMs: median('cold'), cachedMs: median('cached'), ratio: median('cached') / median('cold'), runs: results };
 }
 
@@ -122,7 +139,9 @@ async function latencyUnderPrefill(client: GenerationClient) {
   const long = await longPrompt!;
   const gaps = timelines.flatMap((t) => t.tokenTimes.slice(1).map((time, k) => time - t.tokenTimes[k]));
   const prefillDone = long.tokenTimes[0];
-  const during = timelines.flatMap((t) => t.tokenTimes.slice(1).flatMap((time, k) => (time > arrivedAt && time <= prefillDone ? [time - t.tokenTimes[k]] : [])));
+  const during = timelines.flatMap((t) =>
+    t.tokenTimes.slice(1).flatMap((time, k) => (time > arrivedAt && time <= prefillDone ? [time - t.tokenTimes[k]] : [])),
+  );
   return {
     p50Ms: percentile(gaps, 50),
     p99Ms: percentile(gaps, 99),
@@ -159,12 +178,15 @@ async function main(): Promise<void> {
     ...(values['prefill-stall-factor'] && { prefillStallFactor: Number(values['prefill-stall-factor']) }),
   };
   const client = GenerationClient.inWorker({
-    engine: { kind: 'onnx', options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: threads, maxSequences: MAX_SEQUENCES, maxModelLen: 4096 } },
+    engine: {
+      kind: 'onnx',
+      options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: threads, maxSequences: MAX_SEQUENCES, maxModelLen: 4096 },
+    },
     limits,
     logStepTransfers: process.env.LOG_LEVEL === 'debug',
   });
   // LOG_LEVEL=debug: one stderr line per engine step (decodes, prefill tokens, wall time), timestamped.
-  client.onLog = (level, message) => console.error(`[engine ${performance.now().toFixed(0)}] ${message}`);
+  client.onLog = (_level, message) => console.error(`[engine ${performance.now().toFixed(0)}] ${message}`);
   let results;
   try {
     await client.whenReady();
@@ -182,12 +204,20 @@ async function main(): Promise<void> {
     await client.close();
   }
   const bareAfter = await bareDecode(modelDir);
-  const bare = { tokensPerSecond: Math.max(bareBefore.tokensPerSecond, bareAfter.tokensPerSecond), before: bareBefore.tokensPerSecond, after: bareAfter.tokensPerSecond };
+  const bare = {
+    tokensPerSecond: Math.max(bareBefore.tokensPerSecond, bareAfter.tokensPerSecond),
+    before: bareBefore.tokensPerSecond,
+    after: bareAfter.tokensPerSecond,
+  };
   const single = results.decode[0].tokensPerSecond;
   const rows = [
     ['measure', 'value', 'target'],
     ['bare engine decode, batch 1 (peer)', `${bare.tokensPerSecond.toFixed(1)} tok/s`, ''],
-    ...results.decode.map((d) => [`decode, ${d.streams} stream(s)`, `${d.tokensPerSecond.toFixed(1)} tok/s (${(d.tokensPerSecond / single).toFixed(2)}x)`, d.streams === 8 ? '>= 5x' : d.streams === 16 ? '>= 8x' : d.streams === 1 ? `${((single / bare.tokensPerSecond) * 100).toFixed(0)}% of peer` : '']),
+    ...results.decode.map((d) => [
+      `decode, ${d.streams} stream(s)`,
+      `${d.tokensPerSecond.toFixed(1)} tok/s (${(d.tokensPerSecond / single).toFixed(2)}x)`,
+      d.streams === 8 ? '>= 5x' : d.streams === 16 ? '>= 8x' : d.streams === 1 ? `${((single / bare.tokensPerSecond) * 100).toFixed(0)}% of peer` : '',
+    ]),
     ['TTFT cold, 1000 + 20 tokens', `${results.ttft.coldMs.toFixed(0)} ms`, ''],
     ['TTFT prefix-cached', `${results.ttft.cachedMs.toFixed(0)} ms (${results.ttft.ratio.toFixed(3)}x)`, '<= 0.2x'],
     ['ITL p50, 4 streams + 2000-token prompt', `${results.itl.p50Ms.toFixed(1)} ms`, ''],
@@ -199,7 +229,7 @@ async function main(): Promise<void> {
   for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c])).join('  '));
   mkdirSync(values.out, { recursive: true });
   const file = path.join(values.out, `bench-serve-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), threads, decodeTokens, bare, ...results }, null, 2) + '\n');
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), threads, decodeTokens, bare, ...results }, null, 2)}\n`);
   console.log(`raw figures: ${file}`);
 }
 

@@ -48,10 +48,17 @@ export function ratioChart(title: string, subtitle: string | string[], rows: Rat
             color: { condition: { test: 'datum.median >= 1', value: '#2e7d32' }, value: '#c62828' },
           },
         },
-        { mark: { type: 'rule' }, encoding: { y: { field: 'metric', type: 'nominal', sort: null }, x: { field: 'min', type: 'quantitative' }, x2: { field: 'max' } } },
+        {
+          mark: { type: 'rule' },
+          encoding: { y: { field: 'metric', type: 'nominal', sort: null }, x: { field: 'min', type: 'quantitative' }, x2: { field: 'max' } },
+        },
         {
           mark: { type: 'text', align: 'left', dx: 4 },
-          encoding: { y: { field: 'metric', type: 'nominal', sort: null }, x: { field: 'max', type: 'quantitative' }, text: { field: 'median', type: 'quantitative', format: '.2f' } },
+          encoding: {
+            y: { field: 'metric', type: 'nominal', sort: null },
+            x: { field: 'max', type: 'quantitative' },
+            text: { field: 'median', type: 'quantitative', format: '.2f' },
+          },
         },
         { data: { values: [{ one: 1 }] }, mark: { type: 'rule', strokeDash: [4, 3], color: 'black' }, encoding: { x: { field: 'one', type: 'quantitative' } } },
       ],

@@ -25,7 +25,16 @@ export const CORRECTNESS_TARGETS: Record<WeightFormat, number> = { fp32: 1e-3, f
  * sequences of different lengths then decode together for `decodeSteps` steps, fed the CPU's greedy ids.
  */
 export async function checkCorrectness(executionProvider: ExecutionProvider, dtype: WeightFormat, decodeSteps = 6): Promise<CorrectnessResult> {
-  const config = tinyConfig({ vocabSize: 512, hiddenSize: 128, intermediateSize: 256, layerCount: 2, queryHeadCount: 4, keyValueHeadCount: 2, headDim: 32, slidingWindow: 24 });
+  const config = tinyConfig({
+    vocabSize: 512,
+    hiddenSize: 128,
+    intermediateSize: 256,
+    layerCount: 2,
+    queryHeadCount: 4,
+    keyValueHeadCount: 2,
+    headDim: 32,
+    slidingWindow: 24,
+  });
   const source = new MapWeightSource(config, randomModelWeights(config, 606));
   const options = { modelDir: 'device-check', dtype, intraOpThreads: 1, maxSequences: 4, chunkSize: 16, onnxCacheDir: null };
   const reference = await Engine.fromWeights(source, { ...options, executionProvider: 'cpu' });

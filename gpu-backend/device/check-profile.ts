@@ -41,13 +41,20 @@ export async function profileDecode(executionProvider: ExecutionProvider, outDir
   } finally {
     delete process.env.RESIDENT_KV_PROFILE;
   }
-  const file = fs.readdirSync(outDir).filter((name) => name.startsWith('ort-profile') && name.endsWith('.json')).sort().pop();
+  const file = fs
+    .readdirSync(outDir)
+    .filter((name) => name.startsWith('ort-profile') && name.endsWith('.json'))
+    .sort()
+    .pop();
   if (!file) {
     log('  no profile written (the resident cache is used with --ep webgpu only)');
     return [];
   }
   const ops = summarizeProfile(JSON.parse(fs.readFileSync(path.join(outDir, file), 'utf-8')) as ProfileEvent[]);
   const total = ops.reduce((sum, op) => sum + op.milliseconds, 0);
-  for (const op of ops.slice(0, 12)) log(`  ${op.opType.padEnd(28)} ${op.provider.padEnd(24)} ${op.milliseconds.toFixed(1).padStart(9)} ms ${((100 * op.milliseconds) / total).toFixed(1).padStart(5)}% ${op.calls} calls`);
+  for (const op of ops.slice(0, 12))
+    log(
+      `  ${op.opType.padEnd(28)} ${op.provider.padEnd(24)} ${op.milliseconds.toFixed(1).padStart(9)} ms ${((100 * op.milliseconds) / total).toFixed(1).padStart(5)}% ${op.calls} calls`,
+    );
   return ops;
 }

@@ -42,7 +42,13 @@ function randomIds(count: number, vocabSize: number, salt: number): number[] {
   return Array.from({ length: count }, (_, i) => 3 + ((i * 7919 + salt * 104729) % (vocabSize - 3)));
 }
 
-export async function measureSpeed(plan: SpeedPlan, executionProvider: ExecutionProvider, intraOpThreads: number, budget: Budget, log: (line: string) => void): Promise<SpeedRow[]> {
+export async function measureSpeed(
+  plan: SpeedPlan,
+  executionProvider: ExecutionProvider,
+  intraOpThreads: number,
+  budget: Budget,
+  log: (line: string) => void,
+): Promise<SpeedRow[]> {
   const maxContext = Math.max(...plan.contexts, plan.prefillTokens);
   const maxBatch = Math.max(...plan.batches);
   const config = benchConfig(plan.shape, plan.layerCount, maxContext + plan.decodeSteps * plan.contexts.length * 2 + 64);
@@ -105,7 +111,8 @@ export async function measureSpeed(plan: SpeedPlan, executionProvider: Execution
           log(`  decode ctx ${context} batch ${batch}: skipped (budget ran out while filling the context)`);
           continue;
         }
-        const items = (step: number) => sequences.slice(0, batch).map((sequenceId, i) => ({ sequenceId, tokenIds: [randomIds(1, config.vocabSize, step * 31 + i)[0]] }));
+        const items = (step: number) =>
+          sequences.slice(0, batch).map((sequenceId, i) => ({ sequenceId, tokenIds: [randomIds(1, config.vocabSize, step * 31 + i)[0]] }));
         await engine.step(items(0));
         start = performance.now();
         for (let step = 1; step <= plan.decodeSteps; step++) await engine.step(items(step));

@@ -27,7 +27,16 @@ interface CheckArgs {
 }
 
 function parseArgs(argv: string[]): CheckArgs {
-  const args: CheckArgs = { ep: 'webgpu', quick: false, local: false, outDir: process.env.OUT ?? null, budgetSeconds: 330, layers7b: 4, threads: Math.max(1, Math.min(8, os.cpus().length)), profile: true };
+  const args: CheckArgs = {
+    ep: 'webgpu',
+    quick: false,
+    local: false,
+    outDir: process.env.OUT ?? null,
+    budgetSeconds: 330,
+    layers7b: 4,
+    threads: Math.max(1, Math.min(8, os.cpus().length)),
+    profile: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -82,7 +91,9 @@ async function main(): Promise<void> {
   const started = performance.now();
   const budget = { remaining: () => args.budgetSeconds - (performance.now() - started) / 1000 };
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  log(`device check: ep ${args.ep}${args.quick ? ' (quick)' : ''}${args.local ? ' (local software driver: not a speed figure)' : ''}, budget ${args.budgetSeconds} s`);
+  log(
+    `device check: ep ${args.ep}${args.quick ? ' (quick)' : ''}${args.local ? ' (local software driver: not a speed figure)' : ''}, budget ${args.budgetSeconds} s`,
+  );
 
   // Each part records its failure and the check goes on, so one device run reports as much as it can.
   const errors: string[] = [];
@@ -104,14 +115,30 @@ async function main(): Promise<void> {
   const save = (complete: boolean) => {
     if (!args.outDir) return;
     fs.mkdirSync(args.outDir, { recursive: true });
-    const report = { date: new Date().toISOString(), complete, ep: args.ep, quick: args.quick, local: args.local, host: os.hostname(), cpus: os.cpus().length, errors, correctness, bandwidth, speed, profile: profile.slice(0, 40), seconds: (performance.now() - started) / 1000 };
+    const report = {
+      date: new Date().toISOString(),
+      complete,
+      ep: args.ep,
+      quick: args.quick,
+      local: args.local,
+      host: os.hostname(),
+      cpus: os.cpus().length,
+      errors,
+      correctness,
+      bandwidth,
+      speed,
+      profile: profile.slice(0, 40),
+      seconds: (performance.now() - started) / 1000,
+    };
     fs.writeFileSync(path.join(args.outDir, 'check.json'), `${JSON.stringify(report, null, 2)}\n`);
   };
   for (const dtype of ['fp32', 'fp16'] as WeightFormat[]) {
     const result = await attempt(`correctness ${dtype}`, () => checkCorrectness(args.ep, dtype));
     if (!result) continue;
     correctness.push(result);
-    log(`correctness ${dtype}: max relative error ${result.maxRelativeError.toExponential(2)} over ${result.rows} rows (target < ${result.target}) ${result.pass ? 'PASS' : 'FAIL'}`);
+    log(
+      `correctness ${dtype}: max relative error ${result.maxRelativeError.toExponential(2)} over ${result.rows} rows (target < ${result.target}) ${result.pass ? 'PASS' : 'FAIL'}`,
+    );
   }
 
   save(false);
@@ -141,7 +168,13 @@ async function main(): Promise<void> {
       save(false);
     } catch (error) {
       log(`  failed: ${(error as Error).message}`);
-      speed.push({ label, plan, rows: [{ phase: 'load', context: 0, batch: 0, value: null, note: `failed: ${(error as Error).message}` }], scale, floorTokensPerSecond });
+      speed.push({
+        label,
+        plan,
+        rows: [{ phase: 'load', context: 0, batch: 0, value: null, note: `failed: ${(error as Error).message}` }],
+        scale,
+        floorTokensPerSecond,
+      });
     }
   }
 
@@ -154,7 +187,10 @@ async function main(): Promise<void> {
     '',
     `== device check, ep ${args.ep}, ${new Date().toISOString()}, ${((performance.now() - started) / 1000).toFixed(0)} s ==`,
     ...errors,
-    ...correctness.map((c) => `correctness ${c.dtype}: max rel err ${c.maxRelativeError.toExponential(2)} (< ${c.target}) ${c.pass ? 'PASS' : 'FAIL'}, greedy ids ${c.sameGreedyIds ? 'equal' : 'DIFFER'}`),
+    ...correctness.map(
+      (c) =>
+        `correctness ${c.dtype}: max rel err ${c.maxRelativeError.toExponential(2)} (< ${c.target}) ${c.pass ? 'PASS' : 'FAIL'}, greedy ids ${c.sameGreedyIds ? 'equal' : 'DIFFER'}`,
+    ),
     `copy bandwidth ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write)`,
     'model                 | phase   |  ctx | batch |   tok/s | at 32 layers | floor tok/s | % floor',
   ];
@@ -167,7 +203,8 @@ async function main(): Promise<void> {
       );
     }
   }
-  for (const { label, rows } of speed) lines.push(`${label}: graph build + session start ${format(rows[0].value)} s${rows[0].note ? ` (${rows[0].note})` : ''}`);
+  for (const { label, rows } of speed)
+    lines.push(`${label}: graph build + session start ${format(rows[0].value)} s${rows[0].note ? ` (${rows[0].note})` : ''}`);
   log(lines.join('\n'));
   save(true);
   if (args.outDir) fs.writeFileSync(path.join(args.outDir, 'check-table.txt'), `${lines.join('\n')}\n`);

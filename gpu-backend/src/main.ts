@@ -15,7 +15,6 @@ import { GrammarChecker } from './server/grammar/grammar-checker';
 import { CPU_KV_MEMORY_SHARE, sequencesForBudget, weightBytes } from './server/kv-budget';
 import type { EngineHostOptions, ServingLimits } from './server/worker-messages';
 
-
 class FlagError extends Error {}
 
 const USAGE = `Usage: npm run backend -- --model DIR [options]     (or: npx tsx gpu-backend/src/main.ts ...)
@@ -181,7 +180,12 @@ async function parseSettings(argv: string[]): Promise<BackendSettings> {
     chunkSize: integerFlag(values, 'chunk-size', 1),
     maxModelLen,
   };
-  return { ...common, engineHost: { engine: { kind: 'onnx', options }, limits }, modelLabel: `${modelDir} (${ep}, ${dtype}, ${options.intraOpThreads} threads)`, modelDir };
+  return {
+    ...common,
+    engineHost: { engine: { kind: 'onnx', options }, limits },
+    modelLabel: `${modelDir} (${ep}, ${dtype}, ${options.intraOpThreads} threads)`,
+    modelDir,
+  };
 }
 
 async function main(): Promise<void> {
@@ -208,7 +212,10 @@ async function main(): Promise<void> {
     console.error(`gpu-backend: engine failed: ${message}`);
     process.exit(1);
   };
-  const grammarChecker = new GrammarChecker({ modelDir: settings.modelDir, onCompile: (seconds, cached) => client.metrics.observeGrammarCheck(seconds, cached) });
+  const grammarChecker = new GrammarChecker({
+    modelDir: settings.modelDir,
+    onCompile: (seconds, cached) => client.metrics.observeGrammarCheck(seconds, cached),
+  });
   grammarChecker.warm();
   const app = createBackendApp({ client, grammarChecker, backendToken: process.env.BACKEND_TOKEN || undefined });
   // Listen before the model loads: /health answers at once, /ready once the engine is warm.

@@ -28,23 +28,77 @@ function rng(seed: number): () => number {
   };
 }
 
-const FIELDS = ['model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'stop', 'seed', 'n', 'presence_penalty', 'frequency_penalty', 'repetition_penalty', 'logprobs', 'top_logprobs', 'stream', 'stream_options', 'user', 'tools', 'tool_choice', 'response_format', 'system_prompt_id', 'ignore_eos', 'prompt', 'tokens', 'add_generation_prompt'];
-const STRINGS = ['', 'hello', '\ud800', '<s>', '[INST]', '🙂'.repeat(3), 'x'.repeat(300), 'mistral-tiny-random', 'mistral-tiny-random@', 'user', 'assistant', 'system', 'tool', 'text', 'image_url', 'none', 'auto'];
+const FIELDS = [
+  'model',
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'top_k',
+  'min_p',
+  'stop',
+  'seed',
+  'n',
+  'presence_penalty',
+  'frequency_penalty',
+  'repetition_penalty',
+  'logprobs',
+  'top_logprobs',
+  'stream',
+  'stream_options',
+  'user',
+  'tools',
+  'tool_choice',
+  'response_format',
+  'system_prompt_id',
+  'ignore_eos',
+  'prompt',
+  'tokens',
+  'add_generation_prompt',
+];
+const STRINGS = [
+  '',
+  'hello',
+  '\ud800',
+  '<s>',
+  '[INST]',
+  '🙂'.repeat(3),
+  'x'.repeat(300),
+  'mistral-tiny-random',
+  'mistral-tiny-random@',
+  'user',
+  'assistant',
+  'system',
+  'tool',
+  'text',
+  'image_url',
+  'none',
+  'auto',
+];
 const NUMBERS = [0, -1, 1, 0.5, 2.5, 3, 1e308, -1e308, 4096, 4097, 2 ** 53, 1e-9, 7.5, 100];
 
 function randomValue(random: () => number, depth: number): unknown {
-  const pick = <T,>(list: T[]) => list[Math.floor(random() * list.length)];
+  const pick = <T>(list: T[]) => list[Math.floor(random() * list.length)];
   const kind = Math.floor(random() * (depth > 2 ? 5 : 8));
   switch (kind) {
-    case 0: return null;
-    case 1: return random() < 0.5;
-    case 2: return pick(NUMBERS);
-    case 3: case 4: return pick(STRINGS);
-    case 5: return Array.from({ length: Math.floor(random() * 4) }, () => randomValue(random, depth + 1));
-    case 6: return { role: pick(STRINGS), content: randomValue(random, depth + 1) };
+    case 0:
+      return null;
+    case 1:
+      return random() < 0.5;
+    case 2:
+      return pick(NUMBERS);
+    case 3:
+    case 4:
+      return pick(STRINGS);
+    case 5:
+      return Array.from({ length: Math.floor(random() * 4) }, () => randomValue(random, depth + 1));
+    case 6:
+      return { role: pick(STRINGS), content: randomValue(random, depth + 1) };
     default: {
       const object: Record<string, unknown> = {};
-      for (let i = Math.floor(random() * 4); i > 0; i--) object[pick([...FIELDS, 'type', 'text', 'include_usage', 'role', 'content'])] = randomValue(random, depth + 1);
+      for (let i = Math.floor(random() * 4); i > 0; i--)
+        object[pick([...FIELDS, 'type', 'text', 'include_usage', 'role', 'content'])] = randomValue(random, depth + 1);
       return object;
     }
   }
@@ -62,11 +116,12 @@ function randomBody(random: () => number): { path: string; body: string } {
     // Broken JSON text: a valid body cut at a random point, or with a byte flipped.
     const text = JSON.stringify(validChat());
     const cut = Math.floor(random() * text.length);
-    return { path, body: random() < 0.5 ? text.slice(0, cut) : text.slice(0, cut) + '\u0000}' + text.slice(cut) };
+    return { path, body: random() < 0.5 ? text.slice(0, cut) : `${text.slice(0, cut)}\u0000}${text.slice(cut)}` };
   }
   if (mode < 0.3) return { path, body: JSON.stringify(randomValue(random, 0)) };
   // A valid base with 1-3 fields replaced by random values of random types.
-  const base: Record<string, unknown> = path === '/v1/completions' ? { model: env.MODEL_ID, prompt: 'Hi', max_tokens: 4 } : path === '/detokenize' ? { tokens: [1, 2] } : validChat();
+  const base: Record<string, unknown> =
+    path === '/v1/completions' ? { model: env.MODEL_ID, prompt: 'Hi', max_tokens: 4 } : path === '/detokenize' ? { tokens: [1, 2] } : validChat();
   for (let i = 1 + Math.floor(random() * 3); i > 0; i--) base[FIELDS[Math.floor(random() * FIELDS.length)]] = randomValue(random, 1);
   return { path, body: JSON.stringify(base) };
 }

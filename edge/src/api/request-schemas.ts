@@ -55,7 +55,13 @@ const samplingFields = {
   model: z.string().min(1).max(256),
   max_tokens: optional(z.number().int().positive()),
   ...tableFields,
-  n: optional(z.number().int().positive().max(MAX_CHOICES, { message: `n may be at most ${MAX_CHOICES}` })),
+  n: optional(
+    z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_CHOICES, { message: `n may be at most ${MAX_CHOICES}` }),
+  ),
   stop,
   stream: optional(z.boolean()),
   stream_options: optional(z.object({ include_usage: optional(z.boolean()) })),
@@ -73,7 +79,10 @@ const unsupportedIfPresent = (name: string) =>
 export const chatRequestSchema = z
   .object({
     ...samplingFields,
-    messages: z.array(chatMessageSchema).min(1, { message: 'messages must not be empty' }).max(MAX_MESSAGES, { message: `at most ${MAX_MESSAGES} messages` }),
+    messages: z
+      .array(chatMessageSchema)
+      .min(1, { message: 'messages must not be empty' })
+      .max(MAX_MESSAGES, { message: `at most ${MAX_MESSAGES} messages` }),
     max_completion_tokens: optional(z.number().int().positive()),
     logprobs: optional(z.boolean()),
     top_logprobs: optional(z.number().int().min(0).max(MAX_LOGPROBS)),
@@ -84,7 +93,7 @@ export const chatRequestSchema = z
     parallel_tool_calls: optional(z.boolean()),
     response_format: responseFormatSchema,
     modalities: optional(z.array(z.string())).superRefine((value, ctx) => {
-      if (value && value.some((m) => m !== 'text')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'only the "text" modality is supported' });
+      if (value?.some((m) => m !== 'text')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'only the "text" modality is supported' });
     }),
     audio: unsupportedIfPresent('audio output'),
   })

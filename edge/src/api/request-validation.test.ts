@@ -15,7 +15,10 @@ afterEach(() => {
 });
 
 async function post(path: string, body: unknown, extraHeaders: Record<string, string> = {}) {
-  const init = typeof body === 'string' ? { body, headers: { ...bearer(secret), 'content-type': 'application/json', ...extraHeaders } } : { json: body, headers: { ...bearer(secret), ...extraHeaders } };
+  const init =
+    typeof body === 'string'
+      ? { body, headers: { ...bearer(secret), 'content-type': 'application/json', ...extraHeaders } }
+      : { json: body, headers: { ...bearer(secret), ...extraHeaders } };
   const { response, settle } = await callEdge(path, { method: 'POST', ...init });
   await settle();
   return response;
@@ -32,7 +35,18 @@ async function expectError(response: Response, status: number, code: string, par
 describe('request validation', () => {
   it('names the field of a wrong type', async () => {
     await expectError(await post('/v1/chat/completions', { ...valid(), temperature: 'hot' }), 400, 'invalid_request', 'temperature');
-    await expectError(await post('/v1/chat/completions', { ...valid(), messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 7 }] }), 400, 'invalid_request', 'messages[1].content');
+    await expectError(
+      await post('/v1/chat/completions', {
+        ...valid(),
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: 7 },
+        ],
+      }),
+      400,
+      'invalid_request',
+      'messages[1].content',
+    );
     await expectError(await post('/v1/chat/completions', { ...valid(), stop: [1] }), 400, 'invalid_request', 'stop[0]');
     await expectError(await post('/v1/chat/completions', { messages: valid().messages }), 400, 'invalid_request', 'model');
   });
@@ -58,7 +72,15 @@ describe('request validation', () => {
     const calls = scriptedBackend(getDefaultTokenizer().encode('ok'));
     const response = await post('/v1/chat/completions', {
       ...valid(),
-      messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }, { type: 'text', text: 'there' }] }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Hello' },
+            { type: 'text', text: 'there' },
+          ],
+        },
+      ],
       temperature: null,
       unknown_field: { deep: true },
       tool_choice: 'none',
@@ -77,14 +99,35 @@ describe('request validation', () => {
   });
 
   it('refuses role-order mistakes with the template error param', async () => {
-    await expectError(await post('/v1/chat/completions', { ...valid(), messages: [{ role: 'assistant', content: 'x' }] }), 400, 'invalid_request', 'messages[0].role');
-    await expectError(await post('/v1/chat/completions', { ...valid(), messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] }), 400, 'invalid_request', 'messages[1].role');
+    await expectError(
+      await post('/v1/chat/completions', { ...valid(), messages: [{ role: 'assistant', content: 'x' }] }),
+      400,
+      'invalid_request',
+      'messages[0].role',
+    );
+    await expectError(
+      await post('/v1/chat/completions', {
+        ...valid(),
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'user', content: 'b' },
+        ],
+      }),
+      400,
+      'invalid_request',
+      'messages[1].role',
+    );
   });
 
   it('computes context_length_exceeded at the edge, before calling the backend', async () => {
     const calls = fakeBackend(() => new Response('unexpected', { status: 500 }));
     const long = 'word '.repeat(5000);
-    await expectError(await post('/v1/chat/completions', { ...valid(), messages: [{ role: 'user', content: long }] }), 400, 'context_length_exceeded', 'messages');
+    await expectError(
+      await post('/v1/chat/completions', { ...valid(), messages: [{ role: 'user', content: long }] }),
+      400,
+      'context_length_exceeded',
+      'messages',
+    );
     await expectError(await post('/v1/chat/completions', { ...valid(), max_tokens: Number(env.MAX_MODEL_LEN) }), 400, 'context_length_exceeded', 'messages');
     expect(calls).toHaveLength(0);
   });
@@ -112,7 +155,9 @@ describe('/v1/completions, /tokenize, /detokenize', () => {
     const tokenizer = getDefaultTokenizer();
     const prompt = await post('/tokenize', { prompt: 'Hello world' });
     expect(await prompt.json()).toEqual({ count: 3, max_model_len: Number(env.MAX_MODEL_LEN), tokens: [1, ...tokenizer.encode('Hello world')] });
-    const chat = (await (await post('/tokenize', { model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], add_generation_prompt: true })).json()) as { tokens: number[] };
+    const chat = (await (
+      await post('/tokenize', { model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], add_generation_prompt: true })
+    ).json()) as { tokens: number[] };
     expect(chat.tokens).toEqual([1, ...tokenizer.encode('[INST] Hi [/INST]')]);
     const back = await post('/detokenize', { tokens: tokenizer.encode('Hello world') });
     expect(await back.json()).toEqual({ prompt: 'Hello world' });

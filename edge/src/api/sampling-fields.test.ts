@@ -36,8 +36,14 @@ describe('edge request schemas from the sampling field table', () => {
       expect(toSampling(completion({ [spec.openAiName]: value }), 16, undefined)[name], name).toEqual(value);
       const past = pastRange(spec, 'public');
       if (past === null) continue;
-      expect(refusalParam(() => chat({ [spec.openAiName]: past })), name).toBe(spec.openAiName);
-      expect(refusalParam(() => completion({ [spec.openAiName]: past })), name).toBe(spec.openAiName);
+      expect(
+        refusalParam(() => chat({ [spec.openAiName]: past })),
+        name,
+      ).toBe(spec.openAiName);
+      expect(
+        refusalParam(() => completion({ [spec.openAiName]: past })),
+        name,
+      ).toBe(spec.openAiName);
     }
   });
 

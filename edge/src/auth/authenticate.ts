@@ -24,10 +24,7 @@ export function bearerToken(header: string | undefined | null): string {
 
 async function digestEquals(a: string, b: string): Promise<boolean> {
   const encoder = new TextEncoder();
-  const [da, db] = await Promise.all([
-    crypto.subtle.digest('SHA-256', encoder.encode(a)),
-    crypto.subtle.digest('SHA-256', encoder.encode(b)),
-  ]);
+  const [da, db] = await Promise.all([crypto.subtle.digest('SHA-256', encoder.encode(a)), crypto.subtle.digest('SHA-256', encoder.encode(b))]);
   return crypto.subtle.timingSafeEqual(da, db);
 }
 

@@ -23,7 +23,10 @@ describe('backend choice', () => {
       return new Promise<Response>((resolve) => held.push(resolve));
     });
     // c fails once and goes into cooldown...
-    await expect(openGeneration(pool(['http://c.test']), peer(), REQUEST, new AbortController().signal)).rejects.toMatchObject({ status: 503, code: 'backend_unavailable' });
+    await expect(openGeneration(pool(['http://c.test']), peer(), REQUEST, new AbortController().signal)).rejects.toMatchObject({
+      status: 503,
+      code: 'backend_unavailable',
+    });
     const now = Date.now();
     expect(backendOrder(urls, now).at(-1)).toBe('http://c.test');
     expect(backendOrder(urls, now + FAILURE_COOLDOWN_MS).includes('http://c.test')).toBe(true);
@@ -75,7 +78,9 @@ describe('backend choice', () => {
     const error = await openGeneration(pool(['http://v3.test']), peer(), REQUEST, new AbortController().signal).catch((e: unknown) => e);
     expect(error).toMatchObject({ status: 503, code: 'backend_unavailable' });
     expect(calls).toHaveLength(0);
-    expect(logged).toHaveBeenCalledWith(expect.stringMatching(/refusing backend http:\/\/v3\.test: it serves vocabulary 32768 .* the edge's tokenizer has 32000/));
+    expect(logged).toHaveBeenCalledWith(
+      expect.stringMatching(/refusing backend http:\/\/v3\.test: it serves vocabulary 32768 .* the edge's tokenizer has 32000/),
+    );
 
     resetBackendStates();
     fakeBackend(() => new Response('event: end\ndata: {}\n\n'), { version: '2' });

@@ -45,7 +45,7 @@ describe('StopMatcher', () => {
 
   it('agrees with a whole-text reference on random splits (seeded)', () => {
     let seed = 12345;
-    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const alphabet = ['a', 'b', 'c', ' ', '\n', '🙂', '日'];
     for (let trial = 0; trial < 500; trial++) {
       const word = (length: number) => Array.from({ length }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');

@@ -95,7 +95,7 @@ export class EdgeMetrics {
       lines.push(`edge_response_headers_seconds_sum{route=${quote(route)}} ${histogram.sum}`);
       lines.push(`edge_response_headers_seconds_count{route=${quote(route)}} ${histogram.count}`);
     }
-    return lines.join('\n') + '\n';
+    return `${lines.join('\n')}\n`;
   }
 }
 

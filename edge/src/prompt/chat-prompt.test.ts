@@ -25,7 +25,11 @@ const SYSTEMS = [
 const CONVERSATIONS: ChatMessage[][] = [
   [{ role: 'user', content: 'Hello!' }],
   [{ role: 'user', content: ' starts with a space' }],
-  [{ role: 'user', content: 'First' }, { role: 'assistant', content: 'Answer' }, { role: 'user', content: 'Second\nwith newline' }],
+  [
+    { role: 'user', content: 'First' },
+    { role: 'assistant', content: 'Answer' },
+    { role: 'user', content: 'Second\nwith newline' },
+  ],
   [{ role: 'user', content: '\n\nnewlines first' }],
 ];
 
@@ -66,7 +70,10 @@ describe('Cache API tier', () => {
   it('serves a system prefix from the Cache API when this isolate has not seen it', async () => {
     const tokenizer = getDefaultTokenizer();
     const cache = new SystemPrefixCache((caches as unknown as { default: Cache }).default);
-    const messages: ChatMessage[] = [{ role: 'system', content: `Cache API tier ${crypto.randomUUID()}` }, { role: 'user', content: 'Hi' }];
+    const messages: ChatMessage[] = [
+      { role: 'system', content: `Cache API tier ${crypto.randomUUID()}` },
+      { role: 'user', content: 'Hi' },
+    ];
     const writes: Promise<unknown>[] = [];
     const first = await buildChatPrompt(tokenizer, messages, cache, (p) => writes.push(p));
     await Promise.all(writes);
@@ -121,7 +128,10 @@ describe('named system prompts', () => {
     expect(systemPrefixCache.stats.isolateHits).toBe(hitsBefore + 1);
     expect(encode.mock.calls.some(([text]) => text.includes('Never mention the weather'))).toBe(false);
     // Same ids both times, and they are exactly the template with the stored prompt in place.
-    const reference = encodeChat(tokenizer, [{ role: 'system', content }, { role: 'user', content: 'Hi' }]);
+    const reference = encodeChat(tokenizer, [
+      { role: 'system', content },
+      { role: 'user', content: 'Hi' },
+    ]);
     expect(calls[0].request.tokenIds).toEqual(reference.tokenIds);
     expect(calls[1].request.tokenIds).toEqual(reference.tokenIds);
     // The shared head is announced to the backend for its prefix cache.
@@ -135,7 +145,17 @@ describe('named system prompts', () => {
     const tokenizer = getDefaultTokenizer();
     scriptedBackend(tokenizer.encode('ok'));
     const system = `Inline system prompt ${crypto.randomUUID()}`;
-    const request = { method: 'POST', headers: bearer(secret), json: { model: env.MODEL_ID, messages: [{ role: 'system', content: system }, { role: 'user', content: 'Hi' }] } };
+    const request = {
+      method: 'POST',
+      headers: bearer(secret),
+      json: {
+        model: env.MODEL_ID,
+        messages: [
+          { role: 'system', content: system },
+          { role: 'user', content: 'Hi' },
+        ],
+      },
+    };
     await (await callEdge('/v1/chat/completions', request)).settle();
     const encode = vi.spyOn(tokenizer, 'encode');
     const hitsBefore = systemPrefixCache.stats.isolateHits;
@@ -146,10 +166,18 @@ describe('named system prompts', () => {
 
   it('refuses an unknown prompt name and conflicting names', async () => {
     const { secret } = await createKey();
-    const unknown = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: { model: env.MODEL_ID, system_prompt_id: 'nope', messages: [{ role: 'user', content: 'Hi' }] } });
+    const unknown = await callEdge('/v1/chat/completions', {
+      method: 'POST',
+      headers: bearer(secret),
+      json: { model: env.MODEL_ID, system_prompt_id: 'nope', messages: [{ role: 'user', content: 'Hi' }] },
+    });
     expect(unknown.response.status).toBe(404);
     expect(((await unknown.response.json()) as { error: { param: string } }).error.param).toBe('system_prompt_id');
-    const conflict = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: { model: `${env.MODEL_ID}@a`, system_prompt_id: 'b', messages: [{ role: 'user', content: 'Hi' }] } });
+    const conflict = await callEdge('/v1/chat/completions', {
+      method: 'POST',
+      headers: bearer(secret),
+      json: { model: `${env.MODEL_ID}@a`, system_prompt_id: 'b', messages: [{ role: 'user', content: 'Hi' }] },
+    });
     expect(conflict.response.status).toBe(400);
   });
 

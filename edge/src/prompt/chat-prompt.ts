@@ -47,7 +47,10 @@ export async function buildChatPrompt(
   options: Pick<EncodeChatOptions, 'tools'> = {},
 ): Promise<ChatPrompt> {
   const systemCount = leadingSystemCount(messages);
-  const systemTexts = messages.slice(0, systemCount).map((m) => m.content).filter((text) => text.length > 0);
+  const systemTexts = messages
+    .slice(0, systemCount)
+    .map((m) => m.content)
+    .filter((text) => text.length > 0);
   // A tool list goes before the system prompt's [INST] (v3): no prefix to share, nothing to cache.
   if (systemTexts.length === 0 || options.tools?.length) return { ...encodeChat(tokenizer, messages, options), systemCache: 'none' };
 

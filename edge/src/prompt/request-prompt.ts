@@ -14,7 +14,9 @@ export function toChatMessages(messages: ChatMessageInput[]): ChatMessage[] {
   return messages.map((message) => ({
     role: message.role === 'developer' ? 'system' : (message.role as ChatMessage['role']),
     content: typeof message.content === 'string' ? message.content : (message.content ?? []).map((part) => part.text ?? '').join('\n'),
-    ...(message.tool_calls?.length ? { toolCalls: message.tool_calls.map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments })) } : {}),
+    ...(message.tool_calls?.length
+      ? { toolCalls: message.tool_calls.map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments })) }
+      : {}),
     ...(message.tool_call_id !== undefined ? { toolCallId: message.tool_call_id } : {}),
   }));
 }

@@ -19,7 +19,9 @@ describe('RateLimiter (Durable Object)', () => {
     const limit = 5;
     const { secret } = await createKey({ rpm: limit, tpm: 1_000_000, concurrent: 100 });
     scriptedBackend(getDefaultTokenizer().encode('ok'));
-    const calls = await Promise.all(Array.from({ length: 17 }, () => callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body() })));
+    const calls = await Promise.all(
+      Array.from({ length: 17 }, () => callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body() })),
+    );
     const statuses = calls.map((c) => c.response.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(limit);
     expect(statuses.filter((s) => s === 429)).toHaveLength(17 - limit);
@@ -84,7 +86,12 @@ describe('RateLimiter (Durable Object)', () => {
       expect(instance).toBeInstanceOf(RateLimiter);
       const leases = state.storage.sql.exec<{ id: string; tokens: number }>('SELECT id, tokens FROM lease').toArray();
       expect(leases).toEqual([{ id: admitted.leaseId, tokens: 600 }]);
-      const buckets = Object.fromEntries(state.storage.sql.exec<{ name: string; level: number }>('SELECT name, level FROM bucket').toArray().map((r) => [r.name, r.level]));
+      const buckets = Object.fromEntries(
+        state.storage.sql
+          .exec<{ name: string; level: number }>('SELECT name, level FROM bucket')
+          .toArray()
+          .map((r) => [r.name, r.level]),
+      );
       expect(buckets.requests).toBeCloseTo(59, 0);
       expect(buckets.tokens).toBeCloseTo(5400, -1);
     });
@@ -100,7 +107,11 @@ describe('RateLimiter (Durable Object)', () => {
     const { BackendStream, fakeBackend, sseResponse } = await import('../test-support/edge-harness');
     const stream = new BackendStream();
     fakeBackend(() => sseResponse(stream));
-    const { response, settle } = await callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: body({ stream: true, max_tokens: 1000 }) });
+    const { response, settle } = await callEdge('/v1/chat/completions', {
+      method: 'POST',
+      headers: bearer(secret),
+      json: body({ stream: true, max_tokens: 1000 }),
+    });
     stream.send('token', { choice: 0, tokenIds: [22557] });
     const reader = response.body!.getReader();
     await reader.read();

@@ -14,10 +14,19 @@ afterEach(() => {
 });
 
 function chat(body: Record<string, unknown>, overrides = {}) {
-  return callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...body } }, overrides);
+  return callEdge(
+    '/v1/chat/completions',
+    { method: 'POST', headers: bearer(secret), json: { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...body } },
+    overrides,
+  );
 }
 
-type Chunk = { object: string; id: string; choices: { index: number; delta: { role?: string; content?: string }; finish_reason: string | null }[]; usage?: unknown };
+type Chunk = {
+  object: string;
+  id: string;
+  choices: { index: number; delta: { role?: string; content?: string }; finish_reason: string | null }[];
+  usage?: unknown;
+};
 
 describe('POST /v1/chat/completions', () => {
   it('streams OpenAI chunks whose text is the detokenized backend ids, ending in [DONE]', async () => {
@@ -60,7 +69,11 @@ describe('POST /v1/chat/completions', () => {
     scriptedBackend(tokenizer.encode('The answer is 42.'), 'length', 3);
     const { response } = await chat({ max_tokens: 8, temperature: 0 });
     expect(response.status).toBe(200);
-    const body = (await response.json()) as { object: string; choices: { message: { content: string }; finish_reason: string }[]; usage: { prompt_tokens_details: { cached_tokens: number } } };
+    const body = (await response.json()) as {
+      object: string;
+      choices: { message: { content: string }; finish_reason: string }[];
+      usage: { prompt_tokens_details: { cached_tokens: number } };
+    };
     expect(body.object).toBe('chat.completion');
     expect(body.choices[0].message.content).toBe('The answer is 42.');
     expect(body.choices[0].finish_reason).toBe('length');
@@ -69,11 +82,38 @@ describe('POST /v1/chat/completions', () => {
 
   it('maps sampling fields and n onto the backend request', async () => {
     const calls = scriptedBackend(getDefaultTokenizer().encode('ok'));
-    const { response } = await chat({ n: 2, temperature: 0.5, top_p: 0.9, top_k: 40, min_p: 0.05, seed: 7, presence_penalty: 0.1, frequency_penalty: 0.2, repetition_penalty: 1.1, ignore_eos: true, logprobs: true, top_logprobs: 2, max_completion_tokens: 5 });
+    const { response } = await chat({
+      n: 2,
+      temperature: 0.5,
+      top_p: 0.9,
+      top_k: 40,
+      min_p: 0.05,
+      seed: 7,
+      presence_penalty: 0.1,
+      frequency_penalty: 0.2,
+      repetition_penalty: 1.1,
+      ignore_eos: true,
+      logprobs: true,
+      top_logprobs: 2,
+      max_completion_tokens: 5,
+    });
     expect(response.status).toBe(200);
     const body = (await response.json()) as { choices: { index: number; message: { content: string } }[] };
     expect(body.choices.map((c) => c.message.content)).toEqual(['ok', 'ok']);
-    expect(calls[0].request.sampling).toEqual({ maxTokens: 5, n: 2, temperature: 0.5, topP: 0.9, topK: 40, minP: 0.05, seed: 7, presencePenalty: 0.1, frequencyPenalty: 0.2, repetitionPenalty: 1.1, ignoreEos: true, logprobs: 2 });
+    expect(calls[0].request.sampling).toEqual({
+      maxTokens: 5,
+      n: 2,
+      temperature: 0.5,
+      topP: 0.9,
+      topK: 40,
+      minP: 0.05,
+      seed: 7,
+      presencePenalty: 0.1,
+      frequencyPenalty: 0.2,
+      repetitionPenalty: 1.1,
+      ignoreEos: true,
+      logprobs: 2,
+    });
   });
 
   it('cuts at a stop string split across tokens, never emits it, and cancels the backend', async () => {
@@ -100,7 +140,20 @@ describe('POST /v1/chat/completions', () => {
     const [hello] = tokenizer.encode('Hello');
     fakeBackend(() => {
       const stream = new BackendStream();
-      stream.send('token', { choice: 0, tokenIds: [hello], logprobs: [{ tokenId: hello, logprob: -0.25, top: [{ tokenId: hello, logprob: -0.25 }, { tokenId: 13, logprob: -2 }] }] });
+      stream.send('token', {
+        choice: 0,
+        tokenIds: [hello],
+        logprobs: [
+          {
+            tokenId: hello,
+            logprob: -0.25,
+            top: [
+              { tokenId: hello, logprob: -0.25 },
+              { tokenId: 13, logprob: -2 },
+            ],
+          },
+        ],
+      });
       stream.send('finish', { choice: 0, finishReason: 'stop' });
       stream.send('end', { usage: { promptTokens: 5, completionTokens: 1, cachedTokens: 0 } });
       stream.close();
@@ -229,7 +282,10 @@ describe('failures', () => {
     }
     expect(seen).toContain('data: [DONE]');
     expect(seen).not.toContain('"error"');
-    const chunks = new SseParser().push(seen).filter((m) => m.data !== '[DONE]').map((m) => JSON.parse(m.data) as Chunk);
+    const chunks = new SseParser()
+      .push(seen)
+      .filter((m) => m.data !== '[DONE]')
+      .map((m) => JSON.parse(m.data) as Chunk);
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(getDefaultTokenizer().decode([22557]));
   });
 });
@@ -264,7 +320,11 @@ describe('more shapes', () => {
       headers: bearer(secret),
       json: { model: MODEL, prompt: 'Once', stream: true, logprobs: 0, stream_options: { include_usage: true } },
     });
-    type CompletionChunk = { object: string; choices: { text: string; finish_reason: string | null; logprobs: { tokens: string[]; text_offset: number[] } | null }[]; usage?: { completion_tokens: number } };
+    type CompletionChunk = {
+      object: string;
+      choices: { text: string; finish_reason: string | null; logprobs: { tokens: string[]; text_offset: number[] } | null }[];
+      usage?: { completion_tokens: number };
+    };
     const chunks = (await readSse(response)).data as CompletionChunk[];
     expect(new Set(chunks.map((c) => c.object))).toEqual(new Set(['text_completion']));
     const withText = chunks.filter((c) => c.choices[0]?.text);

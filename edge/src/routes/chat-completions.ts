@@ -29,7 +29,9 @@ function chatFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, w
     opening: (choice) => ({ ...base, choices: [{ index: choice, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], ...extra }),
     delta: (choice, text, logprobs) => ({
       ...base,
-      choices: [{ index: choice, delta: { content: text }, logprobs: withLogprobs ? { content: chatLogprobs(tokenizer, logprobs) } : null, finish_reason: null }],
+      choices: [
+        { index: choice, delta: { content: text }, logprobs: withLogprobs ? { content: chatLogprobs(tokenizer, logprobs) } : null, finish_reason: null },
+      ],
       ...extra,
     }),
     finish: (choice, finishReason) => ({ ...base, choices: [{ index: choice, delta: {}, logprobs: null, finish_reason: finishReason }], ...extra }),

@@ -26,7 +26,12 @@ describe('official openai client against the edge', () => {
   it('streams a chat and reads usage', async () => {
     const text = 'Streaming works, même en UTF-8 🙂.';
     scriptedBackend(getDefaultTokenizer().encode(text));
-    const stream = await client.chat.completions.create({ model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model: env.MODEL_ID,
+      messages: [{ role: 'user', content: 'Hi' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let content = '';
     let finish: string | null = null;
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -49,7 +54,10 @@ describe('official openai client against the edge', () => {
   });
 
   it('surfaces HTTP errors and in-band stream errors as APIError', async () => {
-    await expect(client.chat.completions.create({ model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], temperature: 9 })).rejects.toMatchObject({ status: 400, param: 'temperature' });
+    await expect(client.chat.completions.create({ model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], temperature: 9 })).rejects.toMatchObject({
+      status: 400,
+      param: 'temperature',
+    });
     const backend = new BackendStream();
     fakeBackend(() => sseResponse(backend));
     const stream = await client.chat.completions.create({ model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], stream: true });

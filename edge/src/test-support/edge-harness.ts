@@ -4,7 +4,14 @@
 
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import { vi } from 'vitest';
-import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, type GenerateEvent, type GenerateEventMap, type GenerateRequest, type ModelInfo } from '../../../shared/protocol';
+import {
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_HEADER,
+  type GenerateEvent,
+  type GenerateEventMap,
+  type GenerateRequest,
+  type ModelInfo,
+} from '../../../shared/protocol';
 import { encodeSse, SseParser } from '../../../shared/sse';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type KeyRecord, type RateLimits } from '../auth/api-key-store';
 import { resetPeerChecks } from '../backend/peer-check';
@@ -35,7 +42,10 @@ export async function callEdge(path: string, init: RequestInit & { json?: unknow
   return { response, settle: () => waitOnExecutionContext(ctx) };
 }
 
-export async function createKey(limits: RateLimits = { rpm: 1000, tpm: 10_000_000, concurrent: 100 }, revoked = false): Promise<{ secret: string; record: KeyRecord }> {
+export async function createKey(
+  limits: RateLimits = { rpm: 1000, tpm: 10_000_000, concurrent: 100 },
+  revoked = false,
+): Promise<{ secret: string; record: KeyRecord }> {
   const secret = generateSecret();
   const record: KeyRecord = { keyId: generateKeyId(), label: 'test', limits, created: new Date().toISOString(), revoked };
   await env.API_KEYS.put(kvKeyForHash(await sha256Hex(secret)), JSON.stringify(record));
@@ -99,7 +109,12 @@ export function fakeBackend(handler: BackendHandler, peer: { modelInfo?: ModelIn
     if (request.method === 'GET' && new URL(request.url).pathname === '/v1/model') {
       return Response.json(peer.modelInfo ?? matchingModelInfo(), { headers: { [PROTOCOL_VERSION_HEADER]: peer.version ?? String(PROTOCOL_VERSION) } });
     }
-    const call: BackendCall = { url: request.url, request: (await request.json()) as GenerateRequest, headers: request.headers, signal: init?.signal ?? request.signal };
+    const call: BackendCall = {
+      url: request.url,
+      request: (await request.json()) as GenerateRequest,
+      headers: request.headers,
+      signal: init?.signal ?? request.signal,
+    };
     calls.push(call);
     return handler(call);
   });

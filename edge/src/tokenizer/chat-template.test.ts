@@ -39,7 +39,14 @@ describe('encodeChat v1 (published vectors)', () => {
 
   it('puts the system prompt before the FIRST user message', () => {
     const v1 = referenceTokenizer('v1');
-    const { tokenIds } = encodeChat(v1, toMessages('SYSTEM', [['user', 'a'], ['assistant', 'b'], ['user', 'c']]));
+    const { tokenIds } = encodeChat(
+      v1,
+      toMessages('SYSTEM', [
+        ['user', 'a'],
+        ['assistant', 'b'],
+        ['user', 'c'],
+      ]),
+    );
     expect(tokenIds).toEqual([1, ...v1.encode('[INST] SYSTEM\n\na [/INST]'), ...v1.encode('b'), 2, ...v1.encode('[INST] c [/INST]')]);
   });
 
@@ -59,7 +66,11 @@ describe('encodeChat v3', () => {
   it('uses control ids 3/4 around user turns, strips trailing spaces of assistant text, system before the LAST user turn', () => {
     const v1 = referenceTokenizer('v1');
     const v3 = referenceTokenizer('v3');
-    const messages = toMessages('SYSTEM', [['user', 'a'], ['assistant', 'b   '], ['user', 'c']]);
+    const messages = toMessages('SYSTEM', [
+      ['user', 'a'],
+      ['assistant', 'b   '],
+      ['user', 'c'],
+    ]);
     // Expected from the published v1 ids (▁a 264, ▁b 287) shifted by 768, and mistral-common's v3 layout.
     expect(encodeChat(v3, messages).tokenIds).toEqual([1, 3, 264 + 768, 4, 287 + 768, 2, 3, ...shift(v1.encode('SYSTEM\n\nc')), 4]);
   });
@@ -67,7 +78,14 @@ describe('encodeChat v3', () => {
   it('keeps a trailing newline of assistant text (mistral-common strips spaces only)', () => {
     const v1 = referenceTokenizer('v1');
     const v3 = referenceTokenizer('v3');
-    const { tokenIds } = encodeChat(v3, toMessages(null, [['user', 'a'], ['assistant', 'b \n '], ['user', 'c']]));
+    const { tokenIds } = encodeChat(
+      v3,
+      toMessages(null, [
+        ['user', 'a'],
+        ['assistant', 'b \n '],
+        ['user', 'c'],
+      ]),
+    );
     expect(tokenIds.slice(4, tokenIds.indexOf(2) + 1)).toEqual([...shift(v1.encode('b \n')), 2]);
   });
 
@@ -95,16 +113,49 @@ describe('encodeChat role rules', () => {
       [[], 'messages'],
       [[{ role: 'system', content: 's' }], 'messages'],
       [[{ role: 'assistant', content: 'x' }], 'messages[0].role'],
-      [toMessages('s', [['user', 'a'], ['user', 'b']]), 'messages[2].role'],
-      [toMessages(null, [['user', 'a'], ['assistant', 'b'], ['system', 'late']]), 'messages[2].role'],
-      [toMessages(null, [['user', 'a'], ['assistant', 'b']]), 'messages[1].role'],
-      [toMessages(null, [['user', 'a'], ['assistant', ''], ['user', 'c']]), 'messages[1].content'],
+      [
+        toMessages('s', [
+          ['user', 'a'],
+          ['user', 'b'],
+        ]),
+        'messages[2].role',
+      ],
+      [
+        toMessages(null, [
+          ['user', 'a'],
+          ['assistant', 'b'],
+          ['system', 'late'],
+        ]),
+        'messages[2].role',
+      ],
+      [
+        toMessages(null, [
+          ['user', 'a'],
+          ['assistant', 'b'],
+        ]),
+        'messages[1].role',
+      ],
+      [
+        toMessages(null, [
+          ['user', 'a'],
+          ['assistant', ''],
+          ['user', 'c'],
+        ]),
+        'messages[1].content',
+      ],
     ];
     for (const [messages, param] of cases) expect(templateError(() => encodeChat(v1(), messages)).param, JSON.stringify(messages)).toBe(param);
   });
 
   it('accepts a final assistant turn only when asked (encoded with its EOS)', () => {
-    const { tokenIds } = encodeChat(v1(), toMessages(null, [['user', 'a'], ['assistant', 'b']]), { finalAssistant: true });
+    const { tokenIds } = encodeChat(
+      v1(),
+      toMessages(null, [
+        ['user', 'a'],
+        ['assistant', 'b'],
+      ]),
+      { finalAssistant: true },
+    );
     expect(tokenIds.slice(-2)).toEqual([287, 2]);
   });
 
@@ -122,7 +173,13 @@ describe('systemPrefixLength', () => {
     for (const system of ['SYSTEM', 'You are a helpful assistant.', 'Answer in French. ', ' lead space', '🦙 emoji end 🦙', 'multi\nline']) {
       const expectedPrefix = [1, ...v1.encode(`[INST] ${system}\n\n`)];
       for (const user of users) {
-        const extra: [string, string][] = user.length % 2 ? [['assistant', 'ok'], ['user', 'more']] : [];
+        const extra: [string, string][] =
+          user.length % 2
+            ? [
+                ['assistant', 'ok'],
+                ['user', 'more'],
+              ]
+            : [];
         const { tokenIds, systemPrefixLength } = encodeChat(v1, toMessages(system, [['user', user], ...extra]));
         expect(systemPrefixLength, JSON.stringify([system, user])).toBe(expectedPrefix.length);
         expect(tokenIds.slice(0, systemPrefixLength!)).toEqual(expectedPrefix);
@@ -139,7 +196,16 @@ describe('systemPrefixLength', () => {
       expect(systemPrefixLength).toBe(expectedPrefix.length);
       expect(tokenIds.slice(0, systemPrefixLength!)).toEqual(expectedPrefix);
     }
-    expect(encodeChat(v3, toMessages(system, [['user', 'a'], ['assistant', 'b'], ['user', 'c']])).systemPrefixLength).toBeNull();
+    expect(
+      encodeChat(
+        v3,
+        toMessages(system, [
+          ['user', 'a'],
+          ['assistant', 'b'],
+          ['user', 'c'],
+        ]),
+      ).systemPrefixLength,
+    ).toBeNull();
     expect(encodeChat(v3, toMessages(null, [['user', 'a']])).systemPrefixLength).toBeNull();
     expect(encodeChat(referenceTokenizer('v1'), toMessages(null, [['user', 'a']])).systemPrefixLength).toBeNull();
   });

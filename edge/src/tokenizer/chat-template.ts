@@ -60,7 +60,10 @@ interface Turn {
 
 /** Why `role` may not follow `previous` (null: it may). Tool results answer an assistant's tool calls. */
 function orderError(role: Turn['role'], previous: Turn | undefined): string | null {
-  if (role === 'tool') return previous && (previous.role === 'tool' || previous.toolCalls) ? null : 'a tool message must follow an assistant message with tool_calls (or another tool message)';
+  if (role === 'tool')
+    return previous && (previous.role === 'tool' || previous.toolCalls)
+      ? null
+      : 'a tool message must follow an assistant message with tool_calls (or another tool message)';
   const expected = role === 'user' ? 'assistant' : 'user';
   if (!previous) return role === 'user' ? null : "expected role 'user' (roles alternate user/assistant)";
   return previous.role === expected || previous.role === 'tool' ? null : `expected role '${expected}' (roles alternate user/assistant)`;
@@ -99,12 +102,16 @@ function parseConversation(messages: ChatMessage[], options: EncodeChatOptions):
   const last = turns[turns.length - 1];
   if (last.role === 'assistant' && !options.finalAssistant) {
     const lastIndex = messages.length - 1;
-    throw new TemplateError(`messages[${lastIndex}].role is 'assistant': the last message must be from the user (or a tool result)`, `messages[${lastIndex}].role`);
+    throw new TemplateError(
+      `messages[${lastIndex}].role is 'assistant': the last message must be from the user (or a tool result)`,
+      `messages[${lastIndex}].role`,
+    );
   }
   return { system: systemParts.length > 0 ? systemParts.join('\n\n') : null, turns };
 }
 
-const NO_TOOL_TOKENS = "this model's tokenizer has no tool-call tokens ([TOOL_CALLS], [AVAILABLE_TOOLS]); function calling needs a v3 (Mistral 7B v0.3) tokenizer";
+const NO_TOOL_TOKENS =
+  "this model's tokenizer has no tool-call tokens ([TOOL_CALLS], [AVAILABLE_TOOLS]); function calling needs a v3 (Mistral 7B v0.3) tokenizer";
 
 /** The tool control ids when the chat uses function calling (refused on a vocabulary without them). */
 function toolIdsFor(tokenizer: Tokenizer, messages: ChatMessage[], tools: ToolDefinition[] | undefined) {

@@ -29,7 +29,11 @@ describe('Tokenizer against published vectors', () => {
     expect([v1.vocabSize, v1.bosTokenId, v1.eosTokenId, v1.unkTokenId, v1.templateVersion]).toEqual([32000, 1, 2, 0, 'v1']);
     expect([v3.vocabSize, v3.bosTokenId, v3.eosTokenId, v3.unkTokenId, v3.templateVersion]).toEqual([32768, 1, 2, 0, 'v3']);
     expect([v3.idToPiece(3), v3.idToPiece(4), v1.idToPiece(13), v1.idToPiece(31759), v1.idToPiece(32000)]).toEqual([
-      '[INST]', '[/INST]', '<0x0A>', '\ufeff', undefined,
+      '[INST]',
+      '[/INST]',
+      '<0x0A>',
+      '\ufeff',
+      undefined,
     ]);
   });
 });
@@ -39,7 +43,9 @@ describe('Tokenizer on varied strings', () => {
     const asset = getDefaultTokenizer();
     const reference = referenceTokenizer('v1');
     expect(asset.vocabSize).toBe(32000);
-    const vectorTexts = publishedVectors().flatMap((vector) => (vector.text !== undefined ? [vector.text] : (vector.messages ?? []).map(([, content]) => content)));
+    const vectorTexts = publishedVectors().flatMap((vector) =>
+      vector.text !== undefined ? [vector.text] : (vector.messages ?? []).map(([, content]) => content),
+    );
     for (const text of [...vectorTexts, ...STRINGS]) expect(asset.encode(text), JSON.stringify(text)).toEqual(reference.encode(text));
   });
 

@@ -16,9 +16,29 @@ const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'object', 'arra
 const FORMATS = new Set(['date-time', 'date', 'time', 'duration', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uuid', 'json-pointer']);
 /** Keywords XGrammar builds into the grammar. */
 const ENFORCED = new Set([
-  'type', 'properties', 'required', 'additionalProperties', 'unevaluatedProperties', 'items', 'prefixItems', 'minItems', 'maxItems',
-  'enum', 'const', 'anyOf', '$ref', '$defs', 'definitions', 'minLength', 'maxLength', 'pattern', 'format',
-  'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'unevaluatedProperties',
+  'items',
+  'prefixItems',
+  'minItems',
+  'maxItems',
+  'enum',
+  'const',
+  'anyOf',
+  '$ref',
+  '$defs',
+  'definitions',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'format',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
 ]);
 /** Annotations: nothing to enforce. (`nullable`, OpenAPI's, is rewritten by toGrammarSchema.) */
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly', 'nullable']);
@@ -50,14 +70,23 @@ class Walk {
 
   schema(node: unknown, path: string, depth: number): void {
     if (++this.nodes > MAX_NODES || depth > MAX_DEPTH) {
-      throw new HttpError(413, 'invalid_request', `The JSON Schema in '${this.param}' is too large (more than ${MAX_NODES} subschemas or ${MAX_DEPTH} levels deep).`, this.param);
+      throw new HttpError(
+        413,
+        'invalid_request',
+        `The JSON Schema in '${this.param}' is too large (more than ${MAX_NODES} subschemas or ${MAX_DEPTH} levels deep).`,
+        this.param,
+      );
     }
     if (node === true) return;
     if (node === false) this.fail(path, 'a false schema (nothing allowed) is not supported; leave the property out instead');
     if (!isObject(node)) this.fail(path, 'a schema must be a JSON object');
     for (const [key, value] of Object.entries(node)) this.keyword(key, value, `${path}/${key}`, depth);
     const min = (a: string, b: string) => typeof node[a] === 'number' && typeof node[b] === 'number' && (node[a] as number) > (node[b] as number);
-    for (const [low, high] of [['minLength', 'maxLength'], ['minItems', 'maxItems'], ['minimum', 'maximum']]) {
+    for (const [low, high] of [
+      ['minLength', 'maxLength'],
+      ['minItems', 'maxItems'],
+      ['minimum', 'maximum'],
+    ]) {
       if (min(low, high)) this.fail(path, `${low} is greater than ${high}: no value can match`);
     }
   }
@@ -67,7 +96,8 @@ class Walk {
     if (!ENFORCED.has(key)) this.fail(path, `the keyword "${key}" is not supported: the grammar engine cannot enforce it${WHY[key] ? ` (${WHY[key]})` : ''}`);
     if (key === 'type') return this.type(value, path);
     if (key === 'format') {
-      if (typeof value !== 'string' || !FORMATS.has(value)) this.fail(path, `format ${JSON.stringify(value)} cannot be enforced; supported formats: ${[...FORMATS].join(', ')}`);
+      if (typeof value !== 'string' || !FORMATS.has(value))
+        this.fail(path, `format ${JSON.stringify(value)} cannot be enforced; supported formats: ${[...FORMATS].join(', ')}`);
     } else if (COUNTS.includes(key)) {
       if (!Number.isInteger(value) || (value as number) < 0) this.fail(path, `${key} must be a non-negative integer`);
     } else if (NUMBERS.includes(key)) {

@@ -8,7 +8,8 @@ describe('pythonJsonDumps', () => {
     const value = [1e-5, 0.0001, 1.5e-7, 2.5, 0.1, 123.456, -0.00012, 1e-300, 5, -3, { é: 'ü\n"\\', a: [true, false, null] }, '\u0001\u007f\u2028'];
     // python3 -c "import json; print(json.dumps([1e-05, 0.0001, 1.5e-07, 2.5, 0.1, 123.456, -0.00012, 1e-300, 5, -3,
     //   {'é': 'ü\n\"\\\\', 'a': [True, False, None]}, '\x01\x7f\u2028'], ensure_ascii=False))"
-    const python = '[1e-05, 0.0001, 1.5e-07, 2.5, 0.1, 123.456, -0.00012, 1e-300, 5, -3, {"é": "ü\\n\\"\\\\", "a": [true, false, null]}, "\\u0001\u007f\u2028"]';
+    const python =
+      '[1e-05, 0.0001, 1.5e-07, 2.5, 0.1, 123.456, -0.00012, 1e-300, 5, -3, {"é": "ü\\n\\"\\\\", "a": [true, false, null]}, "\\u0001\u007f\u2028"]';
     expect(pythonJsonDumps(value)).toBe(python);
   });
 

@@ -16,7 +16,8 @@ let client: OpenAI;
 
 beforeAll(async () => {
   secret = (await createKey()).secret;
-  const edgeFetch = async (input: RequestInfo | URL, init?: RequestInit) => (await callEdge(new URL(String(input instanceof Request ? input.url : input)).pathname, init)).response;
+  const edgeFetch = async (input: RequestInfo | URL, init?: RequestInit) =>
+    (await callEdge(new URL(String(input instanceof Request ? input.url : input)).pathname, init)).response;
   client = new OpenAI({ apiKey: secret, baseURL: 'http://edge/v1', maxRetries: 0, fetch: edgeFetch as typeof fetch });
 });
 afterEach(() => {
@@ -41,7 +42,11 @@ describe('structured output', () => {
     const schema = { type: 'object', properties: { a: { type: 'integer', minimum: 1 } }, required: ['a'] };
     const cases: [string, Record<string, unknown>, unknown][] = [
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'json_object' } }, { type: 'json_object' }],
-      ['/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'json_schema', json_schema: { name: 'a', schema, strict: true } } }, { type: 'json_schema', schema }],
+      [
+        '/v1/chat/completions',
+        { messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'json_schema', json_schema: { name: 'a', schema, strict: true } } },
+        { type: 'json_schema', schema },
+      ],
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'text' } }, undefined],
       ['/v1/completions', { prompt: 'x', response_format: { type: 'json_schema', json_schema: { name: 'a', schema } } }, { type: 'json_schema', schema }],
       ['/v1/completions', { prompt: 'x', response_format: { type: 'json_object' } }, { type: 'json_object' }],
@@ -73,6 +78,7 @@ describe('structured output', () => {
     const cases: [unknown, string][] = [
       [{ type: 'object', properties: { a: { type: 'string', not: { const: 'x' } } } }, '"not"'],
       [{ type: 'array', items: { type: 'integer' }, uniqueItems: true }, '"uniqueItems"'],
+      // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, the keyword pair under test
       [{ type: 'object', if: { required: ['a'] }, then: { required: ['b'] } }, '"if"'],
       [{ type: 'strng' }, 'unknown type'],
       [{ type: 'object', properties: { a: { $ref: 'https://example.com/s.json' } } }, 'only references inside the schema'],
@@ -92,8 +98,14 @@ describe('structured output', () => {
       expect(error, JSON.stringify(schema)).toMatchObject({ status: 400, param: field });
       expect(error.message).toContain(words);
     }
-    const wide = { type: 'object', properties: Object.fromEntries(Array.from({ length: 12_000 }, (_, i) => [`p${i}`, { type: 'string', description: 'x'.repeat(20) }])) };
-    expect(await refusal((await chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: wide } } })).response)).toMatchObject({ status: 413, param: field });
+    const wide = {
+      type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 12_000 }, (_, i) => [`p${i}`, { type: 'string', description: 'x'.repeat(20) }])),
+    };
+    expect(await refusal((await chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: wide } } })).response)).toMatchObject({
+      status: 413,
+      param: field,
+    });
     expect(await refusal((await chat({ response_format: { type: 'xml' } })).response)).toMatchObject({ status: 400, param: 'response_format.type' });
   });
 
@@ -108,14 +120,49 @@ describe('structured output', () => {
       [{ tools: [tool('f')], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice', "'g' is not in 'tools'"],
       [{ tool_choice: 'required' }, 'tool_choice', 'only when'],
       [{ tools: [tool('f')], response_format: { type: 'json_object' } }, 'response_format', 'cannot be combined with tools'],
-      [{ tools: [tool('f')], messages: [{ role: 'user', content: 'q' }, { role: 'tool', tool_call_id: 'abcdefghi', content: '1' }] }, 'messages[1].role', 'must follow an assistant message with tool_calls'],
       [
-        { tools: [tool('f')], messages: [{ role: 'user', content: 'q' }, { role: 'assistant', tool_calls: [{ id: 'abcdefghi', type: 'function', function: { name: 'f', arguments: '{}' } }] }, { role: 'tool', tool_call_id: 'zzzzzzzzz', content: '1' }] },
+        {
+          tools: [tool('f')],
+          messages: [
+            { role: 'user', content: 'q' },
+            { role: 'tool', tool_call_id: 'abcdefghi', content: '1' },
+          ],
+        },
+        'messages[1].role',
+        'must follow an assistant message with tool_calls',
+      ],
+      [
+        {
+          tools: [tool('f')],
+          messages: [
+            { role: 'user', content: 'q' },
+            { role: 'assistant', tool_calls: [{ id: 'abcdefghi', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+            { role: 'tool', tool_call_id: 'zzzzzzzzz', content: '1' },
+          ],
+        },
         'messages[2].tool_call_id',
         'matches no tool call',
       ],
-      [{ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }] }] }, 'messages[1].tool_calls[0].id', '9 letters or digits'],
-      [{ messages: [{ role: 'user', content: 'q' }, { role: 'tool', content: '1' }] }, 'messages[1].tool_call_id', 'needs the tool_call_id'],
+      [
+        {
+          messages: [
+            { role: 'user', content: 'q' },
+            { role: 'assistant', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+          ],
+        },
+        'messages[1].tool_calls[0].id',
+        '9 letters or digits',
+      ],
+      [
+        {
+          messages: [
+            { role: 'user', content: 'q' },
+            { role: 'tool', content: '1' },
+          ],
+        },
+        'messages[1].tool_call_id',
+        'needs the tool_call_id',
+      ],
     ];
     for (const [body, param, words] of cases) {
       const error = await refusal((await chat(body)).response);
@@ -133,7 +180,20 @@ describe('structured output', () => {
 
   it("maps the backend's grammar refusals onto the public field, and hides other backend messages", async () => {
     const answer = (status: number, param: string | null) =>
-      fakeBackend(() => new Response(JSON.stringify({ error: { message: 'pattern uses a lookahead, which the grammar engine cannot compile', type: 'invalid_request_error', param, code: 'invalid_request' } }), { status }));
+      fakeBackend(
+        () =>
+          new Response(
+            JSON.stringify({
+              error: {
+                message: 'pattern uses a lookahead, which the grammar engine cannot compile',
+                type: 'invalid_request_error',
+                param,
+                code: 'invalid_request',
+              },
+            }),
+            { status },
+          ),
+      );
     answer(400, 'grammar');
     const schema = { type: 'string', pattern: '^(?=a)a$' };
     const bad = await refusal((await chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } })).response);

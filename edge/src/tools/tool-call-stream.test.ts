@@ -28,7 +28,8 @@ function splits(text: string): string[][] {
   return all;
 }
 
-const TWO_CALLS = ' [{"name": "get_weather", "arguments": {"city": "Paris, \\"FR\\"", "days": [1, {"x": "]}"}]}}, {"name": "send_email", "arguments": {}, "id": "abcdefghi"}]\n';
+const TWO_CALLS =
+  ' [{"name": "get_weather", "arguments": {"city": "Paris, \\"FR\\"", "days": [1, {"x": "]}"}]}}, {"name": "send_email", "arguments": {}, "id": "abcdefghi"}]\n';
 
 describe('ToolCallStream', () => {
   it('assembles the calls JSON.parse finds, for every way the text arrives', () => {
@@ -46,7 +47,10 @@ describe('ToolCallStream', () => {
     const { outputs } = run(Array.from(TWO_CALLS));
     const deltas = outputs.flatMap((out) => (out.kind === 'call' ? [out.delta] : []));
     const headers = deltas.filter((delta) => delta.id !== undefined);
-    expect(headers.map((h) => [h.index, h.type, h.function.name])).toEqual([[0, 'function', 'get_weather'], [1, 'function', 'send_email']]);
+    expect(headers.map((h) => [h.index, h.type, h.function.name])).toEqual([
+      [0, 'function', 'get_weather'],
+      [1, 'function', 'send_email'],
+    ]);
     const firstArgsOf1 = deltas.findIndex((d) => d.index === 1 && d.id === undefined);
     expect(deltas.indexOf(headers[1])).toBeLessThan(firstArgsOf1 === -1 ? Infinity : firstArgsOf1);
     expect(deltas.filter((d) => d.id === undefined).every((d) => d.function.name === undefined)).toBe(true);

@@ -12,7 +12,10 @@ const MODEL = 'mistral-tiny-random';
 const TOOL_CALLS = 5;
 const AVAILABLE_TOOLS = 6;
 const TOOLS = [
-  { type: 'function' as const, function: { name: 'get_weather', description: 'Weather now', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
+  {
+    type: 'function' as const,
+    function: { name: 'get_weather', description: 'Weather now', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+  },
   { type: 'function' as const, function: { name: 'send_email', parameters: { type: 'object', properties: { to: { type: 'string' } } } } },
 ];
 const CALLS = [
@@ -29,26 +32,38 @@ let client: OpenAI;
 beforeAll(async () => {
   overrideDefaultTokenizer(referenceTokenizer('v3'));
   secret = (await createKey()).secret;
-  const edgeFetch = async (input: RequestInfo | URL, init?: RequestInit) => (await callEdge(new URL(String(input instanceof Request ? input.url : input)).pathname, init)).response;
+  const edgeFetch = async (input: RequestInfo | URL, init?: RequestInit) =>
+    (await callEdge(new URL(String(input instanceof Request ? input.url : input)).pathname, init)).response;
   client = new OpenAI({ apiKey: secret, baseURL: 'http://edge/v1', maxRetries: 0, fetch: edgeFetch as typeof fetch });
 });
 afterAll(() => overrideDefaultTokenizer(undefined));
 afterEach(() => vi.restoreAllMocks());
 
 function chat(body: Record<string, unknown>) {
-  return callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json: { model: MODEL, messages: [{ role: 'user', content: 'Weather in Paris?' }], ...body } });
+  return callEdge('/v1/chat/completions', {
+    method: 'POST',
+    headers: bearer(secret),
+    json: { model: MODEL, messages: [{ role: 'user', content: 'Weather in Paris?' }], ...body },
+  });
 }
 
 type ToolCall = { id: string; type: string; function: { name: string; arguments: string } };
 type Completion = { choices: { message: { content: string | null; tool_calls?: ToolCall[] }; finish_reason: string }[] };
-const parsed = (calls: ToolCall[] | undefined) => (calls ?? []).map((call) => ({ name: call.function.name, arguments: JSON.parse(call.function.arguments) as unknown }));
+const parsed = (calls: ToolCall[] | undefined) =>
+  (calls ?? []).map((call) => ({ name: call.function.name, arguments: JSON.parse(call.function.arguments) as unknown }));
 
 describe('tool calls at the edge (v3)', () => {
   it('sends the grammar each tool_choice asks for, and the tools in the prompt', async () => {
     const cases: [Record<string, unknown>, unknown][] = [
       [{}, { type: 'tool_calls', mode: 'auto', tools: TOOLS.map((t) => ({ name: t.function.name, parameters: t.function.parameters })), parallel: true }],
-      [{ tool_choice: 'required', parallel_tool_calls: false }, { type: 'tool_calls', mode: 'required', tools: TOOLS.map((t) => ({ name: t.function.name, parameters: t.function.parameters })), parallel: false }],
-      [{ tool_choice: { type: 'function', function: { name: 'send_email' } } }, { type: 'tool_calls', mode: 'required', tools: [{ name: 'send_email', parameters: TOOLS[1].function.parameters }], parallel: true }],
+      [
+        { tool_choice: 'required', parallel_tool_calls: false },
+        { type: 'tool_calls', mode: 'required', tools: TOOLS.map((t) => ({ name: t.function.name, parameters: t.function.parameters })), parallel: false },
+      ],
+      [
+        { tool_choice: { type: 'function', function: { name: 'send_email' } } },
+        { type: 'tool_calls', mode: 'required', tools: [{ name: 'send_email', parameters: TOOLS[1].function.parameters }], parallel: true },
+      ],
       [{ tool_choice: 'none' }, undefined],
     ];
     for (const [fields, grammar] of cases) {
@@ -98,7 +113,10 @@ describe('tool calls at the edge (v3)', () => {
     type Delta = { index: number; id?: string; type?: string; function: { name?: string; arguments: string } };
     const deltas = (data as { choices: { delta: { tool_calls?: Delta[] } }[] }[]).flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
     const headers = deltas.filter((d) => d.id);
-    expect(headers.map((d) => [d.index, d.type, d.function.name, d.function.arguments])).toEqual([[0, 'function', 'get_weather', ''], [1, 'function', 'send_email', '']]);
+    expect(headers.map((d) => [d.index, d.type, d.function.name, d.function.arguments])).toEqual([
+      [0, 'function', 'get_weather', ''],
+      [1, 'function', 'send_email', ''],
+    ]);
     for (const index of [0, 1]) {
       const mine = deltas.filter((d) => d.index === index);
       expect(mine[0].id).toBeDefined();
@@ -153,13 +171,24 @@ describe('tool calls at the edge (v3)', () => {
     const backend = scriptedBackend(v3().encode('22 degrees.'));
     const messages = [
       { role: 'user', content: 'Weather in Paris?' },
-      { role: 'assistant', content: null, tool_calls: [{ id: 'AbC123xyz', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'AbC123xyz', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
+      },
       { role: 'tool', tool_call_id: 'AbC123xyz', content: '22' },
     ];
     const { response } = await chat({ tools: TOOLS, messages });
     expect(response.status).toBe(200);
     const prompt = backend[0].request.tokenIds;
-    const tail = [TOOL_CALLS, ...v3().encode('[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "AbC123xyz"}]'), 2, 8, ...v3().encode('{"content": 22, "call_id": "AbC123xyz"}'), 9];
+    const tail = [
+      TOOL_CALLS,
+      ...v3().encode('[{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "AbC123xyz"}]'),
+      2,
+      8,
+      ...v3().encode('{"content": 22, "call_id": "AbC123xyz"}'),
+      9,
+    ];
     expect(prompt.slice(-tail.length)).toEqual(tail);
   });
 });

@@ -72,9 +72,31 @@ describe('v3 tool prompts (mistral-common samples)', () => {
       }
       return 'accepted';
     };
-    expect(bad([{ role: 'user', content: 'q' }, { role: 'tool', content: '1', toolCallId: 'abcDEF123' }])).toBe('messages[1].role');
-    expect(bad([{ role: 'user', content: 'q' }, { role: 'assistant', content: '', toolCalls: [call] }, { role: 'tool', content: '1', toolCallId: 'zzzzzzzzz' }])).toBe('messages[2].tool_call_id');
-    expect(bad([{ role: 'user', content: 'q' }, { role: 'assistant', content: '', toolCalls: [call] }, { role: 'tool', content: '1', toolCallId: 'abcDEF123' }])).toBe('accepted');
-    expect(bad([{ role: 'user', content: 'q' }, { role: 'assistant', content: '', toolCalls: [call] }])).toBe('messages[1].role');
+    expect(
+      bad([
+        { role: 'user', content: 'q' },
+        { role: 'tool', content: '1', toolCallId: 'abcDEF123' },
+      ]),
+    ).toBe('messages[1].role');
+    expect(
+      bad([
+        { role: 'user', content: 'q' },
+        { role: 'assistant', content: '', toolCalls: [call] },
+        { role: 'tool', content: '1', toolCallId: 'zzzzzzzzz' },
+      ]),
+    ).toBe('messages[2].tool_call_id');
+    expect(
+      bad([
+        { role: 'user', content: 'q' },
+        { role: 'assistant', content: '', toolCalls: [call] },
+        { role: 'tool', content: '1', toolCallId: 'abcDEF123' },
+      ]),
+    ).toBe('accepted');
+    expect(
+      bad([
+        { role: 'user', content: 'q' },
+        { role: 'assistant', content: '', toolCalls: [call] },
+      ]),
+    ).toBe('messages[1].role');
   });
 });

@@ -57,7 +57,9 @@ export function toolControlIds(tokenizer: Tokenizer): ToolControlIds | null {
 
 /** The [AVAILABLE_TOOLS] body: mistral-common's Tool.model_dump() of each tool. */
 export function availableToolsJson(tools: ToolDefinition[]): string {
-  return pythonJsonDumps(tools.map((tool) => ({ type: 'function', function: { name: tool.name, description: tool.description, parameters: tool.parameters } })));
+  return pythonJsonDumps(
+    tools.map((tool) => ({ type: 'function', function: { name: tool.name, description: tool.description, parameters: tool.parameters } })),
+  );
 }
 
 /** The [TOOL_CALLS] body of a past assistant message: arguments parsed where they are JSON. */

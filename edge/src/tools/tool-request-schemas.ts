@@ -41,18 +41,26 @@ export const toolCallSchema = z.object({
 });
 
 export const responseFormatSchema = optional(
-  z.discriminatedUnion('type', [
-    z.object({ type: z.literal('text') }),
-    z.object({ type: z.literal('json_object') }),
-    z.object({
-      type: z.literal('json_schema'),
-      json_schema: z.object({
-        name,
-        description: optional(z.string().max(MAX_DESCRIPTION_CHARS)),
-        schema: optional(jsonObject),
-        strict: optional(z.boolean()),
+  z.discriminatedUnion(
+    'type',
+    [
+      z.object({ type: z.literal('text') }),
+      z.object({ type: z.literal('json_object') }),
+      z.object({
+        type: z.literal('json_schema'),
+        json_schema: z.object({
+          name,
+          description: optional(z.string().max(MAX_DESCRIPTION_CHARS)),
+          schema: optional(jsonObject),
+          strict: optional(z.boolean()),
+        }),
       }),
-    }),
-  ], { errorMap: (issue, ctx) => ({ message: issue.code === 'invalid_union_discriminator' ? 'type must be "text", "json_object" or "json_schema"' : ctx.defaultError }) }),
+    ],
+    {
+      errorMap: (issue, ctx) => ({
+        message: issue.code === 'invalid_union_discriminator' ? 'type must be "text", "json_object" or "json_schema"' : ctx.defaultError,
+      }),
+    },
+  ),
 );
 export type ResponseFormat = z.infer<typeof responseFormatSchema>;

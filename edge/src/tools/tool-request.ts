@@ -30,7 +30,8 @@ export interface ToolPlan {
   toolCallTokenId: number | undefined;
 }
 
-const NO_TOOL_TOKENS = "this model's tokenizer has no tool-call tokens ([TOOL_CALLS], [AVAILABLE_TOOLS]); function calling needs a v3 (Mistral 7B v0.3) tokenizer";
+const NO_TOOL_TOKENS =
+  "this model's tokenizer has no tool-call tokens ([TOOL_CALLS], [AVAILABLE_TOOLS]); function calling needs a v3 (Mistral 7B v0.3) tokenizer";
 const EMPTY_PARAMETERS = { type: 'object', properties: {} };
 
 /** response_format -> the backend's grammar (undefined for text); the schema is checked first. */
@@ -47,11 +48,13 @@ function toolDefinitions(tools: ToolInput[]): ToolDefinition[] {
   const seen = new Set<string>();
   return tools.map((tool, i) => {
     const { name, description, parameters } = tool.function;
-    if (seen.has(name)) throw badRequest(`Invalid value for 'tools[${i}].function.name': the name '${name}' is used by another tool`, `tools[${i}].function.name`);
+    if (seen.has(name))
+      throw badRequest(`Invalid value for 'tools[${i}].function.name': the name '${name}' is used by another tool`, `tools[${i}].function.name`);
     seen.add(name);
     const param = `tools[${i}].function.parameters`;
     if (parameters) {
-      if (parameters.type !== undefined && parameters.type !== 'object') throw badRequest(`Invalid value for '${param}': parameters must describe a JSON object (type "object")`, param);
+      if (parameters.type !== undefined && parameters.type !== 'object')
+        throw badRequest(`Invalid value for '${param}': parameters must describe a JSON object (type "object")`, param);
       checkJsonSchema(parameters, param);
     }
     return { name, description: description ?? '', parameters: parameters ?? EMPTY_PARAMETERS };
@@ -62,7 +65,8 @@ export function planTools(body: ToolFields, tokenizer: Tokenizer): ToolPlan {
   const tools = body.tools && body.tools.length > 0 ? body.tools : undefined;
   const choice = body.tool_choice ?? (tools ? 'auto' : 'none');
   if (!tools) {
-    if (choice !== 'none' && choice !== 'auto') throw badRequest("Invalid value for 'tool_choice': a tool must be required or named only when 'tools' lists tools", 'tool_choice');
+    if (choice !== 'none' && choice !== 'auto')
+      throw badRequest("Invalid value for 'tool_choice': a tool must be required or named only when 'tools' lists tools", 'tool_choice');
     return { tools: undefined, grammar: responseFormatGrammar(body.response_format), toolCallTokenId: undefined };
   }
   const controls = toolControlIds(tokenizer);
@@ -70,12 +74,16 @@ export function planTools(body: ToolFields, tokenizer: Tokenizer): ToolPlan {
   const definitions = toolDefinitions(tools);
   if (choice === 'none') return { tools: undefined, grammar: responseFormatGrammar(body.response_format), toolCallTokenId: undefined };
   if (body.response_format && body.response_format.type !== 'text') {
-    throw badRequest("Invalid value for 'response_format': json_object and json_schema cannot be combined with tools unless tool_choice is \"none\"", 'response_format');
+    throw badRequest(
+      'Invalid value for \'response_format\': json_object and json_schema cannot be combined with tools unless tool_choice is "none"',
+      'response_format',
+    );
   }
   let offered = definitions;
   if (typeof choice === 'object') {
     offered = definitions.filter((tool) => tool.name === choice.function.name);
-    if (offered.length === 0) throw badRequest(`Invalid value for 'tool_choice': the function '${choice.function.name.slice(0, 64)}' is not in 'tools'`, 'tool_choice');
+    if (offered.length === 0)
+      throw badRequest(`Invalid value for 'tool_choice': the function '${choice.function.name.slice(0, 64)}' is not in 'tools'`, 'tool_choice');
   }
   const grammar: GrammarSpec = {
     type: 'tool_calls',

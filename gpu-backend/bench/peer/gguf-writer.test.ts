@@ -36,17 +36,23 @@ function parseGguf(bytes: Buffer) {
   };
   const value = (type: number): unknown => {
     switch (type) {
-      case 4: return u32();
-      case 5: return ((at += 4), bytes.readInt32LE(at - 4));
-      case 6: return ((at += 4), bytes.readFloatLE(at - 4));
-      case 7: return bytes[at++] === 1;
-      case 8: return str();
+      case 4:
+        return u32();
+      case 5:
+        return ((at += 4), bytes.readInt32LE(at - 4));
+      case 6:
+        return ((at += 4), bytes.readFloatLE(at - 4));
+      case 7:
+        return bytes[at++] === 1;
+      case 8:
+        return str();
       case 9: {
         const elementType = u32();
         const count = u64();
         return Array.from({ length: count }, () => value(elementType));
       }
-      default: throw new Error(`unexpected value type ${type}`);
+      default:
+        throw new Error(`unexpected value type ${type}`);
     }
   };
   const magic = bytes.toString('latin1', 0, 4);
@@ -175,7 +181,9 @@ describe('writeGguf', () => {
   });
 
   it('refuses a tensor whose values do not fill its dims', async () => {
-    await expect(writeGguf(join(dir, 'bad.gguf'), {}, [{ name: 'w', dims: [32, 2], type: 'Q4_0', data: () => new Float32Array(32) }])).rejects.toThrow(/w: dims 32x2 need 64 values, got 32/);
+    await expect(writeGguf(join(dir, 'bad.gguf'), {}, [{ name: 'w', dims: [32, 2], type: 'Q4_0', data: () => new Float32Array(32) }])).rejects.toThrow(
+      /w: dims 32x2 need 64 values, got 32/,
+    );
   });
 });
 

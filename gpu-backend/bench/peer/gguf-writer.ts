@@ -143,14 +143,22 @@ function writeMetadataValue(out: HeaderBytes, entry: GgufMetadataValue): void {
     for (let i = 0; i < count; i++) each(i);
   };
   switch (entry.type) {
-    case 'u32': return (out.u32(T.UINT32), out.u32(entry.value));
-    case 'i32': return (out.u32(T.INT32), out.i32(entry.value));
-    case 'f32': return (out.u32(T.FLOAT32), out.f32(entry.value));
-    case 'bool': return (out.u32(T.BOOL), out.u8(entry.value ? 1 : 0));
-    case 'string': return (out.u32(T.STRING), out.string(entry.value));
-    case 'string[]': return array(T.STRING, entry.value.length, (i) => out.string((entry.value as string[])[i]));
-    case 'f32[]': return array(T.FLOAT32, entry.value.length, (i) => out.f32(entry.value[i]));
-    case 'i32[]': return array(T.INT32, entry.value.length, (i) => out.i32(entry.value[i]));
+    case 'u32':
+      return (out.u32(T.UINT32), out.u32(entry.value));
+    case 'i32':
+      return (out.u32(T.INT32), out.i32(entry.value));
+    case 'f32':
+      return (out.u32(T.FLOAT32), out.f32(entry.value));
+    case 'bool':
+      return (out.u32(T.BOOL), out.u8(entry.value ? 1 : 0));
+    case 'string':
+      return (out.u32(T.STRING), out.string(entry.value));
+    case 'string[]':
+      return array(T.STRING, entry.value.length, (i) => out.string((entry.value as string[])[i]));
+    case 'f32[]':
+      return array(T.FLOAT32, entry.value.length, (i) => out.f32(entry.value[i]));
+    case 'i32[]':
+      return array(T.INT32, entry.value.length, (i) => out.i32(entry.value[i]));
   }
 }
 
@@ -189,7 +197,8 @@ export async function writeGguf(path: string, metadata: Record<string, GgufMetad
       const count = tensor.dims.reduce((a, b) => a * b, 1);
       if (values.length !== count) throw new Error(`${tensor.name}: dims ${tensor.dims.join('x')} need ${count} values, got ${values.length}`);
       const bytes = encodeTensor(values, tensor.type);
-      for (let done = 0; done < bytes.length; ) done += (await file.write(bytes, done, Math.min(bytes.length - done, 1 << 30), dataStart + offsets[i] + done)).bytesWritten;
+      for (let done = 0; done < bytes.length; )
+        done += (await file.write(bytes, done, Math.min(bytes.length - done, 1 << 30), dataStart + offsets[i] + done)).bytesWritten;
     }
     // The last tensor may end unaligned; llama.cpp accepts that, but pad so the file size is a multiple too.
     const end = dataStart + align(dataSize);

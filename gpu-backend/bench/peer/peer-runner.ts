@@ -82,7 +82,9 @@ async function loadLlama(ggufPath: string, threads: number, slots: number, conte
   const context = await model.createContext({ contextSize: contextLength, sequences: slots, threads, batchSize: 512 });
   const sequences = Array.from({ length: slots }, () => context.getSequence());
   const next = async (slot: number, tokenIds: number[]): Promise<number> => {
-    const input = tokenIds.map((id: number, i: number) => (i === tokenIds.length - 1 ? [id, { generateNext: { token: true, options: { temperature: 0 } } }] : id));
+    const input = tokenIds.map((id: number, i: number) =>
+      i === tokenIds.length - 1 ? [id, { generateNext: { token: true, options: { temperature: 0 } } }] : id,
+    );
     const results = await sequences[slot].controlledEvaluate(input);
     return results.at(-1).next.token;
   };
@@ -158,7 +160,13 @@ async function main(): Promise<void> {
   const long = await decode(longContext, [0]);
   result.prefillLong = long.prefillRate;
   result.decodeLong = long.rate;
-  for (const batch of batches) result[`aggregate${batch}`] = (await decode(128, Array.from({ length: batch }, (_, i) => i))).rate;
+  for (const batch of batches)
+    result[`aggregate${batch}`] = (
+      await decode(
+        128,
+        Array.from({ length: batch }, (_, i) => i),
+      )
+    ).rate;
   result.peakRssMiB = process.resourceUsage().maxRSS / 1024;
   const cpu = process.cpuUsage(); // since the process started: imports and load included
   result.cpuSeconds = (cpu.user + cpu.system) / 1e6;

@@ -63,7 +63,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     throw new UsageError((error as Error).message);
   }
   if (!values.model) throw new UsageError('--model DIR is required');
-  if (values.prompt !== undefined) throw new UsageError('--prompt (text) needs a tokenizer: run it as `npm run generate`, which tokenizes with the model folder\'s tokenizer');
+  if (values.prompt !== undefined)
+    throw new UsageError("--prompt (text) needs a tokenizer: run it as `npm run generate`, which tokenizes with the model folder's tokenizer");
   if (!values['prompt-ids']) throw new UsageError('--prompt-ids is required (comma-separated token ids)');
   const promptIds = values['prompt-ids'].split(',').map((part) => {
     if (!/^\s*\d+\s*$/.test(part)) throw new UsageError(`--prompt-ids must be comma-separated non-negative integers, got "${part}"`);
@@ -76,7 +77,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   const dtype = values.dtype ?? 'fp32';
   if (dtype !== 'fp32' && dtype !== 'fp16' && dtype !== 'int4') throw new UsageError(`--dtype must be fp32, fp16 or int4, got "${dtype}"`);
   const kvCacheDtype = values['kv-cache-dtype'] ?? 'auto';
-  if (kvCacheDtype !== 'auto' && kvCacheDtype !== 'fp32' && kvCacheDtype !== 'fp16') throw new UsageError(`--kv-cache-dtype must be auto, fp32 or fp16, got "${kvCacheDtype}"`);
+  if (kvCacheDtype !== 'auto' && kvCacheDtype !== 'fp32' && kvCacheDtype !== 'fp16')
+    throw new UsageError(`--kv-cache-dtype must be auto, fp32 or fp16, got "${kvCacheDtype}"`);
   const cache = values['onnx-cache'];
   return {
     modelDir: values.model,

@@ -43,7 +43,20 @@ describe('generate CLI', () => {
     });
     const promptIds = [1, 461, 401, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160];
     const [ok, badFile] = await Promise.all([
-      runCli(['--model', FIXTURE, '--prompt-ids', promptIds.join(','), '--max-new-tokens', '40', '--temperature', '0', '--ignore-eos', '--chunk-size', '5', '--json']),
+      runCli([
+        '--model',
+        FIXTURE,
+        '--prompt-ids',
+        promptIds.join(','),
+        '--max-new-tokens',
+        '40',
+        '--temperature',
+        '0',
+        '--ignore-eos',
+        '--chunk-size',
+        '5',
+        '--json',
+      ]),
       runCli(['--model', truncated, '--prompt-ids', '1,2', '--json']),
     ]);
     const reference = await ReferenceModel.load(FIXTURE);

@@ -41,7 +41,10 @@ async function folderWith(name: string, tensors: Map<string, { shape: number[]; 
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  await writeSafetensors(join(dir, 'model.safetensors'), [...tensors].map(([n, t]) => ({ name: n, shape: t.shape, dtype: 'F32' as const, data: t.values })));
+  await writeSafetensors(
+    join(dir, 'model.safetensors'),
+    [...tensors].map(([n, t]) => ({ name: n, shape: t.shape, dtype: 'F32' as const, data: t.values })),
+  );
   return dir;
 }
 
@@ -80,7 +83,10 @@ describe('Checkpoint', () => {
     const weightMap: Record<string, string> = {};
     for (const [i, shard] of shards.entries()) {
       const file = `model-0000${i + 1}-of-00002.safetensors`;
-      await writeSafetensors(join(dir, file), shard.map((n) => ({ name: n, shape: tinyTensors.get(n)!.shape, dtype: 'F32' as const, data: tinyTensors.get(n)!.values })));
+      await writeSafetensors(
+        join(dir, file),
+        shard.map((n) => ({ name: n, shape: tinyTensors.get(n)!.shape, dtype: 'F32' as const, data: tinyTensors.get(n)!.values })),
+      );
       for (const n of shard) weightMap[n] = file;
     }
     writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
@@ -129,7 +135,9 @@ describe('Checkpoint', () => {
   it('names the missing tensor', async () => {
     const tensors = new Map(tinyTensors);
     tensors.delete('model.layers.1.self_attn.v_proj.weight');
-    expect(await openError(await folderWith('missing-tensor', tensors))).toContain('missing tensor "model.layers.1.self_attn.v_proj.weight" (expected shape [16, 32])');
+    expect(await openError(await folderWith('missing-tensor', tensors))).toContain(
+      'missing tensor "model.layers.1.self_attn.v_proj.weight" (expected shape [16, 32])',
+    );
   });
 
   it('names the tensor, the actual and the implied shape when config.json disagrees', async () => {
@@ -169,7 +177,10 @@ describe('Checkpoint', () => {
   it('refuses a tensor present in two shards', async () => {
     const dir = await folderWith('duplicate', tinyTensors);
     await writeSafetensors(join(dir, 'extra.safetensors'), [{ name: 'model.norm.weight', shape: [32], dtype: 'F32', data: new Float32Array(32) }]);
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.norm.weight': 'extra.safetensors', 'lm_head.weight': 'model.safetensors' } }));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { 'model.norm.weight': 'extra.safetensors', 'lm_head.weight': 'model.safetensors' } }),
+    );
     expect(await openError(dir)).toContain('"model.norm.weight" is in both');
   });
 

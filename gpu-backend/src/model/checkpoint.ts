@@ -114,9 +114,7 @@ export class Checkpoint {
       if (!owner) throw new CheckpointError(`checkpoint folder ${this.dir}: missing tensor "${spec.name}" (expected shape [${spec.shape.join(', ')}])`);
       const { shape, dtype } = owner.info(spec.name);
       if (shape.length !== spec.shape.length || shape.some((dim, i) => dim !== spec.shape[i])) {
-        throw new CheckpointError(
-          `${owner.path}: tensor "${spec.name}" has shape [${shape.join(', ')}], config.json implies [${spec.shape.join(', ')}]`,
-        );
+        throw new CheckpointError(`${owner.path}: tensor "${spec.name}" has shape [${shape.join(', ')}], config.json implies [${spec.shape.join(', ')}]`);
       }
       if (!(FLOAT_DTYPES as readonly string[]).includes(dtype)) {
         throw new CheckpointError(`${owner.path}: tensor "${spec.name}" has unsupported dtype ${dtype} (expected one of ${FLOAT_DTYPES.join(', ')})`);

@@ -36,9 +36,20 @@ describe('default model', () => {
   it('has the documented shape and passes checkpoint validation', async () => {
     const checkpoint = await Checkpoint.open(first);
     expect(checkpoint.config).toMatchObject({
-      vocabSize: 32000, hiddenSize: 256, layerCount: 4, queryHeadCount: 8, keyValueHeadCount: 2, headDim: 32,
-      intermediateSize: 768, slidingWindow: 128, maxPositions: 4096, ropeTheta: 10000, rmsNormEps: 1e-5,
-      bosTokenId: 1, eosTokenId: 2, tieWordEmbeddings: false,
+      vocabSize: 32000,
+      hiddenSize: 256,
+      layerCount: 4,
+      queryHeadCount: 8,
+      keyValueHeadCount: 2,
+      headDim: 32,
+      intermediateSize: 768,
+      slidingWindow: 128,
+      maxPositions: 4096,
+      ropeTheta: 10000,
+      rmsNormEps: 1e-5,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      tieWordEmbeddings: false,
     });
     expect(checkpoint.tensorDtype('lm_head.weight')).toBe('F32');
     const embedding = await checkpoint.readFloat32('model.embed_tokens.weight');
@@ -95,7 +106,8 @@ describe('ensureRandomModel', () => {
     await ensureRandomModel(dir, tiny, 4, { dtype: 'BF16' });
     expect(statSync(weights).size).toBeLessThan(expected.byteLength);
     await writeSafetensors(weights, [{ name: 'x', shape: [1], dtype: 'F32', data: new Float32Array(1) }], {
-      generator: 'mistral-edge-serve writeRandomModel v1', seed: '4',
+      generator: 'mistral-edge-serve writeRandomModel v1',
+      seed: '4',
     });
     await ensureRandomModel(dir, tiny, 4);
     expect(readFileSync(weights).equals(expected)).toBe(true);
@@ -111,10 +123,22 @@ describe('ensureRandomModel', () => {
 
 describe('writeRandomModel', () => {
   it('writes any Mistral config: GQA ratios, head sizes, with and without a window', async () => {
-    for (const [ratio, headDim, window] of [[1, 8, null], [2, 16, 4], [4, 32, null], [2, 64, 8]] as const) {
+    for (const [ratio, headDim, window] of [
+      [1, 8, null],
+      [2, 16, 4],
+      [4, 32, null],
+      [2, 64, 8],
+    ] as const) {
       const hf = {
-        ...DEFAULT_MODEL_CONFIG, vocab_size: 50, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2,
-        num_attention_heads: 4, num_key_value_heads: 4 / ratio, head_dim: headDim, sliding_window: window,
+        ...DEFAULT_MODEL_CONFIG,
+        vocab_size: 50,
+        hidden_size: 24,
+        intermediate_size: 40,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 4 / ratio,
+        head_dim: headDim,
+        sliding_window: window,
       };
       const dir = await writeRandomModel(join(root, `random-${ratio}-${headDim}`), hf, 3);
       const checkpoint = await Checkpoint.open(dir);
@@ -134,7 +158,8 @@ describe('writeRandomModel', () => {
   it('the benchmark config maps to ~125M parameters', () => {
     const config = configFromHuggingFace(BENCH_125M_CONFIG);
     const { vocabSize, hiddenSize, intermediateSize, layerCount, queryHeadCount, keyValueHeadCount, headDim } = config;
-    const perLayer = 2 * hiddenSize + 2 * hiddenSize * queryHeadCount * headDim + 2 * hiddenSize * keyValueHeadCount * headDim + 3 * hiddenSize * intermediateSize;
+    const perLayer =
+      2 * hiddenSize + 2 * hiddenSize * queryHeadCount * headDim + 2 * hiddenSize * keyValueHeadCount * headDim + 3 * hiddenSize * intermediateSize;
     const parameters = 2 * vocabSize * hiddenSize + layerCount * perLayer + hiddenSize;
     expect(parameters).toBeGreaterThan(115e6);
     expect(parameters).toBeLessThan(135e6);

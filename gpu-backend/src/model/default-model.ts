@@ -85,12 +85,7 @@ export function randomModelWeights(config: ModelConfig, seed: number): Map<strin
  * Replaces any config.json and model.safetensors already there. Files are written under temporary names and
  * renamed, config.json last, so a crash never leaves a folder that opens as complete. Returns the absolute path.
  */
-export async function writeRandomModel(
-  dir: string,
-  hfConfig: Record<string, unknown>,
-  seed: number,
-  opts: { dtype?: FloatDtype } = {},
-): Promise<string> {
+export async function writeRandomModel(dir: string, hfConfig: Record<string, unknown>, seed: number, opts: { dtype?: FloatDtype } = {}): Promise<string> {
   const dtype = opts.dtype ?? 'F32';
   const json = configJson(hfConfig, dtype);
   const config = configFromHuggingFace(json);
@@ -156,12 +151,7 @@ async function inspectFolder(folder: string, expectedConfig: Record<string, unkn
  * Generates when the folder is missing, incomplete or holds another generated model; refuses to overwrite
  * weights that writeRandomModel did not write. Returns the folder's absolute path.
  */
-export async function ensureRandomModel(
-  dir: string,
-  hfConfig: Record<string, unknown>,
-  seed: number,
-  opts: { dtype?: FloatDtype } = {},
-): Promise<string> {
+export async function ensureRandomModel(dir: string, hfConfig: Record<string, unknown>, seed: number, opts: { dtype?: FloatDtype } = {}): Promise<string> {
   const folder = resolve(dir);
   const state = await inspectFolder(folder, configJson(hfConfig, opts.dtype ?? 'F32'), seed);
   if (state === 'complete') return folder;

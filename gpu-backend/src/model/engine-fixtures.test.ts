@@ -31,7 +31,15 @@ describe('stories260k fixtures', () => {
     it(`${folder}: 100 greedy tokens after a 41-token prompt match the reference (chunk ${chunkSize ?? 'default'})`, async () => {
       const modelDir = path.join(FIXTURES, folder);
       const reference = await ReferenceModel.load(modelDir);
-      const engine = await Engine.load({ modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 2, chunkSize, onnxCacheDir: null });
+      const engine = await Engine.load({
+        modelDir,
+        dtype: 'fp32',
+        executionProvider: 'cpu',
+        intraOpThreads: 1,
+        maxSequences: 2,
+        chunkSize,
+        onnxCacheDir: null,
+      });
       expect(engine.attention).toBe('unfused');
       const expected = reference.greedy(PROMPT, 100, { ignoreEos: true });
       expect(await engineGreedy(engine, PROMPT, 100)).toEqual(expected);

@@ -25,7 +25,11 @@ async function makeEngine(config: ModelConfig, weights: Map<string, Float32Array
 const promptOf = (length: number, vocabSize: number, salt = 0) => Array.from({ length }, (_, i) => (i * 7 + 3 + salt * 13) % vocabSize);
 
 /** Prefill 9 tokens (chunks of 4), then decode 6: every logits row against the reference. */
-async function maxErrorAgainstReference(config: ModelConfig, options: Partial<EngineLoadOptions> = {}, seed = 11): Promise<{ error: number; attention: AttentionKind }> {
+async function maxErrorAgainstReference(
+  config: ModelConfig,
+  options: Partial<EngineLoadOptions> = {},
+  seed = 11,
+): Promise<{ error: number; attention: AttentionKind }> {
   const weights = randomWeights(config, seed);
   const expected = ReferenceModel.fromWeights(config, weights).forward(promptOf(15, config.vocabSize));
   const engine = await makeEngine(config, weights, { chunkSize: 4, ...options });
@@ -131,12 +135,19 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
     const dequantized = new Map(weights);
     for (const [name, weight] of weights) {
       if (!/_proj\.weight$|^lm_head\.weight$/.test(name)) continue;
-      const inFeatures = name.includes('down_proj') ? config.intermediateSize : name.includes('o_proj') ? config.queryHeadCount * config.headDim : config.hiddenSize;
+      const inFeatures = name.includes('down_proj')
+        ? config.intermediateSize
+        : name.includes('o_proj')
+          ? config.queryHeadCount * config.headDim
+          : config.hiddenSize;
       const outFeatures = weight.length / inFeatures;
       dequantized.set(name, dequantizeInt4(quantizeInt4(weight, outFeatures, inFeatures), outFeatures, inFeatures));
     }
     const expected = ReferenceModel.fromWeights(config, dequantized).forward(promptOf(9, config.vocabSize))[8];
-    for (const [int4AccuracyLevel, bound] of [[0, 1e-4], [4, 0.05]]) {
+    for (const [int4AccuracyLevel, bound] of [
+      [0, 1e-4],
+      [4, 0.05],
+    ]) {
       const engine = await makeEngine(config, weights, { dtype: 'int4', int4AccuracyLevel });
       const [logits] = await engine.step([{ sequenceId: engine.createSequence(), tokenIds: promptOf(9, config.vocabSize) }]);
       expect(relativeError(logits, expected)).toBeLessThan(bound);
@@ -151,7 +162,11 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
       const dequantized = new Map(weights);
       for (const [name, weight] of weights) {
         if (!/_proj\.weight$|^lm_head\.weight$/.test(name)) continue;
-        const inFeatures = name.includes('down_proj') ? config.intermediateSize : name.includes('o_proj') ? config.queryHeadCount * config.headDim : config.hiddenSize;
+        const inFeatures = name.includes('down_proj')
+          ? config.intermediateSize
+          : name.includes('o_proj')
+            ? config.queryHeadCount * config.headDim
+            : config.hiddenSize;
         const outFeatures = weight.length / inFeatures;
         dequantized.set(name, dequantizeInt4(quantizeInt4(weight, outFeatures, inFeatures, int4BlockSize), outFeatures, inFeatures));
       }

@@ -104,21 +104,34 @@ export class Engine implements ModelEngine {
     if (resident && kvType !== kvCacheElementType(options.dtype)) {
       throw new EngineError(`kvCacheDtype ${options.kvCacheDtype} needs the host KV cache; the device-resident cache keeps the compute type`);
     }
-    const residentLoad =
-      resident
-        ? await ResidentKvCache.load(source, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, int4BlockSize, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
-        : null;
-    const prepared = residentLoad ?? await prepareOnnxModel(source, {
-      format: options.dtype,
-      attention,
-      int4AccuracyLevel,
-      int4BlockSize,
-      kvType,
-      cacheDir,
-      checkpointDir: options.modelDir,
-      externalDataThresholdBytes: options.externalDataThresholdBytes,
-    });
-    const session = 'model' in prepared ? await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads }) : prepared.resident.session;
+    const residentLoad = resident
+      ? await ResidentKvCache.load(source, {
+          executionProvider: options.executionProvider,
+          intraOpThreads: options.intraOpThreads,
+          format: options.dtype,
+          attention,
+          int4AccuracyLevel,
+          int4BlockSize,
+          workDir: cacheDir,
+          externalDataThresholdBytes: options.externalDataThresholdBytes,
+        })
+      : null;
+    const prepared =
+      residentLoad ??
+      (await prepareOnnxModel(source, {
+        format: options.dtype,
+        attention,
+        int4AccuracyLevel,
+        int4BlockSize,
+        kvType,
+        cacheDir,
+        checkpointDir: options.modelDir,
+        externalDataThresholdBytes: options.externalDataThresholdBytes,
+      }));
+    const session =
+      'model' in prepared
+        ? await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads })
+        : prepared.resident.session;
     const cacheOptions = {
       layerCount: residentLoad ? 0 : config.layerCount, // resident: the host cache only keeps lengths and rows
       keyValueHeadCount: config.keyValueHeadCount,
@@ -304,7 +317,9 @@ export class Engine implements ModelEngine {
     const bytes = KvCache.reservedBytes(this.cache.options);
     const size = bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
     const rows = `${this.cache.options.maxSequences} sequences x ${this.cache.slotsMax() / this.cache.options.maxSequences} slots`;
-    return this.cache.reserved ? `KV cache: ${size} reserved at start (${rows})` : `KV cache: grows on demand, up to ${size} (${rows}; ${this.reservationRequest === false ? 'reservation turned off' : 'over half the free memory, so not reserved'})`;
+    return this.cache.reserved
+      ? `KV cache: ${size} reserved at start (${rows})`
+      : `KV cache: grows on demand, up to ${size} (${rows}; ${this.reservationRequest === false ? 'reservation turned off' : 'over half the free memory, so not reserved'})`;
   }
 
   freeSequences(): number {

@@ -49,7 +49,7 @@ export function emitRotaryCaches(ctx: GraphContext): { cosCache: string; sinCach
   const sin = new Float32Array(maxPositions * half);
   for (let p = 0; p < maxPositions; p++) {
     for (let i = 0; i < half; i++) {
-      const angle = p * Math.pow(ropeTheta, (-2 * i) / headDim);
+      const angle = p * ropeTheta ** ((-2 * i) / headDim);
       cos[p * half + i] = Math.cos(angle);
       sin[p * half + i] = Math.sin(angle);
     }
@@ -74,14 +74,24 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
   const castsCache = inputs.cacheType !== ctx.computeType;
   const toCompute = { to: { i: ctx.computeType === 'float32' ? 1 : 10 } };
   const toCache = { to: { i: inputs.cacheType === 'float32' ? 1 : 10 } };
-  const [query, key, value] = g.node('Split', [qkv, g.int64([queryWidth, kvWidth, kvWidth])], { axis: { i: -1 } }, {
-    outputs: [`l${layer}.q`, `l${layer}.k`, castsCache ? `l${layer}.v` : `new_value.${layer}`],
-  });
+  const [query, key, value] = g.node(
+    'Split',
+    [qkv, g.int64([queryWidth, kvWidth, kvWidth])],
+    { axis: { i: -1 } },
+    {
+      outputs: [`l${layer}.q`, `l${layer}.k`, castsCache ? `l${layer}.v` : `new_value.${layer}`],
+    },
+  );
   const rotary = (input: string, heads: number, output: string) =>
-    g.node('RotaryEmbedding', [input, inputs.positionIds, inputs.cosCache, inputs.sinCache], { interleaved: { i: 0 }, num_heads: { i: heads } }, {
-      domain: 'com.microsoft',
-      outputs: [output],
-    })[0];
+    g.node(
+      'RotaryEmbedding',
+      [input, inputs.positionIds, inputs.cosCache, inputs.sinCache],
+      { interleaved: { i: 0 }, num_heads: { i: heads } },
+      {
+        domain: 'com.microsoft',
+        outputs: [output],
+      },
+    )[0];
   const rotatedQuery = rotary(query, queryHeadCount, `l${layer}.q_rot`);
   const rotatedKey = rotary(key, keyValueHeadCount, castsCache ? `l${layer}.k_rot` : `new_key.${layer}`);
   let pastKey = `past_key.${layer}`; // [batch, kvHeads, pastSlots, headDim]

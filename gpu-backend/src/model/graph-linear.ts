@@ -4,7 +4,7 @@
 import type { ModelConfig } from './config';
 import type { WeightFormat } from './engine-types';
 import { float32ToSixteenBit } from './float-bits';
-import { GraphBuilder, bytesOf } from './graph-builder';
+import { type GraphBuilder, bytesOf } from './graph-builder';
 import type { OnnxDataType } from './onnx-proto-writer';
 import { quantizeInt4 } from './quantize-int4';
 
@@ -33,14 +33,7 @@ export function emitVector(ctx: GraphContext, name: string, values: Float32Array
 }
 
 /** input [..., inFeatures] -> [..., outFeatures] for a Hugging Face weight [outFeatures, inFeatures]. */
-export function emitLinear(
-  ctx: GraphContext,
-  input: string,
-  name: string,
-  weight: Float32Array,
-  outFeatures: number,
-  inFeatures: number,
-): string {
+export function emitLinear(ctx: GraphContext, input: string, name: string, weight: Float32Array, outFeatures: number, inFeatures: number): string {
   if (weight.length !== outFeatures * inFeatures) {
     throw new Error(`${name}: expected ${outFeatures}x${inFeatures} weights, got ${weight.length} values`);
   }

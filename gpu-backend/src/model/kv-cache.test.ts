@@ -61,7 +61,11 @@ describe('KvCache', () => {
   it('release moves the last row into the hole; fork copies a row', () => {
     const kv = cache(null);
     const [a, b, c] = [kv.create(), kv.create(), kv.create()];
-    for (const [id, value] of [[a, 1], [b, 2], [c, 3]] as const) {
+    for (const [id, value] of [
+      [a, 1],
+      [b, 2],
+      [c, 3],
+    ] as const) {
       kv.write(id, 0, new Float32Array(4).fill(value), new Float32Array(4).fill(value), 0, 1, 1);
       kv.advance(id, 1);
     }
@@ -86,7 +90,15 @@ describe('KvCache', () => {
   });
 
   it('reserved mode allocates once and holds exactly what the growing cache holds through grow, shrink, fork and release', () => {
-    const options = { layerCount: 2, keyValueHeadCount: 4, headDim: 3, slidingWindow: null, maxSequences: 4, maxModelLen: 600, elementType: 'float32' } as const;
+    const options = {
+      layerCount: 2,
+      keyValueHeadCount: 4,
+      headDim: 3,
+      slidingWindow: null,
+      maxSequences: 4,
+      maxModelLen: 600,
+      elementType: 'float32',
+    } as const;
     const lazy = new KvCache(options);
     const reserved = new KvCache({ ...options, reserve: true });
     expect(reserved.reserved).toBe(true);

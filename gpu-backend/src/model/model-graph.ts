@@ -65,7 +65,14 @@ export async function buildModelGraph(
   const attention = options.attention ?? chooseAttention(headDim);
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
   const g = new GraphBuilder(external);
-  const ctx: GraphContext = { g, config, format: options.format, computeType, int4AccuracyLevel: options.int4AccuracyLevel ?? 0, int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE };
+  const ctx: GraphContext = {
+    g,
+    config,
+    format: options.format,
+    computeType,
+    int4AccuracyLevel: options.int4AccuracyLevel ?? 0,
+    int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE,
+  };
   const cacheType = options.kvType ?? computeType;
 
   const inputIds = g.input('input_ids', 'int64', ['batch', 'sequence']);
@@ -92,10 +99,15 @@ export async function buildModelGraph(
   const norm = (name: string, weight: Float32Array): string => {
     const gamma = emitVector(ctx, name, weight, [hiddenSize]);
     if (pending === null) return g.op('SimplifiedLayerNormalization', [residual, gamma], { axis: { i: -1 }, epsilon: { f: rmsNormEps } });
-    const [normed, , , sum] = g.node('SkipSimplifiedLayerNormalization', [pending, residual, gamma], { epsilon: { f: rmsNormEps } }, {
-      domain: 'com.microsoft',
-      outputs: 4,
-    });
+    const [normed, , , sum] = g.node(
+      'SkipSimplifiedLayerNormalization',
+      [pending, residual, gamma],
+      { epsilon: { f: rmsNormEps } },
+      {
+        domain: 'com.microsoft',
+        outputs: 4,
+      },
+    );
     residual = sum;
     return normed;
   };
@@ -103,7 +115,10 @@ export async function buildModelGraph(
   for (let layer = 0; layer < config.layerCount; layer++) {
     const prefix = `model.layers.${layer}`;
     const attentionIn = norm(`${prefix}.input_layernorm.weight`, await source.readFloat32(`${prefix}.input_layernorm.weight`));
-    const qkvWeight = await concatWeights(source, ['q', 'k', 'v'].map((p) => `${prefix}.self_attn.${p}_proj.weight`));
+    const qkvWeight = await concatWeights(
+      source,
+      ['q', 'k', 'v'].map((p) => `${prefix}.self_attn.${p}_proj.weight`),
+    );
     const qkvWidth = (queryHeadCount + 2 * keyValueHeadCount) * headDim;
     const qkv = emitLinear(ctx, attentionIn, `${prefix}.self_attn.qkv_proj`, qkvWeight, qkvWidth, hiddenSize);
     const context = emitAttention(ctx, attention, layer, qkv, attentionInputs);
@@ -111,7 +126,10 @@ export async function buildModelGraph(
     pending = emitLinear(ctx, context, `${prefix}.self_attn.o_proj`, oWeight, hiddenSize, queryHeadCount * headDim);
 
     const mlpIn = norm(`${prefix}.post_attention_layernorm.weight`, await source.readFloat32(`${prefix}.post_attention_layernorm.weight`));
-    const gateUpWeight = await concatWeights(source, ['gate', 'up'].map((p) => `${prefix}.mlp.${p}_proj.weight`));
+    const gateUpWeight = await concatWeights(
+      source,
+      ['gate', 'up'].map((p) => `${prefix}.mlp.${p}_proj.weight`),
+    );
     const gateUp = emitLinear(ctx, mlpIn, `${prefix}.mlp.gate_up_proj`, gateUpWeight, 2 * intermediateSize, hiddenSize);
     const [gate, up] = g.node('Split', [gateUp, g.int64([intermediateSize, intermediateSize])], { axis: { i: -1 } }, { outputs: 2 });
     const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]); // SwiGLU: silu(gate) * up
@@ -128,7 +146,13 @@ export async function buildModelGraph(
   const headName = config.tieWordEmbeddings || !source.has('lm_head.weight') ? 'model.embed_tokens.weight' : 'lm_head.weight';
   const logits = emitLinear(ctx, normed, 'lm_head', await source.readFloat32(headName), vocabSize, hiddenSize);
   onLayer?.(config.layerCount + 1, config.layerCount + 1);
-  g.nodes.push({ opType: computeType === 'float32' ? 'Identity' : 'Cast', name: 'logits', inputs: [logits], outputs: ['logits'], attributes: computeType === 'float32' ? {} : { to: { i: 1 } } });
+  g.nodes.push({
+    opType: computeType === 'float32' ? 'Identity' : 'Cast',
+    name: 'logits',
+    inputs: [logits],
+    outputs: ['logits'],
+    attributes: computeType === 'float32' ? {} : { to: { i: 1 } },
+  });
   g.output('logits', 'float32', ['rows', vocabSize]);
   for (let layer = 0; layer < config.layerCount; layer++) {
     g.output(`new_key.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);

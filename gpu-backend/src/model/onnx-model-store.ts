@@ -46,7 +46,10 @@ export interface PreparedModel {
 
 function estimatedWeightBytes(source: WeightSource, format: WeightFormat): number {
   const c = source.config;
-  const perLayer = c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim + c.queryHeadCount * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
+  const perLayer =
+    c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim +
+    c.queryHeadCount * c.headDim * c.hiddenSize +
+    3 * c.hiddenSize * c.intermediateSize;
   const linear = perLayer * c.layerCount + c.vocabSize * c.hiddenSize;
   const bytesPerWeight = format === 'fp32' ? 4 : format === 'fp16' ? 2 : 0.625;
   const embeddingBytes = c.vocabSize * c.hiddenSize * (format === 'fp16' ? 2 : 4);
@@ -82,7 +85,13 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
   const attention = options.attention ?? chooseAttention(source.config.headDim);
   const computeType = options.format === 'fp16' ? 'float16' : 'float32';
   const cacheType = options.kvType ?? computeType;
-  const graphOptions = { format: options.format, attention, int4AccuracyLevel: options.int4AccuracyLevel, int4BlockSize: options.int4BlockSize, kvType: cacheType };
+  const graphOptions = {
+    format: options.format,
+    attention,
+    int4AccuracyLevel: options.int4AccuracyLevel,
+    int4BlockSize: options.int4BlockSize,
+    kvType: cacheType,
+  };
   const external = estimatedWeightBytes(source, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
   if (options.cacheDir === null) {
     if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
@@ -100,7 +109,9 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
   const modelPath = path.join(folder, 'model.onnx');
   const weightBytes = estimatedWeightBytes(source, options.format);
   const showProgress = options.progress ?? weightBytes > PROGRESS_THRESHOLD;
-  const progress = showProgress ? new BuildProgress('model conversion', source.config.layerCount + 1, typeof showProgress === 'function' ? showProgress : undefined) : null;
+  const progress = showProgress
+    ? new BuildProgress('model conversion', source.config.layerCount + 1, typeof showProgress === 'function' ? showProgress : undefined)
+    : null;
   if (fs.existsSync(modelPath)) {
     progress?.line(`loading the cached ONNX graph from ${folder}`);
     return { model: modelPath, attention, computeType, cacheType, fromCache: true };
@@ -132,7 +143,8 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
       fs.rmSync(staging, { recursive: true, force: true });
     }
     for (const entry of fs.readdirSync(options.cacheDir)) {
-      if (entry.startsWith(family) && path.join(options.cacheDir, entry) !== folder) fs.rmSync(path.join(options.cacheDir, entry), { recursive: true, force: true });
+      if (entry.startsWith(family) && path.join(options.cacheDir, entry) !== folder)
+        fs.rmSync(path.join(options.cacheDir, entry), { recursive: true, force: true });
     }
   } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });

@@ -21,14 +21,7 @@ export interface OnnxTensor {
   external?: OnnxExternalData;
 }
 
-export type OnnxAttribute =
-  | { i: number }
-  | { f: number }
-  | { s: string }
-  | { ints: number[] }
-  | { floats: number[] }
-  | { t: OnnxTensor }
-  | { g: OnnxGraph };
+export type OnnxAttribute = { i: number } | { f: number } | { s: string } | { ints: number[] } | { floats: number[] } | { t: OnnxTensor } | { g: OnnxGraph };
 
 export interface OnnxNode {
   opType: string;
@@ -160,7 +153,11 @@ function writeTensor(w: ProtoWriter, tensor: OnnxTensor): void {
   w.string(8, tensor.name);
   if (tensor.external) {
     const { location, offset, length } = tensor.external;
-    const entries: [string, string][] = [['location', location], ['offset', String(offset)], ['length', String(length)]];
+    const entries: [string, string][] = [
+      ['location', location],
+      ['offset', String(offset)],
+      ['length', String(length)],
+    ];
     for (const [key, value] of entries) {
       w.message(13, (entry) => {
         entry.string(1, key);

@@ -22,7 +22,8 @@ export interface Int4Weight {
  * K that is not a multiple of the block is zero padded (padding quantizes to exactly 0).
  */
 export function quantizeInt4(weight: Float32Array, outFeatures: number, inFeatures: number, blockSize: number = INT4_BLOCK_SIZE): Int4Weight {
-  if (!(INT4_BLOCK_SIZES as readonly number[]).includes(blockSize)) throw new Error(`int4 block size must be one of ${INT4_BLOCK_SIZES.join(', ')}, got ${blockSize}`);
+  if (!(INT4_BLOCK_SIZES as readonly number[]).includes(blockSize))
+    throw new Error(`int4 block size must be one of ${INT4_BLOCK_SIZES.join(', ')}, got ${blockSize}`);
   const blockCount = Math.ceil(inFeatures / blockSize);
   const packed = new Uint8Array(outFeatures * blockCount * (blockSize / 2));
   const scales = new Float32Array(outFeatures * blockCount);

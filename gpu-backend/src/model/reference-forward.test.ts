@@ -13,8 +13,16 @@ const STORIES_GREEDY_PREFIX = [461, 461, 401, 401, 401, 461, 378, 455];
 
 function tinyConfig(overrides: Record<string, unknown>): ModelConfig {
   return configFromHuggingFace({
-    vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, sliding_window: null, rms_norm_eps: 1e-5, ...overrides,
+    vocab_size: 40,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+    sliding_window: null,
+    rms_norm_eps: 1e-5,
+    ...overrides,
   });
 }
 
@@ -128,7 +136,8 @@ describe('ReferenceModel on tiny random weights', () => {
       for (const name of [...weights.keys()].filter((n) => /[kv]_proj/.test(n))) {
         const source = weights.get(name)!; // [kvHeads * headDim, hidden]
         const target = new Float32Array(8 * rowWidth); // [queryHeads * headDim, hidden]
-        for (let head = 0; head < 8; head++) target.set(source.subarray(Math.floor(head / group) * rowWidth, (Math.floor(head / group) + 1) * rowWidth), head * rowWidth);
+        for (let head = 0; head < 8; head++)
+          target.set(source.subarray(Math.floor(head / group) * rowWidth, (Math.floor(head / group) + 1) * rowWidth), head * rowWidth);
         expanded.set(name, target);
       }
       const tokenIds = [1, 2, 3, 30, 20, 10];

@@ -168,7 +168,7 @@ export class ReferenceModel {
     const scale = 1 / Math.sqrt(headDim);
 
     // Embedding lookup.
-    let x = Float64Array.from(this.embedding.subarray(tokenId * hiddenSize, (tokenId + 1) * hiddenSize));
+    const x = Float64Array.from(this.embedding.subarray(tokenId * hiddenSize, (tokenId + 1) * hiddenSize));
     for (let layerIndex = 0; layerIndex < this.layers.length; layerIndex++) {
       const layer = this.layers[layerIndex];
       // Attention block: norm, project, rotate q and k, remember k and v.

@@ -44,7 +44,13 @@ export function addResidentCache(model: OnnxModel, config: ModelConfig): void {
       graph.inputs.push({ name: cache, dataType, shape: cacheShape });
       const rowsOfBatch = `resident.${kind}.${layer}.rows`; // [batch, kvHead, slots, headDim]
       nodes.push({ opType: 'Gather', name: `${rowsOfBatch}.gather`, inputs: [cache, 'cache_rows'], outputs: [rowsOfBatch], attributes: { axis: { i: 0 } } });
-      nodes.push({ opType: 'Gather', name: `resident.${kind}.${layer}.past`, inputs: [rowsOfBatch, 'cache_slots'], outputs: [`past_${kind}.${layer}`], attributes: { axis: { i: 2 } } });
+      nodes.push({
+        opType: 'Gather',
+        name: `resident.${kind}.${layer}.past`,
+        inputs: [rowsOfBatch, 'cache_slots'],
+        outputs: [`past_${kind}.${layer}`],
+        attributes: { axis: { i: 2 } },
+      });
       const newRows = `resident.${kind}.${layer}.new`; // [batch, sequence, kvHead, headDim]
       nodes.push({ opType: 'Reshape', name: `${newRows}.reshape`, inputs: [`new_${kind}.${layer}`, 'resident.new_shape'], outputs: [newRows], attributes: {} });
       const present = residentOutputName(kind, layer);
@@ -65,7 +71,8 @@ function replaceFusedMatMul(graph: OnnxGraph): void {
   graph.nodes = graph.nodes.flatMap((node) => {
     for (const attribute of Object.values(node.attributes ?? {})) if ('g' in attribute) replaceFusedMatMul(attribute.g);
     const attributeNames = Object.keys(node.attributes ?? {});
-    const onlyTransB = attributeNames.every((name) => name === 'transB') && node.attributes?.transB && 'i' in node.attributes.transB && node.attributes.transB.i === 1;
+    const onlyTransB =
+      attributeNames.every((name) => name === 'transB') && node.attributes?.transB && 'i' in node.attributes.transB && node.attributes.transB.i === 1;
     if (node.opType !== 'FusedMatMul' || !onlyTransB) return [node];
     const transposed = `${node.name ?? node.outputs[0]}.transposed_b`;
     return [
@@ -94,7 +101,13 @@ export function residentResizeGraph(config: ModelConfig, dataType: OnnxDataType)
       inputs.push({ name: cache, dataType, shape: ['old_rows', keyValueHeadCount, 'old_slots', headDim] } as never);
       const padded = `${cache}.padded`;
       nodes.push({ opType: 'Pad', name: `${cache}.pad`, inputs: [cache, 'pads'], outputs: [padded], attributes: {} });
-      nodes.push({ opType: 'Gather', name: `${cache}.rows`, inputs: [padded, 'row_sources'], outputs: [residentOutputName(kind, layer)], attributes: { axis: { i: 0 } } });
+      nodes.push({
+        opType: 'Gather',
+        name: `${cache}.rows`,
+        inputs: [padded, 'row_sources'],
+        outputs: [residentOutputName(kind, layer)],
+        attributes: { axis: { i: 0 } },
+      });
       outputs.push({ name: residentOutputName(kind, layer), dataType, shape: ['rows', keyValueHeadCount, 'slots', headDim] });
     }
   }

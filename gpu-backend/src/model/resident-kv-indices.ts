@@ -91,7 +91,14 @@ export class ResidentRowTable {
  * value gets its present allocated in the past's buffer (shared-buffer mode), which must then hold
  * every key of the run (valid past + new tokens).
  */
-export function residentIndices(plan: BatchPlan, cache: KvCache, table: ResidentRowTable, keyValueHeadCount: number, slotCount: number, minPastSlots = 0): ResidentIndices {
+export function residentIndices(
+  plan: BatchPlan,
+  cache: KvCache,
+  table: ResidentRowTable,
+  keyValueHeadCount: number,
+  slotCount: number,
+  minPastSlots = 0,
+): ResidentIndices {
   const { rows: planRows, sequenceLength: S } = plan;
   const B = planRows.length;
   const scratch = slotCount - 1;

@@ -54,8 +54,21 @@ describe('residentIndices', () => {
     const padded = residentIndices(prefill, cache, table, 2, cache.capacity + 1, 3 + 4); // room for GQA's shared present
     expect(Array.from(padded.slots, Number)).toEqual([1, 2, 0, scratch, scratch, scratch, scratch]);
     // Positions 4..7 -> slots 1, 2, 0, 1: only the newest 3 survive, the first goes to scratch.
-    expect(triples(writeIndex).filter((_, i) => i % 2 === 0).map((t) => t[2])).toEqual([scratch, 2, 0, 1]);
-    const decode: BatchPlan = { rows: [{ sequenceId: null, tokenIds: [0] }, { sequenceId: b, tokenIds: [3] }], sequenceLength: 1, firstRow: 0, timeOrdered: false, useGqa: false };
+    expect(
+      triples(writeIndex)
+        .filter((_, i) => i % 2 === 0)
+        .map((t) => t[2]),
+    ).toEqual([scratch, 2, 0, 1]);
+    const decode: BatchPlan = {
+      rows: [
+        { sequenceId: null, tokenIds: [0] },
+        { sequenceId: b, tokenIds: [3] },
+      ],
+      sequenceLength: 1,
+      firstRow: 0,
+      timeOrdered: false,
+      useGqa: false,
+    };
     const batch = residentIndices(decode, cache, table, 2, cache.capacity + 1);
     expect(Array.from(batch.rows, Number)).toEqual([1, 1]); // the filler reads the first real row
     expect(triples(batch.writeIndex).map((t) => t[2])).toEqual([scratch, scratch, 0, 0]);
@@ -91,8 +104,20 @@ describe('addResidentCache', () => {
     const config = tinyConfig({ layerCount: 3, slidingWindow: 8 });
     const { model } = await buildModelGraph(new MapWeightSource(config, randomModelWeights(config, 3)), { format: 'fp32' }, null);
     // A FusedMatMul inside an If branch, as the in-place attention path emits for fp32 (whatever the builder does today).
-    const branch = { name: 'branch', nodes: [{ opType: 'FusedMatMul', domain: 'com.microsoft', name: 'fm', inputs: ['a', 'b'], outputs: ['c'], attributes: { transB: { i: 1 } } }], initializers: [], inputs: [], outputs: [] };
-    model.graph.nodes.push({ opType: 'If', name: 'probe', inputs: ['cond'], outputs: ['d'], attributes: { then_branch: { g: branch }, else_branch: { g: { ...branch, nodes: [] } } } });
+    const branch = {
+      name: 'branch',
+      nodes: [{ opType: 'FusedMatMul', domain: 'com.microsoft', name: 'fm', inputs: ['a', 'b'], outputs: ['c'], attributes: { transB: { i: 1 } } }],
+      initializers: [],
+      inputs: [],
+      outputs: [],
+    };
+    model.graph.nodes.push({
+      opType: 'If',
+      name: 'probe',
+      inputs: ['cond'],
+      outputs: ['d'],
+      attributes: { then_branch: { g: branch }, else_branch: { g: { ...branch, nodes: [] } } },
+    });
     addResidentCache(model, config);
     expect(branch.nodes.map((node) => `${node.opType}(${node.inputs.join(',')})`)).toEqual(['Transpose(b)', 'MatMul(a,fm.transposed_b)']);
     const ops = opTypes(model.graph);
@@ -104,12 +129,21 @@ describe('addResidentCache', () => {
 });
 
 describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
-  const configOf = (headDim: number) => tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, layerCount: 2, queryHeadCount: 4, keyValueHeadCount: 2, headDim, slidingWindow: 8 });
+  const configOf = (headDim: number) =>
+    tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, layerCount: 2, queryHeadCount: 4, keyValueHeadCount: 2, headDim, slidingWindow: 8 });
   const config = configOf(16);
   const load = (residentKvCache: boolean, variant: { attention?: AttentionKind; gqaDecode?: boolean; headDim?: number } = {}) => {
     const modelConfig = configOf(variant.headDim ?? 16);
     const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 21));
-    const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 4, chunkSize: 5, onnxCacheDir: null };
+    const options = {
+      modelDir: 'resident',
+      dtype: 'fp32' as const,
+      executionProvider: 'cpu' as const,
+      intraOpThreads: 1,
+      maxSequences: 4,
+      chunkSize: 5,
+      onnxCacheDir: null,
+    };
     return Engine.fromWeights(source, { ...options, residentKvCache, attention: variant.attention, gqaDecode: variant.gqaDecode });
   };
 
@@ -125,8 +159,12 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
       const compare = (a: Float32Array[], b: Float32Array[]) => a.forEach((row, i) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - b[i][j])))));
       const engines = [host, resident];
       const ids = engines.map((e) => [e.createSequence(), e.createSequence()]);
-      const prompts = [[5, 9, 14, 3, 77, 41, 8, 2, 60, 11, 19, 23], [4, 4, 8]];
-      for (let p = 0; p < 2; p++) compare(await host.step([{ sequenceId: ids[0][p], tokenIds: prompts[p] }]), await resident.step([{ sequenceId: ids[1][p], tokenIds: prompts[p] }]));
+      const prompts = [
+        [5, 9, 14, 3, 77, 41, 8, 2, 60, 11, 19, 23],
+        [4, 4, 8],
+      ];
+      for (let p = 0; p < 2; p++)
+        compare(await host.step([{ sequenceId: ids[0][p], tokenIds: prompts[p] }]), await resident.step([{ sequenceId: ids[1][p], tokenIds: prompts[p] }]));
       for (let step = 0; step < 12; step++) {
         if (step === 3) ids.forEach((list, e) => list.push(engines[e].forkSequence(list[0])));
         if (step === 6) ids.forEach((list, e) => engines[e].releaseSequence(list.splice(1, 1)[0]));
@@ -146,7 +184,14 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
   it('loads a model whose weights go to an external data file (the 7B path), and removes the file after loading', async () => {
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'resident-test-'));
     const source = new MapWeightSource(config, randomModelWeights(config, 21));
-    const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 2, onnxCacheDir: workDir };
+    const options = {
+      modelDir: 'resident',
+      dtype: 'fp32' as const,
+      executionProvider: 'cpu' as const,
+      intraOpThreads: 1,
+      maxSequences: 2,
+      onnxCacheDir: workDir,
+    };
     const [inline, external] = await Promise.all([
       Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache: true }),
       Engine.fromWeights(source, { ...options, residentKvCache: true, externalDataThresholdBytes: 1 }),

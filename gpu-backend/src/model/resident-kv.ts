@@ -65,13 +65,25 @@ export class ResidentKvCache {
   }
 
   /** Builds the resident-cache graph for `source` and starts its sessions. */
-  static async load(source: WeightSource, options: ResidentLoadOptions): Promise<{ resident: ResidentKvCache; attention: AttentionKind; computeType: 'float32' | 'float16' }> {
+  static async load(
+    source: WeightSource,
+    options: ResidentLoadOptions,
+  ): Promise<{ resident: ResidentKvCache; attention: AttentionKind; computeType: 'float32' | 'float16' }> {
     const { config } = source;
-    const graphOptions = { format: options.format, attention: options.attention, int4AccuracyLevel: options.int4AccuracyLevel, int4BlockSize: options.int4BlockSize };
+    const graphOptions = {
+      format: options.format,
+      attention: options.attention,
+      int4AccuracyLevel: options.int4AccuracyLevel,
+      int4BlockSize: options.int4BlockSize,
+    };
     const onDevice = options.executionProvider === 'webgpu';
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
-    const sessionOptions = { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, deviceOutputs: onDevice ? presentNames : [] };
+    const sessionOptions = {
+      executionProvider: options.executionProvider,
+      intraOpThreads: options.intraOpThreads,
+      deviceOutputs: onDevice ? presentNames : [],
+    };
     // RESIDENT_KV_PROFILE=<prefix>: ONNX Runtime per-op profile of the model session, written when it is released.
     const profilePrefix = process.env.RESIDENT_KV_PROFILE || undefined;
     let model: Uint8Array | string;
@@ -98,7 +110,11 @@ export class ResidentKvCache {
     try {
       const session = await OrtSession.create(model, { ...sessionOptions, profilePrefix });
       const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, built.computeType))), sessionOptions);
-      return { resident: new ResidentKvCache(config, session, resize, built.computeType, built.attention), attention: built.attention, computeType: built.computeType };
+      return {
+        resident: new ResidentKvCache(config, session, resize, built.computeType, built.attention),
+        attention: built.attention,
+        computeType: built.computeType,
+      };
     } finally {
       if (folder) fs.rmSync(folder, { recursive: true, force: true });
     }
@@ -154,7 +170,9 @@ export class ResidentKvCache {
     let transferBytes = 0;
     for (const feed of Object.values(feeds)) transferBytes += feed.data.byteLength;
     const outputs = await this.session.runWithDevice({ ...feeds, ...Object.fromEntries(this.tensors) });
-    this.replaceTensors((name) => outputs.device[name.replace('cache_', 'present_')] ?? this.hostTensor(outputs.host[name.replace('cache_', 'present_')] as CacheArray));
+    this.replaceTensors(
+      (name) => outputs.device[name.replace('cache_', 'present_')] ?? this.hostTensor(outputs.host[name.replace('cache_', 'present_')] as CacheArray),
+    );
     const logitsData = outputs.host.logits as Float32Array;
     transferBytes += logitsData.byteLength;
 
@@ -183,11 +201,16 @@ export class ResidentKvCache {
     const slots = neededSlots <= this.slots ? this.slots : Math.min(slotLimit, Math.ceil(neededSlots / SLOT_STEP) * SLOT_STEP);
     const pads = BigInt64Array.from([0, 0, 0, 0, Math.max(0, rows - this.rows), 0, slots - this.slots, 0].map(BigInt));
     const rowSources = this.table.takeRowSources(rows);
-    const feeds: Record<string, CacheTensor> = { pads: { type: 'int64', data: pads, dims: [8] }, row_sources: { type: 'int64', data: rowSources, dims: [rows] } };
+    const feeds: Record<string, CacheTensor> = {
+      pads: { type: 'int64', data: pads, dims: [8] },
+      row_sources: { type: 'int64', data: rowSources, dims: [rows] },
+    };
     const outputs = await this.resize.runWithDevice({ ...feeds, ...Object.fromEntries(this.tensors) });
     this.rows = rows;
     this.slots = slots;
-    this.replaceTensors((name) => outputs.device[name.replace('cache_', 'present_')] ?? this.hostTensor(outputs.host[name.replace('cache_', 'present_')] as CacheArray));
+    this.replaceTensors(
+      (name) => outputs.device[name.replace('cache_', 'present_')] ?? this.hostTensor(outputs.host[name.replace('cache_', 'present_')] as CacheArray),
+    );
   }
 
   private newArray(slotsTimesRows: number): CacheArray {

@@ -2,12 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  bfloat16BitsToFloat32,
-  float16BitsToFloat32,
-  float32ToBfloat16Bits,
-  float32ToFloat16Bits,
-} from './float-bits';
+import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits } from './float-bits';
 import { SafetensorsFile, writeSafetensors } from './safetensors';
 
 const dir = mkdtempSync(join(tmpdir(), 'safetensors-test-'));
@@ -73,15 +68,27 @@ describe('SafetensorsFile', () => {
   it('reads a hand-made file with F32, F16 and BF16 tensors', async () => {
     const data = new Uint8Array([
       ...new Uint8Array(new Float32Array([1, -2.5]).buffer), // F32 [2]
-      0x00, 0x3c, 0x00, 0xc1, 0x01, 0x00, // F16 [3]: 1, -2.5, 2^-24
-      0x80, 0x3f, 0x20, 0xc0, // BF16 [2]: 1, -2.5
+      0x00,
+      0x3c,
+      0x00,
+      0xc1,
+      0x01,
+      0x00, // F16 [3]: 1, -2.5, 2^-24
+      0x80,
+      0x3f,
+      0x20,
+      0xc0, // BF16 [2]: 1, -2.5
     ]);
-    const path = handMade('mixed.safetensors', {
-      __metadata__: { format: 'pt' },
-      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
-      b: { dtype: 'F16', shape: [3], data_offsets: [8, 14] },
-      c: { dtype: 'BF16', shape: [1, 2], data_offsets: [14, 18] },
-    }, data);
+    const path = handMade(
+      'mixed.safetensors',
+      {
+        __metadata__: { format: 'pt' },
+        a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+        b: { dtype: 'F16', shape: [3], data_offsets: [8, 14] },
+        c: { dtype: 'BF16', shape: [1, 2], data_offsets: [14, 18] },
+      },
+      data,
+    );
     const file = await SafetensorsFile.open(path);
     expect(file.metadata).toEqual({ format: 'pt' });
     expect(file.tensorNames().sort()).toEqual(['a', 'b', 'c']);
@@ -117,8 +124,9 @@ describe('SafetensorsFile', () => {
   });
 
   it('rejects a data size that does not match the shape when writing', async () => {
-    await expect(writeSafetensors(join(dir, 'bad-write.safetensors'), [{ name: 'w', shape: [3], dtype: 'F32', data: new Float32Array(2) }]))
-      .rejects.toThrow('"w"');
+    await expect(writeSafetensors(join(dir, 'bad-write.safetensors'), [{ name: 'w', shape: [3], dtype: 'F32', data: new Float32Array(2) }])).rejects.toThrow(
+      '"w"',
+    );
   });
 
   it('reports a truncated file, naming the file and the tensor', async () => {
@@ -151,20 +159,27 @@ describe('SafetensorsFile', () => {
 
   it('reports shape/byte mismatches, overlaps, gaps and unknown dtypes by tensor name', async () => {
     const data = new Uint8Array(16);
-    expect(await openError(handMade('mismatch.safetensors', { w: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data)))
-      .toMatch(/"w".*16 bytes stored but shape \[3\] of F32 needs 12/);
-    expect(await openError(handMade('overlap.safetensors', {
-      a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] },
-      b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
-    }, data))).toContain('"b" overlaps');
-    expect(await openError(handMade('gap.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, data)))
-      .toContain('before tensor "a"');
-    expect(await openError(handMade('trailing.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data)))
-      .toContain('trailing');
-    expect(await openError(handMade('unknown.safetensors', { q: { dtype: 'Q4_K', shape: [16], data_offsets: [0, 16] } }, data)))
-      .toMatch(/"q".*unknown dtype "Q4_K"/);
-    expect(await openError(handMade('offsets.safetensors', { a: { dtype: 'F32', shape: [4], data_offsets: [16, 0] } }, data)))
-      .toContain('data_offsets');
+    expect(await openError(handMade('mismatch.safetensors', { w: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data))).toMatch(
+      /"w".*16 bytes stored but shape \[3\] of F32 needs 12/,
+    );
+    expect(
+      await openError(
+        handMade(
+          'overlap.safetensors',
+          {
+            a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] },
+            b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+          },
+          data,
+        ),
+      ),
+    ).toContain('"b" overlaps');
+    expect(await openError(handMade('gap.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, data))).toContain('before tensor "a"');
+    expect(await openError(handMade('trailing.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data))).toContain('trailing');
+    expect(await openError(handMade('unknown.safetensors', { q: { dtype: 'Q4_K', shape: [16], data_offsets: [0, 16] } }, data))).toMatch(
+      /"q".*unknown dtype "Q4_K"/,
+    );
+    expect(await openError(handMade('offsets.safetensors', { a: { dtype: 'F32', shape: [4], data_offsets: [16, 0] } }, data))).toContain('data_offsets');
   });
 
   it('opens a file with an I8 tensor but refuses to read it as floats, naming the tensor and dtype', async () => {

@@ -6,8 +6,21 @@ import { float32ToSixteenBit, sixteenBitToFloat32 } from './float-bits';
 
 /** Every dtype the format defines, with its size in bytes; only the float ones can be read as numbers here. */
 const DTYPE_BYTES: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
 };
 
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
@@ -246,7 +259,9 @@ export async function writeSafetensors(path: string, tensors: TensorToWrite[], m
       const data = typeof tensor.data === 'function' ? tensor.data() : tensor.data;
       const bytes = tensorBytes(tensor, data);
       if (bytes.byteLength !== sizes[i]) {
-        throw new SafetensorsError(`${path}: tensor "${tensor.name}" data has ${bytes.byteLength} bytes, shape [${tensor.shape.join(', ')}] of ${tensor.dtype} needs ${sizes[i]}`);
+        throw new SafetensorsError(
+          `${path}: tensor "${tensor.name}" data has ${bytes.byteLength} bytes, shape [${tensor.shape.join(', ')}] of ${tensor.dtype} needs ${sizes[i]}`,
+        );
       }
       await writeAll(bytes);
     }

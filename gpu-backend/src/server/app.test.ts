@@ -61,9 +61,11 @@ describe('backend app: validation and auth', () => {
     const steps = engine.stepLog.length;
     const tooLong = await app.request(generate({ requestId: 'r', tokenIds: Array(100).fill(5), sampling: { maxTokens: 29 } }));
     expect(tooLong.status).toBe(400);
-    expect((await errorOf(tooLong))).toMatchObject({ code: 'context_length_exceeded', param: 'sampling.maxTokens' });
+    expect(await errorOf(tooLong)).toMatchObject({ code: 'context_length_exceeded', param: 'sampling.maxTokens' });
     expect(engine.stepLog.length).toBe(steps);
-    const fits = await app.request(generate({ requestId: 'r', tokenIds: Array(100).fill(5), sampling: { maxTokens: 28, temperature: 0, ignoreEos: true, futureKnob: 1 }, extra: { a: 1 } }));
+    const fits = await app.request(
+      generate({ requestId: 'r', tokenIds: Array(100).fill(5), sampling: { maxTokens: 28, temperature: 0, ignoreEos: true, futureKnob: 1 }, extra: { a: 1 } }),
+    );
     expect(fits.status).toBe(200);
     expect(((await fits.json()) as GenerateResponse).usage.completionTokens).toBe(28);
     const bad = await app.request(new Request('http://backend/v1/generate', { method: 'POST', body: '{nope' }));
@@ -100,7 +102,14 @@ describe('backend app: validation and auth', () => {
     expect((await app.request('/health')).status).toBe(200);
     await client.whenReady();
     expect((await app.request('/ready')).status).toBe(200);
-    expect(await (await app.request('/v1/model')).json()).toEqual({ modelId: 'fake-mistral', vocabSize: VOCAB, maxModelLen: MAX_MODEL_LEN, slidingWindow: null, bosTokenId: 1, eosTokenId: 2 });
+    expect(await (await app.request('/v1/model')).json()).toEqual({
+      modelId: 'fake-mistral',
+      vocabSize: VOCAB,
+      maxModelLen: MAX_MODEL_LEN,
+      slidingWindow: null,
+      bosTokenId: 1,
+      eosTokenId: 2,
+    });
   });
 });
 
@@ -120,7 +129,9 @@ describe('backend app: generation', () => {
     expect(first.event === 'token' && first.data.logprobs![0].top.length).toBe(2);
     expect(events[6]).toEqual({ event: 'end', data: { usage: { promptTokens: 4, completionTokens: 5, cachedTokens: 0 } } });
 
-    const json = (await (await app.request(generate({ requestId: 'b', tokenIds: prompt, sampling: { ...sampling, n: 2 }, stream: false }))).json()) as GenerateResponse;
+    const json = (await (
+      await app.request(generate({ requestId: 'b', tokenIds: prompt, sampling: { ...sampling, n: 2 }, stream: false }))
+    ).json()) as GenerateResponse;
     expect(json.requestId).toBe('b');
     expect(json.choices.map((choice) => choice.tokenIds)).toEqual([ids, ids]);
     expect(json.choices.map((choice) => choice.finishReason)).toEqual(['length', 'length']);
@@ -177,7 +188,9 @@ describe('backend app: generation', () => {
     expect(client.metrics.render()).toContain('backend_requests_total{outcome="abort"} 2');
 
     const controller = new AbortController();
-    const pending = app.request(generate({ requestId: 'json', tokenIds: [1, 5], sampling: { maxTokens: 100, ignoreEos: true } }, { signal: controller.signal }));
+    const pending = app.request(
+      generate({ requestId: 'json', tokenIds: [1, 5], sampling: { maxTokens: 100, ignoreEos: true } }, { signal: controller.signal }),
+    );
     controller.abort();
     const json = (await (await pending).json()) as GenerateResponse;
     expect(json.choices[0].finishReason).toBe('abort');
@@ -212,7 +225,8 @@ function parsePrometheus(text: string): Map<string, number> {
       continue;
     }
     if (line.startsWith('# HELP ')) continue;
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+    const sample =
+      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
     if (!sample) throw new Error(`not a Prometheus sample: ${line}`);
     const family = sample[1].replace(/_(bucket|sum|count)$/, '');
     if (!types.has(sample[1]) && types.get(family) !== 'histogram') throw new Error(`sample before its # TYPE: ${line}`);
@@ -229,7 +243,11 @@ describe('backend app: one onError for every refusal', () => {
       [await app.request('/v1/model'), 401, 'invalid_api_key'],
       [await app.request(generate({ requestId: 'r', tokenIds: [] }, { headers: auth })), 400, 'invalid_request'],
       [await app.request(new Request('http://backend/v1/generate', { method: 'POST', body: '{', headers: auth })), 400, 'invalid_request'],
-      [await app.request(generate({ requestId: 'r', tokenIds: [1], sampling: { maxTokens: MAX_MODEL_LEN } }, { headers: auth })), 400, 'context_length_exceeded'],
+      [
+        await app.request(generate({ requestId: 'r', tokenIds: [1], sampling: { maxTokens: MAX_MODEL_LEN } }, { headers: auth })),
+        400,
+        'context_length_exceeded',
+      ],
       [await app.request('/nowhere', { headers: auth }), 404, 'not_found'],
     ] as const;
     for (const [response, status, code] of refusals) {
@@ -267,7 +285,15 @@ describe('backend app: metrics', () => {
     expect(samples.get('backend_time_to_first_token_seconds_count')).toBe(1);
     expect(samples.get('backend_inter_token_latency_seconds_count')).toBe(2);
     expect(samples.get('backend_inter_token_latency_seconds_bucket{le="+Inf"}')).toBe(2);
-    for (const name of ['backend_kv_slots_used', 'backend_kv_slots_free', 'backend_batch_size', 'backend_running_sequences', 'backend_waiting_requests', 'backend_prefix_cache_hits_total', 'backend_prefix_cache_misses_total']) {
+    for (const name of [
+      'backend_kv_slots_used',
+      'backend_kv_slots_free',
+      'backend_batch_size',
+      'backend_running_sequences',
+      'backend_waiting_requests',
+      'backend_prefix_cache_hits_total',
+      'backend_prefix_cache_misses_total',
+    ]) {
       expect(samples.has(name), name).toBe(true);
     }
     expect(() => parsePrometheus('backend_x 1\n')).toThrow(/TYPE/);

@@ -6,7 +6,14 @@ import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError, badRequest, errorResponse } from '../../../shared/http-error';
-import { BACKEND_AUTH_HEADER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, type ErrorCode, type GenerateEvent, type GenerateResponse } from '../../../shared/protocol';
+import {
+  BACKEND_AUTH_HEADER,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_HEADER,
+  type ErrorCode,
+  type GenerateEvent,
+  type GenerateResponse,
+} from '../../../shared/protocol';
 import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
 import type { GenerationClient, SubmitOutcome } from './generation-client';
 import type { GrammarChecker } from './grammar/grammar-checker';
@@ -120,7 +127,8 @@ async function prepareGrammar(request: ValidatedGenerateRequest, checker: Gramma
   if (!checker) throw refuse(400, 'this backend does not support grammars');
   const built = grammarSourceOf(request.grammarSpec!);
   if (!built.ok) throw refuse(400, built.message);
-  if (built.source.schema.length > MAX_GRAMMAR_TEXT) throw refuse(413, `the schema is ${built.source.schema.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}`);
+  if (built.source.schema.length > MAX_GRAMMAR_TEXT)
+    throw refuse(413, `the schema is ${built.source.schema.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}`);
   const outcome = await checker.check(built.source);
   if (!outcome.ok) throw refuse(outcome.status, outcome.message);
   request.grammar = built.source;

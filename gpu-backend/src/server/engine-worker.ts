@@ -123,7 +123,11 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
       events = [];
       if (options.logStepTransfers && didWork) {
         const ms = (stats.lastStepSeconds * 1000).toFixed(1);
-        port.post({ type: 'log', level: 'debug', message: `step: ${stats.lastDecodeCount} decodes + ${stats.lastPrefillTokens} prefill tokens, ${ms} ms, ${stats.kv.lastStepTransferBytes} bytes moved` });
+        port.post({
+          type: 'log',
+          level: 'debug',
+          message: `step: ${stats.lastDecodeCount} decodes + ${stats.lastPrefillTokens} prefill tokens, ${ms} ms, ${stats.kv.lastStepTransferBytes} bytes moved`,
+        });
       }
     };
     await scheduler.run(flush);

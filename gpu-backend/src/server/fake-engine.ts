@@ -57,9 +57,20 @@ export class FakeEngine implements ModelEngine {
     this.maxSequences = options.maxSequences ?? 8;
     this.maxModelLen = options.maxModelLen ?? 4096;
     this.config = {
-      architecture: 'MistralForCausalLM', vocabSize, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
-      queryHeadCount: 4, keyValueHeadCount: 2, headDim: 16, ropeTheta: 10000, rmsNormEps: 1e-5,
-      maxPositions: this.maxModelLen, slidingWindow: null, bosTokenId: 1, eosTokenId: options.eosTokenId ?? 2,
+      architecture: 'MistralForCausalLM',
+      vocabSize,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      layerCount: 2,
+      queryHeadCount: 4,
+      keyValueHeadCount: 2,
+      headDim: 16,
+      ropeTheta: 10000,
+      rmsNormEps: 1e-5,
+      maxPositions: this.maxModelLen,
+      slidingWindow: null,
+      bosTokenId: 1,
+      eosTokenId: options.eosTokenId ?? 2,
       tieWordEmbeddings: false,
     };
   }

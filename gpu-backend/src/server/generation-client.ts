@@ -115,7 +115,10 @@ export class GenerationClient {
     this.pending.set(id, { listener, choices, arrivedAt: performance.now(), firstTokenSeen: false, lastTokenAt: new Map(), outcome: 'stop' });
     this.outstandingChoices += choices;
     const sampling = { ...request.sampling, seed: request.sampling.seed ?? randomSeed() };
-    this.transport.send({ type: 'submit', request: { id, tokenIds: request.tokenIds, sampling, prefixLength: request.prefixLength, grammar: request.grammar } });
+    this.transport.send({
+      type: 'submit',
+      request: { id, tokenIds: request.tokenIds, sampling, prefixLength: request.prefixLength, grammar: request.grammar },
+    });
     return { ok: true, id, cancel: () => this.transport.send({ type: 'cancel', id }) };
   }
 
@@ -133,15 +136,15 @@ export class GenerationClient {
     this.draining = true;
     if (this.pending.size > 0) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.idle(),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))),
-      ]);
+      await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
       clearTimeout(timer);
     }
     for (const [id, entry] of this.pending) {
       this.finish(id, entry, 'shutting_down');
-      entry.listener({ event: 'error', data: { message: 'The backend shut down before the request finished.', type: 'server_error', param: null, code: 'shutting_down' } });
+      entry.listener({
+        event: 'error',
+        data: { message: 'The backend shut down before the request finished.', type: 'server_error', param: null, code: 'shutting_down' },
+      });
       this.transport.send({ type: 'cancel', id });
     }
     await this.close();

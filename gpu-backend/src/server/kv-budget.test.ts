@@ -4,8 +4,15 @@ import { kvBytesPerSequence, sequencesForBudget, weightBytes } from './kv-budget
 
 // Mistral 7B v0.1 as released (config.json values from the paper's Table 1).
 const MISTRAL_7B_V01 = configFromHuggingFace({
-  architectures: ['MistralForCausalLM'], hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
-  num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 32000, max_position_embeddings: 32768, sliding_window: 4096,
+  architectures: ['MistralForCausalLM'],
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  vocab_size: 32000,
+  max_position_embeddings: 32768,
+  sliding_window: 4096,
 });
 
 describe('KV budget', () => {

@@ -11,8 +11,16 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 
 const COMPILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
 
 export type RequestOutcome =
-  | 'stop' | 'length' | 'abort' | 'error' | 'invalid_request' | 'context_length_exceeded'
-  | 'overloaded' | 'shutting_down' | 'unauthorized' | 'not_ready';
+  | 'stop'
+  | 'length'
+  | 'abort'
+  | 'error'
+  | 'invalid_request'
+  | 'context_length_exceeded'
+  | 'overloaded'
+  | 'shutting_down'
+  | 'unauthorized'
+  | 'not_ready';
 
 class Histogram {
   readonly counts: number[];
@@ -121,7 +129,7 @@ export class Metrics {
     sample('prefix_cache_hits_total', stats?.prefixCacheHits ?? 0);
     family('prefix_cache_misses_total', 'counter', 'Admitted requests prefilled from the first token.');
     sample('prefix_cache_misses_total', stats?.prefixCacheMisses ?? 0);
-    return lines.join('\n') + '\n';
+    return `${lines.join('\n')}\n`;
   }
 
   private renderHistogram(lines: string[], name: string, help: string, histogram: Histogram): void {

@@ -37,7 +37,10 @@ export class PrefillBudget {
   private readonly secondsPerToken = new RecentMedian();
 
   /** stallFactor 0 disables the adaptation (the static budget applies). */
-  constructor(readonly stallFactor: number, readonly minTokens: number) {}
+  constructor(
+    readonly stallFactor: number,
+    readonly minTokens: number,
+  ) {}
 
   /** Prefill tokens for a step that carries `decodeCount` decodes and has `available` budget left. */
   tokensFor(decodeCount: number, available: number): number {

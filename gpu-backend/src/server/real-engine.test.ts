@@ -20,7 +20,12 @@ const CONFIG = tinyConfig({ vocabSize: 128, slidingWindow: WINDOW, maxPositions:
 
 function newEngine(): Promise<Engine> {
   return Engine.fromWeights(new MapWeightSource(CONFIG, randomModelWeights(CONFIG, 7)), {
-    modelDir: 'random-window-model', dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 12, onnxCacheDir: null,
+    modelDir: 'random-window-model',
+    dtype: 'fp32',
+    executionProvider: 'cpu',
+    intraOpThreads: 1,
+    maxSequences: 12,
+    onnxCacheDir: null,
   });
 }
 
@@ -35,15 +40,22 @@ async function serve(
   limits: Partial<SchedulerLimits> = {},
 ) {
   const events = new Map<number, GenerateEvent[]>();
-  const scheduler = new Scheduler(engine, { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8, ...limits }, (id, event) => {
-    events.set(id, [...(events.get(id) ?? []), event]);
-  });
+  const scheduler = new Scheduler(
+    engine,
+    { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8, ...limits },
+    (id, event) => {
+      events.set(id, [...(events.get(id) ?? []), event]);
+    },
+  );
   let steps = 0;
   const submitDue = async () => {
     for (const [index, request] of requests.entries()) {
       if ((request.afterSteps ?? 0) !== steps) continue;
       const sampling = { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: 6, seed: index, ...request.sampling };
-      scheduler.submit({ id: index, tokenIds: request.tokenIds, sampling: { ...sampling, seed: sampling.seed ?? index }, prefixLength: request.prefixLength }, request.grammar ? await request.grammar() : null);
+      scheduler.submit(
+        { id: index, tokenIds: request.tokenIds, sampling: { ...sampling, seed: sampling.seed ?? index }, prefixLength: request.prefixLength },
+        request.grammar ? await request.grammar() : null,
+      );
     }
   };
   await submitDue();
@@ -92,10 +104,19 @@ describe('scheduler on the real engine', () => {
   it('a grammar-constrained neighbour leaves an unconstrained output unchanged (batch invariance), and its own output is the JSON asked for', async () => {
     // A 128-id vocabulary of single characters (byte pieces are not needed for ASCII JSON): ids 3.. are the
     // printable ASCII characters, "▁" for the space. EOS (2) ends the grammar.
-    const pieces = ['<unk>', '<s>', '</s>', ...Array.from({ length: 95 }, (_, i) => (i === 0 ? '▁' : String.fromCharCode(32 + i))), ...Array.from({ length: 30 }, (_, i) => `w${i}`)];
+    const pieces = [
+      '<unk>',
+      '<s>',
+      '</s>',
+      ...Array.from({ length: 95 }, (_, i) => (i === 0 ? '▁' : String.fromCharCode(32 + i))),
+      ...Array.from({ length: 30 }, (_, i) => `w${i}`),
+    ];
     const types = pieces.map((_, id) => (id === 0 ? 2 : id < 3 ? 3 : 1));
     const compilers = await GrammarCompilerCache.create(vocabularyOf({ pieces, types, source: 'test' }, CONFIG.vocabSize, CONFIG.eosTokenId));
-    const built = grammarSourceOf({ type: 'json_schema', schema: { type: 'object', properties: { k: { enum: ['ab', 'cd', 'xyz'] }, n: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['k', 'n'] } });
+    const built = grammarSourceOf({
+      type: 'json_schema',
+      schema: { type: 'object', properties: { k: { enum: ['ab', 'cd', 'xyz'] }, n: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['k', 'n'] },
+    });
     if (!built.ok) throw new Error(built.message);
     const compiled = await compilers.compile(built.source);
     const grammar = async () => [await GrammarState.create(compilers.xgrammar, compiled, built.source, null, CONFIG.vocabSize)];

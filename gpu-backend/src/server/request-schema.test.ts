@@ -17,13 +17,29 @@ describe('backend request schema from the sampling field table', () => {
       const spec = SAMPLING_FIELDS[name];
       expect(parseSampling({ [name]: inRange(spec, 'protocol') }).sampling[name], name).toEqual(inRange(spec, 'protocol'));
       const past = pastRange(spec, 'protocol');
-      if (past !== null) expect(refusalParam(() => parseSampling({ [name]: past })), name).toBe(`sampling.${name}`);
+      if (past !== null)
+        expect(
+          refusalParam(() => parseSampling({ [name]: past })),
+          name,
+        ).toBe(`sampling.${name}`);
     }
   });
 
   it("an empty sampling object gets DEFAULT_SAMPLING, and those are the values the sampler's docs promise", () => {
     expect(schema.parse({ requestId: 'r', tokenIds: [1] }).sampling).toEqual(DEFAULT_SAMPLING);
-    expect(DEFAULT_SAMPLING).toEqual({ temperature: 1, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, maxTokens: 256, stopTokenIds: [], ignoreEos: false, n: 1 });
+    expect(DEFAULT_SAMPLING).toEqual({
+      temperature: 1,
+      topP: 1,
+      topK: 0,
+      minP: 0,
+      presencePenalty: 0,
+      frequencyPenalty: 0,
+      repetitionPenalty: 1,
+      maxTokens: 256,
+      stopTokenIds: [],
+      ignoreEos: false,
+      n: 1,
+    });
   });
 
   it('the bounds of the served model replace the open ones (context length, vocabulary, running choices)', () => {

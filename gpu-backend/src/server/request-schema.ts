@@ -29,7 +29,11 @@ export interface ValidatedGenerateRequest {
 const MAX_STOP_TOKEN_IDS = 64;
 
 function schemaFor(limits: RequestLimits) {
-  const tokenId = z.number().int().min(0).max(limits.vocabSize - 1, `must be below the vocabulary size ${limits.vocabSize}`);
+  const tokenId = z
+    .number()
+    .int()
+    .min(0)
+    .max(limits.vocabSize - 1, `must be below the vocabulary size ${limits.vocabSize}`);
   // Every field from the table; the ones bounded by the served model get those bounds here.
   const bySize: Partial<Record<SamplingFieldName, z.ZodTypeAny>> = {
     maxTokens: z.number().int().min(1).max(limits.maxModelLen, `must be at most the model's context length ${limits.maxModelLen}`),

@@ -40,7 +40,13 @@ describe('logits processors (hand-computed)', () => {
 
   it('frequency and presence penalties subtract count * frequency + presence from generated ids', () => {
     const logits = Float32Array.from([1, 1, 1]);
-    frequencyPresencePenalty(0.5, 0.25)(logits, { seenTokenIds: new Set(), outputCounts: new Map([[0, 2], [2, 1]]) });
+    frequencyPresencePenalty(0.5, 0.25)(logits, {
+      seenTokenIds: new Set(),
+      outputCounts: new Map([
+        [0, 2],
+        [2, 1],
+      ]),
+    });
     expect(logits[0]).toBeCloseTo(1 - 1 - 0.25, 6);
     expect(logits[1]).toBe(1);
     expect(logits[2]).toBeCloseTo(1 - 0.5 - 0.25, 6);

@@ -34,7 +34,10 @@ export class Sampler {
   private readonly greedy: boolean;
   private scratch: Float32Array | null = null;
 
-  constructor(private readonly params: SamplingParams, private readonly prng: Prng) {
+  constructor(
+    private readonly params: SamplingParams,
+    private readonly prng: Prng,
+  ) {
     if (params.repetitionPenalty !== 1) this.processors.push(repetitionPenalty(params.repetitionPenalty));
     if (params.frequencyPenalty !== 0 || params.presencePenalty !== 0) {
       this.processors.push(frequencyPresencePenalty(params.frequencyPenalty, params.presencePenalty));

@@ -18,11 +18,20 @@ class Harness {
   readonly scheduler: Scheduler;
   private nextId = 1;
 
-  constructor(readonly engine: FakeEngine, limits: Partial<SchedulerLimits> = {}, clock?: () => number) {
-    this.scheduler = new Scheduler(engine, { ...LIMITS, ...limits }, (id, event) => {
-      if (!this.events.has(id)) this.events.set(id, []);
-      this.events.get(id)!.push(event);
-    }, clock);
+  constructor(
+    readonly engine: FakeEngine,
+    limits: Partial<SchedulerLimits> = {},
+    clock?: () => number,
+  ) {
+    this.scheduler = new Scheduler(
+      engine,
+      { ...LIMITS, ...limits },
+      (id, event) => {
+        if (!this.events.has(id)) this.events.set(id, []);
+        this.events.get(id)!.push(event);
+      },
+      clock,
+    );
   }
 
   submit(tokenIds: number[], sampling: Partial<SamplingParams> = {}, prefixLength?: number): number {
@@ -76,7 +85,10 @@ describe('Scheduler with the fake engine', () => {
     expect(engine.stepLog).toEqual([
       [{ sequenceId: aId, tokenCount: 4 }],
       [{ sequenceId: aId, tokenCount: 1 }],
-      [{ sequenceId: aId, tokenCount: 1 }, { sequenceId: bId, tokenCount: 6 }],
+      [
+        { sequenceId: aId, tokenCount: 1 },
+        { sequenceId: bId, tokenCount: 6 },
+      ],
       [{ sequenceId: bId, tokenCount: 1 }],
     ]);
     expect(harness.finishOf(a)).toBe('length');
@@ -94,7 +106,13 @@ describe('Scheduler with the fake engine', () => {
     const before = harness.outputOf(a).length;
     for (let i = 0; i < 5; i++) await harness.scheduler.step();
     // Every step carried A's decode plus at most 7 prompt tokens of B: 7 + 7 + 7 + 7 + 2 = 30.
-    expect(engine.stepLog.slice(1).map((items) => items.map((item) => item.tokenCount))).toEqual([[1, 7], [1, 7], [1, 7], [1, 7], [1, 2]]);
+    expect(engine.stepLog.slice(1).map((items) => items.map((item) => item.tokenCount))).toEqual([
+      [1, 7],
+      [1, 7],
+      [1, 7],
+      [1, 7],
+      [1, 2],
+    ]);
     expect(harness.outputOf(a).length).toBe(before + 5);
     expect(harness.outputOf(b).length).toBe(1);
     await harness.runUntilIdle();
@@ -184,7 +202,12 @@ describe('Scheduler with the fake engine', () => {
     expect(engine.freeSequences()).toBe(initial);
     expect(harness.scheduler.hasWork()).toBe(false);
     for (const id of [decoding, prefilling, waiting]) expect(harness.events.get(id)!.at(-1)!.event).toBe('end');
-    expect([harness.finishOf(decoding, 0), harness.finishOf(decoding, 1), harness.finishOf(prefilling), harness.finishOf(waiting)]).toEqual(['abort', 'abort', 'abort', 'abort']);
+    expect([harness.finishOf(decoding, 0), harness.finishOf(decoding, 1), harness.finishOf(prefilling), harness.finishOf(waiting)]).toEqual([
+      'abort',
+      'abort',
+      'abort',
+      'abort',
+    ]);
   });
 
   it('n > 1 prefills the prompt once and forks; seeded choices differ, greedy ones agree', async () => {
@@ -193,7 +216,10 @@ describe('Scheduler with the fake engine', () => {
     const prompt = promptOf(10, 4);
     const greedy = harness.submit(prompt, { maxTokens: 5, n: 3 });
     await harness.runUntilIdle();
-    const prefilledTokens = engine.stepLog.flat().filter((item) => item.tokenCount > 1).reduce((sum, item) => sum + item.tokenCount, 0);
+    const prefilledTokens = engine.stepLog
+      .flat()
+      .filter((item) => item.tokenCount > 1)
+      .reduce((sum, item) => sum + item.tokenCount, 0);
     expect(prefilledTokens).toBe(10);
     for (const choice of [0, 1, 2]) expect(harness.outputOf(greedy, choice)).toEqual(fakeGreedyOf(prompt, 5));
     expect(harness.endOf(greedy)!.completionTokens).toBe(15);

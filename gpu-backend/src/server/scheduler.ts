@@ -330,7 +330,10 @@ export class Scheduler {
     // The operator gets the engine's message; the wire gets a generic one (never backend internals).
     console.error(`engine step failed (${failed.size} requests ended): ${error.message}`);
     for (const group of failed) {
-      this.emit(group.request.id, { event: 'error', data: { message: 'The model engine failed on this request.', type: 'server_error', param: null, code: 'internal_error' } });
+      this.emit(group.request.id, {
+        event: 'error',
+        data: { message: 'The model engine failed on this request.', type: 'server_error', param: null, code: 'internal_error' },
+      });
       group.cancelled = true;
     }
     this.dropCancelled();

@@ -66,8 +66,7 @@ export class Sequence implements GenerationHistory {
     this.seenTokenIds.add(tokenId);
     this.outputCounts.set(tokenId, (this.outputCounts.get(tokenId) ?? 0) + 1);
     const { sampling } = this.request;
-    const isStop =
-      (tokenId === this.eosTokenId && !sampling.ignoreEos) || sampling.stopTokenIds.includes(tokenId) || (this.grammar?.terminated ?? false);
+    const isStop = (tokenId === this.eosTokenId && !sampling.ignoreEos) || sampling.stopTokenIds.includes(tokenId) || (this.grammar?.terminated ?? false);
     if (isStop) this.finishReason = 'stop';
     else if (this.outputIds.length >= sampling.maxTokens) this.finishReason = 'length';
     return isStop ? null : { tokenId, logprob };

@@ -22,10 +22,7 @@ export interface EngineHostOptions {
   logStepTransfers?: boolean;
 }
 
-export type ToEngineThread =
-  | { type: 'submit'; request: ScheduledRequest }
-  | { type: 'cancel'; id: number }
-  | { type: 'stop' };
+export type ToEngineThread = { type: 'submit'; request: ScheduledRequest } | { type: 'cancel'; id: number } | { type: 'stop' };
 
 export type FromEngineThread =
   /** `stats`: the idle figures (free KV slots and sequences), so /metrics is right before the first step. */

@@ -30,12 +30,18 @@ afterEach(async () => {
 });
 
 async function setup(checker: GrammarChecker | null = new GrammarChecker({ modelDir: folder, timeLimitMs: TEST_TIME_LIMIT_MS })) {
-  const client = GenerationClient.inProcess({ engine: { kind: 'fake', options: {} }, vocabularyDir: folder, limits: { prefixCacheSize: 0 } }, new FakeEngine({ vocabSize: 32000 }));
+  const client = GenerationClient.inProcess(
+    { engine: { kind: 'fake', options: {} }, vocabularyDir: folder, limits: { prefixCacheSize: 0 } },
+    new FakeEngine({ vocabSize: 32000 }),
+  );
   closers.push(async () => (await checker?.close(), await client.close()));
   await client.whenReady();
   const app = createBackendApp({ client, grammarChecker: checker ?? undefined });
   return (grammar: unknown, extra: Record<string, unknown> = {}) =>
-    app.request('/v1/generate', { method: 'POST', body: JSON.stringify({ requestId: 'g', tokenIds: [1, 100, 200], sampling: { maxTokens: 8, seed: 1 }, grammar, ...extra }) });
+    app.request('/v1/generate', {
+      method: 'POST',
+      body: JSON.stringify({ requestId: 'g', tokenIds: [1, 100, 200], sampling: { maxTokens: 8, seed: 1 }, grammar, ...extra }),
+    });
 }
 
 async function refusal(response: Response, status: number): Promise<ErrorBody['error']> {
@@ -59,7 +65,18 @@ describe('grammar errors', () => {
     [schema({ type: 'integer', minimum: 0, maximum: 100000 }), 'integer ranges are enforced up to 4096 values'],
     [schema({ type: 'string', pattern: '^[ -~]+$' }), 'pattern at /pattern the class [ -~] can match a character a JSON string must escape'],
     [schema({ type: 'string', format: 'iri' }), 'format "iri"'],
-    [{ type: 'tool_calls', mode: 'required', tools: [{ name: 'a', parameters: {} }, { name: 'a', parameters: {} }], parallel: false }, 'tools[1].name: "a" is listed twice'],
+    [
+      {
+        type: 'tool_calls',
+        mode: 'required',
+        tools: [
+          { name: 'a', parameters: {} },
+          { name: 'a', parameters: {} },
+        ],
+        parallel: false,
+      },
+      'tools[1].name: "a" is listed twice',
+    ],
     [{ type: 'tool_calls', mode: 'required', tools: [{ name: 'bad name', parameters: {} }], parallel: false }, 'grammar.tools[0].name'],
     [{ type: 'tool_calls', mode: 'auto', tools: [{ name: 'f', parameters: {} }], parallel: false }, '[TOOL_CALLS]'], // v1 has none
   ])('%j: 400 saying %s', async (grammar, message) => {

@@ -26,7 +26,13 @@ async function main(modelDir: string | null): Promise<void> {
   const compilers = await GrammarCompilerCache.create(vocabulary, 1);
   port.on('message', async ({ id, source }: ToCheckThread) => {
     if (source.toolCalls && vocabulary.toolCallsTokenId === null) {
-      port.postMessage({ type: 'result', id, ok: false, message: 'tool_calls needs a vocabulary with the [TOOL_CALLS] control token (Mistral v3); this model has none', aborted: false } satisfies FromCheckThread);
+      port.postMessage({
+        type: 'result',
+        id,
+        ok: false,
+        message: 'tool_calls needs a vocabulary with the [TOOL_CALLS] control token (Mistral v3); this model has none',
+        aborted: false,
+      } satisfies FromCheckThread);
       return;
     }
     const started = performance.now();

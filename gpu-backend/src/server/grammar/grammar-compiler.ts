@@ -34,7 +34,9 @@ export class GrammarCompilerCache {
   static async create(vocabulary: Vocabulary, capacity = COMPILED_CACHE_SIZE): Promise<GrammarCompilerCache> {
     const xgrammar = await loadXGrammar();
     // byte_fallback: "▁" is a space and <0x0A> a byte; SentencePiece prepends a space when it encodes.
-    const info = await xgrammar.TokenizerInfo.createTokenizerInfo(vocabulary.encodedVocab, 'byte_fallback', true, vocabulary.vocabSize, [vocabulary.eosTokenId]);
+    const info = await xgrammar.TokenizerInfo.createTokenizerInfo(vocabulary.encodedVocab, 'byte_fallback', true, vocabulary.vocabSize, [
+      vocabulary.eosTokenId,
+    ]);
     const compiler = await xgrammar.GrammarCompiler.createGrammarCompiler(info, false);
     // The first compile over a vocabulary also pays a one-time setup: pay it at load, not in the first
     // request (on the engine thread that would stall every stream).

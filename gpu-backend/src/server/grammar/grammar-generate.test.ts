@@ -48,7 +48,13 @@ afterAll(async () => {
 const PROMPT = [1, 733, 16289, 28793, 22557, 28723, 733, 28748, 16289, 28793];
 
 async function generate(name: string, seed: number, stream: boolean): Promise<{ name: string; ids: number[]; finish: string }> {
-  const body = { requestId: `${name}-${seed}`, tokenIds: PROMPT, stream, sampling: { temperature: 1, seed, maxTokens: MAX_TOKENS }, grammar: { type: 'json_schema', schema: SCHEMAS[name] } };
+  const body = {
+    requestId: `${name}-${seed}`,
+    tokenIds: PROMPT,
+    stream,
+    sampling: { temperature: 1, seed, maxTokens: MAX_TOKENS },
+    grammar: { type: 'json_schema', schema: SCHEMAS[name] },
+  };
   const response = await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
   expect(response.status).toBe(200);
   if (!stream) {
@@ -57,7 +63,11 @@ async function generate(name: string, seed: number, stream: boolean): Promise<{ 
   }
   const events = await readEvents(response);
   const finish = events.find((event) => event.event === 'finish');
-  return { name, ids: events.flatMap((event) => (event.event === 'token' ? event.data.tokenIds : [])), finish: finish?.event === 'finish' ? finish.data.finishReason : 'none' };
+  return {
+    name,
+    ids: events.flatMap((event) => (event.event === 'token' ? event.data.tokenIds : [])),
+    finish: finish?.event === 'finish' ? finish.data.finishReason : 'none',
+  };
 }
 
 describe('json_schema on the built-in model', () => {
@@ -94,13 +104,20 @@ describe('json_schema on the built-in model', () => {
 
 describe('logprobs under a grammar', () => {
   it('report the masked distribution: every alternative is an id the grammar allows', async () => {
-    const body = { requestId: 'lp', tokenIds: PROMPT, stream: false, sampling: { temperature: 1, seed: 4, maxTokens: 12, logprobs: 5 }, grammar: { type: 'json_schema', schema: SAMPLE_SCHEMAS.enumConst } };
+    const body = {
+      requestId: 'lp',
+      tokenIds: PROMPT,
+      stream: false,
+      sampling: { temperature: 1, seed: 4, maxTokens: 12, logprobs: 5 },
+      grammar: { type: 'json_schema', schema: SAMPLE_SCHEMAS.enumConst },
+    };
     const response = await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
     const [choice] = ((await response.json()) as GenerateResponse).choices;
     const first = choice.logprobs![0];
     expect(first.top.length).toBeGreaterThan(0);
     // The output must open with {"color": ...: every alternative of the first token is a head of that.
-    for (const alternative of first.top) expect('{"color": '.startsWith(decode([alternative.tokenId])) || decode([alternative.tokenId]).startsWith('{"color": ')).toBe(true);
+    for (const alternative of first.top)
+      expect('{"color": '.startsWith(decode([alternative.tokenId])) || decode([alternative.tokenId]).startsWith('{"color": ')).toBe(true);
     const mass = first.top.reduce((sum, alternative) => sum + Math.exp(alternative.logprob), 0);
     expect(mass).toBeLessThanOrEqual(1 + 1e-6);
     expect(mass).toBeGreaterThan(0.5); // the few allowed ids carry the whole distribution

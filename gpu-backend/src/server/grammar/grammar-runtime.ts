@@ -25,8 +25,10 @@ export class GrammarRuntime {
   /** One fresh matcher per choice of a request. */
   async statesFor(source: GrammarSource, choices: number): Promise<GrammarState[]> {
     const { xgrammar, vocabulary } = this.compilers;
-    if (source.toolCalls && vocabulary.toolCallsTokenId === null) throw new Error('this model\'s vocabulary has no [TOOL_CALLS] token');
+    if (source.toolCalls && vocabulary.toolCallsTokenId === null) throw new Error("this model's vocabulary has no [TOOL_CALLS] token");
     const compiled = await this.compilers.compile(source);
-    return Promise.all(Array.from({ length: choices }, () => GrammarState.create(xgrammar, compiled, source, vocabulary.toolCallsTokenId, vocabulary.vocabSize)));
+    return Promise.all(
+      Array.from({ length: choices }, () => GrammarState.create(xgrammar, compiled, source, vocabulary.toolCallsTokenId, vocabulary.vocabSize)),
+    );
   }
 }

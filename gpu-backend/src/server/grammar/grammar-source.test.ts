@@ -35,7 +35,10 @@ describe('integer bounds', () => {
     expect(integerBoundsOf({ type: 'integer', minimum: 0, maximum: 5000 }).kind).toBe('refused');
     expect(integerBoundsOf({ type: 'integer', minimum: 4, maximum: 3 }).kind).toBe('refused');
     expect(integerBoundsOf({ type: 'integer', exclusiveMinimum: 0 })).toEqual({ kind: 'lower', low: 1 });
-    expect(lowerSchema({ type: 'object', properties: { n: { type: 'integer', minimum: 1 } } })).toEqual({ type: 'object', properties: { n: { type: 'integer', minimum: 1 } } });
+    expect(lowerSchema({ type: 'object', properties: { n: { type: 'integer', minimum: 1 } } })).toEqual({
+      type: 'object',
+      properties: { n: { type: 'integer', minimum: 1 } },
+    });
   });
 });
 
@@ -51,7 +54,15 @@ describe('schema check', () => {
   });
 
   it('tool calls: an array of {name: const, arguments: parameters}, one element unless parallel', () => {
-    const spec = { type: 'tool_calls', mode: 'required', tools: [{ name: 'f', parameters: { properties: { x: { type: 'boolean' } } } }, { name: 'g', parameters: { type: 'object' } }], parallel: false } as const;
+    const spec = {
+      type: 'tool_calls',
+      mode: 'required',
+      tools: [
+        { name: 'f', parameters: { properties: { x: { type: 'boolean' } } } },
+        { name: 'g', parameters: { type: 'object' } },
+      ],
+      parallel: false,
+    } as const;
     const built = grammarSourceOf({ ...spec, tools: [...spec.tools] });
     if (!built.ok) throw new Error(built.message);
     const validate = ajv.compile(JSON.parse(built.source.schema));
@@ -60,7 +71,12 @@ describe('schema check', () => {
     expect(validate([{ name: 'f', arguments: 3 }])).toBe(false); // parameters without a type are an object
     expect(validate([{ name: 'h', arguments: {} }])).toBe(false);
     expect(validate([])).toBe(false);
-    expect(validate([{ name: 'g', arguments: {} }, { name: 'g', arguments: {} }])).toBe(false);
+    expect(
+      validate([
+        { name: 'g', arguments: {} },
+        { name: 'g', arguments: {} },
+      ]),
+    ).toBe(false);
     expect(built.source.toolCalls).toBe('required');
   });
 });
@@ -68,7 +84,9 @@ describe('schema check', () => {
 describe('JSON string safety', () => {
   it('narrows negated and any-character classes, never string literals or positive classes', () => {
     const ebnf = 'root ::= "\\"[^a]\\"" | "\\"" [^a] [\\0-\\U0010ffff] ["\\\\/bfnrt] "\\""  # [^b] in a comment';
-    expect(restrictStringCharacters(ebnf)).toBe('root ::= "\\"[^a]\\"" | "\\"" [^a\\"\\\\\\0-\\x1f] [^\\"\\\\\\0-\\x1f] ["\\\\/bfnrt] "\\""  # [^b] in a comment');
+    expect(restrictStringCharacters(ebnf)).toBe(
+      'root ::= "\\"[^a]\\"" | "\\"" [^a\\"\\\\\\0-\\x1f] [^\\"\\\\\\0-\\x1f] ["\\\\/bfnrt] "\\""  # [^b] in a comment',
+    );
   });
 
   it.each([

@@ -35,7 +35,10 @@ export const GrammarSpecSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('tool_calls'),
     mode: z.enum(['required', 'auto']),
-    tools: z.array(z.object({ name: z.string().regex(TOOL_NAME, 'must be 1-64 letters, digits, _ or -'), parameters: jsonObject })).min(1).max(MAX_TOOLS),
+    tools: z
+      .array(z.object({ name: z.string().regex(TOOL_NAME, 'must be 1-64 letters, digits, _ or -'), parameters: jsonObject }))
+      .min(1)
+      .max(MAX_TOOLS),
     parallel: z.boolean(),
   }),
 ]);

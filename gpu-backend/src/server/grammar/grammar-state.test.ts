@@ -70,7 +70,10 @@ describe('grammar masks on the Mistral v1 vocabulary', () => {
 
 describe('Mistral v3: control ids and tool calls', () => {
   it('no control id is ever allowed inside a JSON string', async () => {
-    const state = await stateFor('v3', { type: 'json_schema', schema: { type: 'object', properties: { text: { type: 'string', maxLength: 20 } }, required: ['text'] } });
+    const state = await stateFor('v3', {
+      type: 'json_schema',
+      schema: { type: 'object', properties: { text: { type: 'string', maxLength: 20 } }, required: ['text'] },
+    });
     await feedText(state, '{"text": "', V3.pieces);
     const allowed = allowedIds((await state.mask())!, V3.vocabSize);
     expect(allowed.length).toBeGreaterThan(1000);

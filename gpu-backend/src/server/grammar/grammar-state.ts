@@ -24,7 +24,13 @@ export class GrammarState {
     if (this.triggerMask) this.triggerMask[toolCallsTokenId! >> 5] = 1 << (toolCallsTokenId! & 31);
   }
 
-  static async create(xgrammar: XGrammar, compiled: CompiledGrammar, source: GrammarSource, toolCallsTokenId: number | null, vocabSize: number): Promise<GrammarState> {
+  static async create(
+    xgrammar: XGrammar,
+    compiled: CompiledGrammar,
+    source: GrammarSource,
+    toolCallsTokenId: number | null,
+    vocabSize: number,
+  ): Promise<GrammarState> {
     const matcher = await xgrammar.GrammarMatcher.createGrammarMatcher(compiled);
     return new GrammarState(matcher, source.toolCalls, toolCallsTokenId, vocabSize);
   }

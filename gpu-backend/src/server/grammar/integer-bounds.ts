@@ -12,10 +12,17 @@ export type IntegerBounds = { kind: 'none' } | { kind: 'range'; low: number; hig
 export function integerBoundsOf(schema: Schema): IntegerBounds {
   if (!BOUNDS.some((keyword) => keyword in schema)) return { kind: 'none' };
   const types = Array.isArray(schema.type) ? schema.type : [schema.type];
-  if (!types.includes('integer') || types.includes('number')) return { kind: 'refused', why: 'numeric bounds are enforced only on type "integer" (the grammar engine gets other number ranges wrong)' };
+  if (!types.includes('integer') || types.includes('number'))
+    return { kind: 'refused', why: 'numeric bounds are enforced only on type "integer" (the grammar engine gets other number ranges wrong)' };
   const number = (keyword: string) => (typeof schema[keyword] === 'number' ? (schema[keyword] as number) : undefined);
-  const lows = [number('minimum') === undefined ? -Infinity : Math.ceil(number('minimum')!), number('exclusiveMinimum') === undefined ? -Infinity : Math.floor(number('exclusiveMinimum')!) + 1];
-  const highs = [number('maximum') === undefined ? Infinity : Math.floor(number('maximum')!), number('exclusiveMaximum') === undefined ? Infinity : Math.ceil(number('exclusiveMaximum')!) - 1];
+  const lows = [
+    number('minimum') === undefined ? -Infinity : Math.ceil(number('minimum')!),
+    number('exclusiveMinimum') === undefined ? -Infinity : Math.floor(number('exclusiveMinimum')!) + 1,
+  ];
+  const highs = [
+    number('maximum') === undefined ? Infinity : Math.floor(number('maximum')!),
+    number('exclusiveMaximum') === undefined ? Infinity : Math.ceil(number('exclusiveMaximum')!) - 1,
+  ];
   const low = Math.max(...lows);
   const high = Math.min(...highs);
   if (Number.isFinite(low) && Number.isFinite(high)) {
@@ -32,7 +39,10 @@ export function lowerIntegerBounds(schema: Schema): Schema {
   const bounds = integerBoundsOf(schema);
   if (bounds.kind === 'none' || bounds.kind === 'refused') return schema;
   const rest = Object.fromEntries(Object.entries(schema).filter(([keyword]) => !(BOUNDS as readonly string[]).includes(keyword) && keyword !== 'type'));
-  const integer = bounds.kind === 'range' ? { enum: Array.from({ length: bounds.high - bounds.low + 1 }, (_, i) => bounds.low + i) } : { type: 'integer', minimum: bounds.low };
+  const integer =
+    bounds.kind === 'range'
+      ? { enum: Array.from({ length: bounds.high - bounds.low + 1 }, (_, i) => bounds.low + i) }
+      : { type: 'integer', minimum: bounds.low };
   const others = (Array.isArray(schema.type) ? schema.type : [schema.type]).filter((type) => type !== 'integer');
   if (others.length === 0) return { ...rest, ...integer };
   // Keywords of the other types (maxLength, items, ...) stay with them.

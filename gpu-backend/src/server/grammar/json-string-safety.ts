@@ -68,7 +68,8 @@ export function patternProblem(pattern: string): string | null {
         i++;
         high = next();
       }
-      for (const code of [low, high, 0x22, 0x5c]) if (code >= low && code <= high && CONTROL_OR_QUOTE(code)) return `the class [${body}] can match a character a JSON string must escape`;
+      for (const code of [low, high, 0x22, 0x5c])
+        if (code >= low && code <= high && CONTROL_OR_QUOTE(code)) return `the class [${body}] can match a character a JSON string must escape`;
     }
   }
   return null;

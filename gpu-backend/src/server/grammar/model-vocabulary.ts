@@ -42,10 +42,13 @@ async function readOptional(path: string): Promise<Buffer | null> {
 
 /** Hugging Face tokenizer.json of a SentencePiece-style BPE (Mistral's): vocab map, special added tokens. */
 function fromTokenizerJson(text: string): Pieces {
-  const json = JSON.parse(text) as { model?: { type?: string; byte_fallback?: boolean; vocab?: Record<string, number> }; added_tokens?: { id: number; content: string; special?: boolean }[] };
+  const json = JSON.parse(text) as {
+    model?: { type?: string; byte_fallback?: boolean; vocab?: Record<string, number> };
+    added_tokens?: { id: number; content: string; special?: boolean }[];
+  };
   const model = json.model;
   if (model?.type !== 'BPE' || model.byte_fallback !== true || !model.vocab) {
-    throw new Error('tokenizer.json: only BPE with byte_fallback (SentencePiece-style, as Mistral\'s) is supported');
+    throw new Error("tokenizer.json: only BPE with byte_fallback (SentencePiece-style, as Mistral's) is supported");
   }
   const pieces: string[] = [];
   const types: number[] = [];
@@ -66,7 +69,9 @@ function fromTokenizerJson(text: string): Pieces {
 async function fromMistralTokenizerJs(): Promise<Pieces> {
   const { default: mistralTokenizer } = await import('mistral-tokenizer-js');
   const pieces = mistralTokenizer.vocabById.slice();
-  const types = pieces.map((piece, id) => (id === 0 ? PIECE_TYPE.unknown : id <= 2 ? PIECE_TYPE.control : BYTE_PIECE.test(piece) ? PIECE_TYPE.byte : PIECE_TYPE.normal));
+  const types = pieces.map((piece, id) =>
+    id === 0 ? PIECE_TYPE.unknown : id <= 2 ? PIECE_TYPE.control : BYTE_PIECE.test(piece) ? PIECE_TYPE.byte : PIECE_TYPE.normal,
+  );
   return { pieces, types, source: 'built-in Mistral v1 vocabulary (mistral-tokenizer-js)' };
 }
 

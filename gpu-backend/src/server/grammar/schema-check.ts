@@ -10,16 +10,47 @@ import { patternProblem } from './json-string-safety';
 
 /** Keywords whose constraint XGrammar builds into the grammar. */
 const ENFORCED = new Set([
-  'type', 'properties', 'required', 'additionalProperties', 'unevaluatedProperties',
-  'items', 'prefixItems', 'minItems', 'maxItems',
-  'enum', 'const', 'anyOf', '$ref', '$defs', 'definitions',
-  'minLength', 'maxLength', 'pattern', 'format',
-  'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'unevaluatedProperties',
+  'items',
+  'prefixItems',
+  'minItems',
+  'maxItems',
+  'enum',
+  'const',
+  'anyOf',
+  '$ref',
+  '$defs',
+  'definitions',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'format',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
 ]);
 /** Annotations: no constraint to enforce. */
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly']);
 /** `format` values XGrammar turns into a grammar (others it ignores). */
-const ENFORCED_FORMATS = new Set(['date-time', 'date', 'time', 'duration', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uuid', 'json-pointer']);
+const ENFORCED_FORMATS = new Set([
+  'date-time',
+  'date',
+  'time',
+  'duration',
+  'email',
+  'hostname',
+  'ipv4',
+  'ipv6',
+  'uri',
+  'uri-reference',
+  'uuid',
+  'json-pointer',
+]);
 const TYPES = new Set(['string', 'integer', 'number', 'boolean', 'null', 'object', 'array']);
 const WHY: Record<string, string> = {
   oneOf: 'oneOf (its exclusivity) is not enforced; use anyOf',

@@ -29,7 +29,11 @@ export function fixtureCompilers(version: 'v1' | 'v3'): Promise<GrammarCompilerC
 /** Text of ids, by mistral-tokenizer-js (not by the pieces the backend read). Control ids are skipped. */
 export function decodeIds(tokenIds: number[], version: 'v1' | 'v3'): string {
   const offset = version === 'v3' ? V3_TEXT_OFFSET : 0;
-  return mistralTokenizer.decode(tokenIds.map((id) => id - offset).filter((id) => id >= 3), false, false);
+  return mistralTokenizer.decode(
+    tokenIds.map((id) => id - offset).filter((id) => id >= 3),
+    false,
+    false,
+  );
 }
 
 export function isAllowed(mask: Int32Array, tokenId: number): boolean {
@@ -54,7 +58,8 @@ export async function feedText(state: GrammarState, text: string, pieces: string
     let best = -1;
     for (let id = 0; id < pieces.length; id++) {
       const piece = pieces[id].replaceAll('▁', ' ');
-      if (isAllowed(mask, id) && piece.length > 0 && !/^<0x/.test(pieces[id]) && rest.startsWith(piece) && (best < 0 || piece.length > pieces[best].length)) best = id;
+      if (isAllowed(mask, id) && piece.length > 0 && !/^<0x/.test(pieces[id]) && rest.startsWith(piece) && (best < 0 || piece.length > pieces[best].length))
+        best = id;
     }
     if (best < 0) throw new Error(`no allowed piece continues ${JSON.stringify(rest)}`);
     state.accept(best);

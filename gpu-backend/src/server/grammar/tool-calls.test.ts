@@ -18,11 +18,35 @@ import type { GenerateResponse } from '../../../../shared/protocol';
 import { GrammarChecker } from './grammar-checker';
 import { decodeIds, fixtureVocabulary, V3_MODEL_FILE, TEST_TIME_LIMIT_MS } from './test-vocabularies';
 
-const V3_CONFIG = { ...DEFAULT_MODEL_CONFIG, vocab_size: 32768, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, sliding_window: null };
+const V3_CONFIG = {
+  ...DEFAULT_MODEL_CONFIG,
+  vocab_size: 32768,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 16,
+  sliding_window: null,
+};
 const TOOL_CALLS = 5; // asserted below against the tokenizer's piece; the backend finds it by that piece
 const TOOLS = [
-  { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] } },
-  { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 99 }, b: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['a', 'b'] } },
+  {
+    name: 'get_weather',
+    parameters: {
+      type: 'object',
+      properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['celsius', 'fahrenheit'] } },
+      required: ['city', 'unit'],
+    },
+  },
+  {
+    name: 'add',
+    parameters: {
+      type: 'object',
+      properties: { a: { type: 'integer', minimum: 0, maximum: 99 }, b: { type: 'integer', minimum: 0, maximum: 99 } },
+      required: ['a', 'b'],
+    },
+  },
 ];
 const PROMPT = [1, 3, 1500, 2200, 4];
 const ajv = new Ajv2020({ strict: true });
@@ -44,7 +68,14 @@ function checkCalls(tokenIds: number[]): { name: string; arguments: unknown }[] 
 }
 
 /** In memory: a temp folder's graph has no business in the ONNX cache. */
-const ONNX_OPTIONS = (modelDir: string): EngineLoadOptions => ({ modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 8, onnxCacheDir: null });
+const ONNX_OPTIONS = (modelDir: string): EngineLoadOptions => ({
+  modelDir,
+  dtype: 'fp32',
+  executionProvider: 'cpu',
+  intraOpThreads: 1,
+  maxSequences: 8,
+  onnxCacheDir: null,
+});
 
 let folder: string;
 beforeAll(async () => {
