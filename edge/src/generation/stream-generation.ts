@@ -42,7 +42,11 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
   // when the client disconnects, and the cancel below (with the lease release in it) never runs.
   plan.waitUntil(session.ended);
   const body = new ReadableStream<Uint8Array>({
-    start: (controller) => session.run(controller),
+    // start returns at once: a stream whose start promise is still pending counts as not started, and the
+    // runtime may hold a cancel back until it is; the session runs on under the request's waitUntil.
+    start: (controller) => {
+      plan.waitUntil(session.run(controller));
+    },
     cancel: () => session.finish('client_closed'),
   });
   return new Response(body, {
@@ -73,24 +77,28 @@ class StreamSession {
 
   async run(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
     this.controller = controller;
-    for (let choice = 0; choice < this.plan.choiceCount; choice++) {
-      const chunk = this.format.opening(choice);
-      if (chunk) this.sendJson(chunk);
-    }
-    const { heartbeatMs } = this.plan.config;
-    if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.send(encodeSseComment('ping')), heartbeatMs);
     try {
-      await this.relay();
-    } catch (error) {
-      if (!this.closed) {
-        console.error('edge: generation stream failed', error);
-        this.failed = !(error instanceof HttpError) || error.code === 'backend_unavailable';
-        this.sendJson(error instanceof HttpError ? errorBody(error.code, error.message, error.param) : errorBody('backend_unavailable', LOST));
+      for (let choice = 0; choice < this.plan.choiceCount; choice++) {
+        const chunk = this.format.opening(choice);
+        if (chunk) this.sendJson(chunk);
       }
+      const { heartbeatMs } = this.plan.config;
+      if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.send(encodeSseComment('ping')), heartbeatMs);
+      try {
+        await this.relay();
+      } catch (error) {
+        if (!this.closed) {
+          console.error('edge: generation stream failed', error);
+          this.failed = !(error instanceof HttpError) || error.code === 'backend_unavailable';
+          this.sendJson(error instanceof HttpError ? errorBody(error.code, error.message, error.param) : errorBody('backend_unavailable', LOST));
+        }
+      }
+      this.send('data: [DONE]\n\n');
+      if (!this.closed) controller.close();
+    } finally {
+      // Whatever happened above (a write to a stream the runtime already tore down throws), the request ends here.
+      this.finish(this.failed ? 'backend_error' : 'completed');
     }
-    this.send('data: [DONE]\n\n');
-    if (!this.closed) controller.close();
-    this.finish(this.failed ? 'backend_error' : 'completed');
   }
 
   /** Idempotent end of the request: from the normal end, an error, or the client's cancel. */
@@ -137,7 +145,13 @@ class StreamSession {
   }
 
   private send(text: string): void {
-    if (!this.closed) this.controller.enqueue(encoder.encode(text));
+    if (this.closed) return;
+    try {
+      this.controller.enqueue(encoder.encode(text));
+    } catch {
+      // The response stream is gone without a cancel reaching us: the client has left.
+      this.finish('client_closed');
+    }
   }
 
   private sendJson(value: object): void {
