@@ -72,7 +72,7 @@ export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecor
       if (!released) edgeMetrics.holdSlot(key.keyId, -1);
       released ??= stub.release(key.limits, leaseId, usedTokens).then(
         () => undefined,
-        () => undefined,
+        (error: unknown) => console.error(`edge: releasing lease ${leaseId} of key ${key.keyId} failed (it lapses within 30 s)`, error),
       );
       return released;
     },
