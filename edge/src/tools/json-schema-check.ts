@@ -1,11 +1,11 @@
 // A cheap structural check of a caller's JSON Schema before it reaches the backend's grammar engine (XGrammar):
 // the schema must be well formed and made only of keywords XGrammar enforces; any other keyword is refused by
 // name (XGrammar silently ignores what it does not know, which would let through output the schema forbids).
-// The allowlist agrees with the backend's own check (gpu-backend/src/server/grammar/schema-check.ts, found by
-// compiling each keyword with @mlc-ai/web-xgrammar 0.1.27), so the caller learns the exact field here; the
+// The allowlist is the backend's own (shared/json-schema-keywords.ts), so the caller learns the exact field here; the
 // backend still compiles and may refuse more (numeric bounds, patterns), which the edge maps onto the field.
 
 import { HttpError, badRequest } from '../../../shared/http-error';
+import { ANNOTATION_KEYWORDS, ENFORCED_FORMATS as FORMATS, ENFORCED_KEYWORDS as ENFORCED } from '../../../shared/json-schema-keywords';
 
 /** The backend refuses grammars over 64 KiB as too large; one schema over it cannot fit. */
 export const MAX_SCHEMA_CHARS = 64 * 1024;
@@ -13,35 +13,8 @@ const MAX_DEPTH = 32;
 const MAX_NODES = 20_000;
 
 const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'object', 'array', 'null']);
-const FORMATS = new Set(['date-time', 'date', 'time', 'duration', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uuid', 'json-pointer']);
-/** Keywords XGrammar builds into the grammar. */
-const ENFORCED = new Set([
-  'type',
-  'properties',
-  'required',
-  'additionalProperties',
-  'unevaluatedProperties',
-  'items',
-  'prefixItems',
-  'minItems',
-  'maxItems',
-  'enum',
-  'const',
-  'anyOf',
-  '$ref',
-  '$defs',
-  'definitions',
-  'minLength',
-  'maxLength',
-  'pattern',
-  'format',
-  'minimum',
-  'maximum',
-  'exclusiveMinimum',
-  'exclusiveMaximum',
-]);
-/** Annotations: nothing to enforce. (`nullable`, OpenAPI's, is rewritten by toGrammarSchema.) */
-const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly', 'nullable']);
+/** Annotations, plus OpenAPI's `nullable` (rewritten by toGrammarSchema before the backend sees it). */
+const ANNOTATIONS = new Set([...ANNOTATION_KEYWORDS, 'nullable']);
 const WHY: Record<string, string> = {
   oneOf: 'its exclusivity cannot be enforced; use anyOf',
   allOf: 'the grammar engine cannot intersect schemas; merge them',

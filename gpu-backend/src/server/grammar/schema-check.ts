@@ -5,52 +5,10 @@
 // XGrammar generates (a keyword that leaves it unchanged is ignored).
 
 import Ajv2020 from 'ajv/dist/2020';
+import { ANNOTATION_KEYWORDS as ANNOTATIONS, ENFORCED_FORMATS, ENFORCED_KEYWORDS as ENFORCED } from '../../../../shared/json-schema-keywords';
 import { integerBoundsOf, lowerIntegerBounds } from './integer-bounds';
 import { patternProblem } from './json-string-safety';
 
-/** Keywords whose constraint XGrammar builds into the grammar. */
-const ENFORCED = new Set([
-  'type',
-  'properties',
-  'required',
-  'additionalProperties',
-  'unevaluatedProperties',
-  'items',
-  'prefixItems',
-  'minItems',
-  'maxItems',
-  'enum',
-  'const',
-  'anyOf',
-  '$ref',
-  '$defs',
-  'definitions',
-  'minLength',
-  'maxLength',
-  'pattern',
-  'format',
-  'minimum',
-  'maximum',
-  'exclusiveMinimum',
-  'exclusiveMaximum',
-]);
-/** Annotations: no constraint to enforce. */
-const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly']);
-/** `format` values XGrammar turns into a grammar (others it ignores). */
-const ENFORCED_FORMATS = new Set([
-  'date-time',
-  'date',
-  'time',
-  'duration',
-  'email',
-  'hostname',
-  'ipv4',
-  'ipv6',
-  'uri',
-  'uri-reference',
-  'uuid',
-  'json-pointer',
-]);
 const TYPES = new Set(['string', 'integer', 'number', 'boolean', 'null', 'object', 'array']);
 const WHY: Record<string, string> = {
   oneOf: 'oneOf (its exclusivity) is not enforced; use anyOf',
