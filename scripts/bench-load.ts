@@ -13,7 +13,7 @@ import OpenAI from 'openai';
 import { lineChart, writeChart, type SeriesPoint } from '../gpu-backend/bench/charts';
 import { machineDescription } from '../gpu-backend/bench/machine';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
+import { createLocalKey, freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
 
 const USAGE = `usage: npm run bench:load -- [options]
   --concurrency 1,4,16,32   concurrent streaming chats per level
@@ -131,29 +131,8 @@ async function level(client: OpenAI, model: string, streams: number, seconds: nu
   };
 }
 
-function createKey(persistTo: string): string {
-  const created = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'edge/scripts/keys.ts',
-      'create',
-      '--label',
-      'bench-load',
-      '--rpm',
-      '1000000',
-      '--tpm',
-      '1000000000',
-      '--concurrent',
-      '256',
-      '--persist-to',
-      persistTo,
-    ],
-    { cwd: REPO_ROOT, encoding: 'utf8' },
-  );
-  const secret = /^ {2}(\S+)$/m.exec(created.stdout)?.[1];
-  if (!secret) throw new Error(`keys create failed: ${created.stdout}${created.stderr}`);
+async function createKey(persistTo: string): Promise<string> {
+  const { secret } = await createLocalKey(persistTo, 'bench-load', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: 256 });
   const stored = spawnSync(
     process.execPath,
     ['--import', 'tsx', 'edge/scripts/prompts.ts', 'put', SYSTEM_PROMPT_NAME, '--text', SYSTEM_PROMPT, '--persist-to', persistTo],
@@ -173,7 +152,7 @@ async function main(): Promise<void> {
   const built = spawnSync(process.execPath, ['--import', 'tsx', 'edge/scripts/build-tokenizer.ts'], { cwd: REPO_ROOT, stdio: 'inherit' });
   if (built.status !== 0) throw new Error('building the edge tokenizer asset failed');
   const persistTo = mkdtempSync(path.join(tmpdir(), 'bench-load-edge-'));
-  const secret = createKey(persistTo);
+  const secret = await createKey(persistTo);
   const stack = await startStack({
     modelDir,
     backendPort: await freePort(),

@@ -7,11 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex } from '../edge/src/auth/api-key-store';
-import { kvPut } from '../edge/scripts/wrangler-kv';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
 import { backendGauges, settle, slope, treeRssMb } from './soak-probes';
-import { freeEdgePort, freePort, generateApiKey, startStack, type Stack } from './stack';
+import { createLocalKey, freeEdgePort, freePort, generateApiKey, startStack, type Stack } from './stack';
 
 const USAGE = `Usage: npm run soak [-- --waves 10] [--requests 12] [--seconds 600] [--threads 1] [--seed 1]
 Drives waves of mixed streaming/non-streaming chats (some aborted, some over their key's concurrency)
@@ -44,19 +42,6 @@ function prng(seed: number): () => number {
     state ^= state << 5;
     return (state >>> 0) / 2 ** 32;
   };
-}
-
-async function createKey(persistTo: string, label: string, concurrent: number): Promise<string> {
-  const secret = generateSecret();
-  const record = {
-    keyId: generateKeyId(),
-    label,
-    limits: { rpm: 1_000_000, tpm: 1_000_000_000, concurrent },
-    created: new Date().toISOString(),
-    revoked: false,
-  };
-  kvPut({ binding: 'API_KEYS', remote: false, persistTo }, kvKeyForHash(await sha256Hex(secret)), JSON.stringify(record));
-  return secret;
 }
 
 function chat(stack: Stack, key: string, body: object, signal?: AbortSignal): Promise<Response> {
@@ -160,8 +145,8 @@ async function main(): Promise<number> {
   const deadline = Date.now() + seconds * 1000;
   const random = prng(seed);
   const persistTo = mkdtempSync(path.join(tmpdir(), 'soak-edge-'));
-  WIDE.key = await createKey(persistTo, 'soak-wide', WIDE.concurrent);
-  NARROW.key = await createKey(persistTo, 'soak-narrow', NARROW.concurrent);
+  WIDE.key = (await createLocalKey(persistTo, 'soak-wide', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: WIDE.concurrent })).secret;
+  NARROW.key = (await createLocalKey(persistTo, 'soak-narrow', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: NARROW.concurrent })).secret;
   const stack = await startStack({
     modelDir: await ensureDefaultModel(DEFAULT_MODEL_DIR),
     backendPort: await freePort(),

@@ -7,6 +7,8 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type RateLimits } from '../edge/src/auth/api-key-store';
+import { kvPut } from '../edge/scripts/wrangler-kv';
 import type { ModelInfo } from '../shared/protocol';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -279,4 +281,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await stop();
     throw error;
   }
+}
+
+/**
+ * An API key stored in wrangler's local state at `persistTo` (as `npm run keys -- create` stores one), for the
+ * soak, the load bench and the tests that need limits other than the dev key's. Put it before the edge starts.
+ */
+export async function createLocalKey(persistTo: string, label: string, limits: RateLimits): Promise<{ secret: string; keyId: string }> {
+  const secret = generateSecret();
+  const keyId = generateKeyId();
+  const record = { keyId, label, limits, created: new Date().toISOString(), revoked: false };
+  kvPut({ binding: 'API_KEYS', remote: false, persistTo }, kvKeyForHash(await sha256Hex(secret)), JSON.stringify(record));
+  return { secret, keyId };
 }

@@ -2,14 +2,13 @@
 // sockets): clients that drop their connections, a backend that is stopped (SIGSTOP: it accepts connections
 // and never answers) and one that is killed.
 
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
-import { freePort, REPO_ROOT, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import { createLocalKey, freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
 
 let stack: Stack;
 let key: { secret: string; keyId: string };
@@ -19,30 +18,7 @@ const CONCURRENT = 2;
 beforeAll(async () => {
   const edgePort = await freePort();
   const persistTo = mkdtempSync(path.join(tmpdir(), `failures-edge-${edgePort}-`));
-  const created = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'edge/scripts/keys.ts',
-      'create',
-      '--label',
-      'failures',
-      '--rpm',
-      '1000',
-      '--tpm',
-      '10000000',
-      '--concurrent',
-      String(CONCURRENT),
-      '--persist-to',
-      persistTo,
-    ],
-    { cwd: REPO_ROOT, encoding: 'utf8' },
-  );
-  const secret = /^ {2}(\S+)$/m.exec(created.stdout)?.[1];
-  const keyId = /Created (\S+)/.exec(created.stdout)?.[1];
-  if (!secret || !keyId) throw new Error(`keys create failed: ${created.stdout}${created.stderr}`);
-  key = { secret, keyId };
+  key = await createLocalKey(persistTo, 'failures', { rpm: 1000, tpm: 10_000_000, concurrent: CONCURRENT });
   stack = await startStack({
     modelDir: await ensureDefaultModel(DEFAULT_MODEL_DIR),
     backendPort: await freePort(),
