@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import { lineChart, writeChart, type SeriesPoint } from '../gpu-backend/bench/charts';
 import { machineDescription } from '../gpu-backend/bench/machine';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { createLocalKey, freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
 
 const USAGE = `usage: npm run bench:load -- [options]

@@ -9,7 +9,7 @@ import { buildTokenizerAsset, resolveSource } from '../edge/scripts/build-tokeni
 import { encodeChat, encodeCompletionPrompt } from '../edge/src/tokenizer/chat-template';
 import { Tokenizer } from '../edge/src/tokenizer/tokenizer';
 import { generate, main as generateIds } from '../gpu-backend/src/cli/generate';
-import { DEFAULT_MODEL_DIR } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_DIR } from '../gpu-backend/src/model/checkpoint/default-model';
 import { parseGenerateArgs, USAGE, UsageError } from '../gpu-backend/src/cli/generate-args';
 
 async function tokenizerFor(modelDir: string): Promise<Tokenizer | null> {

@@ -3,7 +3,7 @@
 // streams before the edge stops.
 
 import { parseArgs } from 'node:util';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';

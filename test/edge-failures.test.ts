@@ -7,7 +7,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { createLocalKey, freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
 
 let stack: Stack;

@@ -6,7 +6,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DEFAULT_MODEL_CONFIG, writeRandomModel } from '../gpu-backend/src/model/default-model';
+import { DEFAULT_MODEL_CONFIG, writeRandomModel } from '../gpu-backend/src/model/checkpoint/default-model';
 
 const TSX = path.resolve('node_modules/.bin/tsx');
 const SCRIPT = path.resolve('scripts/generate.ts');

@@ -8,8 +8,8 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SAMPLING } from '../../shared/protocol';
-import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/default-model';
-import { Engine } from '../src/model/engine';
+import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
+import { Engine } from '../src/model/runtime/engine';
 import { GrammarCompilerCache } from '../src/server/grammar/grammar-compiler';
 import { grammarSourceOf, type GrammarSource } from '../src/server/grammar/grammar-source';
 import { applyMask, GrammarState } from '../src/server/grammar/grammar-state';

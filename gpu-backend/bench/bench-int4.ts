@@ -5,8 +5,8 @@
 
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/default-model';
-import { Engine, type EngineLoadOptions } from '../src/model/engine';
+import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
+import { Engine, type EngineLoadOptions } from '../src/model/runtime/engine';
 
 const USAGE = `usage: npm run bench:int4 -- [--block-sizes 32,64,128] [--accuracy-levels 4] [--rounds 3] [--threads 2] [--decode-tokens 16] [--model-dir .models/bench-125m]`;
 const { values } = parseArgs({

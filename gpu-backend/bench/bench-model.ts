@@ -4,10 +4,10 @@
 
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { configFromHuggingFace } from '../src/model/config';
-import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/default-model';
-import { Engine } from '../src/model/engine';
-import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../src/model/engine-types';
+import { configFromHuggingFace } from '../src/model/checkpoint/config';
+import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
+import { Engine } from '../src/model/runtime/engine';
+import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../src/model/runtime/engine-types';
 import { measureReadBandwidth } from './read-bandwidth';
 
 const { values } = parseArgs({

@@ -11,8 +11,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../../shared/protocol';
-import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/default-model';
-import { Engine } from '../src/model/engine';
+import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
+import { Engine } from '../src/model/runtime/engine';
 import { GenerationClient } from '../src/server/generation-client';
 
 const { values } = parseArgs({

@@ -2,10 +2,10 @@
 // one block of seeded normals is tiled (with a per-tensor offset) instead of drawing every value.
 // Speed runs only: the values are not independent, so no accuracy claim rests on them.
 
-import { configFromHuggingFace, type ModelConfig } from '../src/model/config';
-import { mistralTensors } from '../src/model/mistral-tensors';
-import type { WeightSource } from '../src/model/model-graph';
-import { SeededRandom } from '../src/model/seeded-random';
+import { configFromHuggingFace, type ModelConfig } from '../src/model/checkpoint/config';
+import { mistralTensors } from '../src/model/checkpoint/mistral-tensors';
+import type { WeightSource } from '../src/model/graph/model-graph';
+import { SeededRandom } from '../src/model/checkpoint/seeded-random';
 
 const BLOCK_VALUES = 1 << 20;
 

@@ -2,10 +2,10 @@
 // 512 MiB, or less with --quick) run on the provider; bytes moved = read + written. On WebGPU the output
 // stays on the device and is fed back, so no host transfer is timed; a 1-value host output syncs the run.
 
-import { GraphBuilder } from '../src/model/graph-builder';
-import { concatChunks, encodeOnnxModel } from '../src/model/onnx-proto-writer';
-import type { ExecutionProvider } from '../src/model/engine-types';
-import { type DeviceTensor, OrtSession } from '../src/model/ort-session';
+import { GraphBuilder } from '../src/model/graph/graph-builder';
+import { concatChunks, encodeOnnxModel } from '../src/model/graph/onnx-proto-writer';
+import type { ExecutionProvider } from '../src/model/runtime/engine-types';
+import { type DeviceTensor, OrtSession } from '../src/model/runtime/ort-session';
 
 export interface BandwidthResult {
   /** Bytes read + written per second. */

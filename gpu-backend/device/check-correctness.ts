@@ -2,11 +2,11 @@
 // engine on the provider under test; every logits row of a chunked prefill over the window and of
 // batched decode steps is compared (max |ep - cpu| / max |cpu| per row, the worst row reported).
 
-import { randomModelWeights } from '../src/model/default-model';
-import { Engine } from '../src/model/engine';
+import { randomModelWeights } from '../src/model/checkpoint/default-model';
+import { Engine } from '../src/model/runtime/engine';
 import { argmax } from '../src/server/logits-processors';
-import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
-import { MapWeightSource, maxRelativeError as rowError, tinyConfig } from '../src/model/test-models';
+import type { ExecutionProvider, WeightFormat } from '../src/model/runtime/engine-types';
+import { MapWeightSource, maxRelativeError as rowError, tinyConfig } from '../src/model/reference/test-models';
 
 export interface CorrectnessResult {
   dtype: WeightFormat;

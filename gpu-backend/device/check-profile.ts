@@ -3,7 +3,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExecutionProvider } from '../src/model/engine-types';
+import type { ExecutionProvider } from '../src/model/runtime/engine-types';
 import { measureSpeed } from './check-speed';
 
 export interface OpTime {

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Engine } from '../src/model/engine';
-import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
+import { Engine } from '../src/model/runtime/engine';
+import type { ExecutionProvider, WeightFormat } from '../src/model/runtime/engine-types';
 import { TiledRandomWeights, benchConfig } from './bench-weights';
 
 export interface SpeedPlan {

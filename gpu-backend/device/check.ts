@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ExecutionProvider, WeightFormat } from '../src/model/engine-types';
+import type { ExecutionProvider, WeightFormat } from '../src/model/runtime/engine-types';
 import { benchConfig, linearParameterCount, weightBytesPerToken } from './bench-weights';
 import { measureCopyBandwidth } from './check-bandwidth';
 import { type CorrectnessResult, checkCorrectness } from './check-correctness';

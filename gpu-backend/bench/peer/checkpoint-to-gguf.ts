@@ -2,8 +2,8 @@
 // peer benchmark runs llama.cpp on the very same weights: F32, F16, Q8_0 or Q4_0 linear layers, F32 norms.
 
 import { readFile } from 'node:fs/promises';
-import { Checkpoint } from '../../src/model/checkpoint';
-import type { ModelConfig } from '../../src/model/config';
+import { Checkpoint } from '../../src/model/checkpoint/checkpoint';
+import type { ModelConfig } from '../../src/model/checkpoint/config';
 import { type GgmlType, type GgufMetadataValue, type GgufTensor, writeGguf } from './gguf-writer';
 
 export type GgufFormat = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';

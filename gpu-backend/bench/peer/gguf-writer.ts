@@ -7,7 +7,7 @@
 // (32), then tensor data, each tensor starting at an aligned offset. Little-endian throughout.
 
 import { open } from 'node:fs/promises';
-import { float32ToFloat16Bits } from '../../src/model/float-bits';
+import { float32ToFloat16Bits } from '../../src/model/checkpoint/float-bits';
 
 export const GGUF_ALIGNMENT = 32;
 

@@ -3,8 +3,8 @@
 // line `RESULT <json>` on stdout. `--help` for usage.
 
 import { parseArgs } from 'node:util';
-import { Engine } from '../../src/model/engine';
-import type { WeightFormat } from '../../src/model/engine-types';
+import { Engine } from '../../src/model/runtime/engine';
+import type { WeightFormat } from '../../src/model/runtime/engine-types';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
   [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 32] [--prepare]

@@ -2,7 +2,7 @@
 
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import type { KvCacheDtype, WeightFormat } from '../model/engine-types';
+import type { KvCacheDtype, WeightFormat } from '../model/runtime/engine-types';
 
 export class UsageError extends Error {}
 

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Engine } from '../model/engine';
-import { ReferenceModel } from '../model/reference-forward';
+import { Engine } from '../model/runtime/engine';
+import { ReferenceModel } from '../model/reference/reference-forward';
 import { parseGenerateArgs } from './generate-args';
 
 const FIXTURE = path.join(process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures'), 'stories260k-swa16');

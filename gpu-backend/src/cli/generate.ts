@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
-import { Engine } from '../model/engine';
+import { Engine } from '../model/runtime/engine';
 import { Prng } from '../server/prng';
 import { argmax } from '../server/logits-processors';
 import { Sampler } from '../server/sampler';

@@ -4,7 +4,7 @@
 
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
-import type { ModelEngine } from '../model/engine-types';
+import type { ModelEngine } from '../model/runtime/engine-types';
 import { FakeEngine } from './fake-engine';
 import { GrammarRuntime } from './grammar/grammar-runtime';
 import { Scheduler } from './scheduler';
@@ -39,7 +39,7 @@ export function defaultLimits(engine: ModelEngine, given: Partial<ServingLimits>
 async function loadEngine(options: EngineHostOptions['engine']): Promise<ModelEngine> {
   if (options.kind === 'fake') return new FakeEngine(options.options);
   // Imported on demand: fake-engine hosts never load onnxruntime-node.
-  const { Engine } = await import('../model/engine');
+  const { Engine } = await import('../model/runtime/engine');
   return Engine.load(options.options);
 }
 

@@ -1,8 +1,8 @@
 // A deterministic stand-in for the ONNX engine: logits are a pure function of a sequence's token ids,
 // so scheduler tests know the right answer without a model. It records every step for assertions.
 
-import type { ModelConfig } from '../model/config';
-import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/engine-types';
+import type { ModelConfig } from '../model/checkpoint/config';
+import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/runtime/engine-types';
 
 export interface FakeEngineOptions {
   vocabSize?: number;

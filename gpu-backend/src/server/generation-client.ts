@@ -3,7 +3,7 @@
 // thread for tests (same messages, no structured clone).
 
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
-import type { ModelEngine } from '../model/engine-types';
+import type { ModelEngine } from '../model/runtime/engine-types';
 import { runEngineHost } from './engine-worker';
 import { Metrics, type RequestOutcome } from './metrics';
 import { randomSeed } from './prng';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { configFromHuggingFace } from '../model/config';
+import { configFromHuggingFace } from '../model/checkpoint/config';
 import { kvBytesPerSequence, sequencesForBudget, weightBytes } from './kv-budget';
 
 // Mistral 7B v0.1 as released (config.json values from the paper's Table 1).

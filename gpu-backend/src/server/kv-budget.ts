@@ -1,9 +1,9 @@
 // How many sequences (KV cache rows) fit a KV memory budget: the default for --max-sequences, derived
 // from the model's shape and the memory this host has, so a 7B model on a small host does not oversubscribe.
 
-import type { ModelConfig } from '../model/config';
-import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../model/engine-types';
-import { KvCache } from '../model/kv-cache';
+import type { ModelConfig } from '../model/checkpoint/config';
+import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../model/runtime/engine-types';
+import { KvCache } from '../model/runtime/kv-cache';
 
 /** Default budget on the CPU provider: this share of the memory free at start, after the weights. */
 export const CPU_KV_MEMORY_SHARE = 0.5;

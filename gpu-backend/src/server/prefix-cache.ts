@@ -5,7 +5,7 @@
 // stood at the end of the prefix: exactly what the positions after the prefix attend to. Continuing a
 // fork is therefore the same computation as continuing the original prefill at that position.
 
-import type { ModelEngine } from '../model/engine-types';
+import type { ModelEngine } from '../model/runtime/engine-types';
 
 interface PrefixEntry {
   tokenIds: number[];

@@ -3,9 +3,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../../../shared/protocol';
-import { Engine } from '../model/engine';
-import { randomModelWeights } from '../model/default-model';
-import { MapWeightSource, tinyConfig } from '../model/test-models';
+import { Engine } from '../model/runtime/engine';
+import { randomModelWeights } from '../model/checkpoint/default-model';
+import { MapWeightSource, tinyConfig } from '../model/reference/test-models';
 import { createBackendApp } from './app';
 import { GenerationClient } from './generation-client';
 import { GrammarCompilerCache } from './grammar/grammar-compiler';

@@ -4,7 +4,7 @@
 // the streams already running.
 
 import type { GenerateEvent } from '../../../shared/protocol';
-import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/engine-types';
+import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/runtime/engine-types';
 import type { GrammarState } from './grammar/grammar-state';
 import { PrefillBudget } from './prefill-budget';
 import { PrefixCache } from './prefix-cache';

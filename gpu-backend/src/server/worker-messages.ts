@@ -2,7 +2,7 @@
 // Plain data only: they cross a worker_threads port by structured clone.
 
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
-import type { EngineOptions } from '../model/engine-types';
+import type { EngineOptions } from '../model/runtime/engine-types';
 import type { FakeEngineOptions } from './fake-engine';
 import type { SchedulerLimits, SchedulerStats } from './scheduler';
 import type { ScheduledRequest } from './sequence';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ErrorBody, GenerateResponse } from '../../../../shared/protocol';
-import { DEFAULT_MODEL_CONFIG } from '../../model/default-model';
+import { DEFAULT_MODEL_CONFIG } from '../../model/checkpoint/default-model';
 import { createBackendApp } from '../app';
 import { FakeEngine } from '../fake-engine';
 import { GenerationClient } from '../generation-client';

@@ -7,7 +7,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import mistralTokenizer from 'mistral-tokenizer-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateResponse } from '../../../../shared/protocol';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../../model/default-model';
+import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../../model/checkpoint/default-model';
 import { createBackendApp } from '../app';
 import { GenerationClient } from '../generation-client';
 import { readEvents } from '../test-support';

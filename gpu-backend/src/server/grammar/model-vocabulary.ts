@@ -7,8 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PIECE_TYPE, readSentencePieceModel } from '../../../../shared/sentencepiece-model';
-import { configFromHuggingFace } from '../../model/config';
-import { isGeneratedModel } from '../../model/default-model';
+import { configFromHuggingFace } from '../../model/checkpoint/config';
+import { isGeneratedModel } from '../../model/checkpoint/default-model';
 
 export interface Vocabulary {
   /** [vocabSize] SentencePiece pieces ("▁" for a space, "<0x0A>" byte pieces); '' for special ids. */

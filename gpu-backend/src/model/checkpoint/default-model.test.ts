@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from './checkpoint';
 import { configFromHuggingFace } from './config';
 import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureDefaultModel, ensureRandomModel, writeRandomModel } from './default-model';
-import { ReferenceModel } from './reference-forward';
+import { ReferenceModel } from '../reference/reference-forward';
 import { writeSafetensors } from './safetensors';
 import { SeededRandom, hashSeed } from './seeded-random';
 

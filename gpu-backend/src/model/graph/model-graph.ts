@@ -2,8 +2,8 @@
 // fused into SkipSimplifiedLayerNormalization), packed QKV, attention, o_proj, packed SwiGLU MLP,
 // final norm, and the LM head on the selected rows only (`logits_index`).
 
-import type { ModelConfig } from './config';
-import type { WeightFormat } from './engine-types';
+import type { ModelConfig } from '../checkpoint/config';
+import type { WeightFormat } from '../runtime/engine-types';
 import { type AttentionInputs, type AttentionKind, chooseAttention, emitAttention, emitRotaryCaches } from './graph-attention';
 import { type ExternalDataWriter, GraphBuilder } from './graph-builder';
 import { type GraphContext, emitLinear, emitVector } from './graph-linear';

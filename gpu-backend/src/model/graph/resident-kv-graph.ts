@@ -2,7 +2,7 @@
 // tensors and returns them updated, so keys/values never cross to the host; and a small graph that
 // grows those tensors or copies rows (forks) on the device.
 
-import type { ModelConfig } from './config';
+import type { ModelConfig } from '../checkpoint/config';
 import type { OnnxDataType, OnnxGraph, OnnxModel, OnnxNode } from './onnx-proto-writer';
 
 const KINDS = ['key', 'value'] as const;

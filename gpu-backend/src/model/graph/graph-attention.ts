@@ -12,7 +12,7 @@
 //     (~0.35 ms per step for the If nodes): the same ratio is 0.88 fp32, 0.68 int4 (0.81 and 0.59 when
 //     the in-place path grouped query heads into one GEMM, which made MLAS pack the cache every step).
 
-import type { ExecutionProvider } from './engine-types';
+import type { ExecutionProvider } from '../runtime/engine-types';
 import type { GraphContext } from './graph-linear';
 import { emitVector } from './graph-linear';
 

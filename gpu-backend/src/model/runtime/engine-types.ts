@@ -1,7 +1,7 @@
 // The contract between the model engine (ONNX session + KV cache) and the serving scheduler.
 // The scheduler only sees this interface, so it can be tested with a deterministic fake.
 
-import type { ModelConfig } from './config';
+import type { ModelConfig } from '../checkpoint/config';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 export type WeightFormat = 'fp32' | 'fp16' | 'int4';

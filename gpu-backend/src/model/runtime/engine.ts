@@ -3,14 +3,14 @@
 
 import os from 'node:os';
 import path from 'node:path';
-import { Checkpoint } from './checkpoint';
-import type { ModelConfig } from './config';
+import { Checkpoint } from '../checkpoint/checkpoint';
+import type { ModelConfig } from '../checkpoint/config';
 import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
 import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem, kvCacheElementType } from './engine-types';
-import { type AttentionKind, chooseAttention } from './graph-attention';
+import { type AttentionKind, chooseAttention } from '../graph/graph-attention';
 import { KvCache } from './kv-cache';
-import type { WeightSource } from './model-graph';
-import { prepareOnnxModel } from './onnx-model-store';
+import type { WeightSource } from '../graph/model-graph';
+import { prepareOnnxModel } from '../graph/onnx-model-store';
 import { OrtSession } from './ort-session';
 import { ResidentKvCache } from './resident-kv';
 

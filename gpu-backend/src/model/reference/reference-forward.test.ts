@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Checkpoint } from './checkpoint';
-import { configFromHuggingFace, type ModelConfig } from './config';
-import { randomModelWeights, writeRandomModel } from './default-model';
+import { Checkpoint } from '../checkpoint/checkpoint';
+import { configFromHuggingFace, type ModelConfig } from '../checkpoint/config';
+import { randomModelWeights, writeRandomModel } from '../checkpoint/default-model';
 import { ReferenceModel } from './reference-forward';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures');

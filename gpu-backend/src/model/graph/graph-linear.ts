@@ -1,9 +1,9 @@
 // Emits linear layers and per-channel vectors in the chosen weight format: fp32/fp16 MatMul on the
 // transposed weight, or int4 com.microsoft.MatMulNBits straight from the [out, in] layout.
 
-import type { ModelConfig } from './config';
-import type { WeightFormat } from './engine-types';
-import { float32ToSixteenBit } from './float-bits';
+import type { ModelConfig } from '../checkpoint/config';
+import type { WeightFormat } from '../runtime/engine-types';
+import { float32ToSixteenBit } from '../checkpoint/float-bits';
 import { type GraphBuilder, bytesOf } from './graph-builder';
 import type { OnnxDataType } from './onnx-proto-writer';
 import { quantizeInt4 } from './quantize-int4';

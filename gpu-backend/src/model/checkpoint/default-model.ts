@@ -47,7 +47,7 @@ export const BENCH_125M_CONFIG = {
 export const DEFAULT_MODEL_SEED = 20231010;
 
 /** Where `npm start`, the backend's --default-model and the tests keep the generated default model (git-ignored). */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../.models/mistral-tiny-random', import.meta.url));
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../../.models/mistral-tiny-random', import.meta.url));
 
 /** Written into the safetensors metadata so a folder we generated (any version) can be told from a user's checkpoint. */
 const GENERATOR_NAME = 'mistral-edge-serve writeRandomModel';

@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Engine } from './engine';
+import { Engine } from '../runtime/engine';
 import { prepareOnnxModel } from './onnx-model-store';
-import { ReferenceModel } from './reference-forward';
-import { randomModelWeights as randomWeights } from './default-model';
-import { MapWeightSource, tinyConfig } from './test-models';
+import { ReferenceModel } from '../reference/reference-forward';
+import { randomModelWeights as randomWeights } from '../checkpoint/default-model';
+import { MapWeightSource, tinyConfig } from '../reference/test-models';
 
 const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnx-cache-test-'));
 afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));

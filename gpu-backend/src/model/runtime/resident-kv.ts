@@ -10,16 +10,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ModelConfig } from './config';
+import type { ModelConfig } from '../checkpoint/config';
 import type { BatchPlan } from './engine-feeds';
 import type { ExecutionProvider, WeightFormat } from './engine-types';
-import type { AttentionKind } from './graph-attention';
-import { ExternalDataWriter } from './graph-builder';
+import type { AttentionKind } from '../graph/graph-attention';
+import { ExternalDataWriter } from '../graph/graph-builder';
 import type { CacheArray, KvCache } from './kv-cache';
-import { type WeightSource, buildModelGraph } from './model-graph';
-import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
+import { type WeightSource, buildModelGraph } from '../graph/model-graph';
+import { concatChunks, encodeOnnxModel } from '../graph/onnx-proto-writer';
 import { DeviceTensor, type Feed, OrtSession } from './ort-session';
-import { addResidentCache, residentInputName, residentOutputName, residentResizeGraph } from './resident-kv-graph';
+import { addResidentCache, residentInputName, residentOutputName, residentResizeGraph } from '../graph/resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
 
 export interface ResidentLoadOptions {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BuildProgress } from './build-progress';
-import type { WeightFormat } from './engine-types';
+import type { WeightFormat } from '../runtime/engine-types';
 import { type AttentionKind, chooseAttention } from './graph-attention';
 import { ExternalDataWriter } from './graph-builder';
 import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph } from './model-graph';

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Engine } from './engine';
-import { ReferenceModel } from './reference-forward';
+import { ReferenceModel } from '../reference/reference-forward';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures');
 const PROMPT = [1, ...Array.from({ length: 40 }, (_, i) => ((i * 37 + 11) % 500) + 3)];

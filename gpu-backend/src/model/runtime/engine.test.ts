@@ -2,13 +2,13 @@
 // windows, GQA ratios, head dims, chunked prefill, batched decode, forks and self-consistency.
 
 import { describe, expect, it } from 'vitest';
-import type { ModelConfig } from './config';
+import type { ModelConfig } from '../checkpoint/config';
 import { Engine, type EngineLoadOptions } from './engine';
-import type { AttentionKind } from './graph-attention';
-import { dequantizeInt4, quantizeInt4 } from './quantize-int4';
-import { ReferenceModel } from './reference-forward';
-import { randomModelWeights as randomWeights } from './default-model';
-import { MapWeightSource, maxRelativeError as relativeError, tinyConfig } from './test-models';
+import type { AttentionKind } from '../graph/graph-attention';
+import { dequantizeInt4, quantizeInt4 } from '../graph/quantize-int4';
+import { ReferenceModel } from '../reference/reference-forward';
+import { randomModelWeights as randomWeights } from '../checkpoint/default-model';
+import { MapWeightSource, maxRelativeError as relativeError, tinyConfig } from '../reference/test-models';
 
 async function makeEngine(config: ModelConfig, weights: Map<string, Float32Array>, options: Partial<EngineLoadOptions> = {}): Promise<Engine> {
   return Engine.fromWeights(new MapWeightSource(config, weights), {

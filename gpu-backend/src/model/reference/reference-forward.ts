@@ -1,9 +1,9 @@
 // A naive float64 Mistral forward pass (Hugging Face MistralForCausalLM eager semantics), used only by tests
 // as the independent reference for the ONNX engine. Readable over fast: one position at a time, full K/V history.
 
-import type { ModelConfig } from './config';
-import { Checkpoint } from './checkpoint';
-import { mistralTensors } from './mistral-tensors';
+import type { ModelConfig } from '../checkpoint/config';
+import { Checkpoint } from '../checkpoint/checkpoint';
+import { mistralTensors } from '../checkpoint/mistral-tensors';
 
 interface LayerWeights {
   inputNorm: Float32Array; // [hidden]

@@ -1,8 +1,8 @@
 // Builds the session.run feeds for one batch of rows: token and position ids, the rows whose logits are
 // wanted, the attention bookkeeping (GQA seqlens, the in-place path's additive mask, the hybrid switch) and cache views.
 
-import type { ModelConfig } from './config';
-import type { AttentionKind } from './graph-attention';
+import type { ModelConfig } from '../checkpoint/config';
+import type { AttentionKind } from '../graph/graph-attention';
 import type { CacheArray, KvCache } from './kv-cache';
 import type { Feed, FeedType } from './ort-session';
 

@@ -1,8 +1,8 @@
 // Test support: tiny Mistral configs and an in-memory weight source (random weights: default-model's
 // randomModelWeights), so engine tests need no disk and no checkpoint.
 
-import type { ModelConfig } from './config';
-import type { WeightSource } from './model-graph';
+import type { ModelConfig } from '../checkpoint/config';
+import type { WeightSource } from '../graph/model-graph';
 
 export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {

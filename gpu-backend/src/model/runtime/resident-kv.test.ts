@@ -5,16 +5,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { randomModelWeights } from './default-model';
+import { randomModelWeights } from '../checkpoint/default-model';
 import { Engine } from './engine';
 import type { BatchPlan } from './engine-feeds';
-import type { AttentionKind } from './graph-attention';
+import type { AttentionKind } from '../graph/graph-attention';
 import { KvCache } from './kv-cache';
-import { buildModelGraph } from './model-graph';
-import type { OnnxGraph } from './onnx-proto-writer';
-import { addResidentCache } from './resident-kv-graph';
+import { buildModelGraph } from '../graph/model-graph';
+import type { OnnxGraph } from '../graph/onnx-proto-writer';
+import { addResidentCache } from '../graph/resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
-import { MapWeightSource, tinyConfig } from './test-models';
+import { MapWeightSource, tinyConfig } from '../reference/test-models';
 
 function ringCache(slidingWindow: number | null): KvCache {
   return new KvCache({ layerCount: 0, keyValueHeadCount: 2, headDim: 16, slidingWindow, maxSequences: 4, maxModelLen: 64, elementType: 'float32' });
