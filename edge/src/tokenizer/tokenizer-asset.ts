@@ -1,20 +1,14 @@
 // The serialized tokenizer the edge loads (edge/generated/tokenizer.json), its piece types, its validation
 // and the template-version rule shared by the SentencePiece parser and the build script.
 
-import { PIECE_TYPE } from '../../../shared/sentencepiece-model';
+import { PIECE_TYPE, type SentencePieceModel } from '../../../shared/sentencepiece-model';
 
 export { PIECE_TYPE };
 
-export interface TokenizerAsset {
+/** The parsed SentencePiece model (pieces, scores, types, special ids) plus what the edge derives from it. */
+export interface TokenizerAsset extends SentencePieceModel {
   format: 'mistral-spm/1';
   templateVersion: 'v1' | 'v3';
-  pieces: string[];
-  scores: number[];
-  /** SentencePiece piece types: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte. */
-  types: number[];
-  bosTokenId: number;
-  eosTokenId: number;
-  unkTokenId: number;
   /** Where the asset came from (informational; the build script's up-to-date check uses its own stamp). */
   source?: string;
 }
