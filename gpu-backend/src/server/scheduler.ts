@@ -5,11 +5,11 @@
 
 import type { GenerateEvent } from '../../../shared/protocol';
 import type { KvCacheStats, ModelEngine, StepItem } from '../model/runtime/engine-types';
-import { Capacity, type CapacityLimits, type Reservation } from './capacity';
+import { Capacity, type CapacityLimits } from './capacity';
 import type { GrammarState } from './grammar/grammar-state';
 import { PrefillBudget } from './prefill-budget';
 import type { PrefixCache } from './prefix-cache';
-import { Sequence, type ScheduledRequest } from './sequence';
+import { type RequestGroup, Sequence, type ScheduledRequest } from './sequence';
 
 /** Capacity's limits (maxRunning, the prefix cache) and the step's token budget. */
 export interface SchedulerLimits extends CapacityLimits {
@@ -42,19 +42,6 @@ export interface SchedulerStats {
 }
 
 export type SchedulerEventSink = (requestId: number, event: GenerateEvent) => void;
-
-/** A request and its choices; only choice 0 exists until the prompt is prefilled, then it forks. */
-interface RequestGroup {
-  request: ScheduledRequest;
-  /** What capacity gave the request at admission; null while it waits. */
-  reservation: Reservation | null;
-  sequences: Sequence[];
-  cachedTokens: number;
-  snapshotPoints: number[];
-  cancelled: boolean;
-  /** One matcher per choice (grammar requests), handed to each choice's sequence when it is made. */
-  grammars: GrammarState[] | null;
-}
 
 interface ScheduledItem extends StepItem {
   sequence: Sequence;
@@ -135,7 +122,7 @@ export class Scheduler {
       const didWork = await this.step();
       afterStep?.(didWork);
       // Yield a macrotask so messages (submit, cancel) are handled between steps.
-      if (didWork || this.hasPendingCancel()) await new Promise((resolve) => setImmediate(resolve));
+      if (didWork || [...this.groups.values()].some((group) => group.cancelled)) await new Promise((resolve) => setImmediate(resolve));
       else await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = null;
     }
@@ -278,20 +265,13 @@ export class Scheduler {
     });
   }
 
-  private hasPendingCancel(): boolean {
-    for (const group of this.groups.values()) if (group.cancelled) return true;
-    return false;
-  }
-
   /** Cancelled requests leave here, at a step boundary: their choices finish with 'abort'. */
   private dropCancelled(): void {
     for (const group of [...this.groups.values()]) {
       if (!group.cancelled) continue;
       const waitingIndex = this.waiting.indexOf(group);
       if (waitingIndex >= 0) this.waiting.splice(waitingIndex, 1);
-      while (group.sequences.length < group.request.sampling.n) {
-        group.sequences.push(this.newSequence(group, group.sequences.length));
-      }
+      while (group.sequences.length < group.request.sampling.n) group.sequences.push(this.newSequence(group, group.sequences.length));
       for (const sequence of group.sequences) {
         if (sequence.status === 'finished') continue;
         sequence.finishReason = 'abort';
