@@ -31,7 +31,7 @@ export interface CapacityLimits {
   prefixMinTokens: number;
 }
 
-/** What one admitted request holds: choice slots and rows not yet given back, rows still owed to it. */
+/** What one admitted request holds: choice slots and rows not yet given back, rows still owed to it. Only Capacity changes it. */
 export class Reservation {
   readonly rows = new Set<number>();
   constructor(
