@@ -4,6 +4,7 @@
 
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
 import type { ModelEngine } from '../model/runtime/engine-types';
+import { QueueCapacity } from './capacity';
 import { runEngineHost } from './engine-worker';
 import { Metrics, type RequestOutcome } from './metrics';
 import { randomSeed } from './prng';
@@ -19,7 +20,6 @@ export type SubmitOutcome =
 
 interface Pending {
   listener: EventListener;
-  choices: number;
   arrivedAt: number;
   firstTokenSeen: boolean;
   /** Time of each choice's last token event, for inter-token latency. */
@@ -37,7 +37,8 @@ export class GenerationClient {
   modelInfo: ModelInfo | null = null;
   limits: ServingLimits | null = null;
   private readonly pending = new Map<number, Pending>();
-  private outstandingChoices = 0;
+  /** Choices accepted and not yet ended (capacity.ts); made when the engine thread sends its limits. */
+  private queue: QueueCapacity | null = null;
   private nextId = 1;
   private draining = false;
   private failure: string | null = null;
@@ -104,16 +105,13 @@ export class GenerationClient {
 
   submit(request: ValidatedGenerateRequest, listener: EventListener): SubmitOutcome {
     if (this.draining) return { ok: false, code: 'shutting_down', message: 'The backend is shutting down.' };
-    if (!this.isReady() || !this.limits) {
+    if (!this.isReady() || !this.queue) {
       return { ok: false, code: 'backend_unavailable', message: this.failure ?? 'The model is still loading.' };
     }
-    const choices = request.sampling.n;
-    if (this.outstandingChoices + choices > this.limits.maxRunning + this.limits.maxQueue) {
-      return { ok: false, code: 'overloaded', message: 'Too many requests are queued; retry later.' };
-    }
+    if (!this.queue.canAdmit(request.sampling.n)) return { ok: false, code: 'overloaded', message: 'Too many requests are queued; retry later.' };
     const id = this.nextId++;
-    this.pending.set(id, { listener, choices, arrivedAt: performance.now(), firstTokenSeen: false, lastTokenAt: new Map(), outcome: 'stop' });
-    this.outstandingChoices += choices;
+    this.queue.reserve(id, request.sampling.n);
+    this.pending.set(id, { listener, arrivedAt: performance.now(), firstTokenSeen: false, lastTokenAt: new Map(), outcome: 'stop' });
     const sampling = { ...request.sampling, seed: request.sampling.seed ?? randomSeed() };
     this.transport.send({
       type: 'submit',
@@ -140,7 +138,7 @@ export class GenerationClient {
       clearTimeout(timer);
     }
     for (const [id, entry] of this.pending) {
-      this.finish(id, entry, 'shutting_down');
+      this.finish(id, 'shutting_down');
       entry.listener({
         event: 'error',
         data: { message: 'The backend shut down before the request finished.', type: 'server_error', param: null, code: 'shutting_down' },
@@ -171,6 +169,7 @@ export class GenerationClient {
       case 'ready':
         this.modelInfo = message.modelInfo;
         this.limits = message.limits;
+        this.queue = new QueueCapacity(message.limits.maxRunning + message.limits.maxQueue);
         if (message.stats) this.metrics.updateScheduler(message.stats);
         this.resolveReady();
         return;
@@ -182,7 +181,7 @@ export class GenerationClient {
         this.failure = message.message;
         this.rejectReady(new Error(`engine failed: ${message.message}`));
         for (const [id, entry] of this.pending) {
-          this.finish(id, entry, 'error');
+          this.finish(id, 'error');
           entry.listener({ event: 'error', data: { message: 'The model engine failed.', type: 'server_error', param: null, code: 'internal_error' } });
         }
         this.onFailure(message.message);
@@ -214,16 +213,16 @@ export class GenerationClient {
       if (reason === 'abort' || (reason === 'length' && entry.outcome === 'stop')) entry.outcome = reason;
     } else if (event.event === 'end') {
       this.metrics.countUsage(event.data.usage);
-      this.finish(id, entry, entry.outcome);
+      this.finish(id, entry.outcome);
     } else {
-      this.finish(id, entry, 'error');
+      this.finish(id, 'error');
     }
     entry.listener(event);
   }
 
-  private finish(id: number, entry: Pending, outcome: RequestOutcome): void {
+  private finish(id: number, outcome: RequestOutcome): void {
     this.pending.delete(id);
-    this.outstandingChoices -= entry.choices;
+    this.queue?.release(id);
     this.metrics.countRequest(outcome);
     if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }

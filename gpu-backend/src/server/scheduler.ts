@@ -4,21 +4,17 @@
 // the streams already running.
 
 import type { GenerateEvent } from '../../../shared/protocol';
-import { EngineCapacityError, type KvCacheStats, type ModelEngine, type StepItem } from '../model/runtime/engine-types';
+import type { KvCacheStats, ModelEngine, StepItem } from '../model/runtime/engine-types';
+import { Capacity, type CapacityLimits } from './capacity';
 import type { GrammarState } from './grammar/grammar-state';
 import { PrefillBudget } from './prefill-budget';
-import { PrefixCache } from './prefix-cache';
-import { Sequence, type ScheduledRequest } from './sequence';
+import type { PrefixCache } from './prefix-cache';
+import { type RequestGroup, Sequence, type ScheduledRequest } from './sequence';
 
-export interface SchedulerLimits {
-  /** Choices (sequences) decoding or prefilling at once. */
-  maxRunning: number;
+/** Capacity's limits (maxRunning, the prefix cache) and the step's token budget. */
+export interface SchedulerLimits extends CapacityLimits {
   /** Tokens per engine step: one per running decode, the rest for prefill chunks. */
   maxBatchedTokens: number;
-  /** Prefix-cache snapshots kept (each is an engine sequence; evicted first under pressure). */
-  prefixCacheSize: number;
-  /** Shortest prompt head worth a snapshot. */
-  prefixMinTokens: number;
   /**
    * While streams decode, prefill per step is sized so it costs about this multiple of a plain decode
    * step (measured; see PrefillBudget); 0 uses maxBatchedTokens alone.
@@ -47,17 +43,6 @@ export interface SchedulerStats {
 
 export type SchedulerEventSink = (requestId: number, event: GenerateEvent) => void;
 
-/** A request and its choices; only choice 0 exists until the prompt is prefilled, then it forks. */
-interface RequestGroup {
-  request: ScheduledRequest;
-  sequences: Sequence[];
-  cachedTokens: number;
-  snapshotPoints: number[];
-  cancelled: boolean;
-  /** One matcher per choice (grammar requests), handed to each choice's sequence when it is made. */
-  grammars: GrammarState[] | null;
-}
-
 interface ScheduledItem extends StepItem {
   sequence: Sequence;
 }
@@ -65,12 +50,10 @@ interface ScheduledItem extends StepItem {
 export class Scheduler {
   readonly waiting: RequestGroup[] = [];
   readonly running: Sequence[] = [];
+  /** The one owner of engine rows and choice slots (see capacity.ts); the scheduler asks it. */
+  readonly capacity: Capacity;
   readonly prefixCache: PrefixCache;
   private readonly groups = new Map<number, RequestGroup>();
-  /** Choices admitted and not finished: siblings count before they are forked. */
-  private reservedChoices = 0;
-  /** Engine sequences promised to siblings of prompts still prefilling. */
-  private pendingForks = 0;
   private lastStep = { batchSize: 0, decodeCount: 0, prefillTokens: 0, seconds: 0 };
   private steps = 0;
   private wake: (() => void) | null = null;
@@ -88,12 +71,13 @@ export class Scheduler {
     if (limits.maxRunning > limits.maxBatchedTokens) {
       throw new Error(`maxBatchedTokens (${limits.maxBatchedTokens}) must be at least maxRunning (${limits.maxRunning})`);
     }
-    this.prefixCache = new PrefixCache(engine, limits.prefixCacheSize, limits.prefixMinTokens);
+    this.capacity = new Capacity(engine, limits);
+    this.prefixCache = this.capacity.prefixCache;
   }
 
   /** `grammars`: one matcher per choice when the request has a grammar (made by the engine host). */
   submit(request: ScheduledRequest, grammars: GrammarState[] | null = null): void {
-    const group: RequestGroup = { request, sequences: [], cachedTokens: 0, snapshotPoints: [], cancelled: false, grammars };
+    const group: RequestGroup = { request, reservation: null, sequences: [], cachedTokens: 0, snapshotPoints: [], cancelled: false, grammars };
     group.sequences.push(this.newSequence(group, 0));
     this.groups.set(request.id, group);
     this.waiting.push(group);
@@ -138,7 +122,7 @@ export class Scheduler {
       const didWork = await this.step();
       afterStep?.(didWork);
       // Yield a macrotask so messages (submit, cancel) are handled between steps.
-      if (didWork || this.hasPendingCancel()) await new Promise((resolve) => setImmediate(resolve));
+      if (didWork || [...this.groups.values()].some((group) => group.cancelled)) await new Promise((resolve) => setImmediate(resolve));
       else await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = null;
     }
@@ -201,29 +185,19 @@ export class Scheduler {
     return new Sequence(group.request, choice, this.engine.config.eosTokenId, group.grammars?.[choice] ?? null);
   }
 
-  /** Gives the group's first choice an engine sequence (from the prefix cache when one matches). */
+  /** Reserves the group's choices and gives the first one a row (from the prefix cache when one matches). */
   private admit(group: RequestGroup): boolean {
     const { request } = group;
-    const choices = request.sampling.n;
-    if (this.reservedChoices + choices > this.limits.maxRunning) return false;
-    while (this.engine.freeSequences() - this.pendingForks < choices) {
-      if (!this.prefixCache.evictOne()) return false;
-    }
+    if (!this.capacity.canAdmit(request.sampling.n)) return false;
+    group.reservation = this.capacity.reserve(request.sampling.n);
     const sequence = group.sequences[0];
     const hit = this.prefixCache.lookup(request.tokenIds, request.tokenIds.length - 1);
-    try {
-      sequence.engineId = hit ? this.engine.forkSequence(hit.engineId) : this.engine.createSequence();
-    } catch (error) {
-      if (error instanceof EngineCapacityError) return false;
-      throw error;
-    }
+    sequence.engineId = this.capacity.takeRow(group.reservation, hit?.engineId ?? null);
     group.cachedTokens = hit?.length ?? 0;
     sequence.prefilled = group.cachedTokens;
     group.snapshotPoints = this.prefixCache.snapshotPoints(request.tokenIds, group.cachedTokens, request.prefixLength);
     sequence.status = 'prefilling';
     this.running.push(sequence);
-    this.reservedChoices += choices;
-    this.pendingForks += choices - 1;
     return true;
   }
 
@@ -244,10 +218,7 @@ export class Scheduler {
         continue;
       }
       sequence.prefilled += tokenIds.length;
-      const room = this.engine.freeSequences() - this.pendingForks + (this.prefixCache.size >= this.prefixCache.capacity ? 1 : 0);
-      if (group.snapshotPoints.includes(sequence.prefilled) && room > 0) {
-        this.prefixCache.insert(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
-      }
+      if (group.snapshotPoints.includes(sequence.prefilled)) this.capacity.snapshot(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
       if (sequence.prefilled === sequence.promptLength) await this.finishPrefill(group, sequence, logits[index]);
     }
     this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
@@ -255,11 +226,9 @@ export class Scheduler {
 
   /** The prompt is in the cache: fork the other choices and sample every choice's first token. */
   private async finishPrefill(group: RequestGroup, first: Sequence, logits: Float32Array): Promise<void> {
-    const { request } = group;
-    this.pendingForks -= request.sampling.n - 1;
-    for (let choice = 1; choice < request.sampling.n; choice++) {
+    for (let choice = 1; choice < group.request.sampling.n; choice++) {
       const sibling = this.newSequence(group, choice);
-      sibling.engineId = this.engine.forkSequence(first.engineId);
+      sibling.engineId = this.capacity.takeRow(group.reservation!, first.engineId);
       sibling.prefilled = first.prefilled;
       group.sequences.push(sibling);
       this.running.push(sibling);
@@ -282,9 +251,9 @@ export class Scheduler {
   private finishSequence(group: RequestGroup, sequence: Sequence): void {
     sequence.status = 'finished';
     sequence.release();
-    if (sequence.engineId >= 0) this.engine.releaseSequence(sequence.engineId);
+    // A choice of a request that never left `waiting` holds nothing; one never forked holds a promise.
+    if (group.reservation) this.capacity.release(group.reservation, sequence.engineId);
     sequence.engineId = -1;
-    this.reservedChoices--;
     this.emit(group.request.id, { event: 'finish', data: { choice: sequence.choice, finishReason: sequence.finishReason! } });
     if (group.sequences.length < group.request.sampling.n) return;
     if (group.sequences.some((other) => other.status !== 'finished')) return;
@@ -296,25 +265,13 @@ export class Scheduler {
     });
   }
 
-  private hasPendingCancel(): boolean {
-    for (const group of this.groups.values()) if (group.cancelled) return true;
-    return false;
-  }
-
   /** Cancelled requests leave here, at a step boundary: their choices finish with 'abort'. */
   private dropCancelled(): void {
     for (const group of [...this.groups.values()]) {
       if (!group.cancelled) continue;
       const waitingIndex = this.waiting.indexOf(group);
-      if (waitingIndex >= 0) {
-        this.waiting.splice(waitingIndex, 1);
-        this.reservedChoices += group.request.sampling.n; // never reserved: balance the releases below
-      } else if (group.sequences[0].status === 'prefilling') {
-        this.pendingForks -= group.request.sampling.n - 1;
-      }
-      while (group.sequences.length < group.request.sampling.n) {
-        group.sequences.push(this.newSequence(group, group.sequences.length));
-      }
+      if (waitingIndex >= 0) this.waiting.splice(waitingIndex, 1);
+      while (group.sequences.length < group.request.sampling.n) group.sequences.push(this.newSequence(group, group.sequences.length));
       for (const sequence of group.sequences) {
         if (sequence.status === 'finished') continue;
         sequence.finishReason = 'abort';

@@ -1,7 +1,8 @@
-// One choice of one request as the scheduler tracks it: its engine sequence, the ids fed so far,
-// its sampler and history, and why it finished. A request with n choices owns n of these.
+// A request as the scheduler tracks it (RequestGroup), and each of its choices (Sequence): its engine
+// sequence, the ids fed so far, its sampler and history, and why it finished.
 
 import type { FinishReason, SampledLogprob, SamplingParams } from '../../../shared/protocol';
+import type { Reservation } from './capacity';
 import { applyMask, type GrammarState } from './grammar/grammar-state';
 import type { GrammarSource } from './grammar/grammar-source';
 import type { GenerationHistory } from './logits-processors';
@@ -18,6 +19,19 @@ export interface ScheduledRequest {
   prefixLength?: number;
   /** Constraint on the output, compiled by the HTTP thread's check first; the engine thread makes matchers. */
   grammar?: GrammarSource;
+}
+
+/** A request and its choices; only choice 0 exists until the prompt is prefilled, then it forks. */
+export interface RequestGroup {
+  request: ScheduledRequest;
+  /** What capacity gave the request at admission; null while it waits. */
+  reservation: Reservation | null;
+  sequences: Sequence[];
+  cachedTokens: number;
+  snapshotPoints: number[];
+  cancelled: boolean;
+  /** One matcher per choice (grammar requests), handed to each choice's sequence when it is made. */
+  grammars: GrammarState[] | null;
 }
 
 export type SequenceStatus = 'waiting' | 'prefilling' | 'decoding' | 'finished';
