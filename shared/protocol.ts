@@ -8,6 +8,13 @@ export const BACKEND_AUTH_HEADER = 'authorization';
 /** Header the backend sets on every response so the edge can refuse a mismatched peer. */
 export const PROTOCOL_VERSION_HEADER = 'x-protocol-version';
 
+/**
+ * The backend sends `: ping` on a quiet stream (a long prefill) this often; the edge's default
+ * BACKEND_IDLE_TIMEOUT_MS is three of them, so one late ping never fails a request. (The edge's own
+ * HEARTBEAT_MS, 5 s, is another link: edge -> public client, whose proxies are unknown.)
+ */
+export const BACKEND_HEARTBEAT_MS = 15_000;
+
 /** Sampling parameters. Every field is optional on the wire; the backend applies DEFAULT_SAMPLING. */
 export interface SamplingParams {
   /** 0 means greedy (argmax). */

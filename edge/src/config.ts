@@ -1,5 +1,7 @@
 // Reads and validates the worker's vars once per env object; a bad setting throws naming the setting.
 
+import { BACKEND_HEARTBEAT_MS } from '../../shared/protocol';
+
 export interface EdgeConfig {
   backendUrls: string[];
   backendToken: string;
@@ -16,7 +18,7 @@ export interface EdgeConfig {
   backendConnectWaitMs: number;
   /** A backend that has not answered headers this long after the request is marked failed; the next one is tried. */
   backendHeadersTimeoutMs: number;
-  /** Longest silence allowed in a backend's body (it sends `: ping` every 15 s while busy); past it the request fails. */
+  /** Longest silence allowed in a backend's body (it sends `: ping` every BACKEND_HEARTBEAT_MS while busy); past it the request fails. */
   backendIdleTimeoutMs: number;
 }
 
@@ -77,7 +79,7 @@ export function readConfig(env: Env): EdgeConfig {
     authCacheTtlMs: positiveInt('AUTH_CACHE_TTL_MS', env.AUTH_CACHE_TTL_MS, 5_000),
     backendConnectWaitMs: positiveInt('BACKEND_CONNECT_WAIT_MS', env.BACKEND_CONNECT_WAIT_MS, 2_000),
     backendHeadersTimeoutMs: atLeastOne('BACKEND_HEADERS_TIMEOUT_MS', env.BACKEND_HEADERS_TIMEOUT_MS, 10_000),
-    backendIdleTimeoutMs: atLeastOne('BACKEND_IDLE_TIMEOUT_MS', env.BACKEND_IDLE_TIMEOUT_MS, 45_000),
+    backendIdleTimeoutMs: atLeastOne('BACKEND_IDLE_TIMEOUT_MS', env.BACKEND_IDLE_TIMEOUT_MS, 3 * BACKEND_HEARTBEAT_MS),
   };
   cache.set(env, config);
   return config;

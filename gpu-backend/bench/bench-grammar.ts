@@ -17,6 +17,7 @@ import { readModelVocabulary } from '../src/server/grammar/model-vocabulary';
 import { SAMPLE_SCHEMAS } from '../src/server/grammar/sample-schemas';
 import { Prng } from '../src/server/prng';
 import { Sampler } from '../src/server/sampler';
+import { onnxCacheDirFrom } from '../src/config';
 
 const USAGE = `usage: npm run bench:grammar [-- options]
   --batches LIST    batch sizes for the mask cost (default 1,8,16)
@@ -141,7 +142,14 @@ async function main(): Promise<void> {
   await compileTimes(compilers);
 
   started = performance.now();
-  const engine = await Engine.load({ modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: threads, maxSequences: Math.max(...batches) });
+  const engine = await Engine.load({
+    modelDir,
+    dtype: 'fp32',
+    executionProvider: 'cpu',
+    intraOpThreads: threads,
+    maxSequences: Math.max(...batches),
+    onnxCacheDir: onnxCacheDirFrom(process.env),
+  });
   console.log(`\n~125M model (fp32, ${threads} threads) loaded in ${ms(performance.now() - started)}; mask cost per decode step, median of ${steps} steps:`);
   console.log('  grammar      batch   engine step   masks (all rows)   share   (sampling, for scale)');
   try {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine, type EngineLoadOptions } from '../src/model/runtime/engine';
+import { onnxCacheDirFrom } from '../src/config';
 
 const USAGE = `usage: npm run bench:int4 -- [--block-sizes 32,64,128] [--accuracy-levels 4] [--rounds 3] [--threads 2] [--decode-tokens 16] [--model-dir .models/bench-125m]`;
 const { values } = parseArgs({
@@ -62,7 +63,14 @@ async function main(): Promise<void> {
   if (values.help) return console.log(USAGE);
   const modelDir = await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125);
   const decodeTokens = Number(values['decode-tokens']);
-  const base = { modelDir, executionProvider: 'cpu', intraOpThreads: Number(values.threads), maxSequences: 1, maxModelLen: 256 } as const;
+  const base = {
+    modelDir,
+    executionProvider: 'cpu',
+    intraOpThreads: Number(values.threads),
+    maxSequences: 1,
+    maxModelLen: 256,
+    onnxCacheDir: onnxCacheDirFrom(process.env),
+  } as const;
   const reference = await run({ ...base, dtype: 'fp32' }, null, decodeTokens);
   const variants = values['block-sizes']
     .split(',')

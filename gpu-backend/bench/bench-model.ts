@@ -8,7 +8,9 @@ import { configFromHuggingFace } from '../src/model/checkpoint/config';
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine } from '../src/model/runtime/engine';
 import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../src/model/runtime/engine-types';
+import { weightBytesPerToken } from '../src/model/graph/weight-bytes';
 import { measureReadBandwidth } from './read-bandwidth';
+import { onnxCacheDirFrom } from '../src/config';
 
 const { values } = parseArgs({
   options: {
@@ -46,19 +48,6 @@ function stat(samples: number[]): Stat {
 }
 
 const show = (s: Stat, unit: string) => `${s.median.toFixed(1)} ${unit} (min ${s.min.toFixed(1)}, max ${s.max.toFixed(1)})`;
-
-/** Weight bytes one decode token reads (every linear layer once, one embedding row, norms). */
-function weightBytesPerToken(dtype: WeightFormat): number {
-  const c = configFromHuggingFace(BENCH_125M_CONFIG);
-  const perLayer =
-    c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim +
-    c.queryHeadCount * c.headDim * c.hiddenSize +
-    3 * c.hiddenSize * c.intermediateSize;
-  const linear = perLayer * c.layerCount + c.vocabSize * c.hiddenSize;
-  // int4: half a byte per weight plus one fp32 scale per block of 32.
-  const bytesPerWeight = dtype === 'fp32' ? 4 : dtype === 'fp16' ? 2 : 0.5 + 4 / 32;
-  return linear * bytesPerWeight;
-}
 
 const promptOf = (length: number) => Array.from({ length }, (_, i) => 3 + ((i * 7919) % 31000));
 
@@ -114,7 +103,16 @@ async function main(): Promise<void> {
   const decodeAt128 = new Map<string, number>();
   for (const [dtype, kvCacheDtype] of dtypes.flatMap((d) => kvCacheDtypes.map((k) => [d, k] as const))) {
     for (const threads of threadCounts) {
-      const load = (maxSequences: number) => Engine.load({ modelDir, dtype, kvCacheDtype, executionProvider: 'cpu', intraOpThreads: threads, maxSequences });
+      const load = (maxSequences: number) =>
+        Engine.load({
+          modelDir,
+          dtype,
+          kvCacheDtype,
+          executionProvider: 'cpu',
+          intraOpThreads: threads,
+          maxSequences,
+          onnxCacheDir: onnxCacheDirFrom(process.env),
+        });
       const samples = { p128: [] as number[], p1024: [] as number[], d128: [] as number[], d2000: [] as number[], b8: [] as number[] };
       let loadSeconds = 0;
       let attention = '';
@@ -139,7 +137,8 @@ async function main(): Promise<void> {
       const d128 = stat(samples.d128);
       const d2000 = stat(samples.d2000);
       const bandwidth = bandwidthFor(threads);
-      const floor = bandwidth / weightBytesPerToken(dtype);
+      const bytesPerToken = weightBytesPerToken(configFromHuggingFace(BENCH_125M_CONFIG), dtype);
+      const floor = bandwidth / bytesPerToken;
       if (kvCacheDtype === kvCacheDtypes[0]) decodeAt128.set(`${dtype}/${threads}`, d128.median);
       const kv = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
       console.log(`${dtype}, KV cache ${kv}, ${threads} thread(s), attention ${attention}, first load ${loadSeconds.toFixed(1)} s`);
@@ -149,7 +148,7 @@ async function main(): Promise<void> {
       console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
       console.log(`  decode batch 8 @128: ${show(stat(samples.b8), 'tok/s')} aggregate`);
       console.log(
-        `  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(weightBytesPerToken(dtype) / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`,
+        `  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(bytesPerToken / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`,
       );
     }
   }

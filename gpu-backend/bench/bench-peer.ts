@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { configFromHuggingFace } from '../src/model/checkpoint/config';
 import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
+import { weightBytes as weightBytesHeld, weightBytesPerToken } from '../src/model/graph/weight-bytes';
 import { ratioChart, writeChart } from './charts';
 import { machineDescription } from './machine';
 import { machineBusySeconds, othersShare, waitForQuietCpu } from './peer/cpu-share';
@@ -252,12 +253,9 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
       `  ${row.metric.padEnd(34)} ours ${span(ours).padEnd(22)} llama.cpp ${span(llama).padEnd(22)} ratio ${fmt(row.median)} (${fmt(row.min)}-${fmt(row.max)})`,
     );
   }
-  const perLayer =
-    config.hiddenSize * (config.queryHeadCount + 2 * config.keyValueHeadCount) * config.headDim +
-    config.queryHeadCount * config.headDim * config.hiddenSize +
-    3 * config.hiddenSize * config.intermediateSize;
-  const linearWeights = perLayer * config.layerCount + config.vocabSize * config.hiddenSize;
-  const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: 0.5 + 4 / 32, llama: 18 / 32 };
+  // Ours from the one weight-size rule; llama.cpp's Q4_0 holds 18 bytes per block of 32 (16 packed + an fp16 scale).
+  const linearWeights = weightBytesPerToken(config, 'fp32') / 4;
+  const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: weightBytesPerToken(config, 'int4') / linearWeights, llama: 18 / 32 };
 
   const agree = rounds.map((r) => agreeingPrefix(r.ours.greedyTokenIds, r.llama.greedyTokenIds));
   const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
@@ -267,7 +265,7 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
       `bandwidth floor (${(bandwidth / 1e9).toFixed(1)} GB/s, weights only): ours ${floor(linearWeights * bytesPerWeight.ours)}, llama.cpp ${floor(linearWeights * bytesPerWeight.llama)}`,
   );
   // Peak RSS target: 1.2 x (weights in the format + the KV cache the run used at most + 200 MB).
-  const weightBytes = (linearWeights + config.vocabSize * config.hiddenSize) * (format === 'fp32' ? 4 : 18 / 32);
+  const weightBytes = weightBytesHeld(config, format === 'fp32' ? 'fp32' : 'int4');
   const liveTokens = Math.max(Number(values['long-context']), 128 * Math.max(...values.batches.split(',').map(Number))) + Number(values['decode-tokens']);
   const kvBytesPerToken = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (values['kv-cache-dtype'] === 'fp16' ? 2 : 4);
   const budgetMiB = (1.2 * (weightBytes + liveTokens * kvBytesPerToken + 200e6)) / 2 ** 20;

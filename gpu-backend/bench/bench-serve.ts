@@ -14,6 +14,7 @@ import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../..
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine } from '../src/model/runtime/engine';
 import { GenerationClient } from '../src/server/generation-client';
+import { onnxCacheDirFrom } from '../src/config';
 
 const { values } = parseArgs({
   options: {
@@ -155,7 +156,14 @@ async function latencyUnderPrefill(client: GenerationClient) {
 
 /** The peer: engine.step alone, one sequence, no scheduler, sampler, worker or messages. */
 async function bareDecode(modelDir: string) {
-  const engine = await Engine.load({ modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: threads, maxSequences: 1 });
+  const engine = await Engine.load({
+    modelDir,
+    dtype: 'fp32',
+    executionProvider: 'cpu',
+    intraOpThreads: threads,
+    maxSequences: 1,
+    onnxCacheDir: onnxCacheDirFrom(process.env),
+  });
   try {
     const sequenceId = engine.createSequence();
     await engine.step([{ sequenceId, tokenIds: promptOf(16, 1) }]);
@@ -180,7 +188,15 @@ async function main(): Promise<void> {
   const client = GenerationClient.inWorker({
     engine: {
       kind: 'onnx',
-      options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: threads, maxSequences: MAX_SEQUENCES, maxModelLen: 4096 },
+      options: {
+        modelDir,
+        dtype: 'fp32',
+        executionProvider: 'cpu',
+        intraOpThreads: threads,
+        maxSequences: MAX_SEQUENCES,
+        maxModelLen: 4096,
+        onnxCacheDir: onnxCacheDirFrom(process.env),
+      },
     },
     limits,
     logStepTransfers: process.env.LOG_LEVEL === 'debug',

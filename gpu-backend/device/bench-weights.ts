@@ -20,21 +20,6 @@ export function benchConfig(shape: '125m' | '7b' | 'tiny', layerCount: number, m
   return configFromHuggingFace({ ...common, ...shapes[shape], num_hidden_layers: layerCount, max_position_embeddings: maxPositions });
 }
 
-/** Parameters read per generated token by the linear layers and the LM head (the embedding is a row gather). */
-export function linearParameterCount(config: ModelConfig): number {
-  const { hiddenSize: h, intermediateSize: f, queryHeadCount: q, keyValueHeadCount: kv, headDim: d, vocabSize: v } = config;
-  const perLayer = h * (q + 2 * kv) * d + q * d * h + 3 * h * f;
-  return perLayer * config.layerCount + v * h;
-}
-
-/** Bytes of weights read per decode step: fp16 2 B/param; int4 half a byte plus one fp32 scale per 32. */
-export function weightBytesPerToken(config: ModelConfig, dtype: 'fp32' | 'fp16' | 'int4'): number {
-  const params = linearParameterCount(config);
-  if (dtype === 'fp32') return params * 4;
-  if (dtype === 'fp16') return params * 2;
-  return params * 0.5 + (params / 32) * 4;
-}
-
 export class TiledRandomWeights implements WeightSource {
   private readonly block: Float32Array;
   private readonly shapes: Map<string, { shape: number[]; kind: string }>;

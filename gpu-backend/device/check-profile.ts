@@ -1,5 +1,5 @@
 // Where decode time goes (--profile): a short 7B-shape fp16 decode run with ONNX Runtime's profiler on
-// (resident-cache sessions, RESIDENT_KV_PROFILE), summed per operator type from the profile JSON.
+// (resident-cache sessions, the engine's profilePrefix; RESIDENT_KV_PROFILE on the backend), summed per operator type from the profile JSON.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,13 +34,8 @@ export function summarizeProfile(events: ProfileEvent[]): OpTime[] {
 
 export async function profileDecode(executionProvider: ExecutionProvider, outDir: string, threads: number, log: (line: string) => void): Promise<OpTime[]> {
   const prefix = path.join(outDir, 'ort-profile');
-  process.env.RESIDENT_KV_PROFILE = prefix;
-  try {
-    const plan = { shape: '7b' as const, layerCount: 2, dtype: 'fp16' as const, prefillTokens: 128, contexts: [128], batches: [1], decodeSteps: 8 };
-    await measureSpeed(plan, executionProvider, threads, { remaining: () => 60 }, (line) => log(`  ${line.trim()}`));
-  } finally {
-    delete process.env.RESIDENT_KV_PROFILE;
-  }
+  const plan = { shape: '7b' as const, layerCount: 2, dtype: 'fp16' as const, prefillTokens: 128, contexts: [128], batches: [1], decodeSteps: 8 };
+  await measureSpeed(plan, executionProvider, threads, { remaining: () => 60 }, (line) => log(`  ${line.trim()}`), prefix);
   const file = fs
     .readdirSync(outDir)
     .filter((name) => name.startsWith('ort-profile') && name.endsWith('.json'))

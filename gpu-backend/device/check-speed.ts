@@ -48,6 +48,8 @@ export async function measureSpeed(
   intraOpThreads: number,
   budget: Budget,
   log: (line: string) => void,
+  /** File prefix for an ONNX Runtime per-op profile of the resident-cache session. */
+  profilePrefix?: string,
 ): Promise<SpeedRow[]> {
   const maxContext = Math.max(...plan.contexts, plan.prefillTokens);
   const maxBatch = Math.max(...plan.batches);
@@ -64,6 +66,7 @@ export async function measureSpeed(
     maxModelLen: config.maxPositions,
     chunkSize: CHUNK,
     onnxCacheDir: cacheDir,
+    profilePrefix,
   });
   rows.push({ phase: 'load', context: 0, batch: 0, value: (performance.now() - loadStart) / 1000 });
   log(`  loaded in ${rows[0].value!.toFixed(1)} s`);

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionProvider, WeightFormat } from '../src/model/runtime/engine-types';
-import { benchConfig, linearParameterCount, weightBytesPerToken } from './bench-weights';
+import { weightBytesPerToken } from '../src/model/graph/weight-bytes';
+import { benchConfig } from './bench-weights';
 import { measureCopyBandwidth } from './check-bandwidth';
 import { type CorrectnessResult, checkCorrectness } from './check-correctness';
 import { type OpTime, profileDecode } from './check-profile';
@@ -150,7 +151,7 @@ async function main(): Promise<void> {
   let loadSecondsPerParameter: number | null = null; // graph build + session start, from the last model
   for (const { label, plan } of speedPlans(args)) {
     const measured = benchConfig(plan.shape, plan.layerCount, 4096);
-    const parameters = linearParameterCount(measured);
+    const parameters = weightBytesPerToken(measured, 'fp32') / 4; // projection parameters: fp32 holds 4 bytes each
     const estimatedLoad = loadSecondsPerParameter === null ? 10 : parameters * loadSecondsPerParameter;
     if (budget.remaining() < estimatedLoad + 30) {
       log(`${label}: skipped (loading alone needs ~${estimatedLoad.toFixed(0)} s, ${budget.remaining().toFixed(0)} s left)`);

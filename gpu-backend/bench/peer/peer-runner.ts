@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { Engine } from '../../src/model/runtime/engine';
 import type { WeightFormat } from '../../src/model/runtime/engine-types';
+import { onnxCacheDirFrom } from '../../src/config';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
   [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 32] [--prepare]
@@ -55,6 +56,7 @@ async function loadOurs(modelDir: string, format: WeightFormat, threads: number,
     maxModelLen: contextLength,
     kvCacheDtype: values['kv-cache-dtype'] as 'auto' | 'fp16',
     int4BlockSize: Number(values['int4-block-size']),
+    onnxCacheDir: onnxCacheDirFrom(process.env),
   });
   const ids: (number | null)[] = Array.from({ length: slots }, () => null);
   const idOf = (slot: number) => (ids[slot] ??= engine.createSequence());

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
+import { onnxCacheDirFrom } from '../config';
 import { Engine } from '../model/runtime/engine';
 import { Prng } from '../server/prng';
 import { argmax } from '../server/logits-processors';
@@ -20,7 +21,7 @@ export async function generate(args: GenerateArgs): Promise<number[]> {
     intraOpThreads: args.threads,
     maxSequences: 1,
     chunkSize: args.chunkSize,
-    onnxCacheDir: args.onnxCacheDir,
+    onnxCacheDir: args.onnxCacheDir === undefined ? onnxCacheDirFrom(process.env) : args.onnxCacheDir,
   });
   try {
     const generated: number[] = [];

@@ -8,6 +8,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HttpError, badRequest, errorResponse } from '../../../shared/http-error';
 import {
   BACKEND_AUTH_HEADER,
+  BACKEND_HEARTBEAT_MS,
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_HEADER,
   type ErrorCode,
@@ -25,7 +26,7 @@ export interface BackendAppOptions {
   client: GenerationClient;
   /** Shared secret the edge sends as `authorization: Bearer <token>`; unset means no check. */
   backendToken?: string;
-  /** SSE comment interval while a stream has nothing to say (long prefill), so proxies keep it open. */
+  /** SSE comment interval while a stream has nothing to say (long prefill); default BACKEND_HEARTBEAT_MS, which the edge's idle timeout assumes. */
   heartbeatMs?: number;
   /** Compiles grammars before admission (400/413); absent: requests with a grammar get a 400. */
   grammarChecker?: GrammarChecker;
@@ -67,7 +68,7 @@ function outcomeOf(code: ErrorCode): RequestOutcome | null {
 
 export function createBackendApp(options: BackendAppOptions): Hono {
   const { client } = options;
-  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  const heartbeatMs = options.heartbeatMs ?? BACKEND_HEARTBEAT_MS;
   const expectedToken = options.backendToken ? Buffer.from(options.backendToken) : null;
   let schema: RequestSchema | null = null;
   const app = new Hono();

@@ -4,36 +4,17 @@
 
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
+import { servingLimits } from '../config';
 import type { ModelEngine } from '../model/runtime/engine-types';
 import { FakeEngine } from './fake-engine';
 import { GrammarRuntime } from './grammar/grammar-runtime';
 import { Scheduler } from './scheduler';
 import type { ScheduledRequest } from './sequence';
-import type { EngineHostOptions, FromEngineThread, ServingLimits, ToEngineThread } from './worker-messages';
+import type { EngineHostOptions, FromEngineThread, ToEngineThread } from './worker-messages';
 
 export interface EngineHostPort {
   post(message: FromEngineThread): void;
   onMessage(handler: (message: ToEngineThread) => void): void;
-}
-
-/** Limits derived from the engine where the operator gave none. */
-export function defaultLimits(engine: ModelEngine, given: Partial<ServingLimits> = {}): ServingLimits {
-  const sequences = engine.freeSequences();
-  const prefixCacheSize = given.prefixCacheSize ?? (sequences >= 4 ? Math.floor(sequences / 4) : 0);
-  const maxRunning = given.maxRunning ?? sequences;
-  // Tokens per step when no stream is decoding (time to first token of an idle server); while streams
-  // decode, PrefillBudget narrows prefill to what keeps their inter-token latency in check.
-  const maxBatchedTokens = given.maxBatchedTokens ?? Math.max(maxRunning, 512);
-  return {
-    maxRunning,
-    maxBatchedTokens,
-    maxQueue: given.maxQueue ?? Math.max(16, 4 * maxRunning),
-    prefixCacheSize,
-    // A snapshot copies a whole KV row: below ~64 ids the prefill it saves is cheaper than the copy.
-    prefixMinTokens: given.prefixMinTokens ?? 64,
-    prefillStallFactor: given.prefillStallFactor ?? 1.5,
-    prefillMinTokens: given.prefillMinTokens ?? 8,
-  };
 }
 
 async function loadEngine(options: EngineHostOptions['engine']): Promise<ModelEngine> {
@@ -85,7 +66,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
     engine ??= await loadEngine(options.engine);
     if ('kvCacheSummary' in engine && typeof engine.kvCacheSummary === 'function') port.post({ type: 'log', level: 'info', message: engine.kvCacheSummary() });
     await warmUp(engine);
-    const limits = defaultLimits(engine, options.limits);
+    const limits = servingLimits(engine.freeSequences(), options.limits);
     let events: [number, GenerateEvent][] = [];
     scheduler = new Scheduler(engine, limits, (id, event) => events.push([id, event]));
     const grammars = await loadGrammars(options, port);

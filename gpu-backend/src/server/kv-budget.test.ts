@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { configFromHuggingFace } from '../model/checkpoint/config';
-import { kvBytesPerSequence, sequencesForBudget, weightBytes } from './kv-budget';
+import { weightBytes } from '../model/graph/weight-bytes';
+import { kvBytesPerSequence, sequencesForBudget } from './kv-budget';
 
 // Mistral 7B v0.1 as released (config.json values from the paper's Table 1).
 const MISTRAL_7B_V01 = configFromHuggingFace({

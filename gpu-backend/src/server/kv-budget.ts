@@ -17,14 +17,6 @@ export function kvBytesPerSequence(config: ModelConfig, dtype: WeightFormat, max
   return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
 }
 
-/** Weight bytes the session will hold, to keep them out of the budget. */
-export function weightBytes(config: ModelConfig, dtype: WeightFormat): number {
-  const { hiddenSize: h, intermediateSize: f, layerCount, queryHeadCount, keyValueHeadCount, headDim, vocabSize } = config;
-  const perLayer = h * (queryHeadCount + 2 * keyValueHeadCount) * headDim + queryHeadCount * headDim * h + 3 * h * f;
-  const parameters = layerCount * perLayer + 2 * vocabSize * h;
-  return parameters * (dtype === 'fp32' ? 4 : dtype === 'fp16' ? 2 : 0.5625); // int4: 4 bits + fp32 scale per 32
-}
-
 /**
  * The sequence count for a budget, never above `ceiling` (the scheduler's own default) nor below
  * MIN_SEQUENCES; the reason string is logged at start so operators see why.

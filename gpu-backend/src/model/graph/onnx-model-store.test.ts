@@ -55,4 +55,16 @@ describe('prepareOnnxModel', () => {
     expect(maxDiff).toBeLessThan(1e-4);
     await engine.dispose();
   });
+
+  it('caches the resident-KV variant under its own key: built once, reloaded, never mistaken for the plain graph', async () => {
+    const options = { format: 'fp32' as const, cacheDir, checkpointDir: path.join(cacheDir, 'variants'), externalDataThresholdBytes: 0 };
+    const resident = await prepareOnnxModel(source, { ...options, variant: 'resident-kv' });
+    expect(resident.fromCache).toBe(false);
+    const again = await prepareOnnxModel(source, { ...options, variant: 'resident-kv' });
+    expect(again).toEqual({ ...resident, fromCache: true });
+    const plain = await prepareOnnxModel(source, options);
+    expect(plain.fromCache).toBe(false);
+    expect(plain.model).not.toBe(resident.model);
+    expect(fs.existsSync(resident.model as string)).toBe(true);
+  });
 });

@@ -1,6 +1,7 @@
-// Builds the ONNX graph for a checkpoint once and caches it (model.onnx + model.onnx.data) in a cache
-// folder keyed by config, weight format, attention kind, builder version and the checkpoint files'
-// sizes and mtimes, so a restart loads instead of rebuilding. Nothing is written into the checkpoint.
+// The one model writer: builds the ONNX graph for a checkpoint once (plain, or rewritten for the
+// device-resident KV cache) and caches it (model.onnx + model.onnx.data) in a folder keyed by graph
+// variant, config, weight format, attention kind, builder version and the checkpoint files' sizes and
+// mtimes, so a restart loads instead of rebuilding. Nothing is written into the checkpoint.
 
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -11,6 +12,12 @@ import { type AttentionKind, chooseAttention } from './graph-attention';
 import { ExternalDataWriter } from './graph-builder';
 import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph } from './model-graph';
 import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
+import { INT4_BLOCK_SIZE } from './quantize-int4';
+import { addResidentCache } from './resident-kv-graph';
+import { weightBytes as estimatedWeightBytes } from './weight-bytes';
+
+/** 'plain': past/new KV as inputs/outputs (host cache); 'resident-kv': addResidentCache's graph. */
+export type GraphVariant = 'plain' | 'resident-kv';
 
 /** Above this estimated weight size the weights go to model.onnx.data (protobuf stops at 2 GiB). */
 const EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
@@ -19,6 +26,8 @@ const PROGRESS_THRESHOLD = 32 * 2 ** 20;
 
 export interface StoreOptions {
   format: WeightFormat;
+  /** Default 'plain'. */
+  variant?: GraphVariant;
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
   /** MatMulNBits block_size (default 32). */
@@ -42,18 +51,6 @@ export interface PreparedModel {
   computeType: 'float32' | 'float16';
   cacheType: 'float32' | 'float16';
   fromCache: boolean;
-}
-
-function estimatedWeightBytes(source: WeightSource, format: WeightFormat): number {
-  const c = source.config;
-  const perLayer =
-    c.hiddenSize * (c.queryHeadCount + 2 * c.keyValueHeadCount) * c.headDim +
-    c.queryHeadCount * c.headDim * c.hiddenSize +
-    3 * c.hiddenSize * c.intermediateSize;
-  const linear = perLayer * c.layerCount + c.vocabSize * c.hiddenSize;
-  const bytesPerWeight = format === 'fp32' ? 4 : format === 'fp16' ? 2 : 0.625;
-  const embeddingBytes = c.vocabSize * c.hiddenSize * (format === 'fp16' ? 2 : 4);
-  return linear * bytesPerWeight + embeddingBytes;
 }
 
 function checkpointFingerprint(dir: string): string[] {
@@ -92,22 +89,29 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     int4BlockSize: options.int4BlockSize,
     kvType: cacheType,
   };
-  const external = estimatedWeightBytes(source, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
+  const variant = options.variant ?? 'plain';
+  const build = async (writer: ExternalDataWriter | null, onLayer?: (done: number) => void) => {
+    const built = await buildModelGraph(source, graphOptions, writer, onLayer);
+    if (variant === 'resident-kv') addResidentCache(built.model, source.config);
+    return built.model;
+  };
+  const weightBytes = estimatedWeightBytes(source.config, options.format, options.int4BlockSize);
+  const external = weightBytes > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
   if (options.cacheDir === null) {
     if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
-    const built = await buildModelGraph(source, graphOptions, null);
-    return { model: concatChunks(encodeOnnxModel(built.model)), attention, computeType, cacheType, fromCache: false };
+    return { model: concatChunks(encodeOnnxModel(await build(null))), attention, computeType, cacheType, fromCache: false };
   }
+  // The plain variant keeps the key it had before variants existed, so existing caches stay valid.
+  const keyed = { config: source.config, graphOptions, builder: GRAPH_BUILDER_VERSION, files: checkpointFingerprint(options.checkpointDir) };
   const key = createHash('sha256')
-    .update(JSON.stringify({ config: source.config, graphOptions, builder: GRAPH_BUILDER_VERSION, files: checkpointFingerprint(options.checkpointDir) }))
+    .update(JSON.stringify(variant === 'plain' ? keyed : { ...keyed, variant }))
     .digest('hex')
     .slice(0, 16);
   // Folder name: what it is for, then the key. Builds that differ only in key (a newer builder, edited
   // weights) replace older ones, so the cache does not grow by a model's size per change.
-  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? 32}-` : ''}${cacheType === computeType ? '' : 'kv16-'}`;
+  const family = `${path.basename(path.resolve(options.checkpointDir))}-${variant === 'plain' ? '' : `${variant}-`}${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? INT4_BLOCK_SIZE}-` : ''}${cacheType === computeType ? '' : 'kv16-'}`;
   const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
-  const weightBytes = estimatedWeightBytes(source, options.format);
   const showProgress = options.progress ?? weightBytes > PROGRESS_THRESHOLD;
   const progress = showProgress
     ? new BuildProgress('model conversion', source.config.layerCount + 1, typeof showProgress === 'function' ? showProgress : undefined)
@@ -128,11 +132,9 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     const writer = external ? new ExternalDataWriter(path.join(staging, 'model.onnx.data'), 'model.onnx.data') : null;
     try {
       const layers = source.config.layerCount;
-      const built = await buildModelGraph(source, graphOptions, writer, (done) =>
-        progress?.update(done, done === 0 ? 'embedding' : done <= layers ? `layer ${done}/${layers}` : 'LM head'),
-      );
+      const model = await build(writer, (done) => progress?.update(done, done === 0 ? 'embedding' : done <= layers ? `layer ${done}/${layers}` : 'LM head'));
       progress?.line(`writing model.onnx${writer ? ' and its external weights (model.onnx.data)' : ''}`);
-      writeChunks(path.join(staging, 'model.onnx'), encodeOnnxModel(built.model));
+      writeChunks(path.join(staging, 'model.onnx'), encodeOnnxModel(model));
     } finally {
       writer?.close();
     }

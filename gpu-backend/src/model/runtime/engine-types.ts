@@ -30,6 +30,10 @@ export interface EngineOptions {
   kvCacheDtype?: KvCacheDtype;
   /** int4 only: MatMulNBits block_size, weights per fp32 scale (16, 32, 64, 128 or 256; default 32). */
   int4BlockSize?: number;
+  /** Folder of cached ONNX graphs (plain and resident variants); null builds in memory (small models, tests). */
+  onnxCacheDir: string | null;
+  /** Resident KV cache only: file prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
+  profilePrefix?: string;
 }
 
 export type KvCacheDtype = 'auto' | 'fp32' | 'fp16';

@@ -8,29 +8,16 @@ import type { ModelConfig } from '../checkpoint/config';
 import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
 import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem, kvCacheElementType } from './engine-types';
 import { type AttentionKind, chooseAttention } from '../graph/graph-attention';
+import type { EngineTuning } from './engine-tuning';
 import { KvCache } from './kv-cache';
 import type { WeightSource } from '../graph/model-graph';
 import { prepareOnnxModel } from '../graph/onnx-model-store';
+import { INT4_BLOCK_SIZE } from '../graph/quantize-int4';
 import { OrtSession } from './ort-session';
 import { ResidentKvCache } from './resident-kv';
 
-export interface EngineLoadOptions extends EngineOptions {
-  /** Cached ONNX graphs; null builds in memory. Default: env MODEL_ONNX_CACHE_DIR or <cwd>/.models/onnx-cache. */
-  onnxCacheDir?: string | null;
-  /** Force the attention implementation; default chooseAttention(headDim, executionProvider): hybrid on the CPU. */
-  attention?: AttentionKind;
-  /** MatMulNBits accuracy_level: 0 computes in fp32 (exact against dequantized weights), 4 (default) in int8. */
-  int4AccuracyLevel?: number;
-  /**
-   * Fused graphs: decode through GroupQueryAttention too (default false: the in-place branch, which does
-   * not copy the cache each step; true for webgpu). Prefill chunks always use GQA. For comparisons in the benchmark.
-   */
-  gqaDecode?: boolean;
-  /** Estimated weight bytes above which the cached graph keeps weights in model.onnx.data (default 1.5 GiB). */
-  externalDataThresholdBytes?: number;
-  /** Keep the KV cache in session output tensors fed back each step (default: true for webgpu, where they stay on the GPU). */
-  residentKvCache?: boolean;
-}
+/** What the server passes (EngineOptions) plus the knobs only benchmarks and tests turn (EngineTuning). */
+export interface EngineLoadOptions extends EngineOptions, EngineTuning {}
 
 export class EngineError extends Error {
   override name = 'EngineError';
@@ -41,8 +28,6 @@ const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
 const DEFAULT_RESERVE_SHARE = 0.5;
 /** MatMulNBits accuracy_level 4 (int8 activations): ~1.4x faster int4 decode here, error bound in engine.test.ts. */
 const DEFAULT_INT4_ACCURACY_LEVEL = 4;
-/** MatMulNBits block_size; see the README's int4 section for the speed and error of 32/64/128. */
-const DEFAULT_INT4_BLOCK_SIZE = 32;
 
 function positiveInteger(value: number, setting: string): number {
   if (!Number.isInteger(value) || value <= 0) throw new EngineError(`${setting} must be a positive integer, got ${value}`);
@@ -95,9 +80,8 @@ export class Engine implements ModelEngine {
     if (maxModelLen > config.maxPositions) {
       throw new EngineError(`maxModelLen ${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositions}`);
     }
-    const cacheDir = options.onnxCacheDir === undefined ? (process.env.MODEL_ONNX_CACHE_DIR ?? path.resolve('.models/onnx-cache')) : options.onnxCacheDir;
     const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
-    const int4BlockSize = options.int4BlockSize ?? DEFAULT_INT4_BLOCK_SIZE;
+    const int4BlockSize = options.int4BlockSize ?? INT4_BLOCK_SIZE;
     const attention = options.attention ?? chooseAttention(config.headDim, options.executionProvider);
     const kvType = kvCacheElementType(options.dtype, options.kvCacheDtype);
     const resident = options.residentKvCache ?? options.executionProvider === 'webgpu';
@@ -112,8 +96,10 @@ export class Engine implements ModelEngine {
           attention,
           int4AccuracyLevel,
           int4BlockSize,
-          workDir: cacheDir,
+          cacheDir: options.onnxCacheDir,
+          checkpointDir: options.modelDir,
           externalDataThresholdBytes: options.externalDataThresholdBytes,
+          profilePrefix: options.profilePrefix,
         })
       : null;
     const prepared =
@@ -124,7 +110,7 @@ export class Engine implements ModelEngine {
         int4AccuracyLevel,
         int4BlockSize,
         kvType,
-        cacheDir,
+        cacheDir: options.onnxCacheDir,
         checkpointDir: options.modelDir,
         externalDataThresholdBytes: options.externalDataThresholdBytes,
       }));

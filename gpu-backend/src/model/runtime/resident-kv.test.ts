@@ -181,7 +181,7 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
     }
   });
 
-  it('loads a model whose weights go to an external data file (the 7B path), and removes the file after loading', async () => {
+  it('loads a model whose weights go to an external data file (the 7B path) through the ONNX cache, and reloads it from there', async () => {
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'resident-test-'));
     const source = new MapWeightSource(config, randomModelWeights(config, 21));
     const options = {
@@ -192,18 +192,31 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
       maxSequences: 2,
       onnxCacheDir: workDir,
     };
-    const [inline, external] = await Promise.all([
+    const engines = await Promise.all([
       Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache: true }),
       Engine.fromWeights(source, { ...options, residentKvCache: true, externalDataThresholdBytes: 1 }),
     ]);
     try {
-      expect(fs.readdirSync(workDir)).toEqual([]);
-      const [a] = await inline.step([{ sequenceId: inline.createSequence(), tokenIds: [3, 1, 4, 1, 5] }]);
-      const [b] = await external.step([{ sequenceId: external.createSequence(), tokenIds: [3, 1, 4, 1, 5] }]);
-      expect(Array.from(b)).toEqual(Array.from(a));
+      // The resident graph is cached like the plain one, in a folder of its own variant.
+      const [folder, ...others] = fs.readdirSync(workDir);
+      expect(others).toEqual([]);
+      expect(folder).toMatch(/^resident-resident-kv-fp32-/);
+      const modelPath = path.join(workDir, folder, 'model.onnx');
+      expect(fs.readdirSync(path.join(workDir, folder)).sort()).toEqual(['model.onnx', 'model.onnx.data']);
+      const built = fs.statSync(modelPath);
+      // A second load reads the cached files (not rewritten); a plain-graph load beside it gets its own folder.
+      engines.push(await Engine.fromWeights(source, { ...options, residentKvCache: true, externalDataThresholdBytes: 1 }));
+      engines.push(await Engine.fromWeights(source, { ...options, residentKvCache: false, externalDataThresholdBytes: 1 }));
+      expect(fs.statSync(modelPath).mtimeMs).toBe(built.mtimeMs);
+      expect(fs.statSync(modelPath).ino).toBe(built.ino);
+      expect(fs.readdirSync(workDir).filter((entry) => entry.startsWith('resident-resident-kv-'))).toEqual([folder]);
+      expect(fs.readdirSync(workDir)).toHaveLength(2);
+      const logits = [];
+      for (const engine of engines) logits.push(Array.from((await engine.step([{ sequenceId: engine.createSequence(), tokenIds: [3, 1, 4, 1, 5] }]))[0]));
+      expect(logits[1]).toEqual(logits[0]);
+      expect(logits[2]).toEqual(logits[0]);
     } finally {
-      await inline.dispose();
-      await external.dispose();
+      for (const engine of engines) await engine.dispose();
       fs.rmSync(workDir, { recursive: true, force: true });
     }
   });

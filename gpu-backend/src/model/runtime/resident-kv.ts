@@ -7,19 +7,16 @@
 // Cost the Node binding imposes: it cannot write into a pre-allocated output, so every step's ScatterND
 // produces a new cache tensor (a device-to-device copy of all resident rows and slots, per layer).
 
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { ModelConfig } from '../checkpoint/config';
 import type { BatchPlan } from './engine-feeds';
 import type { ExecutionProvider, WeightFormat } from './engine-types';
 import type { AttentionKind } from '../graph/graph-attention';
-import { ExternalDataWriter } from '../graph/graph-builder';
 import type { CacheArray, KvCache } from './kv-cache';
-import { type WeightSource, buildModelGraph } from '../graph/model-graph';
+import type { WeightSource } from '../graph/model-graph';
+import { prepareOnnxModel } from '../graph/onnx-model-store';
 import { concatChunks, encodeOnnxModel } from '../graph/onnx-proto-writer';
 import { DeviceTensor, type Feed, OrtSession } from './ort-session';
-import { addResidentCache, residentInputName, residentOutputName, residentResizeGraph } from '../graph/resident-kv-graph';
+import { residentInputName, residentOutputName, residentResizeGraph } from '../graph/resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
 
 export interface ResidentLoadOptions {
@@ -29,23 +26,20 @@ export interface ResidentLoadOptions {
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
   int4BlockSize?: number;
-  /** Folder for a model too big for one protobuf (weights go to an external file, removed after loading). */
-  workDir?: string | null;
+  /** The ONNX cache folder (the resident graph is cached like the plain one); null builds in memory. */
+  cacheDir: string | null;
+  /** The checkpoint folder, part of the cache key. */
+  checkpointDir: string;
   /** Estimated weight bytes above which the weights go to an external data file (default 1.5 GiB). */
   externalDataThresholdBytes?: number;
+  /** File prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
+  profilePrefix?: string;
 }
 
 type CacheTensor = DeviceTensor | Feed;
 
 const SLOT_STEP = 256;
-const EXTERNAL_DATA_BYTES = 1.5 * 2 ** 30;
 const EMPTY = new Float32Array(0);
-
-function weightBytes(config: ModelConfig, format: WeightFormat): number {
-  const { hiddenSize: h, intermediateSize: f, queryHeadCount: q, keyValueHeadCount: kv, headDim: d, vocabSize: v, layerCount } = config;
-  const params = (h * (q + 2 * kv) * d + q * d * h + 3 * h * f) * layerCount + 2 * v * h;
-  return params * (format === 'fp32' ? 4 : 2);
-}
 
 export class ResidentKvCache {
   private readonly table = new ResidentRowTable();
@@ -64,60 +58,36 @@ export class ResidentKvCache {
     for (let layer = 0; layer < config.layerCount; layer++) for (const kind of ['key', 'value'] as const) this.names.push(residentInputName(kind, layer));
   }
 
-  /** Builds the resident-cache graph for `source` and starts its sessions. */
+  /** Prepares the resident-cache graph for `source` through the ONNX cache and starts its sessions. */
   static async load(
     source: WeightSource,
     options: ResidentLoadOptions,
   ): Promise<{ resident: ResidentKvCache; attention: AttentionKind; computeType: 'float32' | 'float16' }> {
     const { config } = source;
-    const graphOptions = {
+    const prepared = await prepareOnnxModel(source, {
+      variant: 'resident-kv',
       format: options.format,
       attention: options.attention,
       int4AccuracyLevel: options.int4AccuracyLevel,
       int4BlockSize: options.int4BlockSize,
-    };
-    const onDevice = options.executionProvider === 'webgpu';
+      cacheDir: options.cacheDir,
+      checkpointDir: options.checkpointDir,
+      externalDataThresholdBytes: options.externalDataThresholdBytes,
+    });
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
     const sessionOptions = {
       executionProvider: options.executionProvider,
       intraOpThreads: options.intraOpThreads,
-      deviceOutputs: onDevice ? presentNames : [],
+      deviceOutputs: options.executionProvider === 'webgpu' ? presentNames : [],
     };
-    // RESIDENT_KV_PROFILE=<prefix>: ONNX Runtime per-op profile of the model session, written when it is released.
-    const profilePrefix = process.env.RESIDENT_KV_PROFILE || undefined;
-    let model: Uint8Array | string;
-    let folder: string | null = null;
-    let built;
-    if (weightBytes(config, options.format) > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_BYTES)) {
-      folder = fs.mkdtempSync(path.join(options.workDir ?? os.tmpdir(), 'resident-kv-'));
-      const writer = new ExternalDataWriter(path.join(folder, 'model.onnx.data'), 'model.onnx.data');
-      try {
-        built = await buildModelGraph(source, graphOptions, writer);
-      } finally {
-        writer.close();
-      }
-      addResidentCache(built.model, config);
-      model = path.join(folder, 'model.onnx');
-      const fd = fs.openSync(model, 'w');
-      for (const chunk of encodeOnnxModel(built.model)) fs.writeSync(fd, chunk);
-      fs.closeSync(fd);
-    } else {
-      built = await buildModelGraph(source, graphOptions, null);
-      addResidentCache(built.model, config);
-      model = concatChunks(encodeOnnxModel(built.model));
-    }
-    try {
-      const session = await OrtSession.create(model, { ...sessionOptions, profilePrefix });
-      const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, built.computeType))), sessionOptions);
-      return {
-        resident: new ResidentKvCache(config, session, resize, built.computeType, built.attention),
-        attention: built.attention,
-        computeType: built.computeType,
-      };
-    } finally {
-      if (folder) fs.rmSync(folder, { recursive: true, force: true });
-    }
+    const session = await OrtSession.create(prepared.model, { ...sessionOptions, profilePrefix: options.profilePrefix });
+    const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, prepared.computeType))), sessionOptions);
+    return {
+      resident: new ResidentKvCache(config, session, resize, prepared.computeType, prepared.attention),
+      attention: prepared.attention,
+      computeType: prepared.computeType,
+    };
   }
 
   /** Bytes of K and V for one token slot, all layers. */

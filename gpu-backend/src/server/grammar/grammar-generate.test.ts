@@ -14,6 +14,7 @@ import { readEvents } from '../test-support';
 import { GrammarChecker } from './grammar-checker';
 import { SAMPLE_SCHEMAS } from './sample-schemas';
 import { TEST_TIME_LIMIT_MS } from './test-vocabularies';
+import { onnxCacheDirFrom } from '../../config';
 
 const SCHEMAS = SAMPLE_SCHEMAS;
 const SEEDS = [1, 2, 3];
@@ -32,7 +33,10 @@ let app: ReturnType<typeof createBackendApp>;
 beforeAll(async () => {
   const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
   client = GenerationClient.inProcess({
-    engine: { kind: 'onnx', options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 16 } },
+    engine: {
+      kind: 'onnx',
+      options: { modelDir, dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 16, onnxCacheDir: onnxCacheDirFrom(process.env) },
+    },
     limits: { prefixCacheSize: 0 },
   });
   checker = new GrammarChecker({ modelDir, timeLimitMs: TEST_TIME_LIMIT_MS });

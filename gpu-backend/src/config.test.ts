@@ -1,0 +1,98 @@
+// BackendConfig: defaults in one place, every bad value named by its flag or environment variable.
+
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULTS, USAGE, backendConfigFrom, servingLimits } from './config';
+
+const MODEL = ['--model', 'some/checkpoint'];
+
+describe('backendConfigFrom', () => {
+  it('fills every default when only --model is given', () => {
+    const config = backendConfigFrom(MODEL, {});
+    expect(config).toEqual({
+      host: '127.0.0.1',
+      port: 8000,
+      drainSeconds: 30,
+      logLevel: 'info',
+      backendToken: undefined,
+      executionProvider: 'cpu',
+      dtype: 'fp32',
+      kvCacheDtype: 'auto',
+      int4BlockSize: 32,
+      intraOpThreads: os.availableParallelism(),
+      onnxCacheDir: path.resolve('.models/onnx-cache'),
+      profilePrefix: undefined,
+      maxSequences: undefined,
+      defaultSequences: 16,
+      kvMemoryGib: undefined,
+      maxModelLen: undefined,
+      chunkSize: undefined,
+      limits: {},
+      model: { kind: 'checkpoint', modelDir: 'some/checkpoint' },
+    });
+  });
+
+  it('reads the environment: port, log level, token, cache folder, profile prefix', () => {
+    const env = { BACKEND_PORT: '9001', LOG_LEVEL: 'debug', BACKEND_TOKEN: 's3cret', MODEL_ONNX_CACHE_DIR: '/tmp/graphs', RESIDENT_KV_PROFILE: '/tmp/p' };
+    const config = backendConfigFrom(['--fake-engine'], env);
+    expect(config).toMatchObject({ port: 9001, logLevel: 'debug', backendToken: 's3cret', onnxCacheDir: '/tmp/graphs', profilePrefix: '/tmp/p' });
+    expect(config.model).toEqual({ kind: 'fake' });
+    // Flags win over the environment.
+    expect(backendConfigFrom(['--fake-engine', '--port', '0', '--log-level', 'info'], env)).toMatchObject({ port: 0, logLevel: 'info' });
+  });
+
+  it('takes the flags into typed values and the scheduler limits', () => {
+    const argv = [...MODEL, '--ep', 'webgpu', '--dtype', 'int4', '--int4-block-size', '64', '--max-running', '8', '--prefix-cache-size', '12'];
+    const config = backendConfigFrom([...argv, '--prefill-stall-factor', '0.5', '--kv-memory-gib', '1.5', '--threads', '3'], {});
+    expect(config).toMatchObject({ executionProvider: 'webgpu', dtype: 'int4', int4BlockSize: 64, intraOpThreads: 3, kvMemoryGib: 1.5 });
+    expect(config.limits).toEqual({ maxRunning: 8, prefixCacheSize: 12, prefillStallFactor: 0.5 });
+    expect(config.defaultSequences).toBe(20); // max running + prefix-cache size, above the floor of 16
+    expect(backendConfigFrom(['--default-model'], {}).model).toEqual({ kind: 'default' });
+  });
+
+  it.each([
+    [['--ep', 'tpu'], {}, '--ep must be one of cpu, cuda, webgpu, got "tpu"'],
+    [['--dtype', 'int8'], {}, '--dtype must be one of fp32, fp16, int4'],
+    [['--int4-block-size', '48'], {}, '--int4-block-size must be one of 16, 32, 64, 128, 256, got "48"'],
+    [['--port', '70000'], {}, '--port must be an integer from 0 to 65535, got "70000"'],
+    [[], { BACKEND_PORT: 'eighty' }, 'BACKEND_PORT must be an integer from 0 to 65535, got "eighty"'],
+    [[], { LOG_LEVEL: 'verbose' }, 'LOG_LEVEL must be one of info, debug, got "verbose"'],
+    [['--max-running', '0'], {}, '--max-running must be an integer from 1'],
+    [['--max-queue', ''], {}, '--max-queue must be an integer from 0'],
+    [['--threads', '2.5'], {}, '--threads must be an integer from 1 to 1024'],
+    [['--prefill-stall-factor', 'fast'], {}, '--prefill-stall-factor must be a number from 0 to 100'],
+    [['--kv-memory-gib', '0'], {}, '--kv-memory-gib must be a positive number, got "0"'],
+    [['--bogus'], {}, "Unknown option '--bogus'"],
+  ])('%j %j is refused naming the setting', (argv, env, message) => {
+    expect(() => backendConfigFrom([...MODEL, ...argv], env)).toThrow(ConfigError);
+    expect(() => backendConfigFrom([...MODEL, ...argv], env)).toThrow(message);
+  });
+
+  it('asks for --model last, so a bad flag without one is named first', () => {
+    expect(() => backendConfigFrom([], {})).toThrow('--model DIR is required');
+    expect(() => backendConfigFrom(['--ep', 'tpu'], {})).toThrow('--ep');
+  });
+
+  it('--help states the defaults the config applies', () => {
+    expect(USAGE).toContain(`default ${DEFAULTS.host}, BACKEND_PORT or ${DEFAULTS.port}`);
+    expect(USAGE).toContain('--int4-block-size N');
+    expect(USAGE).toContain(`(default ${DEFAULTS.drainSeconds})`);
+    expect(USAGE).toContain(`MODEL_ONNX_CACHE_DIR (default ${DEFAULTS.onnxCacheDir})`);
+  });
+});
+
+describe('servingLimits', () => {
+  it('derives what the operator left out from the engine rows', () => {
+    expect(servingLimits(16)).toEqual({
+      maxRunning: 16,
+      maxBatchedTokens: 512,
+      maxQueue: 64,
+      prefixCacheSize: 4,
+      prefixMinTokens: 64,
+      prefillStallFactor: 1.5,
+      prefillMinTokens: 8,
+    });
+    expect(servingLimits(3, { maxRunning: 2, maxQueue: 0 })).toMatchObject({ maxRunning: 2, maxQueue: 0, prefixCacheSize: 0, maxBatchedTokens: 512 });
+  });
+});
