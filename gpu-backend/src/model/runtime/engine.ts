@@ -97,11 +97,11 @@ export class Engine implements ModelEngine {
     if (resident && kvType !== kvCacheElementType(options.dtype)) {
       throw new EngineError(`kvCacheDtype ${options.kvCacheDtype} needs the host KV cache; the device-resident cache keeps the compute type`);
     }
-    const slots = new SequenceSlots({ slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen });
+    const layout = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen };
     const graph = { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, int4BlockSize };
     const store: KvStore = resident
       ? await ResidentKvStore.load(source, { ...graph, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
-      : await HostKvStore.load(source, slots, {
+      : await HostKvStore.load(source, layout, {
           ...graph,
           kvType,
           cacheDir,
@@ -109,6 +109,8 @@ export class Engine implements ModelEngine {
           externalDataThresholdBytes: options.externalDataThresholdBytes,
           reserveKvMemory: options.reserveKvMemory,
         });
+    const slots = new SequenceSlots({ ...layout, growth: store.resizesInPlace ? 'step' : 'double' });
+    store.resize(slots.capacity, 0);
     return new Engine(config, path.basename(path.resolve(options.modelDir)), slots, store, options);
   }
 

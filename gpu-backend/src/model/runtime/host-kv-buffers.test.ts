@@ -6,9 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { type CacheArray, HostKvBuffers, type HostKvBuffersOptions } from './host-kv-buffers';
 import { HostKvStore } from './host-kv-store';
 import type { OrtSession } from './ort-session';
-import { SequenceSlots } from './sequence-slots';
+import { type CapacityGrowth, SequenceSlots } from './sequence-slots';
 
-type HarnessOptions = Omit<HostKvBuffersOptions, 'slotLimit'> & { slidingWindow: number | null; maxModelLen: number };
+type HarnessOptions = Omit<HostKvBuffersOptions, 'slotLimit'> & { slidingWindow: number | null; maxModelLen: number; growth?: CapacityGrowth };
 
 /** Slots + buffers with the layout's changes applied through HostKvStore, as Engine applies them (no session needed). */
 class HostKv {
@@ -228,7 +228,9 @@ describe('HostKvBuffers against a naive copy', () => {
     ['no window, growing', null, false],
     ['no window, reserved', null, true],
   ] as const)('every live sequence reads back its newest valid positions, oldest first: %s', (_, slidingWindow, reserve) => {
-    const options = { layerCount: 2, keyValueHeadCount: 2, headDim: 3, slidingWindow, maxSequences: 4, maxModelLen: 300, elementType: 'float32', reserve } as const;
+    // Growth as the engine pairs it: in steps over reserved arenas, doubling over growing buffers.
+    const growth = reserve ? 'step' : 'double';
+    const options = { layerCount: 2, keyValueHeadCount: 2, headDim: 3, slidingWindow, maxSequences: 4, maxModelLen: 300, elementType: 'float32', reserve, growth } as const;
     const kv = new HostKv(options);
     const width = options.keyValueHeadCount * options.headDim;
     // The naive copy: per sequence, per layer, every position's key and value vector [kvHead * headDim].

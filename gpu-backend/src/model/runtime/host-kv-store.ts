@@ -11,7 +11,7 @@ import type { ExecutionProvider, WeightFormat } from './engine-types';
 import { type CacheArray, HostKvBuffers } from './host-kv-buffers';
 import type { CacheFeeds, KvStore } from './kv-store';
 import { type Feed, OrtSession } from './ort-session';
-import type { RowCopy, SequenceSlots } from './sequence-slots';
+import { type RowCopy, SequenceSlots, type SequenceSlotsOptions } from './sequence-slots';
 
 export interface HostKvStoreOptions {
   executionProvider: ExecutionProvider;
@@ -46,8 +46,8 @@ export class HostKvStore implements KvStore {
     this.feedsCrossToDevice = executionProvider !== 'cpu';
   }
 
-  /** Builds (or loads the cached) graph for `source`, starts its session and allocates the buffers for `slots`' layout. */
-  static async load(source: WeightSource, slots: SequenceSlots, options: HostKvStoreOptions): Promise<HostKvStore> {
+  /** Builds (or loads the cached) graph for `source`, starts its session and sets the buffers up for `layout` (capacity 0 until the first resize). */
+  static async load(source: WeightSource, layout: SequenceSlotsOptions, options: HostKvStoreOptions): Promise<HostKvStore> {
     const { config } = source;
     const prepared = await prepareOnnxModel(source, {
       format: options.format,
@@ -64,17 +64,22 @@ export class HostKvStore implements KvStore {
       layerCount: config.layerCount,
       keyValueHeadCount: config.keyValueHeadCount,
       headDim: config.headDim,
-      maxSequences: slots.options.maxSequences,
-      slotLimit: slots.slotLimit,
+      maxSequences: layout.maxSequences,
+      slotLimit: SequenceSlots.slotLimitOf(layout),
       elementType: prepared.cacheType,
     };
     const reserve = options.reserveKvMemory ?? HostKvBuffers.reservedBytes(bufferOptions) <= DEFAULT_RESERVE_SHARE * os.freemem();
-    const buffers = new HostKvBuffers({ ...bufferOptions, reserve }, slots.capacity);
+    const buffers = new HostKvBuffers({ ...bufferOptions, reserve }, 0);
     return new HostKvStore(session, buffers, prepared.attention, options.executionProvider, options.reserveKvMemory);
   }
 
   get elementType(): 'float32' | 'float16' {
     return this.buffers.options.elementType;
+  }
+
+  /** Reserved arenas re-lay rows out in place; growing buffers allocate and copy every row. */
+  get resizesInPlace(): boolean {
+    return this.buffers.reserved;
   }
 
   get bytesPerSlot(): number {

@@ -19,6 +19,8 @@ export interface KvStore {
   readonly elementType: 'float32' | 'float16';
   /** Bytes of K and V for one token slot, all layers. */
   readonly bytesPerSlot: number;
+  /** A capacity change re-lays rows out in place (no allocation): the layout then grows in steps (SequenceSlots' 'step'). */
+  readonly resizesInPlace: boolean;
   /** The cache inputs of one run of `plan` (`slots` as it stands before the run). */
   pastFeeds(slots: SequenceSlots, plan: BatchPlan): Promise<CacheFeeds>;
   /**

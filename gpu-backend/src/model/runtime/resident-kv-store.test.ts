@@ -204,7 +204,7 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
       ids.forEach((list, e) => [host, resident][e].releaseSequence(list.shift()!)); // the long one leaves
       capacities.push(host.cacheCapacity);
       for (let step = 0; step < 3; step++) await same((list) => list.map((sequenceId) => ({ sequenceId, tokenIds: [step + 20] })), ids);
-      expect(capacities).toEqual([64, 256, 300, 64]);
+      expect(capacities).toEqual([64, 192, 300, 64]); // in 64-slot steps (the resident store re-lays out in place)
       expect(worst).toBeLessThan(1e-5);
     } finally {
       await host.dispose();

@@ -127,6 +127,9 @@ export class ResidentKvStore implements KvStore {
     return 2 * layerCount * keyValueHeadCount * headDim * (this.elementType === 'float32' ? 4 : 2);
   }
 
+  /** The capacity only sets the slots each run gathers; the tensors grow on their own, in SLOT_STEP steps. */
+  readonly resizesInPlace = true;
+
   /** Resident tensor shape right now: rows and slots (scratch slot included). */
   get shape(): { rows: number; slots: number } {
     return { rows: this.rows, slots: this.slots };

@@ -63,6 +63,24 @@ describe('SequenceSlots', () => {
     expect(kv.row(short)).toBe(0);
   });
 
+  it("'step' growth follows the longest live sequence in 64-slot steps, both ways", () => {
+    const kv = new SequenceSlots({ slidingWindow: null, maxSequences: 3, maxModelLen: 3000, growth: 'step' });
+    const [long, short] = [kv.create(), kv.create()];
+    kv.ensureFits(2000);
+    expect(kv.capacity).toBe(2048);
+    expect(kv.ensureFits(2049)).toBe(true);
+    expect(kv.capacity).toBe(2112); // doubling would read 4096 slots per row here
+    kv.advance(long, 2049);
+    kv.advance(short, 130);
+    expect(kv.release(long).resized).toBe(true);
+    expect(kv.capacity).toBe(192); // back to what the short one needs, not only below a quarter
+    expect(kv.release(kv.fork(short).id).resized).toBe(false);
+    kv.ensureFits(2990);
+    expect(kv.capacity).toBe(3000); // 3008 capped by the slot limit
+    const ring = new SequenceSlots({ slidingWindow: 4, maxSequences: 1, maxModelLen: 100, growth: 'step' });
+    expect([ring.capacity, ring.ensureFits(50), ring.capacity]).toEqual([3, false, 3]);
+  });
+
   it('release moves the last row into the hole; a fork takes the old row and the source the new top row', () => {
     const kv = slotsOf(null);
     const [a, b, c] = [kv.create(), kv.create(), kv.create()];

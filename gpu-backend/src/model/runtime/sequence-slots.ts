@@ -27,17 +27,26 @@
 // 1.30 `sliding_window_cache` attribute: it needs the present buffer fetched back (a full-cache copy
 // per step in onnxruntime-node) and rejects ragged first-prompt batches.
 //
-// Capacity: the slots every row spans in the past the graph reads. A windowed sequence never needs more
-// than R = W - 1 (the attention op's own present buffer holds W). Without a window the capacity grows
-// with the longest live sequence (doubling, in CAPACITY_STEP multiples), up to maxModelLen, and shrinks
-// when the longest live sequence needs a quarter of it or less: the in-place decode path reads every
-// slot of a row up to it, masked or not.
+// Capacity: the slots every row spans in the past the graph reads; the in-place decode path reads every
+// one of them, masked or not, so it follows the longest live sequence (up to R = W - 1 with a window, the
+// attention op's own present buffer holding W; up to maxModelLen without). How, depends on the store:
+//   'step' (a store that re-lays rows out in place: reserved host arenas, the resident tensors): the
+//     smallest CAPACITY_STEP multiple that fits the longest live sequence, growing and shrinking with it.
+//     A change moves the live rows inside the same memory; at most CAPACITY_STEP - 1 slots per row are
+//     read for nothing (doubling read up to 2x the live KV past 2048 tokens: 4096 slots for 2049).
+//   'double' (every change allocates and copies all rows): growth at least doubles, since fixed steps
+//     would make a long generation quadratic in copies, and it shrinks only once the longest live
+//     sequence needs a quarter of it or less (the factor keeps grow/shrink from thrashing).
 
 export interface SequenceSlotsOptions {
   slidingWindow: number | null;
   maxSequences: number;
   maxModelLen: number;
+  /** How the capacity follows the longest live sequence (header); default 'double'. */
+  growth?: CapacityGrowth;
 }
+
+export type CapacityGrowth = 'step' | 'double';
 
 /** Storage must copy row `from` into row `to` (a fork, or the top row filling a released row's hole). */
 export interface RowCopy {
@@ -84,15 +93,12 @@ export class SequenceSlots {
     return this.rowOwners.length;
   }
 
-  /**
-   * Grows the capacity so a sequence of `length` tokens fits its valid slots; true when it changed (the
-   * store then re-lays its rows out). Growth at least doubles: every growth of a non-reserved host store
-   * copies all rows, and fixed steps would make a long generation quadratic in copies.
-   */
+  /** Grows the capacity so a sequence of `length` tokens fits its valid slots; true when it changed (the store then re-lays its rows out). */
   ensureFits(length: number): boolean {
     const needed = Math.min(length, this.slotLimit);
     if (needed <= this.capacity) return false;
-    const grown = Math.max(Math.ceil(needed / CAPACITY_STEP) * CAPACITY_STEP, 2 * this.capacity);
+    const fitted = Math.ceil(needed / CAPACITY_STEP) * CAPACITY_STEP;
+    const grown = this.options.growth === 'step' ? fitted : Math.max(fitted, 2 * this.capacity);
     this.capacity = Math.min(this.slotLimit, grown);
     return true;
   }
@@ -144,13 +150,13 @@ export class SequenceSlots {
     return { move, resized: this.shrinkIfSparse() };
   }
 
-  /** Gives capacity back once the longest live sequence needs a quarter of it or less (the factor keeps grow/shrink from thrashing). */
+  /** Gives capacity back: 'step' down to what the longest live sequence needs, 'double' once that is a quarter or less. */
   private shrinkIfSparse(): boolean {
     let longest = 0;
     for (const state of this.sequences.values()) longest = Math.max(longest, this.validSlots(state.length));
-    const target = Math.max(CAPACITY_STEP, Math.ceil(longest / CAPACITY_STEP) * CAPACITY_STEP);
-    if (this.capacity < 4 * target) return false;
-    this.capacity = Math.min(target, this.slotLimit);
+    const target = Math.min(Math.max(CAPACITY_STEP, Math.ceil(longest / CAPACITY_STEP) * CAPACITY_STEP), this.slotLimit);
+    if (this.options.growth === 'step' ? this.capacity <= target : this.capacity < 4 * target) return false;
+    this.capacity = target;
     return true;
   }
 
