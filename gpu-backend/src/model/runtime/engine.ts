@@ -98,7 +98,14 @@ export class Engine implements ModelEngine {
       throw new EngineError(`kvCacheDtype ${options.kvCacheDtype} needs the host KV cache; the device-resident cache keeps the compute type`);
     }
     const layout = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen };
-    const graph = { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, format: options.dtype, attention, int4AccuracyLevel, int4BlockSize };
+    const graph = {
+      executionProvider: options.executionProvider,
+      intraOpThreads: options.intraOpThreads,
+      format: options.dtype,
+      attention,
+      int4AccuracyLevel,
+      int4BlockSize,
+    };
     const store: KvStore = resident
       ? await ResidentKvStore.load(source, { ...graph, workDir: cacheDir, externalDataThresholdBytes: options.externalDataThresholdBytes })
       : await HostKvStore.load(source, layout, {

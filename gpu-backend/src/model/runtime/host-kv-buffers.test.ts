@@ -68,7 +68,6 @@ function cache(slidingWindow: number | null, maxModelLen = 100): HostKv {
 }
 
 describe('HostKvBuffers driven by SequenceSlots', () => {
-
   it('writes keep only the newest W - 1 positions; timeOrderedPast returns them oldest first', () => {
     const kv = cache(4);
     const id = kv.create();
@@ -230,7 +229,17 @@ describe('HostKvBuffers against a naive copy', () => {
   ] as const)('every live sequence reads back its newest valid positions, oldest first: %s', (_, slidingWindow, reserve) => {
     // Growth as the engine pairs it: in steps over reserved arenas, doubling over growing buffers.
     const growth = reserve ? 'step' : 'double';
-    const options = { layerCount: 2, keyValueHeadCount: 2, headDim: 3, slidingWindow, maxSequences: 4, maxModelLen: 300, elementType: 'float32', reserve, growth } as const;
+    const options = {
+      layerCount: 2,
+      keyValueHeadCount: 2,
+      headDim: 3,
+      slidingWindow,
+      maxSequences: 4,
+      maxModelLen: 300,
+      elementType: 'float32',
+      reserve,
+      growth,
+    } as const;
     const kv = new HostKv(options);
     const width = options.keyValueHeadCount * options.headDim;
     // The naive copy: per sequence, per layer, every position's key and value vector [kvHead * headDim].
@@ -241,7 +250,10 @@ describe('HostKvBuffers against a naive copy', () => {
     for (let step = 0; step < 80; step++) {
       const choice = random();
       if (naive.size === 0 || (choice < 0.2 && naive.size < 4)) {
-        naive.set(kv.create(), [0, 1].map(() => ({ keys: [], values: [] })));
+        naive.set(
+          kv.create(),
+          [0, 1].map(() => ({ keys: [], values: [] })),
+        );
       } else if (choice < 0.3 && naive.size < 4) {
         const source = pick();
         naive.set(

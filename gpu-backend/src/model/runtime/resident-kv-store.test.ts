@@ -185,7 +185,9 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
     const modelConfig = tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, maxPositions: 300 });
     const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 5));
     const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 3, chunkSize: 64 };
-    const [host, resident] = await Promise.all([false, true].map((residentKvCache) => Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache })));
+    const [host, resident] = await Promise.all(
+      [false, true].map((residentKvCache) => Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache })),
+    );
     try {
       let worst = 0;
       const same = async (items: (ids: number[]) => { sequenceId: number; tokenIds: number[] }[], ids: number[][]) => {

@@ -70,10 +70,7 @@ export class ResidentKvStore implements KvStore {
   }
 
   /** Builds the resident-cache graph for `source` and starts its sessions. */
-  static async load(
-    source: WeightSource,
-    options: ResidentLoadOptions,
-  ): Promise<ResidentKvStore> {
+  static async load(source: WeightSource, options: ResidentLoadOptions): Promise<ResidentKvStore> {
     const { config } = source;
     const graphOptions = {
       format: options.format,
