@@ -3,7 +3,7 @@
 
 import type { ModelConfig } from '../model/checkpoint/config';
 import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../model/runtime/engine-types';
-import { KvCache } from '../model/runtime/kv-cache';
+import { SequenceSlots } from '../model/runtime/sequence-slots';
 
 /** Default budget on the CPU provider: this share of the memory free at start, after the weights. */
 export const CPU_KV_MEMORY_SHARE = 0.5;
@@ -13,7 +13,7 @@ const MIN_SEQUENCES = 2;
 /** Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 slots) or maxModelLen. */
 export function kvBytesPerSequence(config: ModelConfig, dtype: WeightFormat, maxModelLen: number, kvCacheDtype: KvCacheDtype = 'auto'): number {
   const elementBytes = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 2 : 4;
-  const slots = KvCache.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen });
+  const slots = SequenceSlots.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen });
   return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
 }
 

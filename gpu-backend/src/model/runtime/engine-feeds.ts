@@ -1,10 +1,11 @@
 // Builds the session.run feeds for one batch of rows: token and position ids, the rows whose logits are
-// wanted, the attention bookkeeping (GQA seqlens, the in-place path's additive mask, the hybrid switch) and cache views.
+// wanted and the attention bookkeeping (GQA seqlens, the in-place path's additive mask, the hybrid
+// switch), from the layout (SequenceSlots); the store's past feeds (KvStore.pastFeeds) go in as they are.
 
 import type { ModelConfig } from '../checkpoint/config';
 import type { AttentionKind } from '../graph/graph-attention';
-import type { CacheArray, KvCache } from './kv-cache';
-import type { Feed, FeedType } from './ort-session';
+import type { CacheFeeds } from './kv-store';
+import type { SequenceSlots } from './sequence-slots';
 
 /** One batch entry: a sequence and its S new tokens, or a filler row (decode batches are row ranges). */
 export interface BatchRow {
@@ -17,7 +18,7 @@ export interface BatchPlan {
   sequenceLength: number;
   /** Decode: the batch is the cache rows [firstRow, firstRow + rows.length) fed as views. */
   firstRow: number;
-  /** Prefill (one row): feed the past oldest-first (fused path, wrapped ring). */
+  /** Prefill (one row): the past is fed oldest-first (GQA reads a chunk over a wrapped ring by cache index). */
   timeOrdered: boolean;
   /** Logits for every new token of every row, not just the last (prompt scoring). */
   allLogits?: boolean;
@@ -27,10 +28,10 @@ export interface BatchPlan {
 
 const MASKED = -1e30; // exp underflows to exactly 0 in fp32 (and to -inf after the fp16 cast)
 
-export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache: KvCache, plan: BatchPlan): Record<string, Feed> {
+export function buildFeeds(config: ModelConfig, attention: AttentionKind, slots: SequenceSlots, plan: BatchPlan, past: CacheFeeds): CacheFeeds {
   const { rows, sequenceLength: S } = plan;
   const B = rows.length;
-  const lengths = rows.map((row) => (row.sequenceId === null ? 0 : cache.length(row.sequenceId)));
+  const lengths = rows.map((row) => (row.sequenceId === null ? 0 : slots.length(row.sequenceId)));
   const inputIds = new BigInt64Array(B * S);
   const positionIds = new BigInt64Array(B * S);
   const logitsRows: bigint[] = [];
@@ -43,37 +44,20 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
     if (plan.allLogits) for (let s = 0; s < S; s++) logitsRows.push(BigInt(b * S + s));
     else logitsRows.push(BigInt(b * S + S - 1));
   });
-  const feeds: Record<string, Feed> = {
+  const feeds: CacheFeeds = {
     input_ids: { type: 'int64', data: inputIds, dims: [B, S] },
     position_ids: { type: 'int64', data: positionIds, dims: [B, S] },
     logits_index: { type: 'int64', data: BigInt64Array.from(logitsRows), dims: [logitsRows.length] },
+    ...past,
   };
 
-  const cacheType: FeedType = cache.options.elementType;
-  const { keyValueHeadCount, headDim } = config;
-  let pastSlots = cache.capacity;
-  // GQA masks by cache index: a prefill chunk (S > 1) over a wrapped ring needs its past oldest-first.
+  // The past spans the layout's capacity, or a time-ordered prefill's valid slots.
+  const pastSlots = plan.timeOrdered ? slots.validSlots(lengths[0]) : slots.capacity;
   const gqaReads = attention === 'fused' || (attention === 'hybrid' && plan.useGqa);
-  const timeOrdered = plan.timeOrdered || (gqaReads && S > 1 && B === 1 && rows[0].sequenceId !== null && cache.isWrapped(lengths[0]));
-  const pastOf = (array: CacheArray): CacheArray => {
-    if (timeOrdered) {
-      const ordered = cache.timeOrderedPast(rows[0].sequenceId!, array);
-      pastSlots = ordered.slots;
-      return ordered.data;
-    }
-    return cache.rowsView(array, plan.firstRow, B);
-  };
-  for (let layer = 0; layer < config.layerCount; layer++) {
-    const pastKey = pastOf(cache.keys[layer]);
-    const pastValue = pastOf(cache.values[layer]);
-    feeds[`past_key.${layer}`] = { type: cacheType, data: pastKey, dims: [B, keyValueHeadCount, pastSlots, headDim] };
-    feeds[`past_value.${layer}`] = { type: cacheType, data: pastValue, dims: [B, keyValueHeadCount, pastSlots, headDim] };
-  }
-
-  const groupSize = config.queryHeadCount / keyValueHeadCount;
+  const groupSize = config.queryHeadCount / config.keyValueHeadCount;
   if (attention !== 'unfused') {
     // GQA: seqlens_k = valid past + S - 1 per row; total_sequence_length = the batch maximum + 1.
-    const seqlens = Int32Array.from(lengths, (length) => cache.validSlots(length) + S - 1);
+    const seqlens = Int32Array.from(lengths, (length) => slots.validSlots(length) + S - 1);
     feeds.seqlens_k = { type: 'int32', data: seqlens, dims: [B] };
     feeds.total_sequence_length = { type: 'int32', data: Int32Array.of(Math.max(...seqlens) + 1), dims: [] };
   }
@@ -82,32 +66,23 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, cache:
     // A hybrid graph's GQA branch ignores the mask, but it is still a graph input: a 1-element stand-in.
     feeds.attention_bias = gqaReads
       ? { type: 'float32', data: new Float32Array(1), dims: [1, 1, 1, 1, 1] }
-      : { type: 'float32', data: inPlaceMask(config, cache, lengths, S, pastSlots), dims: [B, 1, groupSize, S, pastSlots + S] };
+      : { type: 'float32', data: inPlaceMask(groupSize, slots, lengths, S, pastSlots), dims: [B, 1, groupSize, S, pastSlots + S] };
   }
   return feeds;
 }
 
 /**
  * Additive mask [batch, 1, groupSize, S, pastSlots + S] for the in-place attention path, rows ordered
- * (group, query) as the graph groups query heads. Column j < pastSlots is cache slot j (holding the
- * position the ring arithmetic says, or nothing); column pastSlots + t is new token t.
+ * (group, query) as the graph groups query heads: SequenceSlots.visibleKeys as 0 / MASKED.
  */
-function inPlaceMask(config: ModelConfig, cache: KvCache, lengths: number[], S: number, pastSlots: number): Float32Array {
-  const groupSize = config.queryHeadCount / config.keyValueHeadCount;
-  const window = config.slidingWindow ?? Number.POSITIVE_INFINITY;
+function inPlaceMask(groupSize: number, slots: SequenceSlots, lengths: number[], S: number, pastSlots: number): Float32Array {
   const keys = pastSlots + S;
-  const mask = new Float32Array(lengths.length * groupSize * S * keys).fill(MASKED);
+  const mask = new Float32Array(lengths.length * groupSize * S * keys);
   lengths.forEach((length, b) => {
-    const slotPositions = Array.from({ length: pastSlots }, (_, slot) => cache.positionInSlot(length, slot));
-    for (let s = 0; s < S; s++) {
-      const query = length + s;
-      const row = new Float32Array(keys).fill(MASKED);
-      slotPositions.forEach((position, slot) => {
-        if (position >= 0 && query - position < window) row[slot] = 0;
-      });
-      for (let t = 0; t <= s; t++) if (s - t < window) row[pastSlots + t] = 0;
+    slots.visibleKeys(length, S, pastSlots).forEach((visible, s) => {
+      const row = Float32Array.from(visible, (seen) => (seen ? 0 : MASKED));
       for (let group = 0; group < groupSize; group++) mask.set(row, ((b * groupSize + group) * S + s) * keys);
-    }
+    });
   });
   return mask;
 }

@@ -1,20 +1,20 @@
-// The model engine: checkpoint -> cached ONNX graph -> session, plus the KV cache. One step batches
-// every single-token decode item into one session.run and prefills longer items chunk by chunk (B = 1).
+// The model engine: checkpoint -> KV store (its graph and session) + sequence slots (the KV layout). One
+// step batches every single-token decode item into one run and prefills longer items chunk by chunk
+// (B = 1); every run takes the same path whatever the store: past feeds -> feeds -> run -> advance.
 
-import os from 'node:os';
 import path from 'node:path';
 import { Checkpoint } from '../checkpoint/checkpoint';
 import type { ModelConfig } from '../checkpoint/config';
 import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
 import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem, kvCacheElementType } from './engine-types';
 import { type AttentionKind, chooseAttention } from '../graph/graph-attention';
-import type { EngineTuning } from './engine-tuning';
-import { KvCache } from './kv-cache';
 import type { WeightSource } from '../graph/model-graph';
-import { prepareOnnxModel } from '../graph/onnx-model-store';
 import { INT4_BLOCK_SIZE } from '../graph/quantize-int4';
-import { OrtSession } from './ort-session';
-import { ResidentKvCache } from './resident-kv';
+import type { EngineTuning } from './engine-tuning';
+import { HostKvStore } from './host-kv-store';
+import type { KvStore } from './kv-store';
+import { ResidentKvStore } from './resident-kv-store';
+import { SequenceSlots } from './sequence-slots';
 
 /** What the server passes (EngineOptions) plus the knobs only benchmarks and tests turn (EngineTuning). */
 export interface EngineLoadOptions extends EngineOptions, EngineTuning {}
@@ -24,8 +24,6 @@ export class EngineError extends Error {
 }
 
 const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
-/** reserveKvMemory's default: reserve when the whole cache takes at most this share of free memory. */
-const DEFAULT_RESERVE_SHARE = 0.5;
 /** MatMulNBits accuracy_level 4 (int8 activations): ~1.4x faster int4 decode here, error bound in engine.test.ts. */
 const DEFAULT_INT4_ACCURACY_LEVEL = 4;
 
@@ -37,27 +35,22 @@ function positiveInteger(value: number, setting: string): number {
 export class Engine implements ModelEngine {
   readonly maxModelLen: number;
   readonly chunkSize: number;
+  readonly attention: AttentionKind;
   private lastTransferBytes = 0;
   private running = false;
-  private resident: ResidentKvCache | null = null;
   private readonly gqaDecode: boolean;
-  /** A device provider (cuda, or webgpu without the resident cache) copies every feed to the GPU each run. */
-  private readonly feedsCrossToDevice: boolean;
-  private readonly reservationRequest: boolean | undefined;
 
   private constructor(
     readonly config: ModelConfig,
     readonly modelId: string,
-    readonly attention: AttentionKind,
-    private readonly session: OrtSession,
-    private readonly cache: KvCache,
+    private readonly slots: SequenceSlots,
+    private readonly store: KvStore,
     options: EngineLoadOptions,
   ) {
     // WebGPU: decode through GroupQueryAttention too (a native kernel there; the in-place branch's FusedMatMul is CPU-only).
     this.gqaDecode = options.gqaDecode ?? options.executionProvider === 'webgpu';
-    this.feedsCrossToDevice = options.executionProvider !== 'cpu';
-    this.reservationRequest = options.reserveKvMemory;
-    this.maxModelLen = cache.options.maxModelLen;
+    this.attention = store.attention;
+    this.maxModelLen = slots.options.maxModelLen;
     this.chunkSize = positiveInteger(options.chunkSize ?? config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW, 'chunkSize');
   }
 
@@ -88,81 +81,73 @@ export class Engine implements ModelEngine {
     if (resident && kvType !== kvCacheElementType(options.dtype)) {
       throw new EngineError(`kvCacheDtype ${options.kvCacheDtype} needs the host KV cache; the device-resident cache keeps the compute type`);
     }
-    const residentLoad = resident
-      ? await ResidentKvCache.load(source, {
-          executionProvider: options.executionProvider,
-          intraOpThreads: options.intraOpThreads,
-          format: options.dtype,
-          attention,
-          int4AccuracyLevel,
-          int4BlockSize,
+    const layout = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen };
+    const graph = {
+      executionProvider: options.executionProvider,
+      intraOpThreads: options.intraOpThreads,
+      format: options.dtype,
+      attention,
+      int4AccuracyLevel,
+      int4BlockSize,
+    };
+    const store: KvStore = resident
+      ? await ResidentKvStore.load(source, {
+          ...graph,
           cacheDir: options.onnxCacheDir,
           checkpointDir: options.modelDir,
           externalDataThresholdBytes: options.externalDataThresholdBytes,
           profilePrefix: options.profilePrefix,
         })
-      : null;
-    const prepared =
-      residentLoad ??
-      (await prepareOnnxModel(source, {
-        format: options.dtype,
-        attention,
-        int4AccuracyLevel,
-        int4BlockSize,
-        kvType,
-        cacheDir: options.onnxCacheDir,
-        checkpointDir: options.modelDir,
-        externalDataThresholdBytes: options.externalDataThresholdBytes,
-      }));
-    const session =
-      'model' in prepared
-        ? await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads })
-        : prepared.resident.session;
-    const cacheOptions = {
-      layerCount: residentLoad ? 0 : config.layerCount, // resident: the host cache only keeps lengths and rows
-      keyValueHeadCount: config.keyValueHeadCount,
-      headDim: config.headDim,
-      slidingWindow: config.slidingWindow,
-      maxSequences: options.maxSequences,
-      maxModelLen,
-      elementType: 'cacheType' in prepared ? prepared.cacheType : prepared.computeType,
-    };
-    const reserve = options.reserveKvMemory ?? KvCache.reservedBytes(cacheOptions) <= DEFAULT_RESERVE_SHARE * os.freemem();
-    const cache = new KvCache({ ...cacheOptions, reserve });
-    const engine = new Engine(config, path.basename(path.resolve(options.modelDir)), prepared.attention, session, cache, options);
-    engine.resident = residentLoad?.resident ?? null;
-    return engine;
+      : await HostKvStore.load(source, layout, {
+          ...graph,
+          kvType,
+          cacheDir: options.onnxCacheDir,
+          checkpointDir: options.modelDir,
+          externalDataThresholdBytes: options.externalDataThresholdBytes,
+          reserveKvMemory: options.reserveKvMemory,
+        });
+    const slots = new SequenceSlots({ ...layout, growth: store.resizesInPlace ? 'step' : 'double' });
+    store.resize(slots.capacity, 0);
+    return new Engine(config, path.basename(path.resolve(options.modelDir)), slots, store, options);
   }
 
   createSequence(): number {
-    if (this.cache.liveCount >= this.cache.options.maxSequences) {
-      throw new EngineCapacityError(`all ${this.cache.options.maxSequences} sequences are in use`);
-    }
-    return this.cache.create();
+    this.ensureFreeRow();
+    return this.slots.create();
   }
 
   forkSequence(sourceId: number): number {
     this.sequenceLength(sourceId);
-    if (this.cache.liveCount >= this.cache.options.maxSequences) {
-      throw new EngineCapacityError(`all ${this.cache.options.maxSequences} sequences are in use`);
-    }
-    const id = this.cache.fork(sourceId);
-    this.resident?.fork(sourceId, id);
+    this.ensureFreeRow();
+    const { id, copy } = this.slots.fork(sourceId);
+    this.store.fork(sourceId, id, copy);
     return id;
   }
 
+  private ensureFreeRow(): void {
+    const { maxSequences } = this.slots.options;
+    if (this.slots.liveCount >= maxSequences) throw new EngineCapacityError(`all ${maxSequences} sequences are in use`);
+  }
+
   releaseSequence(sequenceId: number): void {
-    if (this.cache.has(sequenceId)) this.cache.release(sequenceId);
+    if (!this.slots.has(sequenceId)) return;
+    const { move, resized } = this.slots.release(sequenceId);
+    this.store.release(sequenceId, move);
+    if (resized) this.store.resize(this.slots.capacity, this.slots.liveCount);
   }
 
   sequenceLength(sequenceId: number): number {
-    if (!this.cache.has(sequenceId)) throw new EngineError(`unknown sequence ${sequenceId}`);
-    return this.cache.length(sequenceId);
+    if (!this.slots.has(sequenceId)) throw new EngineError(`unknown sequence ${sequenceId}`);
+    return this.slots.length(sequenceId);
   }
 
-  /** Slots per sequence per layer allocated right now (bounded by W - 1 with a window). */
+  /** Slots per sequence per layer the layout spans right now (bounded by W - 1 with a window). */
   get cacheCapacity(): number {
-    return this.cache.capacity;
+    return this.slots.capacity;
+  }
+
+  private ensureFits(length: number): void {
+    if (this.slots.ensureFits(length)) this.store.resize(this.slots.capacity, this.slots.liveCount);
   }
 
   async step(items: StepItem[]): Promise<Float32Array[]> {
@@ -225,13 +210,13 @@ export class Engine implements ModelEngine {
     let logits: Float32Array | null = null;
     for (let start = 0; start < item.tokenIds.length; start += this.chunkSize) {
       const tokenIds = item.tokenIds.slice(start, start + this.chunkSize);
-      const length = this.cache.length(item.sequenceId);
-      this.cache.ensureFits(length + tokenIds.length);
+      const length = this.slots.length(item.sequenceId);
+      this.ensureFits(length + tokenIds.length);
       const plan: BatchPlan = {
         rows: [{ sequenceId: item.sequenceId, tokenIds }],
         sequenceLength: tokenIds.length,
-        firstRow: this.cache.row(item.sequenceId),
-        timeOrdered: this.attention !== 'unfused' && tokenIds.length > 1 && this.cache.isWrapped(length),
+        firstRow: this.slots.row(item.sequenceId),
+        timeOrdered: this.attention !== 'unfused' && tokenIds.length > 1 && this.slots.isWrapped(length),
         allLogits: allLogits !== undefined,
         useGqa: tokenIds.length > 1 || this.gqaDecode,
       };
@@ -244,10 +229,10 @@ export class Engine implements ModelEngine {
 
   /** All decode items in one run over the cache rows they span (rows of other sequences ride along as fillers). */
   private async decode(items: StepItem[]): Promise<Float32Array[]> {
-    const rowOf = new Map(items.map((item) => [this.cache.row(item.sequenceId), item]));
+    const rowOf = new Map(items.map((item) => [this.slots.row(item.sequenceId), item]));
     const firstRow = Math.min(...rowOf.keys());
     const lastRow = Math.max(...rowOf.keys());
-    for (const item of items) this.cache.ensureFits(this.cache.length(item.sequenceId) + 1);
+    for (const item of items) this.ensureFits(this.slots.length(item.sequenceId) + 1);
     const rows: BatchRow[] = [];
     for (let row = firstRow; row <= lastRow; row++) rows.push(rowOf.get(row) ?? { sequenceId: null, tokenIds: [0] });
     const logits = await this.run({ rows, sequenceLength: 1, firstRow, timeOrdered: false, useGqa: this.gqaDecode });
@@ -257,63 +242,42 @@ export class Engine implements ModelEngine {
     return items.map((item) => byId.get(item.sequenceId)!);
   }
 
+  /** One session run over the plan's rows: the same path for every store. Returns the wanted logits rows of the real rows, in row order. */
   private async run(plan: BatchPlan): Promise<Float32Array[]> {
-    if (this.resident) {
-      const result = await this.resident.run(plan, this.cache, buildFeeds(this.config, this.attention, this.resident.feedView(this.cache), plan));
-      this.lastTransferBytes += result.transferBytes;
-      return result.logits;
-    }
-    const { layerCount, vocabSize } = this.config;
-    const feeds = buildFeeds(this.config, this.attention, this.cache, plan);
-    const outputNames = ['logits'];
-    for (let layer = 0; layer < layerCount; layer++) outputNames.push(`new_key.${layer}`, `new_value.${layer}`);
-    const outputs = await this.session.run(feeds, outputNames);
-    for (const name of outputNames) this.lastTransferBytes += outputs[name].byteLength;
-    if (this.feedsCrossToDevice) for (const feed of Object.values(feeds)) this.lastTransferBytes += feed.data.byteLength; // the past included
+    const past = await this.store.pastFeeds(this.slots, plan);
+    const feeds = buildFeeds(this.config, this.attention, this.slots, plan, past);
+    const result = await this.store.run(feeds, this.slots, plan);
+    this.lastTransferBytes += result.transferBytes;
+    const { vocabSize } = this.config;
     const S = plan.sequenceLength;
     const logits: Float32Array[] = [];
-    plan.rows.forEach((row, b) => {
-      if (row.sequenceId === null) return;
-      for (let layer = 0; layer < layerCount; layer++) {
-        const newKeys = outputs[`new_key.${layer}`] as Float32Array | Uint16Array;
-        const newValues = outputs[`new_value.${layer}`] as Float32Array | Uint16Array;
-        this.cache.write(row.sequenceId, layer, newKeys, newValues, b, S, S);
-      }
-      this.cache.advance(row.sequenceId, S);
-      for (let t = plan.allLogits ? 0 : S - 1; t < S; t++) {
-        const k = logits.length;
-        logits.push((outputs.logits as Float32Array).subarray(k * vocabSize, (k + 1) * vocabSize));
-      }
-    });
+    for (const { sequenceId } of plan.rows) {
+      if (sequenceId === null) continue;
+      this.slots.advance(sequenceId, S);
+      for (let t = plan.allLogits ? 0 : S - 1; t < S; t++) logits.push(result.logits.subarray(logits.length * vocabSize, (logits.length + 1) * vocabSize));
+    }
     return logits;
   }
 
   kvStats(): KvCacheStats {
     return {
-      slotsUsed: this.cache.slotsUsed(),
-      slotsTotal: this.cache.slotsMax(),
-      bytesPerSlot: this.resident?.bytesPerSlot ?? this.cache.bytesPerSlot(),
+      slotsUsed: this.slots.slotsUsed(),
+      slotsTotal: this.slots.slotsMax(),
+      bytesPerSlot: this.store.bytesPerSlot,
       lastStepTransferBytes: this.lastTransferBytes,
     };
   }
 
-  /** One line for the start-up log: how much host KV memory and whether it is reserved up front. */
+  /** One line for the start-up log: where the KV cache lives and, on the host, whether it is reserved up front. */
   kvCacheSummary(): string {
-    if (this.resident) return 'KV cache: device-resident (session outputs fed back each step)';
-    const bytes = KvCache.reservedBytes(this.cache.options);
-    const size = bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-    const rows = `${this.cache.options.maxSequences} sequences x ${this.cache.slotsMax() / this.cache.options.maxSequences} slots`;
-    return this.cache.reserved
-      ? `KV cache: ${size} reserved at start (${rows})`
-      : `KV cache: grows on demand, up to ${size} (${rows}; ${this.reservationRequest === false ? 'reservation turned off' : 'over half the free memory, so not reserved'})`;
+    return this.store.summary();
   }
 
   freeSequences(): number {
-    return this.cache.options.maxSequences - this.cache.liveCount;
+    return this.slots.options.maxSequences - this.slots.liveCount;
   }
 
   async dispose(): Promise<void> {
-    if (this.resident) await this.resident.release();
-    else await this.session.release();
+    await this.store.dispose();
   }
 }

@@ -1,9 +1,9 @@
 // Bookkeeping for the resident KV cache (the WebGPU path): which cache row of the resident tensors each
 // sequence owns, and the per-run index inputs that read its past and write its new keys/values there.
-// Pure arithmetic over the host KvCache's lengths and ring slots, so it is tested without a GPU.
+// Pure arithmetic over SequenceSlots' lengths and ring slots, so it is tested without a GPU.
 //
 // The resident cache per layer is one tensor [rows, kvHead, slots, headDim] that the graph updates with
-// ScatterND and returns; it is fed back the next step. Slot numbers are the host KvCache's (position p in
+// ScatterND and returns; it is fed back the next step. Slot numbers are SequenceSlots' (position p in
 // slot p mod (W - 1) with a window), plus one scratch slot (the last) that is never read: filler rows and
 // ring overflow (a chunk longer than the ring) write there, so no ScatterND index is written twice with
 // a value that matters. Worked example, W = 4 (ring 3), 4 allocated slots (scratch = 3), one sequence in
@@ -11,7 +11,7 @@
 // the engine's mask marks which hold what), write index [[2, head, 5 mod 3 = 2]] per head.
 
 import type { BatchPlan } from './engine-feeds';
-import type { KvCache } from './kv-cache';
+import type { SequenceSlots } from './sequence-slots';
 
 export interface ResidentIndices {
   /** Resident row read for each batch entry: [batch] */
@@ -22,7 +22,7 @@ export interface ResidentIndices {
   writeIndex: BigInt64Array;
 }
 
-/** Resident rows of live sequences; rows never move (unlike the host cache's dense rows), freed rows are reused. */
+/** Resident rows of live sequences; rows never move (unlike the host store's dense rows), freed rows are reused. */
 export class ResidentRowTable {
   private readonly rowOfSequence = new Map<number, number>();
   private readonly freeRows: number[] = [];
@@ -59,7 +59,7 @@ export class ResidentRowTable {
     this.pendingCopies.push({ target: this.assign(targetId), source });
   }
 
-  /** Frees the rows of sequences the host cache no longer knows (released between steps). */
+  /** Frees the rows of sequences the layout no longer knows (released between steps). */
   collect(isLive: (sequenceId: number) => boolean): void {
     for (const [sequenceId, row] of this.rowOfSequence) {
       if (isLive(sequenceId)) continue;
@@ -93,7 +93,7 @@ export class ResidentRowTable {
  */
 export function residentIndices(
   plan: BatchPlan,
-  cache: KvCache,
+  layout: SequenceSlots,
   table: ResidentRowTable,
   keyValueHeadCount: number,
   slotCount: number,
@@ -102,7 +102,7 @@ export function residentIndices(
   const { rows: planRows, sequenceLength: S } = plan;
   const B = planRows.length;
   const scratch = slotCount - 1;
-  if (scratch < cache.capacity) throw new Error(`resident cache has ${slotCount} slots, the host cache needs ${cache.capacity} + 1`);
+  if (scratch < layout.capacity) throw new Error(`resident cache has ${slotCount} slots, the layout needs ${layout.capacity} + 1`);
   const firstReal = planRows.find((row) => row.sequenceId !== null);
   if (!firstReal) throw new Error('a batch needs at least one sequence');
   const fillerRow = table.rowOf(firstReal.sequenceId!);
@@ -110,12 +110,10 @@ export function residentIndices(
 
   let slots: BigInt64Array;
   if (plan.timeOrdered) {
-    // The same order as KvCache.timeOrderedPast: the valid slots oldest first.
-    const length = cache.length(firstReal.sequenceId!);
-    const valid = cache.validSlots(length);
-    slots = BigInt64Array.from({ length: valid }, (_, i) => BigInt(cache.slotOf(length - valid + i)));
+    // The same order as the host store's time-ordered past: the valid slots oldest first.
+    slots = BigInt64Array.from(layout.timeOrderedSlots(layout.length(firstReal.sequenceId!)), BigInt);
   } else {
-    slots = BigInt64Array.from({ length: cache.capacity }, (_, slot) => BigInt(slot));
+    slots = BigInt64Array.from({ length: layout.capacity }, (_, slot) => BigInt(slot));
   }
   if (slots.length < minPastSlots) {
     const padded = new BigInt64Array(minPastSlots).fill(BigInt(scratch));
@@ -125,11 +123,11 @@ export function residentIndices(
 
   const writeIndex = new BigInt64Array(B * S * keyValueHeadCount * 3);
   planRows.forEach((row, b) => {
-    const length = row.sequenceId === null ? 0 : cache.length(row.sequenceId);
-    // Only the newest ring-size tokens of a chunk survive; earlier ones would be overwritten anyway.
-    const firstKept = row.sequenceId === null ? S : cache.ringSlots === null ? 0 : Math.max(0, S - cache.ringSlots);
+    const length = row.sequenceId === null ? 0 : layout.length(row.sequenceId);
+    // Only the newest ring-size tokens of a chunk survive (writeSlot -1); those and fillers go to scratch.
     for (let t = 0; t < S; t++) {
-      const slot = t >= firstKept ? cache.slotOf(length + t) : scratch;
+      const kept = row.sequenceId === null ? -1 : layout.writeSlot(length, t, S);
+      const slot = kept >= 0 ? kept : scratch;
       for (let head = 0; head < keyValueHeadCount; head++) {
         const at = ((b * S + t) * keyValueHeadCount + head) * 3;
         writeIndex[at] = rows[b];

@@ -9,15 +9,15 @@ import { randomModelWeights } from '../checkpoint/default-model';
 import { Engine } from './engine';
 import type { BatchPlan } from './engine-feeds';
 import type { AttentionKind } from '../graph/graph-attention';
-import { KvCache } from './kv-cache';
 import { buildModelGraph } from '../graph/model-graph';
 import type { OnnxGraph } from '../graph/onnx-proto-writer';
 import { addResidentCache } from '../graph/resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
+import { SequenceSlots } from './sequence-slots';
 import { MapWeightSource, tinyConfig } from '../reference/test-models';
 
-function ringCache(slidingWindow: number | null): KvCache {
-  return new KvCache({ layerCount: 0, keyValueHeadCount: 2, headDim: 16, slidingWindow, maxSequences: 4, maxModelLen: 64, elementType: 'float32' });
+function ringCache(slidingWindow: number | null): SequenceSlots {
+  return new SequenceSlots({ slidingWindow, maxSequences: 4, maxModelLen: 64 });
 }
 
 const triples = (index: BigInt64Array) => Array.from({ length: index.length / 3 }, (_, i) => Array.from(index.subarray(i * 3, i * 3 + 3), Number));
@@ -175,6 +175,39 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
       }
       expect(worst).toBeLessThan(1e-5);
       expect(resident.kvStats().bytesPerSlot).toBe(host.kvStats().bytesPerSlot);
+    } finally {
+      await host.dispose();
+      await resident.dispose();
+    }
+  });
+
+  it('follows the layout through growth past 64 and 128 slots and the shrink after a long sequence leaves (no window)', async () => {
+    const modelConfig = tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, maxPositions: 300 });
+    const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 5));
+    const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 3, chunkSize: 64 };
+    const [host, resident] = await Promise.all(
+      [false, true].map((residentKvCache) => Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache })),
+    );
+    try {
+      let worst = 0;
+      const same = async (items: (ids: number[]) => { sequenceId: number; tokenIds: number[] }[], ids: number[][]) => {
+        const [a, b] = await Promise.all([host.step(items(ids[0])), resident.step(items(ids[1]))]);
+        a.forEach((row, i) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - b[i][j])))));
+      };
+      const ids = [host, resident].map((engine) => [engine.createSequence(), engine.createSequence()]);
+      const capacities: number[] = [];
+      await same(([, short]) => [{ sequenceId: short, tokenIds: [7, 8, 9, 10, 11] }], ids);
+      for (const length of [60, 70, 140]) {
+        await same(([long]) => [{ sequenceId: long, tokenIds: Array.from({ length }, (_, i) => (i * 13 + length) % 96) }], ids);
+        capacities.push(host.cacheCapacity);
+        await same((list) => list.map((sequenceId, k) => ({ sequenceId, tokenIds: [(length + k) % 96] })), ids);
+      }
+      expect(resident.cacheCapacity).toBe(host.cacheCapacity);
+      ids.forEach((list, e) => [host, resident][e].releaseSequence(list.shift()!)); // the long one leaves
+      capacities.push(host.cacheCapacity);
+      for (let step = 0; step < 3; step++) await same((list) => list.map((sequenceId) => ({ sequenceId, tokenIds: [step + 20] })), ids);
+      expect(capacities).toEqual([64, 192, 300, 64]); // in 64-slot steps (the resident store re-lays out in place)
+      expect(worst).toBeLessThan(1e-5);
     } finally {
       await host.dispose();
       await resident.dispose();
