@@ -145,22 +145,24 @@ function emitInPlaceAttention(
   // cache over the G query heads by offset (no copy), so each product is one query head's own GEMM. At
   // decode (sequence 1) that is M = 1, which MLAS runs with its GEMV kernels straight from the cache;
   // grouping the G heads into M = G rows instead made MLAS pack (copy) the whole cache every step.
-  const scale = emitVector(ctx, `l${layer}.attention.scale`, Float32Array.of(1 / Math.sqrt(headDim)), []);
-  const scaledQuery = g.op('Mul', [query, scale]);
+  // Every Reshape/Transpose/Unsqueeze here is a node per layer per step (a few us each at decode): the
+  // new keys/values go 5-D in one Reshape + Transpose, and in fp32 the 1/sqrt(headDim) scale rides on
+  // FusedMatMul's alpha instead of a Mul of the query.
+  const fp32 = ctx.computeType === 'float32';
+  const scaledQuery = fp32 ? query : g.op('Mul', [query, emitVector(ctx, `l${layer}.attention.scale`, Float32Array.of(1 / Math.sqrt(headDim)), [])]);
   const query5 = g.op('Reshape', [scaledQuery, g.int64([0, 0, keyValueHeadCount, groupSize, headDim])]);
   const queryGrouped = g.op('Transpose', [query5], { perm: { ints: [0, 2, 3, 1, 4] } }); // [batch, kvHeads, G, sequence, headDim]
-  const perKvHead = (tensor: string) => g.op('Unsqueeze', [tensor, g.int64([2])]); // [batch, kvHeads, 1, rows, headDim]
-  const key4 = g.op('Reshape', [key, g.int64([0, 0, keyValueHeadCount, headDim])]);
-  const value4 = g.op('Reshape', [value, g.int64([0, 0, keyValueHeadCount, headDim])]);
-  const keyNew = perKvHead(g.op('Transpose', [key4], { perm: { ints: [0, 2, 1, 3] } }));
-  const valueNew = perKvHead(g.op('Transpose', [value4], { perm: { ints: [0, 2, 1, 3] } }));
-  const pastKey5 = perKvHead(pastKey);
-  const pastValue5 = perKvHead(pastValue);
+  const newPerKvHead = (tensor: string) =>
+    g.op('Transpose', [g.op('Reshape', [tensor, g.int64([0, 0, keyValueHeadCount, 1, headDim])])], { perm: { ints: [0, 2, 3, 1, 4] } }); // [batch, kvHeads, 1, sequence, headDim]
+  const keyNew = newPerKvHead(key);
+  const valueNew = newPerKvHead(value);
+  const pastKey5 = g.op('Unsqueeze', [pastKey, g.int64([2])]); // [batch, kvHeads, 1, pastSlots, headDim]
+  const pastValue5 = g.op('Unsqueeze', [pastValue, g.int64([2])]);
   // Scores against the cache and against the new tokens separately, so the cache is read in place:
   // no Concat of keys/values (a full cache copy per layer per step); only the small score rows are joined.
   const transposedProduct = (left: string, right: string): string =>
-    ctx.computeType === 'float32'
-      ? g.op('FusedMatMul', [left, right], { transB: { i: 1 } }, 'com.microsoft')
+    fp32
+      ? g.op('FusedMatMul', [left, right], { transB: { i: 1 }, alpha: { f: 1 / Math.sqrt(headDim) } }, 'com.microsoft')
       : g.op('MatMul', [left, g.op('Transpose', [right], { perm: { ints: [0, 1, 2, 4, 3] } })]); // no fp16 FusedMatMul on CPU
   const pastScores = transposedProduct(queryGrouped, pastKey5); // [batch, kvHeads, G, sequence, pastSlots]
   const newScores = transposedProduct(queryGrouped, keyNew); // [batch, kvHeads, G, sequence, sequence]
