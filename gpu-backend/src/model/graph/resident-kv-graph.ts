@@ -64,31 +64,22 @@ export function addResidentCache(model: OnnxModel, config: ModelConfig): void {
 }
 
 /**
- * com.microsoft.FusedMatMul (transB, alpha) has no WebGPU kernel: it would run on the CPU and pull the
- * cache across. Rewritten as Transpose + MatMul (+ Mul by alpha, an fp32 scalar: FusedMatMul is only
- * emitted for fp32 compute), in If branches too; the alpha initializers go to the root graph.
+ * com.microsoft.FusedMatMul (transB) has no WebGPU kernel: it would run on the CPU and pull the cache
+ * across. Rewritten as Transpose + MatMul, in If branches too.
  */
-function replaceFusedMatMul(graph: OnnxGraph, root: OnnxGraph = graph): void {
+function replaceFusedMatMul(graph: OnnxGraph): void {
   graph.nodes = graph.nodes.flatMap((node) => {
-    for (const attribute of Object.values(node.attributes ?? {})) if ('g' in attribute) replaceFusedMatMul(attribute.g, root);
-    const { transB, alpha, ...others } = node.attributes ?? {};
-    const plainTransB = Object.keys(others).length === 0 && transB && 'i' in transB && transB.i === 1;
-    if (node.opType !== 'FusedMatMul' || !plainTransB) return [node];
-    const base = node.name ?? node.outputs[0];
-    const transposed = `${base}.transposed_b`;
-    const scale = alpha && 'f' in alpha && alpha.f !== 1 ? alpha.f : null;
-    const product = scale === null ? node.outputs[0] : `${base}.unscaled`;
-    const nodes: OnnxNode[] = [
+    for (const attribute of Object.values(node.attributes ?? {})) if ('g' in attribute) replaceFusedMatMul(attribute.g);
+    const attributeNames = Object.keys(node.attributes ?? {});
+    const onlyTransB =
+      attributeNames.every((name) => name === 'transB') && node.attributes?.transB && 'i' in node.attributes.transB && node.attributes.transB.i === 1;
+    if (node.opType !== 'FusedMatMul' || !onlyTransB) return [node];
+    const transposed = `${node.name ?? node.outputs[0]}.transposed_b`;
+    return [
       // The in-place attention's products are 5-D ([batch, kvHeads, G or 1, rows, headDim]).
       { opType: 'Transpose', name: `${transposed}.node`, inputs: [node.inputs[1]], outputs: [transposed], attributes: { perm: { ints: [0, 1, 2, 4, 3] } } },
-      { opType: 'MatMul', name: node.name, inputs: [node.inputs[0], transposed], outputs: [product], attributes: {} },
+      { opType: 'MatMul', name: node.name, inputs: [node.inputs[0], transposed], outputs: node.outputs, attributes: {} },
     ];
-    if (scale !== null) {
-      const alphaName = `${base}.alpha`;
-      root.initializers.push({ name: alphaName, dataType: 'float32', dims: [], data: new Uint8Array(Float32Array.of(scale).buffer) });
-      nodes.push({ opType: 'Mul', name: `${base}.scale`, inputs: [product, alphaName], outputs: node.outputs, attributes: {} });
-    }
-    return nodes;
   });
 }
 
