@@ -28,7 +28,7 @@ export function chooseAttention(headDim: number, executionProvider: ExecutionPro
   return executionProvider === 'cpu' ? 'hybrid' : 'fused';
 }
 
-/** Graph inputs shared by all layers. */
+/** Graph inputs (and values computed once from them) shared by all layers. */
 export interface AttentionInputs {
   positionIds: string; // [batch, sequence] int64
   /** Element type of past_key/past_value and new_key/new_value; cast to and from the compute type when they differ. */
@@ -39,6 +39,7 @@ export interface AttentionInputs {
   totalSequenceLength?: string; // [] int32, fused and hybrid
   useGqa?: string; // [] bool, hybrid only: true runs the GQA branch
   attentionBias?: string; // [batch, 1, groupSize, sequence, pastSlots + sequence] compute type, in-place path only
+  probabilitySplit?: string; // [2] int64 = [pastSlots, sequence], in-place path only: computed once, not per layer
 }
 
 /** cos/sin caches [maxPositions, headDim / 2] for rotate-half rotary (rotary_interleaved = 0). */
@@ -117,14 +118,14 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
     const gqaOutput = gqaBranch.node('GroupQueryAttention', gqaInputs, attributes, { domain: 'com.microsoft', outputs: 3 })[0];
     gqaBranch.output(gqaOutput, ctx.computeType, null);
     const inPlaceBranch = g.branch();
-    const inPlaceOutput = emitInPlaceAttention({ ...ctx, g: inPlaceBranch }, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.attentionBias!);
+    const inPlaceOutput = emitInPlaceAttention({ ...ctx, g: inPlaceBranch }, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs);
     inPlaceBranch.output(inPlaceOutput, ctx.computeType, null);
     return g.op('If', [inputs.useGqa!], {
       then_branch: { g: gqaBranch.subgraph(`l${layer}.gqa`) },
       else_branch: { g: inPlaceBranch.subgraph(`l${layer}.in_place`) },
     });
   }
-  return emitInPlaceAttention(ctx, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.attentionBias!);
+  return emitInPlaceAttention(ctx, layer, rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs);
 }
 
 function emitInPlaceAttention(
@@ -135,8 +136,10 @@ function emitInPlaceAttention(
   value: string,
   pastKey: string,
   pastValue: string,
-  attentionBias: string,
+  inputs: AttentionInputs,
 ): string {
+  const attentionBias = inputs.attentionBias!;
+  const probabilitySplit = inputs.probabilitySplit!;
   const { g, config } = ctx;
   const { queryHeadCount, keyValueHeadCount, headDim } = config;
   const groupSize = queryHeadCount / keyValueHeadCount;
@@ -145,17 +148,18 @@ function emitInPlaceAttention(
   // cache over the G query heads by offset (no copy), so each product is one query head's own GEMM. At
   // decode (sequence 1) that is M = 1, which MLAS runs with its GEMV kernels straight from the cache;
   // grouping the G heads into M = G rows instead made MLAS pack (copy) the whole cache every step.
-  const scale = emitVector(ctx, `l${layer}.attention.scale`, Float32Array.of(1 / Math.sqrt(headDim)), []);
-  const scaledQuery = g.op('Mul', [query, scale]);
+  // Every node here runs per layer per step (a few us each at decode), so the new keys/values go 5-D in
+  // one Reshape + Transpose. The scale stays a Mul of the query: FusedMatMul's alpha != 1 takes MLAS off
+  // its M = 1 path (it then packs B, the whole cache, every step: decode @2000 ran ~2x slower).
+  const scaledQuery = g.op('Mul', [query, emitVector(ctx, `l${layer}.attention.scale`, Float32Array.of(1 / Math.sqrt(headDim)), [])]);
   const query5 = g.op('Reshape', [scaledQuery, g.int64([0, 0, keyValueHeadCount, groupSize, headDim])]);
   const queryGrouped = g.op('Transpose', [query5], { perm: { ints: [0, 2, 3, 1, 4] } }); // [batch, kvHeads, G, sequence, headDim]
-  const perKvHead = (tensor: string) => g.op('Unsqueeze', [tensor, g.int64([2])]); // [batch, kvHeads, 1, rows, headDim]
-  const key4 = g.op('Reshape', [key, g.int64([0, 0, keyValueHeadCount, headDim])]);
-  const value4 = g.op('Reshape', [value, g.int64([0, 0, keyValueHeadCount, headDim])]);
-  const keyNew = perKvHead(g.op('Transpose', [key4], { perm: { ints: [0, 2, 1, 3] } }));
-  const valueNew = perKvHead(g.op('Transpose', [value4], { perm: { ints: [0, 2, 1, 3] } }));
-  const pastKey5 = perKvHead(pastKey);
-  const pastValue5 = perKvHead(pastValue);
+  const newPerKvHead = (tensor: string) =>
+    g.op('Transpose', [g.op('Reshape', [tensor, g.int64([0, 0, keyValueHeadCount, 1, headDim])])], { perm: { ints: [0, 2, 3, 1, 4] } }); // [batch, kvHeads, 1, sequence, headDim]
+  const keyNew = newPerKvHead(key);
+  const valueNew = newPerKvHead(value);
+  const pastKey5 = g.op('Unsqueeze', [pastKey, g.int64([2])]); // [batch, kvHeads, 1, pastSlots, headDim]
+  const pastValue5 = g.op('Unsqueeze', [pastValue, g.int64([2])]);
   // Scores against the cache and against the new tokens separately, so the cache is read in place:
   // no Concat of keys/values (a full cache copy per layer per step); only the small score rows are joined.
   const transposedProduct = (left: string, right: string): string =>
@@ -166,10 +170,16 @@ function emitInPlaceAttention(
   const newScores = transposedProduct(queryGrouped, keyNew); // [batch, kvHeads, G, sequence, sequence]
   const scores = g.op('Add', [g.op('Concat', [pastScores, newScores], { axis: { i: -1 } }), attentionBias]);
   const probabilities = g.op('Softmax', [scores], { axis: { i: -1 } }); // [batch, kvHeads, G, sequence, pastSlots + sequence]
-  const pastSlots = g.op('Shape', [pastKey], { start: { i: 2 }, end: { i: 3 } });
-  const pastProbabilities = g.op('Slice', [probabilities, g.int64([0]), pastSlots, g.int64([-1])]);
-  const newProbabilities = g.op('Slice', [probabilities, pastSlots, g.int64([2 ** 53 - 1]), g.int64([-1])]);
+  const [pastProbabilities, newProbabilities] = g.node('Split', [probabilities, probabilitySplit], { axis: { i: -1 } }, { outputs: 2 });
   const context = g.op('Add', [g.op('MatMul', [pastProbabilities, pastValue5]), g.op('MatMul', [newProbabilities, valueNew])]); // [batch, kvHeads, G, sequence, headDim]
   const perSequence = g.op('Transpose', [context], { perm: { ints: [0, 3, 1, 2, 4] } }); // [batch, sequence, kvHeads, G, headDim]
   return g.op('Reshape', [perSequence, g.int64([0, 0, -1])]);
+}
+
+/** [pastSlots, sequence] as int64 [2]: where the in-place path splits its joined score rows. */
+export function emitProbabilitySplit(ctx: GraphContext, pastKey: string, inputIds: string): string {
+  const { g } = ctx;
+  const pastSlots = g.op('Shape', [pastKey], { start: { i: 2 }, end: { i: 3 } });
+  const sequence = g.op('Shape', [inputIds], { start: { i: 1 }, end: { i: 2 } });
+  return g.op('Concat', [pastSlots, sequence], { axis: { i: 0 } });
 }

@@ -1,5 +1,6 @@
-// Emits linear layers and per-channel vectors in the chosen weight format: fp32/fp16 MatMul on the
-// transposed weight, or int4 com.microsoft.MatMulNBits straight from the [out, in] layout.
+// Emits linear layers, the token embedding and per-channel vectors in the chosen weight format: fp32/fp16
+// MatMul on the transposed weight, or int4 com.microsoft.MatMulNBits straight from the [out, in] layout
+// (and an int4 embedding read by com.microsoft.GatherBlockQuantized).
 
 import type { ModelConfig } from '../checkpoint/config';
 import type { WeightFormat } from '../runtime/engine-types';
@@ -58,4 +59,22 @@ export function emitLinear(ctx: GraphContext, input: string, name: string, weigh
   }
   const initializer = emitVector(ctx, `${name}.weight`, transposed, [inFeatures, outFeatures]);
   return ctx.g.op('MatMul', [input, initializer]);
+}
+
+/**
+ * Embedding rows for `ids` [batch, sequence] -> [batch, sequence, hiddenSize] from a [vocabSize, hiddenSize]
+ * table. int4 keeps the table in MatMulNBits' block layout (as llama.cpp's Q4_0 token_embd), a quarter
+ * of fp32's bytes plus scales: GatherBlockQuantized dequantizes only the gathered rows. A hidden size that
+ * is not a multiple of the block keeps the fp32 table (the op has no padded blocks).
+ */
+export function emitEmbedding(ctx: GraphContext, name: string, table: Float32Array, vocabSize: number, hiddenSize: number, ids: string): string {
+  if (ctx.format !== 'int4' || hiddenSize % ctx.int4BlockSize !== 0) {
+    return ctx.g.op('Gather', [emitVector(ctx, name, table, [vocabSize, hiddenSize]), ids], { axis: { i: 0 } });
+  }
+  const quantized = quantizeInt4(table, vocabSize, hiddenSize, ctx.int4BlockSize);
+  const packed = ctx.g.initializer(`${name}.qweight`, 'uint8', [vocabSize, hiddenSize / 2], quantized.packed);
+  const scales = ctx.g.initializer(`${name}.scales`, 'float32', [vocabSize, quantized.blockCount], bytesOf(quantized.scales));
+  // uint8 data with bits 4: two weights a byte, low nibble first; no zero points means 8, as MatMulNBits.
+  const attributes = { gather_axis: { i: 0 }, quantize_axis: { i: 1 }, block_size: { i: ctx.int4BlockSize }, bits: { i: 4 } };
+  return ctx.g.op('GatherBlockQuantized', [packed, ids, scales], attributes, 'com.microsoft');
 }

@@ -4,14 +4,14 @@
 
 import type { ModelConfig } from '../checkpoint/config';
 import type { WeightFormat } from '../runtime/engine-types';
-import { type AttentionInputs, type AttentionKind, chooseAttention, emitAttention, emitRotaryCaches } from './graph-attention';
+import { type AttentionInputs, type AttentionKind, chooseAttention, emitAttention, emitProbabilitySplit, emitRotaryCaches } from './graph-attention';
 import { type ExternalDataWriter, GraphBuilder } from './graph-builder';
-import { type GraphContext, emitLinear, emitVector } from './graph-linear';
+import { type GraphContext, emitEmbedding, emitLinear, emitVector } from './graph-linear';
 import type { OnnxModel } from './onnx-proto-writer';
 import { INT4_BLOCK_SIZE } from './quantize-int4';
 
 /** Bump when the emitted graph changes: it is part of the ONNX cache key. */
-export const GRAPH_BUILDER_VERSION = '5';
+export const GRAPH_BUILDER_VERSION = '7';
 
 /** What the builder needs from a checkpoint (H1's Checkpoint satisfies it). */
 export interface WeightSource {
@@ -91,9 +91,10 @@ export async function buildModelGraph(
   for (let layer = 0; layer < config.layerCount; layer++) {
     for (const kind of ['key', 'value']) g.input(`past_${kind}.${layer}`, cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
   }
+  if (attention !== 'fused') attentionInputs.probabilitySplit = emitProbabilitySplit(ctx, 'past_key.0', inputIds);
 
-  const embedding = emitVector(ctx, 'model.embed_tokens.weight', await source.readFloat32('model.embed_tokens.weight'), [vocabSize, hiddenSize]);
-  let residual = g.op('Gather', [embedding, inputIds], { axis: { i: 0 } }); // [batch, sequence, hiddenSize]
+  const embeddingTable = await source.readFloat32('model.embed_tokens.weight'); // [vocabSize, hiddenSize]
+  let residual = emitEmbedding(ctx, 'model.embed_tokens.weight', embeddingTable, vocabSize, hiddenSize, inputIds); // [batch, sequence, hiddenSize]
   onLayer?.(0, config.layerCount + 1);
   let pending: string | null = null; // sublayer output not yet added to the residual stream
   const norm = (name: string, weight: Float32Array): string => {

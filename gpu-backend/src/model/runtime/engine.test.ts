@@ -134,7 +134,8 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
     const weights = randomWeights(config, 11);
     const dequantized = new Map(weights);
     for (const [name, weight] of weights) {
-      if (!/_proj\.weight$|^lm_head\.weight$/.test(name)) continue;
+      // The embedding table is int4 too (rows of hiddenSize, a multiple of the block here).
+      if (!/_proj\.weight$|^lm_head\.weight$|^model\.embed_tokens\.weight$/.test(name)) continue;
       const inFeatures = name.includes('down_proj')
         ? config.intermediateSize
         : name.includes('o_proj')
@@ -161,7 +162,9 @@ describe('Engine vs ReferenceModel (fp32, random tiny configs)', () => {
     for (const int4BlockSize of [64, 128]) {
       const dequantized = new Map(weights);
       for (const [name, weight] of weights) {
-        if (!/_proj\.weight$|^lm_head\.weight$/.test(name)) continue;
+        // hiddenSize 64 is a whole block at 64 (int4 embedding), not at 128 (the embedding stays fp32).
+        const int4Embedding = name === 'model.embed_tokens.weight' && config.hiddenSize % int4BlockSize === 0;
+        if (!/_proj\.weight$|^lm_head\.weight$/.test(name) && !int4Embedding) continue;
         const inFeatures = name.includes('down_proj')
           ? config.intermediateSize
           : name.includes('o_proj')
