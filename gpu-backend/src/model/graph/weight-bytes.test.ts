@@ -74,11 +74,13 @@ describe('weightBytes', () => {
     expect(weightBytes(tied, 'fp32')).toBe(weightBytes(config, 'fp32'));
   });
 
-  it('puts Mistral 7B int4 projections at 0.625 bytes per weight (block 32), embedding and norms in fp32', () => {
+  it('puts Mistral 7B int4 projections and embedding at 0.625 bytes per weight (block 32), norms in fp32', () => {
     const projections = 32 * (4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336) + 32000 * 4096;
-    const embeddingAndNorms = 32000 * 4096 * 4 + (2 * 32 + 1) * 4096 * 4;
+    const embedding = 32000 * 4096;
+    const norms = (2 * 32 + 1) * 4096 * 4;
+    const embeddingAndNorms = embedding * 4 + norms;
     expect(weightBytesPerToken(MISTRAL_7B, 'int4')).toBe(projections * 0.625);
-    expect(weightBytes(MISTRAL_7B, 'int4')).toBe(projections * 0.625 + embeddingAndNorms);
+    expect(weightBytes(MISTRAL_7B, 'int4')).toBe((projections + embedding) * 0.625 + norms);
     expect(weightBytesPerToken(MISTRAL_7B, 'int4', 128)).toBe(projections * (0.5 + 4 / 128));
     expect(weightBytesPerToken(MISTRAL_7B, 'fp16')).toBe(projections * 2);
     expect(weightBytes(MISTRAL_7B, 'fp16')).toBe((projections + embeddingAndNorms / 4) * 2);

@@ -3,7 +3,9 @@
 // the external-data threshold, the benchmarks' bandwidth floors) calls these two functions.
 //
 // Storage per tensor kind, as model-graph.ts / graph-linear.ts emit it:
-// - embedding and norms: the compute type (fp16 for the fp16 format, fp32 otherwise);
+// - norms: the compute type (fp16 for the fp16 format, fp32 otherwise);
+// - the embedding: the compute type, except in int4 when the hidden size is a multiple of B: then
+//   GatherBlockQuantized blocks, B/2 packed bytes + one fp32 scale per B weights (no padded blocks);
 // - projections [N, K]: fp32 4 B or fp16 2 B per weight; int4 MatMulNBits at block size B holds
 //   N * ceil(K / B) blocks of B/2 packed bytes + one fp32 scale: 0.5 + 4/B bytes per weight
 //   (0.625 at B = 32) when K is a multiple of B;
@@ -16,6 +18,7 @@ import { INT4_BLOCK_SIZE } from './quantize-int4';
 
 function tensorBytes(spec: TensorSpec, format: WeightFormat, int4BlockSize: number): number {
   const count = spec.shape.reduce((a, b) => a * b, 1);
+  if (spec.kind === 'embedding' && format === 'int4' && spec.shape[1] % int4BlockSize === 0) return (count / int4BlockSize) * (int4BlockSize / 2 + 4);
   if (spec.kind !== 'projection') return count * (format === 'fp16' ? 2 : 4);
   if (format !== 'int4') return count * (format === 'fp16' ? 2 : 4);
   const [outFeatures, inFeatures] = spec.shape;
