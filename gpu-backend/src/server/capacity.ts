@@ -17,7 +17,7 @@
 //
 // On the HTTP thread, QueueCapacity bounds what is accepted at all: choices accepted and not yet ended
 // <= maxRunning + maxQueue, so about maxQueue choices wait for the engine thread's admission above.
-// Sizing the rows (--max-sequences from KV memory) is kv-budget.ts; the default limits, engine-worker.ts.
+// Sizing the rows (--max-sequences from KV memory) is kv-budget.ts; the default limits, servingLimits in ../config.ts.
 
 import type { ModelEngine } from '../model/runtime/engine-types';
 import { PrefixCache } from './prefix-cache';
