@@ -31,6 +31,11 @@ export interface RatioRow {
 
 /** Horizontal bars of ours / peer per metric, one panel row per format, a rule at 1 (parity) and whiskers min-max. */
 export function ratioChart(title: string, subtitle: string | string[], rows: RatioRow[]): TopLevelSpec {
+  // A log scale cannot start bars at 0: they start at parity (1) and the domain is set from the data, so
+  // a 0.5x and a 2x bar are as long as each other, one to each side of the dashed line.
+  const low = Math.min(1, ...rows.map((row) => row.min)) / 1.25;
+  const high = Math.max(1, ...rows.map((row) => row.max)) * 1.4;
+  const x = { type: 'quantitative', scale: { type: 'log', domain: [low, high], zero: false, nice: false } } as const;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: title, subtitle },
@@ -44,23 +49,24 @@ export function ratioChart(title: string, subtitle: string | string[], rows: Rat
           mark: { type: 'bar', opacity: 0.85 },
           encoding: {
             y: { field: 'metric', type: 'nominal', sort: null, title: null, axis: { labelLimit: 320 } },
-            x: { field: 'median', type: 'quantitative', title: 'ours / llama.cpp (median; > 1 is better for us)', scale: { type: 'log' } },
+            x: { ...x, field: 'median', title: 'ours / llama.cpp (median; > 1 is better for us)', stack: null },
+            x2: { datum: 1 },
             color: { condition: { test: 'datum.median >= 1', value: '#2e7d32' }, value: '#c62828' },
           },
         },
         {
           mark: { type: 'rule' },
-          encoding: { y: { field: 'metric', type: 'nominal', sort: null }, x: { field: 'min', type: 'quantitative' }, x2: { field: 'max' } },
+          encoding: { y: { field: 'metric', type: 'nominal', sort: null }, x: { ...x, field: 'min' }, x2: { field: 'max' } },
         },
         {
           mark: { type: 'text', align: 'left', dx: 4 },
           encoding: {
             y: { field: 'metric', type: 'nominal', sort: null },
-            x: { field: 'max', type: 'quantitative' },
+            x: { ...x, field: 'max' },
             text: { field: 'median', type: 'quantitative', format: '.2f' },
           },
         },
-        { data: { values: [{ one: 1 }] }, mark: { type: 'rule', strokeDash: [4, 3], color: 'black' }, encoding: { x: { field: 'one', type: 'quantitative' } } },
+        { data: { values: [{ one: 1 }] }, mark: { type: 'rule', strokeDash: [4, 3], color: 'black' }, encoding: { x: { ...x, field: 'one' } } },
       ],
     },
   } as TopLevelSpec;
