@@ -2,12 +2,13 @@
 // fed to session.run as zero-copy row-range views. Storage only: which row and slot hold what is
 // SequenceSlots' arithmetic, passed in as row and slot numbers.
 //
-// Reserved mode (`reserve`): every buffer is allocated and written once at its largest size
-// (maxSequences rows at the slot limit), as vLLM reserves its KV blocks, and a capacity change only
-// re-lays the live rows out inside it. Growing then never allocates or faults fresh pages while streams
-// decode (lazy growth 1024 -> 2048 slots on the 125M bench shape with 9 live rows took 1.1-1.6 s, mostly
-// first touches of 1 GB of new memory). The capacity still follows the longest live sequence because the
-// in-place decode path reads every slot of a row up to it.
+// Reserved mode (`reserve`): every buffer is allocated once at its largest size (maxSequences rows at
+// the slot limit), as vLLM reserves its KV blocks, and a capacity change only re-lays the live rows out
+// inside it, in 64-slot steps (SequenceSlots). Growing then never allocates or copies into new buffers
+// while streams decode (lazy doubling 1024 -> 2048 slots on the 125M bench shape with 9 live rows took
+// 1.1-1.6 s). The arena is not written at reservation: pages fault in as rows fill (a 64-slot step of
+// 9 rows there is ~14 MB), so resident memory follows the KV in use, not the reservation. The capacity
+// follows the longest live sequence because the in-place decode path reads every slot of a row up to it.
 
 export type CacheArray = Float32Array | Uint16Array;
 
@@ -57,7 +58,7 @@ export class HostKvBuffers {
   private reserveArenas(): void {
     const { layerCount, keyValueHeadCount, headDim, maxSequences, slotLimit } = this.options;
     const length = maxSequences * keyValueHeadCount * slotLimit * headDim;
-    const arena = () => this.newArray(length).fill(0); // fill: fault every page in now, not mid-step
+    const arena = () => this.newArray(length); // zeroed by the allocator, untouched: not resident until used
     this.arenas = { keys: Array.from({ length: layerCount }, arena), values: Array.from({ length: layerCount }, arena) };
   }
 
