@@ -35,7 +35,7 @@ export function ratioChart(title: string, subtitle: string | string[], rows: Rat
   // a 0.5x and a 2x bar are as long as each other, one to each side of the dashed line.
   const low = Math.min(1, ...rows.map((row) => row.min)) / 1.25;
   const high = Math.max(1, ...rows.map((row) => row.max)) * 1.4;
-  const x = { type: 'quantitative', scale: { type: 'log', domain: [low, high], zero: false, nice: false } } as const;
+  const x = { type: 'quantitative' as const, scale: { type: 'log' as const, domain: [low, high], zero: false, nice: false } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: title, subtitle },
