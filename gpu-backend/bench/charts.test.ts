@@ -15,10 +15,13 @@ describe('ratioChart', () => {
       { metric: 'prefill', format: 'int4', median: 2, min: 1.8, max: 2.2 },
       { metric: 'decode', format: 'int4', median: 0.5, min: 0.45, max: 0.55 },
       { metric: 'load', format: 'int4', median: 4, min: 3.9, max: 4.1 },
+      { metric: 'not measured', format: 'int4', median: Number.NaN, min: Number.NaN, max: Number.NaN },
     ];
     const svg = await renderSvg(ratioChart('t', 's', rows));
     expect(svg).not.toContain('NaN');
-    const [twice, half, four] = barWidths(svg).map(Math.abs);
+    const widths = barWidths(svg).map(Math.abs);
+    expect(widths).toHaveLength(3);
+    const [twice, half, four] = widths;
     expect(twice).toBeGreaterThan(10);
     expect(half / twice).toBeCloseTo(1, 6); // 0.5x and 2x are one doubling each side of 1
     expect(four / twice).toBeCloseTo(2, 6);

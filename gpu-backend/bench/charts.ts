@@ -31,6 +31,8 @@ export interface RatioRow {
 
 /** Horizontal bars of ours / peer per metric, one panel row per format, a rule at 1 (parity) and whiskers min-max. */
 export function ratioChart(title: string, subtitle: string | string[], rows: RatioRow[]): TopLevelSpec {
+  // A metric a run did not measure (e.g. 8 sequences when --batches 4) has no ratio: no bar, and no NaN in the domain.
+  rows = rows.filter((row) => [row.median, row.min, row.max].every(Number.isFinite));
   // A log scale cannot start bars at 0: they start at parity (1) and the domain is set from the data, so
   // a 0.5x and a 2x bar are as long as each other, one to each side of the dashed line.
   const low = Math.min(1, ...rows.map((row) => row.min)) / 1.25;
