@@ -94,9 +94,10 @@ const post = (body: string) =>
 
 describe('failures end to end', () => {
   it("frees a key's slots when their streaming clients close their TCP connections, through the streams' own release", async () => {
-    // 400 tokens: long enough to be mid-stream when dropped, short enough that a stream which never hears of
-    // the drop (seen now and then under a full parallel test run) ends on its own within the wait below.
-    const streams = await Promise.all(Array.from({ length: CONCURRENT }, () => openStream(chat({ stream: true, max_tokens: 400 }))));
+    // 2000 tokens: long enough to be mid-stream when dropped (at 400, on a quiet machine, both streams of the
+    // tiny model finished before the drop and the counter below read 0), short enough that a stream which
+    // never hears of the drop (seen now and then under a full parallel test run) ends on its own within the wait.
+    const streams = await Promise.all(Array.from({ length: CONCURRENT }, () => openStream(chat({ stream: true, max_tokens: 2000 }))));
     expect(streams.map((s) => s.status)).toEqual([200, 200]);
     expect((await post(chat({ max_tokens: 2 }))).status).toBe(429);
     const closedBefore = await edgeCounter('streams_total{end="client_closed"}');
