@@ -1,20 +1,10 @@
+import { MISTRAL_7B_V01_JSON } from '../model/reference/test-models';
 import { describe, expect, it } from 'vitest';
 import { configFromHuggingFace } from '../model/checkpoint/config';
 import { weightBytes } from '../model/graph/weight-bytes';
 import { kvBytesPerSequence, sequencesForBudget } from './kv-budget';
 
-// Mistral 7B v0.1 as released (config.json values from the paper's Table 1).
-const MISTRAL_7B_V01 = configFromHuggingFace({
-  architectures: ['MistralForCausalLM'],
-  hidden_size: 4096,
-  intermediate_size: 14336,
-  num_hidden_layers: 32,
-  num_attention_heads: 32,
-  num_key_value_heads: 8,
-  vocab_size: 32000,
-  max_position_embeddings: 32768,
-  sliding_window: 4096,
-});
+const MISTRAL_7B_V01 = configFromHuggingFace(MISTRAL_7B_V01_JSON);
 
 describe('KV budget', () => {
   it('counts 128 KiB per token for Mistral 7B in fp16, bounded by the rolling buffer', () => {

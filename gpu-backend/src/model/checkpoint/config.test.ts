@@ -1,30 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MISTRAL_7B_V01_JSON } from '../reference/test-models';
 import { ConfigError, configFromHuggingFace } from './config';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures');
 
-// Mistral-7B-v0.1's published config.json (values from the paper's Table 1 and the released file).
-const MISTRAL_7B_V01 = {
-  architectures: ['MistralForCausalLM'],
-  bos_token_id: 1,
-  eos_token_id: 2,
-  hidden_act: 'silu',
-  hidden_size: 4096,
-  intermediate_size: 14336,
-  max_position_embeddings: 32768,
-  model_type: 'mistral',
-  num_attention_heads: 32,
-  num_hidden_layers: 32,
-  num_key_value_heads: 8,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000.0,
-  sliding_window: 4096,
-  tie_word_embeddings: false,
-  torch_dtype: 'bfloat16',
-  vocab_size: 32000,
-};
+const MISTRAL_7B_V01 = MISTRAL_7B_V01_JSON;
 
 function expectConfigError(json: unknown, fragment: string): void {
   expect(() => configFromHuggingFace(json)).toThrow(ConfigError);

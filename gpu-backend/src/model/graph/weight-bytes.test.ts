@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { configFromHuggingFace } from '../checkpoint/config';
 import { randomModelWeights } from '../checkpoint/default-model';
-import { MapWeightSource, tinyConfig } from '../reference/test-models';
+import { MapWeightSource, tinyConfig, MISTRAL_7B_V01_JSON } from '../reference/test-models';
 import { ExternalDataWriter } from './graph-builder';
 import { buildModelGraph } from './model-graph';
 import { encodeOnnxModel } from './onnx-proto-writer';
@@ -16,17 +16,7 @@ import { weightBytes, weightBytesPerToken } from './weight-bytes';
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weight-bytes-test-'));
 afterAll(() => fs.rmSync(workDir, { recursive: true, force: true }));
 
-const MISTRAL_7B = configFromHuggingFace({
-  architectures: ['MistralForCausalLM'],
-  hidden_size: 4096,
-  intermediate_size: 14336,
-  num_hidden_layers: 32,
-  num_attention_heads: 32,
-  num_key_value_heads: 8,
-  vocab_size: 32000,
-  max_position_embeddings: 32768,
-  sliding_window: 4096,
-});
+const MISTRAL_7B = configFromHuggingFace(MISTRAL_7B_V01_JSON);
 
 /** Builds the graph with external data and returns the bytes its weight initializers hold, inline or in the file. */
 async function storedWeightBytes(config: ReturnType<typeof tinyConfig>, format: 'fp32' | 'fp16' | 'int4', int4BlockSize?: number) {

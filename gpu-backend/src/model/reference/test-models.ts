@@ -4,6 +4,27 @@
 import type { ModelConfig } from '../checkpoint/config';
 import type { WeightSource } from '../graph/model-graph';
 
+/** Mistral-7B-v0.1's published config.json (values from the paper's Table 1 and the released file). */
+export const MISTRAL_7B_V01_JSON = {
+  architectures: ['MistralForCausalLM'],
+  bos_token_id: 1,
+  eos_token_id: 2,
+  hidden_act: 'silu',
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  max_position_embeddings: 32768,
+  model_type: 'mistral',
+  num_attention_heads: 32,
+  num_hidden_layers: 32,
+  num_key_value_heads: 8,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000.0,
+  sliding_window: 4096,
+  tie_word_embeddings: false,
+  torch_dtype: 'bfloat16',
+  vocab_size: 32000,
+};
+
 export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {
     architecture: 'MistralForCausalLM',
