@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   };
   const correctness: CorrectnessResult[] = [];
   const speed: { label: string; plan: SpeedPlan; rows: SpeedRow[]; scale: number; floorTokensPerSecond: number }[] = [];
-  let bandwidth = { bytesPerSecond: Number.NaN, bufferBytes: 0, runs: 0 };
+  let bandwidth = { bytesPerSecond: Number.NaN, bufferBytes: 0, runs: 0, links: 0 };
   let profile: OpTime[] = [];
   // check.json is rewritten after every part: a run cut off by its time limit still leaves its figures.
   const save = (complete: boolean) => {
@@ -146,7 +146,9 @@ async function main(): Promise<void> {
   const measuredBandwidth = await attempt('copy bandwidth', () => measureCopyBandwidth(args.ep, args.quick || args.local ? 64 << 20 : 512 << 20, args.threads));
   if (measuredBandwidth) bandwidth = measuredBandwidth;
   save(false);
-  log(`copy bandwidth: ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write, ${bandwidth.bufferBytes >> 20} MiB buffer)`);
+  log(
+    `copy bandwidth: ${(bandwidth.bytesPerSecond / 1e9).toFixed(1)} GB/s (read + write, ${bandwidth.bufferBytes >> 20} MiB buffer, ${bandwidth.links} Neg per run)`,
+  );
 
   let loadSecondsPerParameter: number | null = null; // graph build + session start, from the last model
   for (const { label, plan } of speedPlans(args)) {
