@@ -135,7 +135,15 @@ async function main(): Promise<void> {
     '--format',
     format,
     ...(engine === 'ours'
-      ? ['--model-dir', modelDir, '--int4-block-size', values['int4-block-size'], '--kv-cache-dtype', values['kv-cache-dtype']]
+      ? [
+          '--model-dir',
+          modelDir,
+          '--int4-block-size',
+          values['int4-block-size'],
+          '--kv-cache-dtype',
+          values['kv-cache-dtype'],
+          ...(values['chunk-size'] ? ['--chunk-size', values['chunk-size']] : []),
+        ]
       : ['--gguf', ggufs.get(format)!]),
     ...common,
   ];
@@ -212,7 +220,8 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
   }
   // Ours from the one weight-size rule; llama.cpp's Q4_0 holds 18 bytes per block of 32 (16 packed + an fp16 scale).
   const linearWeights = weightBytesPerToken(config, 'fp32') / 4;
-  const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: weightBytesPerToken(config, 'int4') / linearWeights, llama: 18 / 32 };
+  const blockSize = Number(values['int4-block-size']);
+  const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: weightBytesPerToken(config, 'int4', blockSize) / linearWeights, llama: 18 / 32 };
 
   const agree = rounds.map((r) => agreeingPrefix(r.ours.greedyTokenIds, r.llama.greedyTokenIds));
   const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
@@ -222,7 +231,7 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
       `bandwidth floor (${(bandwidth / 1e9).toFixed(1)} GB/s, weights only): ours ${floor(linearWeights * bytesPerWeight.ours)}, llama.cpp ${floor(linearWeights * bytesPerWeight.llama)}`,
   );
   // Peak RSS target: 1.2 x (weights in the format + the KV cache the run used at most + 200 MB).
-  const weightBytes = weightBytesHeld(config, format === 'fp32' ? 'fp32' : 'int4');
+  const weightBytes = weightBytesHeld(config, format === 'fp32' ? 'fp32' : 'int4', blockSize);
   const liveTokens = Math.max(Number(values['long-context']), 128 * Math.max(...values.batches.split(',').map(Number))) + Number(values['decode-tokens']);
   const kvBytesPerToken = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (values['kv-cache-dtype'] === 'fp16' ? 2 : 4);
   const budgetMiB = (1.2 * (weightBytes + liveTokens * kvBytesPerToken + 200e6)) / 2 ** 20;

@@ -16,6 +16,7 @@ export const USAGE = `usage: npm run bench:peer -- [options]
   --model-dir DIR         checkpoint folder (default .models/bench-125m for 125m)
   --int4-block-size 32    our MatMulNBits block size (llama.cpp's Q4_0 is 32)
   --kv-cache-dtype auto   our KV cache type (llama.cpp keeps its default f16 cache)
+  --chunk-size N          our prefill chunk (default: the engine's, on the CPU min(window, 256); llama.cpp's batch is 512)
   --max-other-cpu 0.15    share of all cores other processes may use during a round before it is marked noisy
   --wait-quiet 120        seconds to wait before each round for the CPU to be that quiet
   --strict                exit 1 instead of reporting when any round was noisy
@@ -39,6 +40,7 @@ const { values: parsed } = parseArgs({
     'max-other-cpu': { type: 'string', default: '0.15' },
     'int4-block-size': { type: 'string', default: '32' },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
+    'chunk-size': { type: 'string' },
     'wait-quiet': { type: 'string', default: '120' },
     strict: { type: 'boolean', default: false },
     charts: { type: 'string' },
@@ -54,14 +56,16 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function positiveIntegers(flag: 'rounds' | 'threads' | 'decode-tokens' | 'long-context' | 'batches' | 'int4-block-size'): void {
-  for (const part of parsed[flag].split(',')) {
+function positiveIntegers(flag: 'rounds' | 'threads' | 'decode-tokens' | 'long-context' | 'batches' | 'int4-block-size' | 'chunk-size'): void {
+  const given = parsed[flag];
+  if (given === undefined) return;
+  for (const part of given.split(',')) {
     if (!/^[1-9][0-9]*$/.test(part.trim())) fail(`--${flag}: expected a positive integer${flag === 'batches' ? ' list' : ''}, got "${parsed[flag]}"`);
   }
 }
 
 if (!parsed.help && !parsed.render) {
-  for (const flag of ['rounds', 'threads', 'decode-tokens', 'long-context', 'batches', 'int4-block-size'] as const) positiveIntegers(flag);
+  for (const flag of ['rounds', 'threads', 'decode-tokens', 'long-context', 'batches', 'int4-block-size', 'chunk-size'] as const) positiveIntegers(flag);
   const share = Number(parsed['max-other-cpu']);
   if (!(share >= 0 && share <= 1)) fail(`--max-other-cpu: expected a share between 0 and 1, got "${parsed['max-other-cpu']}"`);
   if (!(Number(parsed['wait-quiet']) >= 0)) fail(`--wait-quiet: expected seconds >= 0, got "${parsed['wait-quiet']}"`);

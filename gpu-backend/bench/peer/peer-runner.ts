@@ -8,7 +8,7 @@ import type { WeightFormat } from '../../src/model/runtime/engine-types';
 import { onnxCacheDirFrom } from '../../src/config';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
-  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 32] [--prepare]
+  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 32] [--chunk-size N] [--prepare]
 One round of bench:peer in its own process; prints RESULT {json}. Run by npm run bench:peer, rarely by hand.`;
 
 const { values } = parseArgs({
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     batches: { type: 'string', default: '4,8' },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
     'int4-block-size': { type: 'string', default: '32' },
+    'chunk-size': { type: 'string' },
     prepare: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -56,6 +57,7 @@ async function loadOurs(modelDir: string, format: WeightFormat, threads: number,
     maxModelLen: contextLength,
     kvCacheDtype: values['kv-cache-dtype'] as 'auto' | 'fp16',
     int4BlockSize: Number(values['int4-block-size']),
+    chunkSize: values['chunk-size'] === undefined ? undefined : Number(values['chunk-size']),
     onnxCacheDir: onnxCacheDirFrom(process.env),
   });
   const ids: (number | null)[] = Array.from({ length: slots }, () => null);

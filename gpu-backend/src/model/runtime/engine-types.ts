@@ -12,7 +12,7 @@ export interface EngineOptions {
   dtype: WeightFormat;
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
-  /** Longest prefill chunk per session.run; defaults to the sliding window (or 512 without one). */
+  /** Longest prefill chunk per session.run; defaults to the sliding window (or 512 without one), on the CPU at most 256. */
   chunkSize?: number;
   /** Most sequences (KV cache rows) alive at once, prefix-cache snapshots included. */
   maxSequences: number;
@@ -32,7 +32,7 @@ export interface EngineOptions {
   int4BlockSize?: number;
   /** Folder of cached ONNX graphs (plain and resident variants); null builds in memory (small models, tests). */
   onnxCacheDir: string | null;
-  /** Resident KV cache only: file prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
+  /** File prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
   profilePrefix?: string;
 }
 

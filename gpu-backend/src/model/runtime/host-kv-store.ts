@@ -27,6 +27,8 @@ export interface HostKvStoreOptions {
   externalDataThresholdBytes?: number;
   /** Reserve the whole cache at load; undefined: when it takes at most DEFAULT_RESERVE_SHARE of free memory. */
   reserveKvMemory?: boolean;
+  /** File prefix for an ONNX Runtime per-op profile of the session (written when it is released). */
+  profilePrefix?: string;
 }
 
 /** The reservation's default: reserve when the whole cache takes at most this share of free memory. */
@@ -59,7 +61,11 @@ export class HostKvStore implements KvStore {
       checkpointDir: options.checkpointDir,
       externalDataThresholdBytes: options.externalDataThresholdBytes,
     });
-    const session = await OrtSession.create(prepared.model, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
+    const session = await OrtSession.create(prepared.model, {
+      executionProvider: options.executionProvider,
+      intraOpThreads: options.intraOpThreads,
+      profilePrefix: options.profilePrefix,
+    });
     const bufferOptions = {
       layerCount: config.layerCount,
       keyValueHeadCount: config.keyValueHeadCount,
