@@ -19,7 +19,7 @@ describe('backendConfigFrom', () => {
       executionProvider: 'cpu',
       dtype: 'fp32',
       kvCacheDtype: 'auto',
-      int4BlockSize: 32,
+      int4BlockSize: 64,
       intraOpThreads: os.availableParallelism(),
       onnxCacheDir: path.resolve('.models/onnx-cache'),
       profilePrefix: undefined,
@@ -43,9 +43,9 @@ describe('backendConfigFrom', () => {
   });
 
   it('takes the flags into typed values and the scheduler limits', () => {
-    const argv = [...MODEL, '--ep', 'webgpu', '--dtype', 'int4', '--int4-block-size', '64', '--max-running', '8', '--prefix-cache-size', '12'];
+    const argv = [...MODEL, '--ep', 'webgpu', '--dtype', 'int4', '--int4-block-size', '128', '--max-running', '8', '--prefix-cache-size', '12'];
     const config = backendConfigFrom([...argv, '--prefill-stall-factor', '0.5', '--kv-memory-gib', '1.5', '--threads', '3'], {});
-    expect(config).toMatchObject({ executionProvider: 'webgpu', dtype: 'int4', int4BlockSize: 64, intraOpThreads: 3, kvMemoryGib: 1.5 });
+    expect(config).toMatchObject({ executionProvider: 'webgpu', dtype: 'int4', int4BlockSize: 128, intraOpThreads: 3, kvMemoryGib: 1.5 });
     expect(config.limits).toEqual({ maxRunning: 8, prefixCacheSize: 12, prefillStallFactor: 0.5 });
     expect(config.defaultSequences).toBe(20); // max running + prefix-cache size, above the floor of 16
     expect(backendConfigFrom(['--default-model'], {}).model).toEqual({ kind: 'default' });

@@ -3,6 +3,7 @@
 
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { INT4_BLOCK_SIZE } from '../../src/model/graph/quantize-int4';
 
 export const USAGE = `usage: npm run bench:peer -- [options]
   --formats fp32,int4     weight formats (ours fp32 vs llama.cpp F32, ours int4 vs Q4_0)
@@ -14,7 +15,7 @@ export const USAGE = `usage: npm run bench:peer -- [options]
   --shape 125m|7b         125m: the ~125M bench model; 7b: a random Mistral-7B-shaped bf16 checkpoint
                           (14.5 GB, generated once into --model-dir, default ~/.cache/mistral-edge-serve/bench-7b)
   --model-dir DIR         checkpoint folder (default .models/bench-125m for 125m)
-  --int4-block-size 32    our MatMulNBits block size (llama.cpp's Q4_0 is 32)
+  --int4-block-size 64    our MatMulNBits block size (default the engine's; 64 with fp32 scales stores Q4_0's 0.5625 bytes/weight)
   --kv-cache-dtype auto   our KV cache type (llama.cpp keeps its default f16 cache)
   --chunk-size N          our prefill chunk (default: the engine's, on the CPU min(window, 256); llama.cpp's batch is 512)
   --max-other-cpu 0.15    share of all cores other processes may use during a round before it is marked noisy
@@ -38,7 +39,7 @@ const { values: parsed } = parseArgs({
     shape: { type: 'string', default: '125m' },
     'model-dir': { type: 'string' },
     'max-other-cpu': { type: 'string', default: '0.15' },
-    'int4-block-size': { type: 'string', default: '32' },
+    'int4-block-size': { type: 'string', default: String(INT4_BLOCK_SIZE) },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
     'chunk-size': { type: 'string' },
     'wait-quiet': { type: 'string', default: '120' },

@@ -3,12 +3,13 @@
 // line `RESULT <json>` on stdout. `--help` for usage.
 
 import { parseArgs } from 'node:util';
+import { INT4_BLOCK_SIZE } from '../../src/model/graph/quantize-int4';
 import { Engine } from '../../src/model/runtime/engine';
 import type { WeightFormat } from '../../src/model/runtime/engine-types';
 import { onnxCacheDirFrom } from '../../src/config';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
-  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 32] [--chunk-size N] [--prepare]
+  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 64] [--chunk-size N] [--prepare]
 One round of bench:peer in its own process; prints RESULT {json}. Run by npm run bench:peer, rarely by hand.`;
 
 const { values } = parseArgs({
@@ -22,7 +23,7 @@ const { values } = parseArgs({
     'long-context': { type: 'string', default: '2000' },
     batches: { type: 'string', default: '4,8' },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
-    'int4-block-size': { type: 'string', default: '32' },
+    'int4-block-size': { type: 'string', default: String(INT4_BLOCK_SIZE) },
     'chunk-size': { type: 'string' },
     prepare: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },

@@ -25,7 +25,7 @@ export interface GraphOptions {
   /** Defaults to chooseAttention(headDim). */
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
-  /** MatMulNBits block_size (default INT4_BLOCK_SIZE, 32). */
+  /** MatMulNBits block_size (default INT4_BLOCK_SIZE). */
   int4BlockSize?: number;
   /** Element type of the KV cache (past inputs, new key/value outputs); default the compute type. */
   kvType?: 'float32' | 'float16';

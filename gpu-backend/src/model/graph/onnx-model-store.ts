@@ -30,7 +30,7 @@ export interface StoreOptions {
   variant?: GraphVariant;
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
-  /** MatMulNBits block_size (default 32). */
+  /** MatMulNBits block_size (default INT4_BLOCK_SIZE). */
   int4BlockSize?: number;
   /** KV cache element type; default the compute type. */
   kvType?: 'float32' | 'float16';

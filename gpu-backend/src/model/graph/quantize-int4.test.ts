@@ -21,7 +21,7 @@ describe('quantizeInt4', () => {
     const outFeatures = 5;
     const inFeatures = 45;
     const weight = new Float32Array(outFeatures * inFeatures).map((_, i) => Math.sin(i * 1.7) * (1 + (i % 7)));
-    const quantized = quantizeInt4(weight, outFeatures, inFeatures);
+    const quantized = quantizeInt4(weight, outFeatures, inFeatures, 32);
     expect(quantized.blockCount).toBe(2);
     const restored = dequantizeInt4(quantized, outFeatures, inFeatures);
     for (let i = 0; i < weight.length; i++) {

@@ -64,13 +64,15 @@ describe('weightBytes', () => {
     expect(weightBytes(tied, 'fp32')).toBe(weightBytes(config, 'fp32'));
   });
 
-  it('puts Mistral 7B int4 projections and embedding at 0.625 bytes per weight (block 32), norms in fp32', () => {
+  it('puts Mistral 7B int4 projections and embedding at 0.5625 bytes per weight (default block 64; 0.625 at 32), norms in fp32', () => {
     const projections = 32 * (4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336) + 32000 * 4096;
     const embedding = 32000 * 4096;
     const norms = (2 * 32 + 1) * 4096 * 4;
     const embeddingAndNorms = embedding * 4 + norms;
-    expect(weightBytesPerToken(MISTRAL_7B, 'int4')).toBe(projections * 0.625);
-    expect(weightBytes(MISTRAL_7B, 'int4')).toBe((projections + embedding) * 0.625 + norms);
+    expect(weightBytesPerToken(MISTRAL_7B, 'int4')).toBe(projections * 0.5625);
+    expect(weightBytes(MISTRAL_7B, 'int4')).toBe((projections + embedding) * 0.5625 + norms);
+    expect(weightBytesPerToken(MISTRAL_7B, 'int4', 32)).toBe(projections * 0.625);
+    expect(weightBytes(MISTRAL_7B, 'int4', 32)).toBe((projections + embedding) * 0.625 + norms);
     expect(weightBytesPerToken(MISTRAL_7B, 'int4', 128)).toBe(projections * (0.5 + 4 / 128));
     expect(weightBytesPerToken(MISTRAL_7B, 'fp16')).toBe(projections * 2);
     expect(weightBytes(MISTRAL_7B, 'fp16')).toBe((projections + embeddingAndNorms / 4) * 2);

@@ -28,7 +28,7 @@ export interface EngineOptions {
    * fp16 for fp16); 'fp16' under fp32 compute halves KV memory and the bytes each decode step reads.
    */
   kvCacheDtype?: KvCacheDtype;
-  /** int4 only: MatMulNBits block_size, weights per fp32 scale (16, 32, 64, 128 or 256; default 32). */
+  /** int4 only: MatMulNBits block_size, weights per fp32 scale (16, 32, 64, 128 or 256; default INT4_BLOCK_SIZE, 64). */
   int4BlockSize?: number;
   /** Folder of cached ONNX graphs (plain and resident variants); null builds in memory (small models, tests). */
   onnxCacheDir: string | null;
