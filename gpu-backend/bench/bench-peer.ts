@@ -154,12 +154,14 @@ async function main(): Promise<void> {
   const bestBandwidth = Math.max(bandwidth.jsSum, bandwidth.memcmp, bandwidth.parallelMemcmp);
   console.log(`read bandwidth (best of Float32Array sum, memcmp, memcmp on ${values.threads} threads): ${(bestBandwidth / 1e9).toFixed(1)} GB/s`);
 
+  const settings = settingsFromFlags();
   const report: Record<string, unknown> = {
     machine: cpuModel,
     cpus: os.availableParallelism(),
     date: new Date().toISOString(),
     shape,
     threads: Number(values.threads),
+    settings,
     bandwidthBytesPerSecond: bestBandwidth,
     formats: {},
   };
@@ -182,7 +184,7 @@ async function main(): Promise<void> {
       console.log(`  ${format} round ${r + 1} (${order.join(' then ')}): others used ${(worst * 100).toFixed(0)}% of the CPU${worst > limit ? '  NOISY' : ''}`);
       rounds.push({ ours: got.ours, llama: got.llama, othersShare: worst });
     }
-    printFormat(format, rounds, config, bestBandwidth);
+    printFormat(format, rounds, config, bestBandwidth, settings);
     (report.formats as Record<string, unknown>)[format] = { rounds };
   }
   const outDir = path.resolve(values.out);
@@ -206,7 +208,32 @@ function ratioRows(format: string, rounds: { ours: Result; llama: Result }[]) {
   });
 }
 
-function printFormat(format: string, rounds: { ours: Result; llama: Result }[], config: ReturnType<typeof configFromHuggingFace>, bandwidth: number): void {
+/** What a run measured with, beyond the shape: saved with it, so --render prints a saved run's figures, not the flags given to --render. */
+interface RunSettings {
+  int4BlockSize: number;
+  kvCacheDtype: string;
+  longContext: number;
+  decodeTokens: number;
+  batches: number[];
+}
+
+function settingsFromFlags(): RunSettings {
+  return {
+    int4BlockSize: Number(values['int4-block-size']),
+    kvCacheDtype: values['kv-cache-dtype'],
+    longContext: Number(values['long-context']),
+    decodeTokens: Number(values['decode-tokens']),
+    batches: values.batches.split(',').map(Number),
+  };
+}
+
+function printFormat(
+  format: string,
+  rounds: { ours: Result; llama: Result }[],
+  config: ReturnType<typeof configFromHuggingFace>,
+  bandwidth: number,
+  settings: RunSettings,
+): void {
   const peer = GGUF_FORMAT[format];
   console.log(
     `\n${format} (ours) vs ${peer} (llama.cpp), ${rounds.length} rounds: median (min-max); ratio = ours/llama.cpp per round (load, RSS: llama.cpp/ours), > 1 is better for us`,
@@ -220,7 +247,7 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
   }
   // Ours from the one weight-size rule; llama.cpp's Q4_0 holds 18 bytes per block of 32 (16 packed + an fp16 scale).
   const linearWeights = weightBytesPerToken(config, 'fp32') / 4;
-  const blockSize = Number(values['int4-block-size']);
+  const blockSize = settings.int4BlockSize;
   const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: weightBytesPerToken(config, 'int4', blockSize) / linearWeights, llama: 18 / 32 };
 
   const agree = rounds.map((r) => agreeingPrefix(r.ours.greedyTokenIds, r.llama.greedyTokenIds));
@@ -232,8 +259,8 @@ function printFormat(format: string, rounds: { ours: Result; llama: Result }[], 
   );
   // Peak RSS target: 1.2 x (weights in the format + the KV cache the run used at most + 200 MB).
   const weightBytes = weightBytesHeld(config, format === 'fp32' ? 'fp32' : 'int4', blockSize);
-  const liveTokens = Math.max(Number(values['long-context']), 128 * Math.max(...values.batches.split(',').map(Number))) + Number(values['decode-tokens']);
-  const kvBytesPerToken = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (values['kv-cache-dtype'] === 'fp16' ? 2 : 4);
+  const liveTokens = Math.max(settings.longContext, 128 * Math.max(...settings.batches)) + settings.decodeTokens;
+  const kvBytesPerToken = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (settings.kvCacheDtype === 'fp16' ? 2 : 4);
   const budgetMiB = (1.2 * (weightBytes + liveTokens * kvBytesPerToken + 200e6)) / 2 ** 20;
   const peakRss = median(rounds.map((r) => Number(r.ours.peakRssMiB)));
   console.log(
@@ -267,7 +294,9 @@ async function render(files: string[]): Promise<void> {
     }
   }
   const config = configFromHuggingFace(merged.shape === '7b' ? MISTRAL_7B_CONFIG : BENCH_125M_CONFIG);
-  for (const [format, { rounds }] of Object.entries(merged.formats)) printFormat(format, rounds, config, Number(merged.bandwidthBytesPerSecond));
+  // Runs saved before the settings were recorded (2026-11-29) print with the flags given here.
+  const settings = (merged.settings as RunSettings | undefined) ?? settingsFromFlags();
+  for (const [format, { rounds }] of Object.entries(merged.formats)) printFormat(format, rounds, config, Number(merged.bandwidthBytesPerSecond), settings);
   if (values.charts) await writeCharts(merged, path.resolve(values.charts));
 }
 
