@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MISTRAL_7B_V01_JSON } from '../reference/test-models';
+import { MISTRAL_7B_V01_JSON as MISTRAL_7B_V01 } from '../reference/test-models';
 import { ConfigError, configFromHuggingFace } from './config';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? resolve(process.cwd(), '../shared/fixtures');
-
-const MISTRAL_7B_V01 = MISTRAL_7B_V01_JSON;
 
 function expectConfigError(json: unknown, fragment: string): void {
   expect(() => configFromHuggingFace(json)).toThrow(ConfigError);
