@@ -210,18 +210,41 @@ export class Scheduler {
     return { sequence, sequenceId: sequence.engineId, tokenIds: sequence.request.tokenIds.slice(sequence.prefilled, end) };
   }
 
+  /**
+   * Samples and emits per item. What one request brings (its grammar, its sampling) can fail only that
+   * request: it ends with an in-band error and the step goes on for the others.
+   */
   private async postprocess(items: ScheduledItem[], logits: Float32Array[]): Promise<void> {
-    for (const [index, { sequence, tokenIds }] of items.entries()) {
-      const group = this.groups.get(sequence.request.id)!;
-      if (sequence.status === 'decoding') {
-        await this.sampleAndEmit(group, sequence, logits[index]);
-        continue;
+    const failed = new Map<RequestGroup, Error>();
+    for (const [index, item] of items.entries()) {
+      const group = this.groups.get(item.sequence.request.id)!;
+      if (failed.has(group)) continue;
+      try {
+        await this.postprocessItem(group, item, logits[index]);
+      } catch (error) {
+        failed.set(group, error as Error);
       }
-      sequence.prefilled += tokenIds.length;
-      if (group.snapshotPoints.includes(sequence.prefilled)) this.capacity.snapshot(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
-      if (sequence.prefilled === sequence.promptLength) await this.finishPrefill(group, sequence, logits[index]);
     }
+    for (const [group, error] of failed) this.failRequest(group, error);
+    if (failed.size > 0) this.dropCancelled();
     this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
+  }
+
+  private async postprocessItem(group: RequestGroup, { sequence, tokenIds }: ScheduledItem, logits: Float32Array): Promise<void> {
+    if (sequence.status === 'decoding') return this.sampleAndEmit(group, sequence, logits);
+    sequence.prefilled += tokenIds.length;
+    if (group.snapshotPoints.includes(sequence.prefilled)) this.capacity.snapshot(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
+    if (sequence.prefilled === sequence.promptLength) await this.finishPrefill(group, sequence, logits);
+  }
+
+  /** Ends one request whose own processing failed; the operator gets the message, the wire a generic one. */
+  private failRequest(group: RequestGroup, error: Error): void {
+    console.error(`request ${group.request.id} failed in the step loop (the others go on): ${error.message}`);
+    this.emit(group.request.id, {
+      event: 'error',
+      data: { message: 'Generating this request failed; other requests are unaffected.', type: 'server_error', param: null, code: 'internal_error' },
+    });
+    group.cancelled = true;
   }
 
   /** The prompt is in the cache: fork the other choices and sample every choice's first token. */

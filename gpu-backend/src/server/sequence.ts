@@ -3,7 +3,7 @@
 
 import type { FinishReason, SampledLogprob, SamplingParams } from '../../../shared/protocol';
 import type { Reservation } from './capacity';
-import { applyMask, type GrammarState } from './grammar/grammar-state';
+import { allowsAny, applyMask, type GrammarState } from './grammar/grammar-state';
 import type { GrammarSource } from './grammar/grammar-source';
 import type { GenerationHistory } from './logits-processors';
 import { Prng } from './prng';
@@ -73,6 +73,8 @@ export class Sequence implements GenerationHistory {
    */
   async sampleNext(logits: Float32Array): Promise<{ tokenId: number; logprob?: SampledLogprob } | null> {
     const mask = this.grammar ? await this.grammar.mask() : null;
+    // A matcher that allows nothing (and not EOS) cannot go on: sampling would draw a forbidden id.
+    if (mask && !allowsAny(mask, logits.length)) throw new Error('the grammar allows no next token');
     const row = mask ? applyMask(logits, mask, (this.masked ??= new Float32Array(logits.length))) : logits;
     const { tokenId, logprob } = this.sampler.sample(row, this);
     this.grammar?.accept(tokenId);
@@ -88,6 +90,11 @@ export class Sequence implements GenerationHistory {
 
   /** Frees what the choice holds outside the engine (its matcher); called once when it finishes. */
   release(): void {
-    this.grammar?.dispose();
+    try {
+      this.grammar?.dispose();
+    } catch (error) {
+      // A matcher that failed mid-request may fail to free as well; the request is over either way.
+      console.error(`freeing the grammar matcher of request ${this.request.id} failed: ${(error as Error).message}`);
+    }
   }
 }

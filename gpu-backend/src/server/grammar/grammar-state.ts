@@ -73,3 +73,11 @@ export function applyMask(logits: Float32Array, mask: Int32Array, into: Float32A
   }
   return into;
 }
+
+/** Whether the mask allows at least one of the first `vocabSize` ids. */
+export function allowsAny(mask: Int32Array, vocabSize: number): boolean {
+  const fullWords = vocabSize >> 5;
+  for (let word = 0; word < fullWords; word++) if (mask[word] !== 0) return true;
+  const rest = vocabSize & 31;
+  return rest > 0 && (mask[fullWords] & ((1 << rest) - 1)) !== 0;
+}
