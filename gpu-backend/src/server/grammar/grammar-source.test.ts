@@ -79,6 +79,42 @@ describe('schema check', () => {
     ).toBe(false);
     expect(built.source.toolCalls).toBe('required');
   });
+
+  it('tool parameters keep their own $refs: "#" and "#/$defs/..." mean the parameters, not the array around them', () => {
+    const tree = {
+      type: 'object',
+      $defs: { leaf: { type: 'string', maxLength: 3 } },
+      properties: { name: { $ref: '#/$defs/leaf' }, kids: { type: 'array', items: { $ref: '#' }, maxItems: 2 } },
+      required: ['name', 'kids'],
+    };
+    const built = grammarSourceOf({
+      type: 'tool_calls',
+      mode: 'required',
+      tools: [
+        { name: 't', parameters: tree },
+        { name: 'u', parameters: tree },
+      ],
+      parallel: true,
+    });
+    if (!built.ok) throw new Error(built.message);
+    // The independent reference: ajv, on the parameters alone and on the array the grammar is built from.
+    const value = { name: 'a', kids: [{ name: 'b', kids: [] }] };
+    expect(ajv.validate(tree, value)).toBe(true);
+    const validate = ajv.compile(JSON.parse(built.source.schema));
+    expect(
+      validate([
+        { name: 't', arguments: value },
+        { name: 'u', arguments: value },
+      ]),
+    ).toBe(true);
+    expect(validate([{ name: 't', arguments: { name: 'a', kids: [{ name: 'toolong', kids: [] }] } }])).toBe(false);
+    expect(validate([{ name: 't', arguments: { name: 'a', kids: [{ kids: [] }] } }])).toBe(false);
+  });
+
+  it('refuses tool parameters without a finite value, naming the tool', () => {
+    const built = grammarSourceOf({ type: 'tool_calls', mode: 'auto', tools: [{ name: 'f', parameters: { $ref: '#' } }], parallel: false });
+    expect(built).toEqual({ ok: false, message: expect.stringContaining('tools[0].parameters: (root): $ref "#" recurses') });
+  });
 });
 
 describe('JSON string safety', () => {

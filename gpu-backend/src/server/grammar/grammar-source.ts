@@ -48,14 +48,39 @@ function source(schema: unknown, strict: boolean, toolCalls: GrammarSource['tool
   return { schema: text, strict, toolCalls, key: JSON.stringify([text, strict, toolCalls]) };
 }
 
-/** The array of calls: each element names one tool and carries arguments matching its parameters. */
+/** Keywords whose values are data, never schemas: a "$ref" key inside them is not a reference. */
+const DATA_KEYWORDS = new Set(['const', 'enum', 'default', 'examples']);
+
+/** `schema` with each local $ref ("#", "#/...") moved under `base`, where the schema itself is placed. */
+function rebaseRefs(schema: unknown, base: string): unknown {
+  if (Array.isArray(schema)) return schema.map((item) => rebaseRefs(item, base));
+  if (typeof schema !== 'object' || schema === null) return schema;
+  return Object.fromEntries(
+    Object.entries(schema).map(([keyword, value]) => {
+      if (keyword === '$ref' && typeof value === 'string') return [keyword, value === '#' ? base : `${base}${value.slice(1)}`];
+      return [keyword, DATA_KEYWORDS.has(keyword) ? value : rebaseRefs(value, base)];
+    }),
+  );
+}
+
+/**
+ * The array of calls: each element names one tool and carries arguments matching its parameters. Parameters
+ * that use $ref are placed under the array's $defs with their references rebased, since "#" inside them means
+ * the parameters, not the array around them.
+ */
 function toolCallsSchema(spec: Extract<GrammarSpec, { type: 'tool_calls' }>): unknown {
-  const calls = spec.tools.map((tool) => ({
-    type: 'object',
-    properties: { name: { const: tool.name }, arguments: lowerSchema('type' in tool.parameters ? tool.parameters : { ...tool.parameters, type: 'object' }) },
-    required: ['name', 'arguments'],
-  }));
-  return { type: 'array', items: calls.length === 1 ? calls[0] : { anyOf: calls }, minItems: 1, ...(spec.parallel ? {} : { maxItems: 1 }) };
+  const defs: Record<string, unknown> = {};
+  const calls = spec.tools.map((tool, index) => {
+    let parameters = lowerSchema('type' in tool.parameters ? tool.parameters : { ...tool.parameters, type: 'object' });
+    if (JSON.stringify(tool.parameters).includes('"$ref"')) {
+      const base = `#/$defs/tool_${index}`;
+      defs[`tool_${index}`] = rebaseRefs(parameters, base);
+      parameters = { $ref: base };
+    }
+    return { type: 'object', properties: { name: { const: tool.name }, arguments: parameters }, required: ['name', 'arguments'] };
+  });
+  const array = { type: 'array', items: calls.length === 1 ? calls[0] : { anyOf: calls }, minItems: 1, ...(spec.parallel ? {} : { maxItems: 1 }) };
+  return Object.keys(defs).length > 0 ? { ...array, $defs: defs } : array;
 }
 
 /** Checks a spec (already shaped by GrammarSpecSchema) and builds its source; the message names the problem. */

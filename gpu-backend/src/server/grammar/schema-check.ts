@@ -8,6 +8,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import { ANNOTATION_KEYWORDS as ANNOTATIONS, ENFORCED_FORMATS, ENFORCED_KEYWORDS as ENFORCED } from '../../../../shared/json-schema-keywords';
 import { integerBoundsOf, lowerIntegerBounds } from './integer-bounds';
 import { patternProblem } from './json-string-safety';
+import { unsatisfiableProblem } from './schema-satisfiable';
 
 const TYPES = new Set(['string', 'integer', 'number', 'boolean', 'null', 'object', 'array']);
 const WHY: Record<string, string> = {
@@ -40,7 +41,7 @@ export function schemaProblem(schema: unknown): string | null {
     const error = ajv.errors?.[0];
     return `not a valid JSON Schema: ${error?.instancePath || '(root)'} ${error?.message ?? ''}`.trim();
   }
-  return walk(schema, '', 0);
+  return walk(schema, '', 0) ?? unsatisfiableProblem(schema);
 }
 
 function walk(schema: unknown, path: string, depth: number): string | null {
