@@ -118,6 +118,12 @@ describe('schema check', () => {
 });
 
 describe('JSON string safety', () => {
+  it('refuses character classes beyond ASCII (XGrammar matched [а-я] against "@" and refused "ж")', () => {
+    expect(schemaProblem({ type: 'string', pattern: '^[а-я]{1,3}$' })).toContain('holds characters beyond ASCII');
+    expect(schemaProblem({ type: 'string', pattern: '^[\\u0430-\\u044f]$' })).toContain('holds characters beyond ASCII');
+    expect(schemaProblem({ type: 'string', pattern: '^ж[a-z]+$' })).toBeNull();
+  });
+
   it('narrows negated and any-character classes, never string literals or positive classes', () => {
     const ebnf = 'root ::= "\\"[^a]\\"" | "\\"" [^a] [\\0-\\U0010ffff] ["\\\\/bfnrt] "\\""  # [^b] in a comment';
     expect(restrictStringCharacters(ebnf)).toBe(

@@ -45,6 +45,12 @@ const CONTROL_OR_QUOTE = (code: number) => code < 0x20 || code === 0x22 || code 
  */
 export function patternProblem(pattern: string): string | null {
   if (/\\[sSWD]/.test(pattern)) return 'uses \\s, \\S, \\W or \\D, which match characters a JSON string must escape';
+  // XGrammar 0.1.27 matches classes with characters beyond ASCII wrongly (seen: [а-я] refused "ж" and let "@"
+  // through), negated or not; literal non-ASCII characters outside classes match as written.
+  for (const match of pattern.matchAll(/\[((?:\\.|[^\]\\])*)\]/g)) {
+    if ([...match[1]].some((char) => char.codePointAt(0)! > 0x7f) || /\\u|\\x[89a-fA-F]/.test(match[1]))
+      return `the class [${match[1]}] holds characters beyond ASCII, which the grammar engine matches wrongly`;
+  }
   for (const match of pattern.matchAll(/\[(?!\^)((?:\\.|[^\]\\])*)\]/g)) {
     const body = match[1];
     let i = 0;
