@@ -6,6 +6,7 @@ import type { GrammarSource } from './grammar-source';
 import { restrictStringCharacters } from './json-string-safety';
 import type { Vocabulary } from './model-vocabulary';
 import { reparsableEscapes } from './ebnf-escapes';
+import { factorLiteralAlternations } from './literal-trie';
 import { boundNumbers } from './number-bounds';
 import { captureFatal, loadXGrammar, type CompiledGrammar, type GrammarCompiler as XGrammarCompiler, type XGrammar } from './xgrammar';
 
@@ -71,7 +72,7 @@ export class GrammarCompilerCache {
 
   private async build(source: GrammarSource): Promise<CompiledGrammar> {
     const json = await this.xgrammar.Grammar.fromJSONSchema(source.schema, false, -1, SEPARATORS, source.strict);
-    const ebnf = boundNumbers(reparsableEscapes(restrictStringCharacters(json.toString())));
+    const ebnf = factorLiteralAlternations(boundNumbers(reparsableEscapes(restrictStringCharacters(json.toString()))));
     json.dispose();
     if (!source.toolCalls) return this.compiler.compileGrammar(ebnf, 'root');
     return this.compiler.compileGrammar(`${ebnf}\n${TOOL_CALLS_RULE} ::= " " root\n`, TOOL_CALLS_RULE);
