@@ -38,6 +38,19 @@ export interface StackOptions {
   edgeOwnProcessGroup?: boolean;
   /** Called when a child exits on its own after the stack is up (not through stop() or stopBackend()). */
   onUnexpectedExit?: (which: 'backend' | 'edge', code: number | null, signal: NodeJS.Signals | null) => void;
+  /** Restart a backend that dies on its own (npm start); without it a death goes to onUnexpectedExit. */
+  restartBackend?: BackendRestartPolicy;
+}
+
+/**
+ * Restarts of a backend that died on its own: waits double from initialMs up to maxMs; a run that stayed up
+ * stableMs resets them; after maxAttempts restarts in a row that did not stay up, onUnexpectedExit is called.
+ */
+export interface BackendRestartPolicy {
+  initialMs: number;
+  maxMs: number;
+  stableMs: number;
+  maxAttempts: number;
 }
 
 export interface Stack {
@@ -194,13 +207,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const childLog = (line: string) => {
     if (!stopping || line.startsWith('[backend]')) log(line);
   };
+  let restarts = { attempt: 0, readyAt: 0 };
   const watch = (child: ChildProcess, which: 'backend' | 'edge') =>
     child.once('exit', (code, signal) => {
       const expected = stopping || (which === 'backend' && backendStopping);
-      if (started && !expected) options.onUnexpectedExit?.(which, code, signal);
+      if (!started || expected) return;
+      if (which === 'backend' && options.restartBackend) void restartBackend(options.restartBackend, code, signal);
+      else options.onUnexpectedExit?.(which, code, signal);
     });
-
-  try {
+  const spawnBackend = () => {
     const backend = spawn(
       process.execPath,
       [
@@ -217,10 +232,36 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ],
       { cwd: REPO_ROOT, env: { ...process.env, BACKEND_TOKEN: backendToken }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    children.push(backend);
+    children[0] = backend;
     watch(backend, 'backend');
     pipeLines(backend, '[backend]', childLog);
+    return backend;
+  };
+  const restartBackend = async (policy: BackendRestartPolicy, code: number | null, signal: NodeJS.Signals | null) => {
+    if (Date.now() - restarts.readyAt >= policy.stableMs) restarts = { attempt: 0, readyAt: restarts.readyAt };
+    restarts.attempt++;
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    if (restarts.attempt > policy.maxAttempts) return options.onUnexpectedExit?.('backend', code, signal);
+    const delayMs = Math.min(policy.maxMs, policy.initialMs * 2 ** (restarts.attempt - 1));
+    log(
+      `[stack] the backend ${how}; restarting it in ${(delayMs / 1000).toFixed(1)} s (restart ${restarts.attempt} of at most ${policy.maxAttempts} in a row)`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    if (stopping || backendStopping) return;
+    const backend = spawnBackend();
+    try {
+      await waitFor(`${backendUrl}/ready`, backend, 'backend');
+    } catch {
+      return; // it died before it was ready: its exit schedules the next restart
+    }
+    restarts.readyAt = Date.now();
+    log(`[stack] the backend is back (pid ${backend.pid}), serving at ${backendUrl}`);
+  };
+
+  try {
+    const backend = spawnBackend();
     await waitFor(`${backendUrl}/ready`, backend, 'backend');
+    restarts.readyAt = Date.now();
     const infoResponse = await fetch(`${backendUrl}/v1/model`, { headers: { authorization: `Bearer ${backendToken}` } });
     if (!infoResponse.ok)
       throw new Error(`the backend at ${backendUrl} refused its model info (HTTP ${infoResponse.status}): is it another process than the one just started?`);

@@ -1,13 +1,17 @@
 // `npm start`: the backend and the edge worker on this machine, with a local API key and a curl to paste.
-// Refuses ports already in use, exits 1 when a child dies, and on Ctrl-C lets the backend drain open
-// streams before the edge stops.
+// Refuses ports already in use, restarts a backend that dies (bounded backoff), exits 1 when the edge dies or
+// the backend keeps dying, and on Ctrl-C lets the backend drain open streams before the edge stops.
 
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { assertPortFree, generateApiKey, PortInUseError, REPO_ROOT, startStack, type Stack } from './stack';
+import { assertPortFree, type BackendRestartPolicy, generateApiKey, PortInUseError, REPO_ROOT, startStack, type Stack } from './stack';
+
+/** A dead backend is restarted after 0.5, 1, 2, 4, 8 s; one that stayed up a minute starts the count again. */
+const RESTARTS: Omit<BackendRestartPolicy, 'maxAttempts'> = { initialMs: 500, maxMs: 10_000, stableMs: 60_000 };
+const DEFAULT_RESTART_ATTEMPTS = 5;
 
 const USAGE = `Usage: npm start [-- --model DIR] [--dtype fp32|fp16|int4] [--threads N]
 
@@ -17,6 +21,7 @@ local API key. Without --model it serves the built-in tiny model with random wei
   --model DIR     a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.model)
   --dtype D       weights as fp32 (default), fp16 or int4 (converted once, cached)
   --threads N     ONNX Runtime threads of the backend (default: the CPU count)
+  --backend-restarts N   restarts in a row of a backend that dies before giving up (default ${DEFAULT_RESTART_ATTEMPTS}; 0: exit)
   -h, --help      this text
 
 Environment: EDGE_PORT (8787), BACKEND_PORT (8000), DEV_API_KEY (default: a new key each start),
@@ -79,12 +84,23 @@ function banner(stack: Stack, tokenFromEnv: boolean): string {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { model: { type: 'string' }, threads: { type: 'string' }, dtype: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      model: { type: 'string' },
+      threads: { type: 'string' },
+      dtype: { type: 'string' },
+      'backend-restarts': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
     console.log(USAGE);
     return;
+  }
+  const restartAttempts = Number(values['backend-restarts'] ?? DEFAULT_RESTART_ATTEMPTS);
+  if (!Number.isInteger(restartAttempts) || restartAttempts < 0) {
+    console.error(`--backend-restarts must be a whole number of restarts (0 or more), got "${values['backend-restarts']}"`);
+    process.exit(2);
   }
   const backendPort = port('BACKEND_PORT', 8000);
   const edgePort = port('EDGE_PORT', 8787);
@@ -113,12 +129,14 @@ async function main(): Promise<void> {
     backendToken,
     backendArgs,
     edgeOwnProcessGroup: true,
+    restartBackend: restartAttempts > 0 ? { ...RESTARTS, maxAttempts: restartAttempts } : undefined,
     onUnexpectedExit: (which, code, signal) => {
       if (stopping) return;
       stopping = true;
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const after = which === 'backend' && restartAttempts > 0 ? ` after ${restartAttempts} restarts in a row` : '';
       console.error(
-        `\nnpm start: the ${which === 'backend' ? 'backend' : 'edge (wrangler dev)'} ${how}; stopping the ${which === 'backend' ? 'edge' : 'backend'} and exiting.`,
+        `\nnpm start: the ${which === 'backend' ? 'backend' : 'edge (wrangler dev)'} ${how}${after}; stopping the ${which === 'backend' ? 'edge' : 'backend'} and exiting.`,
       );
       void stack.stop().then(() => process.exit(1));
     },

@@ -1,5 +1,6 @@
 // `npm start` as a user runs it (scripts/start.ts as a child process, the real backend and wrangler dev):
-// busy ports are refused before anything is written, Ctrl-C lets open streams end, a dead backend ends it.
+// busy ports are refused before anything is written, Ctrl-C lets open streams end, a dead backend is
+// restarted (and ends the stack when restarts are switched off).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -151,8 +152,34 @@ describe('npm start', () => {
     expect(await run.exited).toBe(0);
   }, 240_000);
 
-  it('says so and exits 1 when the backend dies, stopping the edge', async () => {
-    const run = startProcess({ BACKEND_PORT: String(await freePort()), EDGE_PORT: String(await freeEdgePort()) }, ['--threads', '1']);
+  it('restarts a backend that dies, logs it, and serves through the same edge again', async () => {
+    const run = startProcess({ BACKEND_PORT: String(await freePort()), EDGE_PORT: String(await freeEdgePort()), DEV_API_KEY: 'sk-local-restart' }, [
+      '--threads',
+      '1',
+    ]);
+    const { backendPid, edgePid, edgeUrl } = await bannerOf(run);
+    process.kill(backendPid, 'SIGKILL');
+    await run.waitForOutput(/the backend was killed by SIGKILL; restarting it in 0\.5 s \(restart 1 of at most 5 in a row\)/);
+    const [, newPid] = await run.waitForOutput(/the backend is back \(pid (\d+)\)/);
+    expect(Number(newPid)).not.toBe(backendPid);
+    expect(isAlive(edgePid)).toBe(true);
+    const response = await fetch(`${edgeUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-local-restart', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mistral-tiny-random', max_tokens: 4, messages: [{ role: 'user', content: 'Hi.' }] }),
+    });
+    expect(response.status, await response.clone().text()).toBe(200);
+    expect(((await response.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBeGreaterThan(0);
+    expect(run.child.exitCode).toBeNull();
+  }, 240_000);
+
+  it('with --backend-restarts 0, says so and exits 1 when the backend dies, stopping the edge', async () => {
+    const run = startProcess({ BACKEND_PORT: String(await freePort()), EDGE_PORT: String(await freeEdgePort()) }, [
+      '--threads',
+      '1',
+      '--backend-restarts',
+      '0',
+    ]);
     const { backendPid, edgePid } = await bannerOf(run);
     process.kill(backendPid, 'SIGKILL');
     expect(await run.exited).toBe(1);
