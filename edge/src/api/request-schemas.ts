@@ -69,6 +69,13 @@ const samplingFields = {
   system_prompt_id: optional(z.string().min(1).max(128)),
 };
 
+/** OpenAI's own rule: stream_options means nothing without a stream, so it is refused rather than ignored. */
+function refuseStreamOptionsWithoutStream(body: { stream?: boolean | null; stream_options?: unknown }, ctx: z.RefinementCtx): void {
+  if (body.stream_options != null && body.stream !== true) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['stream_options'], message: 'stream_options is only allowed when stream is true' });
+  }
+}
+
 const unsupportedIfPresent = (name: string) =>
   z.unknown().superRefine((value, ctx) => {
     if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) {
@@ -98,32 +105,35 @@ export const chatRequestSchema = z
     audio: unsupportedIfPresent('audio output'),
   })
   .superRefine((body, ctx) => {
+    refuseStreamOptionsWithoutStream(body, ctx);
     if (body.top_logprobs !== undefined && body.top_logprobs > 0 && !body.logprobs) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['top_logprobs'], message: 'top_logprobs requires logprobs: true' });
     }
   });
 export type ChatMessageInput = z.infer<typeof chatMessageSchema>;
 
-export const completionRequestSchema = z.object({
-  ...samplingFields,
-  prompt: z.union([
-    z.string().max(MAX_MESSAGE_CHARS),
-    z.array(z.string().max(MAX_MESSAGE_CHARS)).length(1, { message: 'only one prompt per request is supported' }),
-    z.array(z.number().int().min(0)).min(1).max(1_000_000),
-  ]),
-  max_tokens: optional(z.number().int().positive()),
-  logprobs: optional(z.number().int().min(0).max(MAX_LOGPROBS)),
-  response_format: responseFormatSchema,
-  echo: optional(z.boolean()).superRefine((value, ctx) => {
-    if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'echo is not supported' });
-  }),
-  suffix: optional(z.string()).superRefine((value, ctx) => {
-    if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'suffix is not supported' });
-  }),
-  best_of: optional(z.number().int()).superRefine((value, ctx) => {
-    if (value !== undefined && value > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'best_of > 1 is not supported' });
-  }),
-});
+export const completionRequestSchema = z
+  .object({
+    ...samplingFields,
+    prompt: z.union([
+      z.string().max(MAX_MESSAGE_CHARS),
+      z.array(z.string().max(MAX_MESSAGE_CHARS)).length(1, { message: 'only one prompt per request is supported' }),
+      z.array(z.number().int().min(0)).min(1).max(1_000_000),
+    ]),
+    max_tokens: optional(z.number().int().positive()),
+    logprobs: optional(z.number().int().min(0).max(MAX_LOGPROBS)),
+    response_format: responseFormatSchema,
+    echo: optional(z.boolean()).superRefine((value, ctx) => {
+      if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'echo is not supported' });
+    }),
+    suffix: optional(z.string()).superRefine((value, ctx) => {
+      if (value) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'suffix is not supported' });
+    }),
+    best_of: optional(z.number().int()).superRefine((value, ctx) => {
+      if (value !== undefined && value > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'best_of > 1 is not supported' });
+    }),
+  })
+  .superRefine(refuseStreamOptionsWithoutStream);
 
 export const tokenizeRequestSchema = z.union([
   z.object({ model: optional(z.string()), prompt: z.string().max(MAX_MESSAGE_CHARS), add_special_tokens: optional(z.boolean()) }),

@@ -163,4 +163,18 @@ describe('/v1/completions, /tokenize, /detokenize', () => {
     expect(await back.json()).toEqual({ prompt: 'Hello world' });
     await expectError(await post('/detokenize', { tokens: [99999999] }), 400, 'invalid_request', 'tokens[0]');
   });
+
+  it('refuses /tokenize given both prompt and messages, naming messages', async () => {
+    const body = await expectError(await post('/tokenize', { prompt: 'Hi', messages: [{ role: 'user', content: 'Hi' }] }), 400, 'invalid_request', 'messages');
+    expect(body.error.message).toMatch(/not both/);
+  });
+
+  it('refuses stream_options without stream: true, as OpenAI does', async () => {
+    for (const extra of [{}, { stream: false }]) {
+      const withOptions = { ...extra, stream_options: { include_usage: true } };
+      const chat = await expectError(await post('/v1/chat/completions', { ...valid(), ...withOptions }), 400, 'invalid_request', 'stream_options');
+      expect(chat.error.message).toMatch(/only allowed when stream is true/);
+      await expectError(await post('/v1/completions', { model: env.MODEL_ID, prompt: 'Hi', ...withOptions }), 400, 'invalid_request', 'stream_options');
+    }
+  });
 });

@@ -17,7 +17,7 @@ const completion = (fields: object) => validate(completionRequestSchema, { model
 describe('edge request schemas from the sampling field table', () => {
   it('every row has a public name in both schemas or is set by the routes', () => {
     const chatFields = Object.keys(chatRequestSchema.innerType().shape);
-    const completionFields = Object.keys(completionRequestSchema.shape);
+    const completionFields = Object.keys(completionRequestSchema.innerType().shape);
     for (const name of NAMES) {
       const publicName = SAMPLING_FIELDS[name].openAiName ?? ROUTE_SET[name];
       expect(publicName, `${name}: a public name, or listed in ROUTE_SET`).not.toBeUndefined();

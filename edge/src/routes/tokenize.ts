@@ -26,7 +26,12 @@ function systemPromptNameOf(model: string | undefined, systemPromptId: string | 
 
 export async function tokenize(c: AppContext): Promise<Response> {
   const config = c.get('config');
-  const body = validate(tokenizeRequestSchema, await readJsonBody(c.req.raw, config.maxBodyBytes));
+  const raw = await readJsonBody(c.req.raw, config.maxBodyBytes);
+  // The schema is a union, so a body with both would silently match the prompt branch.
+  if (typeof raw === 'object' && raw !== null && 'prompt' in raw && 'messages' in raw) {
+    throw badRequest('Give either prompt or messages, not both.', 'messages');
+  }
+  const body = validate(tokenizeRequestSchema, raw);
   checkModel(body.model, config.modelId);
   const tokenizer = getDefaultTokenizer();
   let tokenIds: number[];
