@@ -137,6 +137,7 @@ export interface ModelInfo {
 export type ErrorCode =
   | 'invalid_request'
   | 'invalid_api_key'
+  | 'permission_denied'
   | 'rate_limit_exceeded'
   | 'context_length_exceeded'
   | 'backend_unavailable'
@@ -150,14 +151,17 @@ export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: ErrorCode };
 }
 
+/** OpenAI's error `type` per code; every other code is an `invalid_request_error`. */
+const ERROR_TYPES: Partial<Record<ErrorCode, string>> = {
+  invalid_api_key: 'authentication_error',
+  permission_denied: 'permission_error',
+  rate_limit_exceeded: 'rate_limit_error',
+  backend_unavailable: 'server_error',
+  overloaded: 'server_error',
+  shutting_down: 'server_error',
+  internal_error: 'server_error',
+};
+
 export function errorBody(code: ErrorCode, message: string, param: string | null = null): ErrorBody {
-  const type =
-    code === 'invalid_api_key'
-      ? 'authentication_error'
-      : code === 'rate_limit_exceeded'
-        ? 'rate_limit_error'
-        : code === 'backend_unavailable' || code === 'overloaded' || code === 'shutting_down' || code === 'internal_error'
-          ? 'server_error'
-          : 'invalid_request_error';
-  return { error: { message, type, param, code } };
+  return { error: { message, type: ERROR_TYPES[code] ?? 'invalid_request_error', param, code } };
 }

@@ -14,6 +14,7 @@ import { edgeMetrics } from './observability/edge-metrics';
 import { adminSystemPrompts } from './routes/admin-system-prompts';
 import { chatCompletions } from './routes/chat-completions';
 import { completions } from './routes/completions';
+import { adminKeyUsage, ownUsage } from './routes/key-usage';
 import { systemPromptNames } from './routes/system-prompt-names';
 import { detokenize, tokenize } from './routes/tokenize';
 
@@ -43,6 +44,7 @@ app.get('/admin/keys/:keyId/limits', requireOperator, async (c) => {
   const stub = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(c.req.param('keyId')));
   return c.json({ ...(await stub.inspect(limits)), slotsHeldInThisIsolate: edgeMetrics.slotsHeld(c.req.param('keyId')) });
 });
+app.get('/admin/keys/:keyId/usage', requireOperator, adminKeyUsage);
 
 const requireApiKey = createMiddleware<AppEnv>(async function requireApiKey(c, next) {
   const config = readConfig(c.env);
@@ -68,6 +70,7 @@ app.get('/v1/models/:id{.+}', (c) => {
   return c.json(modelObject(config));
 });
 app.get('/v1/system_prompts', systemPromptNames);
+app.get('/v1/usage', ownUsage);
 app.post('/v1/chat/completions', chatCompletions);
 app.post('/v1/completions', completions);
 app.post('/tokenize', tokenize);

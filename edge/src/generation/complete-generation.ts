@@ -4,7 +4,7 @@
 import type { Usage } from '../../../shared/protocol';
 import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError } from '../../../shared/http-error';
-import { addToolCallDelta, peerOf, planEvents, usedTokens, type ChoiceResult, type GenerationPlan } from './generation-plan';
+import { addToolCallDelta, peerOf, planEvents, settledUsage, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
 const LOST = 'The connection to the model backend was lost.';
 
@@ -41,6 +41,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
     plan.clientSignal?.removeEventListener('abort', onClientAbort);
     upstream.abort();
     lease?.done(failed);
-    plan.waitUntil(plan.admission.release(usedTokens(plan, usage, received)));
+    // No lease: no backend took the request (as a stream's early 503), so nothing is charged or billed.
+    plan.waitUntil(plan.admission.release(lease ? settledUsage(plan, usage, received) : null));
   }
 }

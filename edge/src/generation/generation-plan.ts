@@ -65,9 +65,13 @@ export interface ReceivedCount {
   tokenCount: number;
 }
 
-/** What the rate limiter charges: the backend's usage, or (request cut short) the prompt + the tokens seen so far. */
-export function usedTokens(plan: GenerationPlan, usage: Usage | null, received: ReceivedCount): number {
-  return usage ? usage.promptTokens + usage.completionTokens : plan.request.tokenIds.length + received.tokenCount;
+/**
+ * What the key is charged and billed: the usage its client receives, or for a request cut short (client
+ * gone, backend lost) the prompt + the token ids seen so far, with no cached count (only the backend's end
+ * event reports one).
+ */
+export function settledUsage(plan: GenerationPlan, usage: Usage | null, received: ReceivedCount): Usage {
+  return usage ?? { promptTokens: plan.request.tokenIds.length, completionTokens: received.tokenCount, cachedTokens: 0 };
 }
 
 /** What a backend must serve for this plan's tokenizer and limits (backend/peer-check.ts). */

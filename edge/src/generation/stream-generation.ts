@@ -9,7 +9,7 @@ import { openGeneration, type BackendLease } from '../backend/backend-pool';
 import { HttpError, errorResponse } from '../../../shared/http-error';
 import { edgeMetrics, type StreamEnd } from '../observability/edge-metrics';
 import type { OutputEvent } from './generation-events';
-import { peerOf, planEvents, usedTokens, type GenerationPlan, type StreamFormat } from './generation-plan';
+import { peerOf, planEvents, settledUsage, type GenerationPlan, type StreamFormat } from './generation-plan';
 
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
@@ -32,7 +32,7 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
   // stream own the pending fetch.
   const early = await settleWithin(opening, plan.config.backendConnectWaitMs);
   if (early instanceof HttpError) {
-    plan.waitUntil(plan.admission.release(0));
+    plan.waitUntil(plan.admission.release(null));
     const response = errorResponse(early);
     for (const [name, value] of Object.entries(plan.admission.headers)) response.headers.set(name, value);
     return response;
@@ -110,7 +110,7 @@ class StreamSession {
     this.stopHeartbeat();
     this.upstream.abort();
     this.lease?.done(this.failed);
-    this.plan.waitUntil(this.plan.admission.release(usedTokens(this.plan, this.usage, this.received)));
+    this.plan.waitUntil(this.plan.admission.release(settledUsage(this.plan, this.usage, this.received)));
     this.markEnded();
   }
 

@@ -1,5 +1,6 @@
 // The worker side of rate limiting: admission over RPC, OpenAI's x-ratelimit-* headers, 429s, and release.
 
+import type { Usage } from '../../../shared/protocol';
 import type { KeyRecord } from '../auth/api-key-store';
 import { HttpError } from '../../../shared/http-error';
 import { edgeMetrics } from '../observability/edge-metrics';
@@ -7,8 +8,11 @@ import { LEASE_RENEW_MS, type AdmitResult, type RateLimitSnapshot } from './rate
 
 export interface Admission {
   headers: Record<string, string>;
-  /** Idempotent; settles reserved against used tokens and stops the lease's renewals. Safe to call from any end path. */
-  release(usedTokens: number): Promise<void>;
+  /**
+   * Idempotent; settles reserved against used tokens, bills `used` to the key's usage, and stops the lease's
+   * renewals. Null: the request never reached a backend (nothing charged or billed). Safe from any end path.
+   */
+  release(used: Usage | null): Promise<void>;
 }
 
 function duration(seconds: number): string {
@@ -67,10 +71,10 @@ export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecor
   }, LEASE_RENEW_MS);
   return {
     headers,
-    release(usedTokens: number) {
+    release(used: Usage | null) {
       clearInterval(renewal);
       if (!released) edgeMetrics.holdSlot(key.keyId, -1);
-      released ??= stub.release(key.limits, leaseId, usedTokens).then(
+      released ??= stub.release(key.limits, leaseId, used).then(
         () => undefined,
         (error: unknown) => console.error(`edge: releasing lease ${leaseId} of key ${key.keyId} failed (it lapses within 30 s)`, error),
       );

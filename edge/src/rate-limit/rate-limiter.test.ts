@@ -12,6 +12,8 @@ function stubFor(keyId: string) {
   return env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(keyId));
 }
 
+/** A settled request of `promptTokens` prompt tokens and nothing generated. */
+const used = (promptTokens: number) => ({ promptTokens, completionTokens: 0, cachedTokens: 0 });
 const body = (extra: Record<string, unknown> = {}) => ({ model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 10, ...extra });
 
 describe('RateLimiter (Durable Object)', () => {
@@ -40,7 +42,7 @@ describe('RateLimiter (Durable Object)', () => {
     expect(results.filter((r) => r.ok)).toHaveLength(3);
     expect(results.filter((r) => r.reason === 'concurrent')).toHaveLength(17);
     // Releasing one lease makes room for exactly one more.
-    await stub.release(limits, results.find((r) => r.ok)!.leaseId!, 10);
+    await stub.release(limits, results.find((r) => r.ok)!.leaseId!, used(10));
     const again = await Promise.all(Array.from({ length: 4 }, () => stub.admit(limits, 10)));
     expect(again.filter((r) => r.ok)).toHaveLength(1);
   });
@@ -96,8 +98,8 @@ describe('RateLimiter (Durable Object)', () => {
       expect(buckets.tokens).toBeCloseTo(5400, -1);
     });
     // Release is idempotent: a second release of the same lease refunds nothing more.
-    const first = await stub.release(limits, admitted.leaseId!, 100);
-    const second = await stub.release(limits, admitted.leaseId!, 100);
+    const first = await stub.release(limits, admitted.leaseId!, used(100));
+    const second = await stub.release(limits, admitted.leaseId!, used(100));
     expect(second.remainingTokens - first.remainingTokens).toBeLessThan(5);
     expect(first.remainingTokens).toBeGreaterThanOrEqual(5900 - 1);
   });

@@ -1,9 +1,12 @@
 // Per-key limits in one Durable Object per key (`idFromName(keyId)`): requests/minute and tokens/minute as
 // token buckets that refill continuously, plus a lease per in-flight stream for the concurrency cap.
 // Every method runs without an await, so calls are atomic: a burst of M > N requests admits exactly N.
+// The key's usage for billing (usage-ledger.ts) lives here too, settled with the token bucket.
 
 import { DurableObject } from 'cloudflare:workers';
+import type { Usage } from '../../../shared/protocol';
 import type { RateLimits } from '../auth/api-key-store';
+import { UsageLedger, type UsageReport } from './usage-ledger';
 
 /**
  * A lease lives this long unless renewed: a request renews it every LEASE_RENEW_MS while it runs, so a lease
@@ -37,12 +40,14 @@ interface Bucket {
 
 export class RateLimiter extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly ledger: UsageLedger;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec('CREATE TABLE IF NOT EXISTS bucket (name TEXT PRIMARY KEY, level REAL NOT NULL, updated_at INTEGER NOT NULL)');
     this.sql.exec('CREATE TABLE IF NOT EXISTS lease (id TEXT PRIMARY KEY, tokens INTEGER NOT NULL, expires_at INTEGER NOT NULL)');
+    this.ledger = new UsageLedger(this.sql);
   }
 
   /** Reserves one request and `tokens` tokens and opens a lease, or refuses without changing anything. */
@@ -87,18 +92,28 @@ export class RateLimiter extends DurableObject<Env> {
   /**
    * Ends a lease and settles its tokens: the reserved tokens that were not used come back, and tokens used
    * beyond the reservation (a request without max_tokens reserves an estimate) are charged, so the bucket
-   * may go below zero and the key waits for it to refill. Unknown leases are ignored (idempotent).
+   * may go below zero and the key waits for it to refill. The same prompt + completion tokens go to the
+   * key's usage, in the same transaction; `used` null (the request never reached a backend) refunds the
+   * whole reservation and bills nothing. Unknown leases are ignored (idempotent: nothing is billed twice).
    */
-  release(limits: RateLimits, leaseId: string, usedTokens: number): RateLimitSnapshot {
+  release(limits: RateLimits, leaseId: string, used: Usage | null): RateLimitSnapshot {
     const now = Date.now();
     const tokenBucket = this.refill('tokens', limits.tpm, now);
-    const lease = this.sql.exec<{ tokens: number }>('SELECT tokens FROM lease WHERE id = ?', leaseId).toArray()[0];
-    if (lease) {
+    this.ctx.storage.transactionSync(() => {
+      const lease = this.sql.exec<{ tokens: number }>('SELECT tokens FROM lease WHERE id = ?', leaseId).toArray()[0];
+      if (!lease) return;
       this.sql.exec('DELETE FROM lease WHERE id = ?', leaseId);
-      tokenBucket.level = Math.min(limits.tpm, tokenBucket.level + lease.tokens - Math.max(0, usedTokens));
+      const charged = used ? Math.max(0, used.promptTokens + used.completionTokens) : 0;
+      tokenBucket.level = Math.min(limits.tpm, tokenBucket.level + lease.tokens - charged);
       this.save('tokens', tokenBucket);
-    }
+      if (used) this.ledger.record(used, now);
+    });
     return snapshot(limits, this.refill('requests', limits.rpm, now), tokenBucket);
+  }
+
+  /** The key's billed usage: lifetime total and the kept days (usage-ledger.ts). */
+  usage(): UsageReport {
+    return this.ledger.read(Date.now());
   }
 
   /** Current state without admitting anything (for tests and operators). */

@@ -1,0 +1,83 @@
+// A key's usage (requests, prompt / cached / completion tokens) by UTC day plus a lifetime total, in the
+// SQLite storage of the key's RateLimiter. RateLimiter.release records it in the same synchronous call that
+// settles the token bucket, from the same counts, so billing and rate limiting cannot disagree.
+
+import type { Usage } from '../../../shared/protocol';
+
+/** Days kept: a year and a month of margin for monthly invoices; older days are dropped, the total stays. */
+export const USAGE_DAYS_KEPT = 400;
+const DAY_MS = 86_400_000;
+
+export interface UsageCounts {
+  requests: number;
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+}
+
+export interface UsageDay extends UsageCounts {
+  /** UTC, YYYY-MM-DD. */
+  date: string;
+}
+
+export interface UsageReport {
+  total: UsageCounts;
+  /** The days with traffic among the last USAGE_DAYS_KEPT, oldest first. */
+  days: UsageDay[];
+}
+
+type UsageRow = { period: string; requests: number; prompt_tokens: number; cached_tokens: number; completion_tokens: number };
+
+const COLUMNS = 'requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL';
+/** The lifetime row of usage_total. */
+const TOTAL = 'all';
+
+function utcDate(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** RPC input: a count is a non-negative integer whatever the caller sent. */
+function count(value: number): number {
+  return Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
+}
+
+function countsOf(row: UsageRow | undefined): UsageCounts {
+  if (!row) return { requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0 };
+  return { requests: row.requests, promptTokens: row.prompt_tokens, cachedTokens: row.cached_tokens, completionTokens: row.completion_tokens };
+}
+
+export class UsageLedger {
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(`CREATE TABLE IF NOT EXISTS usage_day (period TEXT PRIMARY KEY, ${COLUMNS})`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS usage_total (period TEXT PRIMARY KEY, ${COLUMNS})`);
+  }
+
+  /** Adds one request and its tokens to `now`'s UTC day and to the total; drops days past USAGE_DAYS_KEPT. */
+  record(usage: Usage, now: number): void {
+    const values = [count(usage.promptTokens), count(usage.cachedTokens), count(usage.completionTokens)];
+    for (const [table, period] of [
+      ['usage_day', utcDate(now)],
+      ['usage_total', TOTAL],
+    ]) {
+      this.sql.exec(
+        `INSERT INTO ${table} (period, requests, prompt_tokens, cached_tokens, completion_tokens) VALUES (?, 1, ?, ?, ?)
+         ON CONFLICT(period) DO UPDATE SET requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+         cached_tokens = cached_tokens + excluded.cached_tokens, completion_tokens = completion_tokens + excluded.completion_tokens`,
+        period,
+        ...values,
+      );
+    }
+    this.sql.exec('DELETE FROM usage_day WHERE period < ?', firstKeptDate(now));
+  }
+
+  read(now: number): UsageReport {
+    const total = this.sql.exec<UsageRow>('SELECT * FROM usage_total WHERE period = ?', TOTAL).toArray()[0];
+    const days = this.sql.exec<UsageRow>('SELECT * FROM usage_day WHERE period >= ? ORDER BY period', firstKeptDate(now)).toArray();
+    return { total: countsOf(total), days: days.map((row) => ({ date: row.period, ...countsOf(row) })) };
+  }
+}
+
+/** Today and the USAGE_DAYS_KEPT - 1 days before it are kept. */
+function firstKeptDate(now: number): string {
+  return utcDate(now - (USAGE_DAYS_KEPT - 1) * DAY_MS);
+}
