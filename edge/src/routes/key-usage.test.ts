@@ -11,7 +11,12 @@ afterEach(() => {
 type ErrorJson = { error: { message: string; type: string; param: string | null; code: string } };
 type ClientUsage = { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } };
 const ADMIN = { ADMIN_API_KEY: 'admin-key-for-usage-tests' };
-const chat = (extra: Record<string, unknown> = {}) => ({ model: env.MODEL_ID, messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 16, ...extra });
+const chat = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  model: env.MODEL_ID,
+  messages: [{ role: 'user', content: 'Hello there' }],
+  max_tokens: 16,
+  ...extra,
+});
 const post = (secret: string, json: unknown) => callEdge('/v1/chat/completions', { method: 'POST', headers: bearer(secret), json });
 const get = (path: string, secret: string, overrides = {}) => callEdge(path, { headers: bearer(secret) }, overrides);
 const today = () => new Date().toISOString().slice(0, 10);
