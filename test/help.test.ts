@@ -22,6 +22,7 @@ const COMMANDS = [
   'edge/scripts/build-tokenizer.ts',
   'edge/bench/bench-edge.ts',
   'edge/bench/bench-tokenizer.ts',
+  'edge/bench/drop-probe.ts',
 ];
 
 function run(file: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

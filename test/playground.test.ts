@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { freePort, generateApiKey, REPO_ROOT, startStack, type Stack } from '../scripts/stack';
 
@@ -227,20 +227,31 @@ describe.skipIf(!HAVE_CHROMIUM)(`playground page in headless Chromium${HAVE_CHRO
     await page.fill('#temperature', '0');
   });
 
-  it('Stop ends a long answer, and the backend counts exactly one abort', async () => {
-    await page.click('#new-chat');
-    await page.fill('#max-tokens', '');
-    const abortsBefore = await backendMetric('backend_requests_total{outcome="abort"}');
-    await sendMessage('Tell me a very long story.');
-    await page.waitForFunction(() => (document.querySelector('#messages li.assistant .content')?.textContent?.length ?? 0) > 0);
-    expect(await page.isDisabled('#send')).toBe(true);
-    await page.click('#stop-button');
-    await waitForState('stopped');
-    expect(await stat('finish_reason')).toBe('stopped');
-    expect(await page.isEnabled('#send')).toBe(true);
-    const aborts = await metricsUntil('backend_requests_total{outcome="abort"}', (v) => v > abortsBefore);
-    expect(aborts).toBe(abortsBefore + 1);
-    expect(await metricsUntil('backend_running_sequences', (v) => v === 0)).toBe(0);
+  it('Stop ends a long answer, and the backend counts one abort for it', async () => {
+    // Locally workerd sometimes never tells the worker that a client closed its stream (it then runs to
+    // max_tokens; docs/bench/edge-dev-runtime.md), so a try whose drop was lost ends as "length". Each try must
+    // end the request with at most one abort, and one of three must be an abort: a page or edge that never
+    // cancels fails every try.
+    await page.fill('#max-tokens', '1500');
+    const outcome = (name: string) => backendMetric(`backend_requests_total{outcome="${name}"}`);
+    let aborted = false;
+    for (let attempt = 0; attempt < 3 && !aborted; attempt++) {
+      await page.click('#new-chat');
+      const [abortsBefore, lengthsBefore] = [await outcome('abort'), await outcome('length')];
+      await sendMessage('Tell me a very long story.');
+      await page.waitForFunction(() => (document.querySelector('#messages li.assistant .content')?.textContent?.length ?? 0) > 0);
+      expect(await page.isDisabled('#send')).toBe(true);
+      await page.click('#stop-button');
+      await waitForState('stopped');
+      expect(await stat('finish_reason')).toBe('stopped');
+      expect(await page.isEnabled('#send')).toBe(true);
+      const ended = async () => (await outcome('abort')) - abortsBefore + (await outcome('length')) - lengthsBefore;
+      await vi.waitFor(async () => expect(await ended()).toBeGreaterThan(0), { timeout: 30_000, interval: 100 });
+      expect(await ended()).toBe(1);
+      expect(await metricsUntil('backend_running_sequences', (v) => v === 0)).toBe(0);
+      aborted = (await outcome('abort')) - abortsBefore === 1;
+    }
+    expect(aborted).toBe(true);
     await page.fill('#max-tokens', '16');
   });
 

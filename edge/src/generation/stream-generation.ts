@@ -41,6 +41,11 @@ export async function streamGeneration(plan: GenerationPlan, format: StreamForma
   // Holds the request's context open until the session has ended. Without it workerd may drop the context
   // when the client disconnects, and the cancel below (with the lease release in it) never runs.
   plan.waitUntil(session.ended);
+  // Deployed, request.signal (enable_request_signal) reports a closed connection even when no cancel reaches the
+  // body stream; locally workerd sometimes reports neither (docs/bench/edge-dev-runtime.md).
+  const onClientAbort = () => session.finish('client_closed');
+  plan.clientSignal?.addEventListener('abort', onClientAbort, { once: true });
+  void session.ended.then(() => plan.clientSignal?.removeEventListener('abort', onClientAbort));
   const body = new ReadableStream<Uint8Array>({
     // start returns at once: a stream whose start promise is still pending counts as not started, and the
     // runtime may hold a cancel back until it is; the session runs on under the request's waitUntil.
