@@ -131,7 +131,7 @@ async function cancelledStream(client: OpenAI, count: number): Promise<number> {
  */
 async function settledRequests(): Promise<void> {
   const limits = async () => (await operatorGet(`/admin/keys/${key.keyId}/limits`)).json() as Promise<{ activeLeases: number }>;
-  await vi.waitFor(async () => expect((await limits()).activeLeases, edgeLog.slice(-20).join('\n')).toBe(0), { timeout: 30_000, interval: 100 });
+  await vi.waitFor(async () => expect((await limits()).activeLeases, edgeLog.slice(-20).join('\n')).toBe(0), { timeout: 45_000, interval: 100 });
   await vi.waitFor(async () => expect(await backendTotals()).toMatchObject({ running: 0, waiting: 0 }), { timeout: 30_000, interval: 100 });
 }
 
@@ -173,7 +173,7 @@ describe("a key's billed usage, end to end", () => {
     // The key's holder reads the same numbers.
     const own = await fetch(`${stack.edgeUrl}/v1/usage`, { headers: { authorization: `Bearer ${key.secret}` } });
     expect(await own.json()).toStrictEqual(settled);
-  }, 120_000);
+  }, 150_000);
 
   it('keeps the totals across a restart on the same state folder, and `npm run keys -- usage` prints them', async () => {
     expect(settled, 'the test above ran').toBeDefined();
@@ -197,6 +197,10 @@ describe("a key's billed usage, end to end", () => {
 
     const unknown = keys(['usage', 'k_no_such_key', '--url', stack.edgeUrl]);
     expect(unknown).toMatchObject({ code: 1, stdout: '', stderr: 'keys: no key with id k_no_such_key (see `npm run keys -- list`)\n' });
+    // An edge without the route (here: the real edge's 404 for an unknown path) is not a missing key.
+    const noRoute = keys(['usage', key.keyId, '--url', `${stack.edgeUrl}/elsewhere`]);
+    expect(noRoute.code).toBe(1);
+    expect(noRoute.stderr).toMatch(/^keys: the edge at \S+ has no \/elsewhere\/admin\/keys\/\S+\/usage \(HTTP 404\)[^\n]*\n$/);
     const notOperator = keys(['usage', key.keyId, '--url', stack.edgeUrl], key.secret);
     expect(notOperator.code).toBe(1);
     expect(notOperator.stderr).toMatch(/^keys: the edge at \S+ answered HTTP 403: This API key is not an operator key[^\n]*\n$/);

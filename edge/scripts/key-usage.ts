@@ -17,7 +17,7 @@ const usageBodySchema = z.object({
 type UsageBody = z.infer<typeof usageBodySchema>;
 type Counts = UsageBody['total'];
 
-const errorBodySchema = z.object({ error: z.object({ message: z.string() }) });
+const errorBodySchema = z.object({ error: z.object({ message: z.string(), param: z.string().nullish() }) });
 const REQUEST_TIMEOUT_MS = 15_000;
 
 export interface KeyUsageOptions {
@@ -59,11 +59,12 @@ async function fetchUsage(base: string, keyId: string, secret: string): Promise<
   } catch {
     // Not JSON: reported below with the status.
   }
-  if (response.status === 404 && errorBodySchema.safeParse(json).success) throw new Error(`no key with id ${keyId} (see \`npm run keys -- list\`)`);
-  if (!response.ok) {
-    const message = errorBodySchema.safeParse(json).data?.error.message ?? text.slice(0, 200);
-    throw new Error(`the edge at ${base} answered HTTP ${response.status}: ${message}`);
-  }
+  const error = errorBodySchema.safeParse(json).data?.error;
+  // Only the usage route names the keyId; any other 404 means the route is not there (admin routes off).
+  if (response.status === 404 && error?.param === 'keyId') throw new Error(`no key with id ${keyId} (see \`npm run keys -- list\`)`);
+  if (response.status === 404)
+    throw new Error(`the edge at ${base} has no ${new URL(url).pathname} (HTTP 404): are its admin routes off (no ADMIN_API_KEY) or is it an older worker?`);
+  if (!response.ok) throw new Error(`the edge at ${base} answered HTTP ${response.status}: ${error?.message ?? text.slice(0, 200)}`);
   const parsed = usageBodySchema.safeParse(json);
   if (!parsed.success) throw new Error(`the edge at ${base} answered a usage body of another shape: is it this project's worker?`);
   return parsed.data;
