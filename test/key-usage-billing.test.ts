@@ -47,10 +47,13 @@ afterAll(async () => {
 
 const operatorGet = async (route: string) => fetch(`${stack.edgeUrl}${route}`, { headers: { authorization: `Bearer ${operatorKey}` } });
 
-async function backendTotals(): Promise<{ prompt: number; cached: number; completion: number; running: number; waiting: number }> {
+async function backendTotals(): Promise<{ ended: number; prompt: number; cached: number; completion: number; running: number; waiting: number }> {
   const text = await (await fetch(`${stack.backendUrl}/metrics`, { headers: { authorization: `Bearer ${stack.backendToken}` } })).text();
   const value = (name: string) => Number(new RegExp(`^backend_${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  // Requests whose end the backend has counted, with their tokens (in the same call), by any outcome.
+  const ended = [...text.matchAll(/^backend_requests_total\{outcome="[^"]+"\} (\S+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
   return {
+    ended,
     prompt: value('prompt_tokens_total'),
     cached: value('cached_prompt_tokens_total'),
     completion: value('completion_tokens_total'),
@@ -126,13 +129,17 @@ async function cancelledStream(client: OpenAI, count: number): Promise<number> {
 }
 
 /**
- * Until the key holds no lease (its release is what bills a request) and the backend runs nothing. Under
- * `wrangler dev` a disconnect is now and then not seen by the worker, which then generates to max_tokens.
+ * Until the key holds no lease (its release is what bills a request) and the backend has counted the cancelled
+ * request's end and runs nothing. Under `wrangler dev` a disconnect is now and then not seen by the worker,
+ * which then generates to max_tokens.
  */
-async function settledRequests(): Promise<void> {
+async function settledRequests(endedBefore: number): Promise<void> {
   const limits = async () => (await operatorGet(`/admin/keys/${key.keyId}/limits`)).json() as Promise<{ activeLeases: number }>;
   await vi.waitFor(async () => expect((await limits()).activeLeases, edgeLog.slice(-20).join('\n')).toBe(0), { timeout: 45_000, interval: 100 });
-  await vi.waitFor(async () => expect(await backendTotals()).toMatchObject({ running: 0, waiting: 0 }), { timeout: 30_000, interval: 100 });
+  await vi.waitFor(async () => expect(await backendTotals()).toMatchObject({ ended: endedBefore + 1, running: 0, waiting: 0 }), {
+    timeout: 30_000,
+    interval: 100,
+  });
 }
 
 describe("a key's billed usage, end to end", () => {
@@ -147,7 +154,7 @@ describe("a key's billed usage, end to end", () => {
     expect(received.cached_tokens, 'repeated prompts hit the prefix cache').toBeGreaterThan(0);
     const tokensSeen = await cancelledStream(client, 3);
     expect(tokensSeen).toBeGreaterThanOrEqual(3);
-    await settledRequests();
+    await settledRequests(beforeCancel.ended);
     const end = await backendTotals();
 
     const response = await operatorGet(`/admin/keys/${key.keyId}/usage`);
