@@ -1,16 +1,23 @@
-// `npm run keys -- create|list|revoke`: API keys in the API_KEYS KV namespace, stored as SHA-256 hashes.
-// The secret is printed once at creation and never stored.
+// `npm run keys -- create|list|revoke|usage`: API keys in the API_KEYS KV namespace, stored as SHA-256 hashes.
+// The secret is printed once at creation and never stored. `usage` asks a running edge (key-usage.ts).
 
 import { parseArgs } from 'node:util';
 import { generateKeyId, generateSecret, keyRecordSchema, kvKeyForHash, KEY_PREFIX, sha256Hex, type KeyRecord } from '../src/auth/api-key-store';
+import { keyUsage } from './key-usage';
 import { kvGet, kvList, kvPut, kvTargetFrom, type KvTarget } from './wrangler-kv';
 
 const USAGE = `Usage:
   npm run keys -- create --label NAME --rpm 60 --tpm 100000 [--concurrent 4]
   npm run keys -- list
   npm run keys -- revoke <keyId>
-Options for every command: --remote (the deployed namespace; default: local wrangler state)
-                           --persist-to DIR (local state folder, as given to wrangler dev)`;
+  npm run keys -- usage <keyId> [--json] [--url URL]
+Options of create, list, revoke: --remote (the deployed namespace; default: local wrangler state)
+                                 --persist-to DIR (local state folder, as given to wrangler dev)
+usage prints the key's billed totals and UTC days (--json: the raw body) from GET /admin/keys/<keyId>/usage
+of a running edge, the numbers its RateLimiter keeps: by default the local stack (npm start) at
+http://127.0.0.1:$EDGE_PORT (8787), or --url https://<your worker> (with --remote, --url is required).
+It needs the operator key in ADMIN_API_KEY, or locally DEV_API_KEY (the key npm start printed);
+the dev key's id is \`dev\`.`;
 
 function positiveInt(name: string, raw: string | undefined, fallback?: number): number {
   if (raw === undefined) {
@@ -69,6 +76,13 @@ function revoke(target: KvTarget, keyId: string | undefined): void {
   console.log(`Revoked ${keyId}. Workers stop accepting it within a few seconds (per-isolate cache) plus KV propagation (~60 s when deployed).`);
 }
 
+async function usage(target: KvTarget, args: string[]): Promise<void> {
+  if (target.persistTo) throw new Error('usage reads a running edge (the stack started on that state folder), not the folder: drop --persist-to');
+  const { values, positionals } = parseArgs({ args, options: { json: { type: 'boolean' }, url: { type: 'string' } }, allowPositionals: true, strict: true });
+  if (positionals.length > 1) throw new Error(`usage takes one keyId, got ${positionals.length}`);
+  await keyUsage({ keyId: positionals[0], url: values.url, json: values.json ?? false, remote: target.remote, env: process.env });
+}
+
 async function main(): Promise<void> {
   if (process.argv.slice(2).some((arg) => arg === '--help' || arg === '-h')) {
     console.log(USAGE);
@@ -79,6 +93,7 @@ async function main(): Promise<void> {
   if (command === 'create') await create(target, args);
   else if (command === 'list') list(target);
   else if (command === 'revoke') revoke(target, args[0]);
+  else if (command === 'usage') await usage(target, args);
   else {
     console.error(USAGE);
     process.exit(command ? 2 : 0);
