@@ -11,15 +11,18 @@ const DAY_MS = 86_400_000;
 describe('UsageLedger in the RateLimiter', () => {
   it('bills a lease once, with the same tokens its release charges to the bucket', async () => {
     const stub = stubFor('usage-settle');
+    const admittedAt = Date.now();
     const admitted = await stub.admit(limits, 500);
     const used = { promptTokens: 30, cachedTokens: 8, completionTokens: 12 };
     const settled = await stub.release(limits, admitted.leaseId!, used);
+    const refillBound = Math.ceil(((Date.now() - admittedAt) * limits.tpm) / 60_000);
     // A second release of the same lease (another end path of the same request) bills nothing more.
     await stub.release(limits, admitted.leaseId!, used);
     const counts = { requests: 1, promptTokens: 30, cachedTokens: 8, completionTokens: 12 };
     expect(await stub.usage()).toEqual({ total: counts, days: [{ date: today(), ...counts }] });
-    // Charged: prompt + completion (cached prompt tokens count too), as billed; refill adds a little with time.
-    expect(10_000 - settled.remainingTokens).toBeGreaterThanOrEqual(42 - 1);
+    // Charged: prompt + completion (cached prompt tokens count too), as billed; the bucket refills meanwhile at
+    // tpm / 60 s, which a loaded machine stretches to several tokens.
+    expect(10_000 - settled.remainingTokens).toBeGreaterThanOrEqual(42 - refillBound);
     expect(10_000 - settled.remainingTokens).toBeLessThanOrEqual(42);
   });
 
