@@ -16,6 +16,8 @@ const DEFAULT_RESTART_ATTEMPTS = 5;
 
 /** The --model value that serves the built-in v3 model instead of a folder (a folder of that name: ./builtin-v3). */
 const BUILTIN_V3 = 'builtin-v3';
+/** Mistral v3's vocabulary (7B v0.3, the built-in v3 model): the one with tool-call tokens. */
+const V3_VOCAB_SIZE = 32768;
 
 const USAGE = `Usage: npm start [-- --model DIR|builtin-v3] [--dtype fp32|fp16|int4] [--threads N]
 
@@ -71,17 +73,17 @@ function buildTokenizer(model: string | undefined): void {
 
 /** A chat body to paste; on a v3 model a forced tool call, which is what the built-in v3 model is for. */
 function sampleBody(model: string, tools: boolean): string {
-  const messages = '"messages":[{"role":"user","content":"Tell me a story."}]';
-  if (!tools) return `{"model":"${model}","stream":true,"max_tokens":32,${messages}}`;
-  const tool =
-    '{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":12}},"required":["city"]}}}';
-  return `{"model":"${model}","max_tokens":64,"tools":[${tool}],"tool_choice":"required","parallel_tool_calls":false,${messages.replace('Tell me a story.', 'Weather in Paris?')}}`;
+  const ask = (content: string) => `"messages":[{"role":"user","content":"${content}"}]`;
+  if (!tools) return `{"model":"${model}","stream":true,"max_tokens":32,${ask('Tell me a story.')}}`;
+  const parameters = '{"type":"object","properties":{"city":{"type":"string","maxLength":12}},"required":["city"]}';
+  const tool = `{"type":"function","function":{"name":"get_weather","parameters":${parameters}}}`;
+  return `{"model":"${model}","max_tokens":64,"tools":[${tool}],"tool_choice":"required","parallel_tool_calls":false,${ask('Weather in Paris?')}}`;
 }
 
 function banner(stack: Stack, tokenFromEnv: boolean): string {
   const model = stack.modelInfo.modelId;
   const token = tokenFromEnv ? '$BACKEND_TOKEN' : stack.backendToken;
-  const tools = stack.modelInfo.vocabSize === 32768;
+  const tools = stack.modelInfo.vocabSize === V3_VOCAB_SIZE;
   return `
   backend  ${stack.backendUrl}   (model ${model}, CPU, pid ${stack.pids.backend})
   edge     ${stack.edgeUrl}   (OpenAI-compatible: ${stack.edgeUrl}/v1, pid ${stack.pids.edge})
