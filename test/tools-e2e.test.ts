@@ -43,7 +43,7 @@ const TOOLS: ChatCompletionTool[] = [
 ];
 const QUESTION: ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
 // Enough for one call with bounded arguments; a call cut short would fail the argument checks below. Random
-// weights never choose to stop: each request asks for one call (parallel_tool_calls false), which the grammar ends.
+// weights seldom close a call list: each request asks for one call (parallel_tool_calls false), which the grammar ends.
 const MAX_TOKENS = 96;
 
 let stack: Stack;
