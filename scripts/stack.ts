@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type RateLimits } from '../edge/src/auth/api-key-store';
 import { kvPut } from '../edge/scripts/wrangler-kv';
+import { writeEdgeWranglerConfig } from './edge-wrangler-config';
 import type { ModelInfo } from '../shared/protocol';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -38,6 +39,11 @@ export interface StackOptions {
   edgeOwnProcessGroup?: boolean;
   /** Called when a child exits on its own after the stack is up (not through stop() or stopBackend()). */
   onUnexpectedExit?: (which: 'backend' | 'edge', code: number | null, signal: NodeJS.Signals | null) => void;
+  /**
+   * The tokenizer asset the edge bundles (a build-tokenizer output) instead of edge/generated/tokenizer.json, e.g.
+   * the built-in v3 one: this stack then leaves that shared file, and any other stack using it, alone.
+   */
+  tokenizerAsset?: string;
   /** Restart a backend that dies on its own (npm start); without it a death goes to onUnexpectedExit. */
   restartBackend?: BackendRestartPolicy;
 }
@@ -285,11 +291,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     );
     const wrangler = path.join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
     if (!existsSync(wrangler)) throw new Error('wrangler is not installed: run `npm ci` first');
+    const config = options.tokenizerAsset
+      ? ['--config', await writeEdgeWranglerConfig(path.join(varsDir, `edge-${options.edgePort}.wrangler.json`), options.tokenizerAsset)]
+      : [];
     const edge = spawn(
       process.execPath,
       [
         wrangler,
         'dev',
+        ...config,
         '--local',
         '--ip',
         '127.0.0.1',

@@ -7,18 +7,27 @@ import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { prepareBuiltinV3Model } from './builtin-v3-model';
 import { assertPortFree, type BackendRestartPolicy, generateApiKey, PortInUseError, REPO_ROOT, startStack, type Stack } from './stack';
 
 /** A dead backend is restarted after 0.5, 1, 2, 4, 8 s; one that stayed up a minute starts the count again. */
 const RESTARTS: Omit<BackendRestartPolicy, 'maxAttempts'> = { initialMs: 500, maxMs: 10_000, stableMs: 60_000 };
 const DEFAULT_RESTART_ATTEMPTS = 5;
 
-const USAGE = `Usage: npm start [-- --model DIR] [--dtype fp32|fp16|int4] [--threads N]
+/** The --model value that serves the built-in v3 model instead of a folder (a folder of that name: ./builtin-v3). */
+const BUILTIN_V3 = 'builtin-v3';
+/** Mistral v3's vocabulary (7B v0.3, the built-in v3 model): the one with tool-call tokens. */
+const V3_VOCAB_SIZE = 32768;
+
+const USAGE = `Usage: npm start [-- --model DIR|builtin-v3] [--dtype fp32|fp16|int4] [--threads N]
 
 Starts the GPU backend (ONNX Runtime, CPU here) and the edge worker (wrangler dev, local) and prints a
 local API key. Without --model it serves the built-in tiny model with random weights (gibberish output).
 
   --model DIR     a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.model)
+  --model ${BUILTIN_V3}
+                  the built-in tiny model with Mistral v3's vocabulary (v0.3's tool-call tokens), random
+                  weights, no download: try function calling with tool_choice "required" or a named function
   --dtype D       weights as fp32 (default), fp16 or int4 (converted once, cached)
   --threads N     ONNX Runtime threads of the backend (default: the CPU count)
   --backend-restarts N   restarts in a row of a backend that dies before giving up (default ${DEFAULT_RESTART_ATTEMPTS}; 0: exit)
@@ -62,9 +71,19 @@ function buildTokenizer(model: string | undefined): void {
   if (built.status !== 0) process.exit(built.status ?? 1);
 }
 
+/** A chat body to paste; on a v3 model a forced tool call, which is what the built-in v3 model is for. */
+function sampleBody(model: string, tools: boolean): string {
+  const ask = (content: string) => `"messages":[{"role":"user","content":"${content}"}]`;
+  if (!tools) return `{"model":"${model}","stream":true,"max_tokens":32,${ask('Tell me a story.')}}`;
+  const parameters = '{"type":"object","properties":{"city":{"type":"string","maxLength":12}},"required":["city"]}';
+  const tool = `{"type":"function","function":{"name":"get_weather","parameters":${parameters}}}`;
+  return `{"model":"${model}","max_tokens":64,"tools":[${tool}],"tool_choice":"required","parallel_tool_calls":false,${ask('Weather in Paris?')}}`;
+}
+
 function banner(stack: Stack, tokenFromEnv: boolean): string {
   const model = stack.modelInfo.modelId;
   const token = tokenFromEnv ? '$BACKEND_TOKEN' : stack.backendToken;
+  const tools = stack.modelInfo.vocabSize === V3_VOCAB_SIZE;
   return `
   backend  ${stack.backendUrl}   (model ${model}, CPU, pid ${stack.pids.backend})
   edge     ${stack.edgeUrl}   (OpenAI-compatible: ${stack.edgeUrl}/v1, pid ${stack.pids.edge})
@@ -73,7 +92,7 @@ function banner(stack: Stack, tokenFromEnv: boolean): string {
 
   curl -N ${stack.edgeUrl}/v1/chat/completions \\
     -H "Authorization: Bearer ${stack.apiKey}" -H "Content-Type: application/json" \\
-    -d '{"model":"${model}","stream":true,"max_tokens":32,"messages":[{"role":"user","content":"Tell me a story."}]}'
+    -d '${sampleBody(model, tools)}'
 
   backend metrics: curl -H 'Authorization: Bearer ${token}' ${stack.backendUrl}/metrics
   edge metrics:    curl -H 'Authorization: Bearer ${stack.apiKey}' ${stack.edgeUrl}/metrics
@@ -111,11 +130,17 @@ async function main(): Promise<void> {
   const backendToken = process.env.BACKEND_TOKEN || undefined;
 
   let modelDir = values.model;
-  if (!modelDir) {
-    console.error('No --model given: serving the built-in tiny model with RANDOM weights (its output is gibberish).');
-    modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
+  let tokenizerAsset: string | undefined;
+  if (values.model === BUILTIN_V3) {
+    console.error('--model builtin-v3: the built-in tiny v3 model with RANDOM weights; tool_choice "required" or a named function gives valid calls.');
+    ({ modelDir, tokenizerAsset } = await prepareBuiltinV3Model());
+  } else {
+    if (!modelDir) {
+      console.error('No --model given: serving the built-in tiny model with RANDOM weights (its output is gibberish).');
+      modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
+    }
+    buildTokenizer(values.model);
   }
-  buildTokenizer(values.model);
 
   const backendArgs: string[] = [];
   if (values.threads) backendArgs.push('--threads', values.threads);
@@ -123,6 +148,7 @@ async function main(): Promise<void> {
   let stopping = false;
   const stack = await startStack({
     modelDir,
+    tokenizerAsset,
     backendPort,
     edgePort,
     apiKey,

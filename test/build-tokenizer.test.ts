@@ -1,5 +1,5 @@
 // The tokenizer asset builder (edge/scripts/build-tokenizer.ts) as operators run it: from a model folder with
-// tokenizer.model or tokenizer.json, the default from mistral-tokenizer-js, a bad folder, the up-to-date no-op.
+// tokenizer.model or tokenizer.json, the default from mistral-tokenizer-js (v1, or v3 with --builtin v3), a bad folder, the up-to-date no-op.
 
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
@@ -34,6 +34,7 @@ describe('build-tokenizer', () => {
     expect(resolveSource(modelFolder('a', 'tokenizer.model.v1')).kind).toBe('sentencepiece');
     expect(resolveSource(join(FIXTURES, 'generated-v1')).kind).toBe('hf-tokenizer-json');
     expect(resolveSource(undefined).kind).toBe('mistral-tokenizer-js');
+    expect(resolveSource(undefined, 'v3').kind).toBe('mistral-tokenizer-js-v3');
     expect(() => resolveSource(join(scratch, 'missing'))).toThrow(/not a directory/);
     expect(() => resolveSource(FIXTURES.replace(/tokenizer$/, 'stories260k'))).toThrow(/neither tokenizer.model nor tokenizer.json/);
   });
@@ -65,5 +66,19 @@ describe('build-tokenizer', () => {
     const failure = await run(TSX, [SCRIPT, '--model-dir', join(scratch, 'nope'), '--out', out]).catch((error: { code: number; stderr: string }) => error);
     expect('code' in failure && failure.code).toBe(1);
     expect((failure as { stderr: string }).stderr).toMatch(/build-tokenizer: --model-dir .*nope: not a directory/);
+  });
+
+  it('the CLI writes the built-in v3 asset with --builtin v3 and refuses other versions or a model folder beside it', async () => {
+    const out = join(scratch, 'builtin', 'tokenizer.json');
+    const written = await run(TSX, [SCRIPT, '--builtin', 'v3', '--out', out]);
+    expect(written.stdout).toMatch(/written.*v3, 32768 pieces, from mistral-tokenizer-js-v3/);
+    const asset = JSON.parse(readFileSync(out, 'utf8')) as TokenizerAsset;
+    expect([asset.pieces[5], asset.types[5], asset.pieces[771]]).toEqual(['[TOOL_CALLS]', 3, '<0x00>']);
+    const refused = async (args: string[]) => {
+      const failure = await run(TSX, [SCRIPT, ...args, '--out', out]).catch((error: { code: number; stderr: string }) => error);
+      return 'stderr' in failure ? failure.stderr : 'accepted';
+    };
+    expect(await refused(['--builtin', 'v2'])).toMatch(/--builtin must be v1 or v3, got v2/);
+    expect(await refused(['--builtin', 'v3', '--model-dir', scratch])).toMatch(/--builtin and --model-dir exclude each other/);
   });
 });

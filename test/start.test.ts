@@ -1,9 +1,9 @@
 // `npm start` as a user runs it (scripts/start.ts as a child process, the real backend and wrangler dev):
 // busy ports are refused before anything is written, Ctrl-C lets open streams end, a dead backend is
-// restarted (and ends the stack when restarts are switched off).
+// restarted (and ends the stack when restarts are switched off), --model builtin-v3 serves tool calls.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -185,5 +185,30 @@ describe('npm start', () => {
     expect(await run.exited).toBe(1);
     expect(run.output()).toContain('the backend was killed by SIGKILL; stopping the edge');
     expect(isAlive(edgePid)).toBe(false);
+  }, 240_000);
+
+  it('--model builtin-v3 serves the built-in v3 model: the printed curl gets a tool call, and the v1 tokenizer asset is left alone', async () => {
+    const v1Asset = path.join(REPO_ROOT, 'edge', 'generated', 'tokenizer.json');
+    const v1AssetWritten = () => (existsSync(v1Asset) ? statSync(v1Asset).mtimeMs : null);
+    const before = v1AssetWritten();
+    const run = startProcess({ BACKEND_PORT: String(await freePort()), EDGE_PORT: String(await freeEdgePort()), DEV_API_KEY: 'sk-local-builtin-v3' }, [
+      '--model',
+      'builtin-v3',
+      '--threads',
+      '1',
+    ]);
+    const { edgeUrl, text } = await bannerOf(run);
+    expect(text).toContain('(model mistral-tiny-random-v3,');
+    const body = /-d '(.+)'$/m.exec(text)![1]!;
+    const response = await fetch(`${edgeUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-local-builtin-v3', 'content-type': 'application/json' },
+      body,
+    });
+    expect(response.status, await response.clone().text()).toBe(200);
+    const { choices } = (await response.json()) as { choices: { finish_reason: string; message: { tool_calls: { function: { name: string } }[] } }[] };
+    expect(choices[0]!.finish_reason).toBe('tool_calls');
+    expect(choices[0]!.message.tool_calls.map((call) => call.function.name)).toEqual(['get_weather']);
+    expect(v1AssetWritten()).toBe(before);
   }, 240_000);
 });

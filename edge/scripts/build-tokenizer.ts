@@ -1,8 +1,9 @@
 // Writes edge/generated/tokenizer.json, the tokenizer asset the worker bundles. Sources, in order:
 // `--model-dir DIR` with DIR/tokenizer.model (SentencePiece) or DIR/tokenizer.json (Hugging Face BPE), else the
-// v1 vocabulary embedded in the npm package mistral-tokenizer-js. A no-op when the output is up to date.
+// v1 vocabulary embedded in the npm package mistral-tokenizer-js (`--builtin v3`: that vocabulary with v3's
+// reserved pieces, for the built-in v3 model). A no-op when the output is up to date.
 //
-//   tsx edge/scripts/build-tokenizer.ts [--model-dir DIR] [--out FILE] [--force]
+//   tsx edge/scripts/build-tokenizer.ts [--model-dir DIR | --builtin v1|v3] [--out FILE] [--force]
 
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseSentencePieceModel } from '../src/tokenizer/sentencepiece-model.ts';
 import { detectTemplateVersion, PIECE_TYPE, type TokenizerAsset, validateTokenizerAsset } from '../src/tokenizer/tokenizer-asset.ts';
+import { v3VocabularyFromV1 } from '../../shared/v3-vocabulary-from-v1.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DEFAULT_OUT = resolve(HERE, '../generated/tokenizer.json');
@@ -23,14 +25,17 @@ const WHITESPACE_ONLY = /^\u2581{2,}$/;
 const WHITESPACE_ONLY_SCORE = -1e9;
 
 export interface BuildSource {
-  kind: 'sentencepiece' | 'hf-tokenizer-json' | 'mistral-tokenizer-js';
+  kind: 'sentencepiece' | 'hf-tokenizer-json' | 'mistral-tokenizer-js' | 'mistral-tokenizer-js-v3';
   path: string;
 }
 
-export function resolveSource(modelDir: string | undefined): BuildSource {
+/** The built-in vocabularies: v1 as npm ships it, or v3 derived from it. */
+export type BuiltinVersion = 'v1' | 'v3';
+
+export function resolveSource(modelDir: string | undefined, builtin: BuiltinVersion = 'v1'): BuildSource {
   if (modelDir === undefined) {
     const require = createRequire(import.meta.url);
-    return { kind: 'mistral-tokenizer-js', path: require.resolve('mistral-tokenizer-js') };
+    return { kind: builtin === 'v3' ? 'mistral-tokenizer-js-v3' : 'mistral-tokenizer-js', path: require.resolve('mistral-tokenizer-js') };
   }
   const dir = resolve(modelDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--model-dir ${modelDir}: not a directory`);
@@ -57,7 +62,7 @@ function scoresFromMerges(pieces: string[], types: number[], merges: Iterable<[s
   });
 }
 
-async function fromMistralTokenizerJs(): Promise<TokenizerAsset> {
+async function fromMistralTokenizerJs(version: BuiltinVersion): Promise<TokenizerAsset> {
   // A variable specifier: the package ships no type declarations.
   const specifier = 'mistral-tokenizer-js';
   const { default: library } = (await import(specifier)) as { default: { vocabById: string[]; merges: Map<string, number> } };
@@ -76,7 +81,10 @@ async function fromMistralTokenizerJs(): Promise<TokenizerAsset> {
           ? PIECE_TYPE.byte
           : PIECE_TYPE.normal,
   );
-  return assemble(pieces, scoresFromMerges(pieces, types, merges), types, 'npm:mistral-tokenizer-js');
+  const v1 = { pieces, types, scores: scoresFromMerges(pieces, types, merges) };
+  if (version === 'v1') return assemble(v1.pieces, v1.scores, v1.types, 'npm:mistral-tokenizer-js');
+  const v3 = v3VocabularyFromV1(v1);
+  return assemble(v3.pieces, v3.scores, v3.types, 'npm:mistral-tokenizer-js + v3 reserved pieces');
 }
 
 interface HfTokenizerJson {
@@ -133,7 +141,7 @@ export async function buildTokenizerAsset(source: BuildSource): Promise<Tokenize
       ? { ...parseSentencePieceModel(new Uint8Array(readFileSync(source.path))), source: 'sentencepiece-model' }
       : source.kind === 'hf-tokenizer-json'
         ? fromHfTokenizerJson(source.path)
-        : await fromMistralTokenizerJs();
+        : await fromMistralTokenizerJs(source.kind === 'mistral-tokenizer-js-v3' ? 'v3' : 'v1');
   validateTokenizerAsset(asset);
   return asset;
 }
@@ -146,30 +154,35 @@ function stampFor(source: BuildSource): string {
     resolve(HERE, '../src/tokenizer/sentencepiece-model.ts'),
     resolve(HERE, '../../shared/sentencepiece-model.ts'),
     resolve(HERE, '../src/tokenizer/tokenizer-asset.ts'),
+    resolve(HERE, '../../shared/v3-vocabulary-from-v1.ts'),
   ];
   return JSON.stringify({ builder: BUILDER_VERSION, kind: source.kind, files: files.map((file) => [file, statSync(file).size, statSync(file).mtimeMs]) });
 }
 
-const USAGE = 'usage: npm run build:tokenizer -- [--model-dir DIR] [--out FILE] [--force]';
+const USAGE = 'usage: npm run build:tokenizer -- [--model-dir DIR | --builtin v1|v3] [--out FILE] [--force]';
 
 export async function main(argv: string[]): Promise<void> {
   let modelDir: string | undefined;
+  let builtin: string | undefined;
   let out = DEFAULT_OUT;
   let force = false;
   for (let index = 0; index < argv.length; index++) {
     const arg = argv[index];
     if (arg === '--model-dir') modelDir = argv[++index];
+    else if (arg === '--builtin') builtin = argv[++index];
     else if (arg === '--out') out = resolve(argv[++index]);
     else if (arg === '--force') force = true;
     else if (arg === '--help' || arg === '-h') {
       console.log(
-        `${USAGE}\nWrites the tokenizer asset the edge worker bundles, from DIR/tokenizer.model or DIR/tokenizer.json\n(default: the Mistral v1 vocabulary of mistral-tokenizer-js). A no-op when the output is up to date.`,
+        `${USAGE}\nWrites the tokenizer asset the edge worker bundles, from DIR/tokenizer.model or DIR/tokenizer.json\n(default: the Mistral v1 vocabulary of mistral-tokenizer-js; --builtin v3: that vocabulary with Mistral v3's\nreserved pieces, what the built-in v3 model uses). A no-op when the output is up to date.`,
       );
       return;
     } else throw new Error(`unknown argument ${arg} (${USAGE})`);
-    if ((arg === '--model-dir' || arg === '--out') && argv[index] === undefined) throw new Error(`${arg} needs a value`);
+    if ((arg === '--model-dir' || arg === '--builtin' || arg === '--out') && argv[index] === undefined) throw new Error(`${arg} needs a value`);
   }
-  const source = resolveSource(modelDir);
+  if (builtin !== undefined && builtin !== 'v1' && builtin !== 'v3') throw new Error(`--builtin must be v1 or v3, got ${builtin}`);
+  if (builtin !== undefined && modelDir !== undefined) throw new Error('--builtin and --model-dir exclude each other: a model folder brings its own tokenizer');
+  const source = resolveSource(modelDir, builtin);
   const stampPath = `${out}.stamp`;
   const stamp = stampFor(source);
   if (!force && existsSync(out) && existsSync(stampPath) && readFileSync(stampPath, 'utf8') === stamp) {

@@ -4,7 +4,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from './checkpoint';
 import { configFromHuggingFace } from './config';
-import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureDefaultModel, ensureRandomModel, writeRandomModel } from './default-model';
+import {
+  BENCH_125M_CONFIG,
+  BUILTIN_V3_MODEL_DIR,
+  DEFAULT_MODEL_CONFIG,
+  DEFAULT_MODEL_DIR,
+  ensureBuiltinV3Model,
+  ensureDefaultModel,
+  ensureRandomModel,
+  writeRandomModel,
+} from './default-model';
 import { ReferenceModel } from '../reference/reference-forward';
 import { writeSafetensors } from './safetensors';
 import { SeededRandom, hashSeed } from './seeded-random';
@@ -24,6 +33,19 @@ describe('SeededRandom', () => {
     expect(Math.abs(variance - 1)).toBeLessThan(0.05);
     expect(hashSeed(1, 'a')).not.toBe(hashSeed(1, 'b'));
     expect(hashSeed(1, 'a')).not.toBe(hashSeed(2, 'a'));
+  });
+});
+
+describe('built-in v3 model', () => {
+  it("is the default model's shape with v0.3's vocabulary and no window, in a folder of its own, generated once", async () => {
+    expect(BUILTIN_V3_MODEL_DIR).not.toBe(DEFAULT_MODEL_DIR);
+    const folder = await ensureBuiltinV3Model(join(root, 'v3'));
+    const checkpoint = await Checkpoint.open(folder);
+    expect(checkpoint.config).toMatchObject({ vocabSize: 32768, hiddenSize: 256, layerCount: 4, slidingWindow: null, bosTokenId: 1, eosTokenId: 2 });
+    await checkpoint.close();
+    const before = statSync(join(folder, 'model.safetensors')).ino;
+    expect(await ensureBuiltinV3Model(folder)).toBe(folder);
+    expect(statSync(join(folder, 'model.safetensors')).ino).toBe(before);
   });
 });
 

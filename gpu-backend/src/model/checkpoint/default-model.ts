@@ -32,6 +32,12 @@ export const DEFAULT_MODEL_CONFIG = {
   torch_dtype: 'float32',
 } as const;
 
+/**
+ * The built-in v3 model (`npm start -- --model builtin-v3`): the default model's shape with Mistral 7B v0.3's
+ * vocabulary (32768 ids, tool-call control tokens) and, like v0.3, no sliding window.
+ */
+export const BUILTIN_V3_MODEL_CONFIG = { ...DEFAULT_MODEL_CONFIG, vocab_size: 32768, sliding_window: null } as const;
+
 /** The ~125M-parameter benchmark shape (GPT-2-small-sized, with Mistral's GQA and window). */
 export const BENCH_125M_CONFIG = {
   ...DEFAULT_MODEL_CONFIG,
@@ -48,6 +54,8 @@ export const DEFAULT_MODEL_SEED = 20231010;
 
 /** Where `npm start`, the backend's --default-model and the tests keep the generated default model (git-ignored). */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../../../.models/mistral-tiny-random', import.meta.url));
+/** Where `npm start -- --model builtin-v3` and the function-calling end-to-end test keep the built-in v3 model. */
+export const BUILTIN_V3_MODEL_DIR = fileURLToPath(new URL('../../../../.models/mistral-tiny-random-v3', import.meta.url));
 
 /** Written into the safetensors metadata so a folder we generated (any version) can be told from a user's checkpoint. */
 const GENERATOR_NAME = 'mistral-edge-serve writeRandomModel';
@@ -164,4 +172,9 @@ export async function ensureRandomModel(dir: string, hfConfig: Record<string, un
 /** Makes sure `dir` holds the default model (generated in about a second when needed). Returns the absolute path. */
 export async function ensureDefaultModel(dir: string): Promise<string> {
   return ensureRandomModel(dir, DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_SEED);
+}
+
+/** Makes sure `dir` holds the built-in v3 model (generated once, like the default model). Returns the absolute path. */
+export async function ensureBuiltinV3Model(dir: string): Promise<string> {
+  return ensureRandomModel(dir, BUILTIN_V3_MODEL_CONFIG, DEFAULT_MODEL_SEED);
 }
