@@ -55,7 +55,8 @@ export async function* readBackendEvents(body: ReadableStream<Uint8Array>, idleM
       }
     }
   } finally {
-    // Left early (stop string, client gone, bad event): cancel the body so the backend sees the request end.
+    // Left early (client gone, bad event): cancel the body so the backend sees the request end. After a stop
+    // string the lease closes it instead, once the backend has been told it was a stop.
     if (!finished && !ownerCloses()) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
   }

@@ -24,7 +24,7 @@ export interface BackendLease {
   /**
    * The edge ends the request itself (a stop string): POSTs /v1/stop, and only once the backend has answered (or
    * the headers timeout passed) closes the connection, so the backend counts a stop, not a client that left. Until
-   * then the caller's abort and `stopping` hold the connection open. Never rejects; idempotent.
+   * then neither the caller's abort nor the body's reader (see `stopping`) closes it. Never rejects; idempotent.
    */
   stop(): Promise<void>;
   /** True once stop() was called: the body is closed by the lease, not by its reader. */
