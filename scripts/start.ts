@@ -3,6 +3,7 @@
 // the backend keeps dying, and on Ctrl-C lets the backend drain open streams before the edge stops.
 
 import { parseArgs } from 'node:util';
+import { modelIdFrom } from '../gpu-backend/src/config';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ const BUILTIN_V3 = 'builtin-v3';
 /** Mistral v3's vocabulary (7B v0.3, the built-in v3 model): the one with tool-call tokens. */
 const V3_VOCAB_SIZE = 32768;
 
-const USAGE = `Usage: npm start [-- --model DIR|builtin-v3] [--dtype fp32|fp16|int4] [--threads N]
+const USAGE = `Usage: npm start [-- --model DIR|builtin-v3] [--model-id NAME] [--dtype fp32|fp16|int4] [--threads N]
 
 Starts the GPU backend (ONNX Runtime, CPU here) and the edge worker (wrangler dev, local) and prints a
 local API key. Without --model it serves the built-in tiny model with random weights (gibberish output).
@@ -28,6 +29,7 @@ local API key. Without --model it serves the built-in tiny model with random wei
   --model ${BUILTIN_V3}
                   the built-in tiny model with Mistral v3's vocabulary (v0.3's tool-call tokens), random
                   weights, no download: try function calling with tool_choice "required" or a named function
+  --model-id NAME the model id clients send and /v1/models lists (default: the folder's name)
   --dtype D       weights as fp32 (default), fp16 or int4 (converted once, cached)
   --threads N     ONNX Runtime threads of the backend (default: the CPU count)
   --backend-restarts N   restarts in a row of a backend that dies before giving up (default ${DEFAULT_RESTART_ATTEMPTS}; 0: exit)
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       model: { type: 'string' },
+      'model-id': { type: 'string' },
       threads: { type: 'string' },
       dtype: { type: 'string' },
       'backend-restarts': { type: 'string' },
@@ -119,6 +122,13 @@ async function main(): Promise<void> {
   const restartAttempts = Number(values['backend-restarts'] ?? DEFAULT_RESTART_ATTEMPTS);
   if (!Number.isInteger(restartAttempts) || restartAttempts < 0) {
     console.error(`--backend-restarts must be a whole number of restarts (0 or more), got "${values['backend-restarts']}"`);
+    process.exit(2);
+  }
+  let modelId: string | undefined;
+  try {
+    modelId = modelIdFrom(values['model-id'], '--model-id');
+  } catch (error) {
+    console.error((error as Error).message);
     process.exit(2);
   }
   const backendPort = port('BACKEND_PORT', 8000);
@@ -145,6 +155,7 @@ async function main(): Promise<void> {
   const backendArgs: string[] = [];
   if (values.threads) backendArgs.push('--threads', values.threads);
   if (values.dtype) backendArgs.push('--dtype', values.dtype);
+  if (modelId) backendArgs.push('--model-id', modelId);
   let stopping = false;
   const stack = await startStack({
     modelDir,

@@ -61,6 +61,15 @@ export interface GenerateRequest {
 }
 
 /**
+ * POST /v1/stop body: the edge itself ended request `requestId` (a stop string matched in its text). The backend
+ * cancels it and counts it as a stop, so the edge's cancel of the stream that follows is not taken for a client
+ * that left. 204 when it was in flight, 404 when not (already ended, or unknown): the edge ignores both.
+ */
+export interface StopRequest {
+  requestId: string;
+}
+
+/**
  * A per-request constraint on the output (XGrammar on the backend). The mask applies before sampling; EOS is
  * allowed exactly when the grammar can end. A spec the backend cannot compile or enforce is answered with a
  * 400 `invalid_request` whose `param` is "grammar" and whose message names the problem (the schema is the

@@ -4,32 +4,16 @@
 /// <reference lib="dom" />
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { freePort, generateApiKey, REPO_ROOT, startStack, type Stack } from '../scripts/stack';
+import { CHROMIUM, CHROMIUM_FLAGS, HAVE_CHROMIUM, INSTALL_HINT, requireChromium } from './headless-chromium';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const HAVE_CHROMIUM = existsSync(CHROMIUM);
-const INSTALL_HINT = 'apt-get install -y chromium (Debian/Ubuntu), or set CHROMIUM_PATH to a Chromium or Chrome binary';
-if (!HAVE_CHROMIUM) {
-  if (process.env.CI) throw new Error(`CI must run the browser test, but there is no Chromium at ${CHROMIUM}: ${INSTALL_HINT}`);
-  console.warn(`\n  SKIPPED the playground browser test: no Chromium at ${CHROMIUM}.\n  Install it: ${INSTALL_HINT}\n`);
-}
-/** Without the network flags Chromium keeps trying to reach Google's services from a closed network. */
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+requireChromium('the playground browser test');
 const SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'playground.png');
 const SYSTEM_PROMPT = 'playground-demo';
 const MARKUP = '<img src=x onerror="window.__pwned=1">';

@@ -1,6 +1,7 @@
 // `npm start` as a user runs it (scripts/start.ts as a child process, the real backend and wrangler dev):
 // busy ports are refused before anything is written, Ctrl-C lets open streams end, a dead backend is
-// restarted (and ends the stack when restarts are switched off), --model builtin-v3 serves tool calls.
+// restarted (and ends the stack when restarts are switched off), --model builtin-v3 serves tool calls,
+// --model-id names the served model.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -150,6 +151,37 @@ describe('npm start', () => {
     const inBandError = ending.includes('"error"') || body.split('\n\n').at(-2)?.includes('"error"');
     expect(ending === 'data: [DONE]' || inBandError, ending).toBe(true);
     expect(await run.exited).toBe(0);
+  }, 240_000);
+
+  it('--model-id names the model clients send and /v1/models lists; a bad one exits 2 naming the flag', async () => {
+    const refused = startProcess({ BACKEND_PORT: String(await freePort()), EDGE_PORT: String(await freeEdgePort()) }, ['--model-id', 'tiny@prompt']);
+    expect(await refused.exited).toBe(2);
+    expect(refused.output()).toContain('--model-id must be');
+    expect(refused.output()).not.toContain('API key');
+
+    const run = startProcess({ BACKEND_PORT: String(await freePort()), EDGE_PORT: String(await freeEdgePort()), DEV_API_KEY: 'sk-local-model-id' }, [
+      '--threads',
+      '1',
+      '--model-id',
+      'acme/tiny-random-v1',
+    ]);
+    const { edgeUrl, text } = await bannerOf(run);
+    expect(text).toContain('(model acme/tiny-random-v1,');
+    expect(text).toContain('"model":"acme/tiny-random-v1"');
+    const headers = { authorization: 'Bearer sk-local-model-id', 'content-type': 'application/json' };
+    const models = (await (await fetch(`${edgeUrl}/v1/models`, { headers })).json()) as { data: { id: string }[] };
+    expect(models.data.map((model) => model.id)).toEqual(['acme/tiny-random-v1']);
+    const chat = (model: string) =>
+      fetch(`${edgeUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ model, max_tokens: 2, messages: [{ role: 'user', content: 'Hi.' }] }),
+      });
+    const served = await chat('acme/tiny-random-v1');
+    expect(served.status, await served.clone().text()).toBe(200);
+    expect(((await served.json()) as { model: string }).model).toBe('acme/tiny-random-v1');
+    // The folder's name is no longer an id of this stack.
+    expect((await chat('mistral-tiny-random')).status).toBe(404);
   }, 240_000);
 
   it('restarts a backend that dies, logs it, and serves through the same edge again', async () => {

@@ -3,6 +3,7 @@
 // written as text (textContent / text nodes); the page's CSP enforces Trusted Types, so an HTML sink throws.
 
 import { apiError, chatEvents, describeError, samplingFields } from './chat-stream.js';
+import { scrollFollower } from './scroll-follower.js';
 
 const KEY_STORAGE = 'mistral-edge-playground.api-key';
 
@@ -38,6 +39,8 @@ const ui = {
   newChat: element('new-chat', HTMLButtonElement),
   status: element('status', HTMLParagraphElement),
 };
+
+const follower = scrollFollower(ui.messages);
 
 /** @type {{ role: 'user' | 'assistant', content: string }[]} */
 let history = [];
@@ -109,7 +112,7 @@ function addMessage(role, text) {
   item.append(label, content);
   if (role === 'error') item.setAttribute('role', 'alert');
   ui.messages.append(item);
-  item.scrollIntoView({ block: 'end' });
+  follower.update();
   return { item, content };
 }
 
@@ -185,6 +188,7 @@ async function send() {
   }
   ui.prompt.value = '';
   addMessage('user', text);
+  follower.resume();
   const messages = [...history, { role: /** @type {const} */ ('user'), content: text }];
   const { item, content } = addMessage('assistant', '');
   const answerText = content.firstChild instanceof Text ? content.firstChild : content.appendChild(document.createTextNode(''));
@@ -204,6 +208,7 @@ async function send() {
     item.dataset.state = 'error';
     const error = addMessage('error', message);
     item.after(error.item);
+    follower.update();
     setStatus(message, 'error');
   };
   try {
@@ -230,6 +235,7 @@ async function send() {
         }
         stats.decodeMs = now - firstAt;
         answerText.appendData(event.text);
+        follower.update();
       } else if (event.type === 'finish') stats.finish = event.reason;
       else if (event.type === 'usage') stats.usage = event.usage;
       else fail(event.message);
@@ -248,6 +254,7 @@ async function send() {
   } finally {
     item.removeAttribute('aria-busy');
     if (item.isConnected) showStats(item, stats);
+    follower.update();
     const kept = item.dataset.state === 'done' || item.dataset.state === 'stopped';
     if (kept && chat === chatVersion) history = [...messages, { role: 'assistant', content: answerText.data }];
     inFlight = null;

@@ -30,7 +30,15 @@ describe('backendConfigFrom', () => {
       chunkSize: undefined,
       limits: {},
       model: { kind: 'checkpoint', modelDir: 'some/checkpoint' },
+      modelId: undefined,
     });
+  });
+
+  it('takes --model-id as written, and refuses one clients could not send back', () => {
+    expect(backendConfigFrom([...MODEL, '--model-id', 'mistralai/Mistral-7B-Instruct-v0.3'], {}).modelId).toBe('mistralai/Mistral-7B-Instruct-v0.3');
+    for (const bad of ['', 'two words', 'model@prompt', '-leading-dash', 'x'.repeat(129), 'tab\there']) {
+      expect(() => backendConfigFrom([...MODEL, `--model-id=${bad}`], {}), bad).toThrow(/--model-id must be/);
+    }
   });
 
   it('reads the environment: port, log level, token, cache folder, profile prefix', () => {

@@ -38,6 +38,8 @@ export interface BackendConfig {
   backendToken: string | undefined;
   /** 'fake': no model (tests); 'default': the built-in random tiny model; 'checkpoint': `modelDir`. */
   model: { kind: 'fake' } | { kind: 'default' } | { kind: 'checkpoint'; modelDir: string };
+  /** The id clients send and /v1/model reports; undefined: the model folder's name. */
+  modelId: string | undefined;
   executionProvider: ExecutionProvider;
   dtype: WeightFormat;
   kvCacheDtype: KvCacheDtype;
@@ -62,6 +64,7 @@ export const USAGE = `Usage: npm run backend -- --model DIR [options]     (or: n
 Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /ready, /metrics.
   --model DIR                Hugging Face checkpoint folder (config.json + *.safetensors)
   --default-model            the built-in random tiny model instead (generated on first use)
+  --model-id NAME            the id clients send and /v1/model reports (default: the model folder's name)
   --fake-engine              no model: a deterministic fake (tests)
   --host H, --port P         listen address (default ${DEFAULTS.host}, BACKEND_PORT or ${DEFAULTS.port}; 0 = any free port)
   --ep cpu|cuda|webgpu       ONNX Runtime execution provider (default ${DEFAULTS.executionProvider})
@@ -81,6 +84,7 @@ BACKEND_PORT, MODEL_ONNX_CACHE_DIR (default ${DEFAULTS.onnxCacheDir}), LOG_LEVEL
 
 const FLAGS = {
   model: { type: 'string' },
+  'model-id': { type: 'string' },
   'default-model': { type: 'boolean' },
   'fake-engine': { type: 'boolean' },
   host: { type: 'string' },
@@ -109,6 +113,17 @@ type Env = Record<string, string | undefined>;
 /** Where ONNX graphs are cached for every command that builds them: MODEL_ONNX_CACHE_DIR or DEFAULTS.onnxCacheDir. */
 export function onnxCacheDirFrom(env: Env): string {
   return path.resolve(env.MODEL_ONNX_CACHE_DIR || DEFAULTS.onnxCacheDir);
+}
+
+/**
+ * A served model's id as clients write it (Hugging Face style, `org/name-v0.2`), or throws naming `setting`.
+ * No `@`: the edge reads `<model>@<system prompt name>`; no spaces or controls: it goes into headers and logs.
+ */
+export function modelIdFrom(raw: string | undefined, setting: string): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/.test(raw))
+    throw new ConfigError(`${setting} must be 1-128 letters, digits and . _ : / - (starting with a letter or digit), got "${raw}"`);
+  return raw;
 }
 
 function integer(raw: string | undefined, setting: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
@@ -181,6 +196,7 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     maxModelLen: integer(flags['max-model-len'], '--max-model-len', 1),
     chunkSize: integer(flags['chunk-size'], '--chunk-size', 1),
     limits,
+    modelId: modelIdFrom(flags['model-id'], '--model-id'),
     model: model(), // last: a bad value elsewhere is named even without --model
   };
 }

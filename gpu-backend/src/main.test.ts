@@ -17,6 +17,7 @@ describe('main.ts', () => {
     [['--fake-engine', '--max-running', 'many'], '--max-running'],
     [['--fake-engine', '--kv-cache-dtype', 'fp8'], '--kv-cache-dtype'],
     [['--fake-engine', '--int4-block-size', '48'], '--int4-block-size'],
+    [['--fake-engine', '--model-id', 'a@b'], '--model-id'],
     [[], '--model'],
   ])('%j exits 2 naming %s', async (args, flag) => {
     const [command, argv] = node(args);
@@ -26,6 +27,26 @@ describe('main.ts', () => {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(2);
     expect(stderr).toContain(flag);
+  });
+
+  it('--model-id names the served model in the startup line and in /v1/model', async () => {
+    const [command, argv] = node(['--fake-engine', '--port', '0', '--model-id', 'acme/tiny-v1']);
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      let stdout = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /listening on (http:\/\/[^:]+:\d+)/.exec(stdout);
+          if (match) resolve(match[1]);
+        });
+        child.on('exit', () => reject(new Error(`exited before listening: ${stdout}`)));
+      });
+      expect(stdout).toContain('model acme/tiny-v1');
+      expect(((await (await fetch(`${url}/v1/model`)).json()) as { modelId: string }).modelId).toBe('acme/tiny-v1');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('serves, then drains on SIGTERM: the running stream finishes, new requests get 503, exit 0', async () => {

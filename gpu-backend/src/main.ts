@@ -50,7 +50,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
   if (config.model.kind === 'fake') {
     return {
       config,
-      engineHost: { engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000 } }, limits: config.limits },
+      engineHost: { engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000 } }, limits: config.limits, modelId: config.modelId },
       modelLabel: 'fake',
       modelDir: null,
     };
@@ -78,7 +78,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
   };
   return {
     config,
-    engineHost: { engine: { kind: 'onnx', options }, limits: config.limits },
+    engineHost: { engine: { kind: 'onnx', options }, limits: config.limits, modelId: config.modelId },
     modelLabel: `${modelDir} (${config.executionProvider}, ${config.dtype}, ${config.intraOpThreads} threads)`,
     modelDir,
   };

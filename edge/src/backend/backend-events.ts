@@ -25,8 +25,11 @@ async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, idleM
   }
 }
 
-/** `idleMs`: longest silence allowed between chunks (the backend's `: ping` comments count as chunks). */
-export async function* readBackendEvents(body: ReadableStream<Uint8Array>, idleMs: number): AsyncGenerator<GenerateEvent> {
+/**
+ * `idleMs`: longest silence allowed between chunks (the backend's `: ping` comments count as chunks).
+ * `ownerCloses`: true when the body's owner closes it itself after leaving early (a lease telling a stop).
+ */
+export async function* readBackendEvents(body: ReadableStream<Uint8Array>, idleMs: number, ownerCloses = () => false): AsyncGenerator<GenerateEvent> {
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const reader = body.getReader();
@@ -52,8 +55,9 @@ export async function* readBackendEvents(body: ReadableStream<Uint8Array>, idleM
       }
     }
   } finally {
-    // Left early (stop string, client gone, bad event): cancel the body so the backend sees the request end.
-    if (!finished) await reader.cancel().catch(() => undefined);
+    // Left early (client gone, bad event): cancel the body so the backend sees the request end. After a stop
+    // string the lease closes it instead, once the backend has been told it was a stop.
+    if (!finished && !ownerCloses()) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
   }
 }

@@ -2,7 +2,7 @@
 // Tries the next backend only while nothing has been streamed (connect error or 5xx before any token), and
 // never one that fails the peer check (protocol version, model; peer-check.ts).
 
-import { BACKEND_AUTH_HEADER, type GenerateRequest } from '../../../shared/protocol';
+import { BACKEND_AUTH_HEADER, type GenerateRequest, type StopRequest } from '../../../shared/protocol';
 import { HttpError } from '../../../shared/http-error';
 import { peerProblem, type PeerExpectation } from './peer-check';
 import { edgeMetrics } from '../observability/edge-metrics';
@@ -21,6 +21,14 @@ export interface BackendLease {
   response: Response;
   /** Marks the request done for load accounting; `failed` also starts the cooldown. */
   done(failed?: boolean): void;
+  /**
+   * The edge ends the request itself (a stop string): POSTs /v1/stop, and only once the backend has answered (or
+   * the headers timeout passed) closes the connection, so the backend counts a stop, not a client that left. Until
+   * then neither the caller's abort nor the body's reader (see `stopping`) closes it. Never rejects; idempotent.
+   */
+  stop(): Promise<void>;
+  /** True once stop() was called: the body is closed by the lease, not by its reader. */
+  readonly stopping: boolean;
 }
 
 const states = new Map<string, BackendState>();
@@ -75,6 +83,39 @@ async function grammarRefusal(response: Response, request: GenerateRequest): Pro
   return new HttpError(response.status, 'invalid_request', `Invalid value for '${field}': ${body.error.message.slice(0, MAX_GRAMMAR_MESSAGE_CHARS)}`, field);
 }
 
+/** POST /v1/stop for `requestId`; any failure is only logged (the abort that follows then counts as one). */
+async function postStop(url: string, config: PoolConfig, requestId: string): Promise<void> {
+  try {
+    const body = JSON.stringify({ requestId } satisfies StopRequest);
+    const signal = AbortSignal.timeout(config.backendHeadersTimeoutMs);
+    const response = await fetch(`${url}/v1/stop`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal });
+    await response.body?.cancel();
+    // 404: the request ended on its own meanwhile; nothing left to stop.
+    if (!response.ok && response.status !== 404) console.error(`edge: backend ${url} answered ${response.status} to /v1/stop`);
+  } catch (error) {
+    console.error(`edge: backend ${url} did not take /v1/stop: ${(error as Error).message}`);
+  }
+}
+
+/** The lease of a backend that answered 2xx; `attempt` aborts its fetch, which a stop does once it was told. */
+function leaseOf(url: string, response: Response, done: BackendLease['done'], attempt: AbortController, tellStop: () => Promise<void>): BackendLease {
+  let stopping: Promise<void> | null = null;
+  return {
+    url,
+    response,
+    done,
+    stop: () =>
+      (stopping ??= tellStop().then(async () => {
+        attempt.abort();
+        // The fetch's abort ends the body in a runtime; a body still unread and unlocked is let go here too.
+        if (!response.body?.locked) await response.body?.cancel().catch(() => undefined);
+      })),
+    get stopping() {
+      return stopping !== null;
+    },
+  };
+}
+
 /** What openGeneration needs of the edge config. */
 export interface PoolConfig {
   backendUrls: string[];
@@ -103,7 +144,11 @@ export async function openGeneration(config: PoolConfig, peer: PeerExpectation, 
     };
     // The attempt's own signal: the caller's abort, or this backend's headers deadline.
     const attempt = new AbortController();
-    const follow = () => attempt.abort();
+    let lease: BackendLease | null = null;
+    // While a stop is being told, the stop's own end closes the connection.
+    const follow = () => {
+      if (!lease?.stopping) attempt.abort();
+    };
     signal.addEventListener('abort', follow);
     let timedOut = false;
     const deadline = setTimeout(() => {
@@ -123,7 +168,7 @@ export async function openGeneration(config: PoolConfig, peer: PeerExpectation, 
       const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal: attempt.signal });
       clearTimeout(deadline);
       edgeMetrics.countBackendAttempt(response.ok ? 'ok' : 'refused');
-      if (response.ok && response.body) return { url, response, done };
+      if (response.ok && response.body) return (lease = leaseOf(url, response, done, attempt, () => postStop(url, config, request.requestId)));
       signal.removeEventListener('abort', follow);
       const grammarError = await grammarRefusal(response, request);
       await response.body?.cancel().catch(() => undefined);

@@ -19,7 +19,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
   try {
     lease = await openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
     const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [], toolCalls: [] }));
-    for await (const event of planEvents(plan, lease, upstream, received)) {
+    for await (const event of planEvents(plan, lease, received)) {
       if (event.type === 'delta') {
         choices[event.choice].text += event.text;
         choices[event.choice].logprobs.push(...event.logprobs);

@@ -80,16 +80,22 @@ export function peerOf(plan: GenerationPlan): PeerExpectation {
   return { vocabSize, bosTokenId, eosTokenId, maxModelLen: plan.config.maxModelLen };
 }
 
-/** The backend's body as text events; a stop-string hit on every choice aborts `upstream`. */
-export function planEvents(plan: GenerationPlan, lease: BackendLease, upstream: AbortController, received: ReceivedCount): AsyncGenerator<OutputEvent> {
-  return generationEvents(readBackendEvents(lease.response.body!, plan.config.backendIdleTimeoutMs), {
-    tokenizer: plan.tokenizer,
-    choiceCount: plan.choiceCount,
-    stop: plan.stop,
-    promptTokenCount: plan.request.tokenIds.length,
-    onAllStopped: () => upstream.abort(),
-    continuesPrompt: plan.continuesPrompt,
-    received,
-    toolCallTokenId: plan.toolCallTokenId,
-  });
+/**
+ * The backend's body as text events. A stop-string hit on every choice ends the backend request through the
+ * lease's stop (counted a stop there, not an abort), under waitUntil so the client's answer does not wait for it.
+ */
+export function planEvents(plan: GenerationPlan, lease: BackendLease, received: ReceivedCount): AsyncGenerator<OutputEvent> {
+  return generationEvents(
+    readBackendEvents(lease.response.body!, plan.config.backendIdleTimeoutMs, () => lease.stopping),
+    {
+      tokenizer: plan.tokenizer,
+      choiceCount: plan.choiceCount,
+      stop: plan.stop,
+      promptTokenCount: plan.request.tokenIds.length,
+      onAllStopped: () => plan.waitUntil(lease.stop()),
+      continuesPrompt: plan.continuesPrompt,
+      received,
+      toolCallTokenId: plan.toolCallTokenId,
+    },
+  );
 }

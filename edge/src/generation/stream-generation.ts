@@ -128,7 +128,7 @@ class StreamSession {
       return;
     }
     this.lease = lease;
-    for await (const event of planEvents(this.plan, lease, this.upstream, this.received)) {
+    for await (const event of planEvents(this.plan, lease, this.received)) {
       this.stopHeartbeat();
       if (this.closed) return;
       this.write(event);

@@ -123,7 +123,7 @@ describe('POST /v1/chat/completions', () => {
     const calls = fakeBackend(() => sseResponse(stream));
     const pending = chat({ stream: true, stop: ['never', 'STOP HERE'] });
     // The stop string spans several tokens; feed them one by one as a backend would.
-    const { response } = await pending;
+    const { response, settle } = await pending;
     for (const id of ids) stream.send('token', { choice: 0, tokenIds: [id] });
     const { data, done } = await readSse(response);
     const chunks = data as Chunk[];
@@ -131,6 +131,8 @@ describe('POST /v1/chat/completions', () => {
     expect(content).toBe('Count: one two three ');
     expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('stop');
     expect(done).toBe(true);
+    // The backend is told of the stop first (stop-string-end.test.ts), then the fetch ends.
+    await settle();
     expect(calls[0].signal.aborted).toBe(true);
     expect(stream.cancelled).toBe(true);
   });

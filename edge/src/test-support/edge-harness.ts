@@ -11,6 +11,7 @@ import {
   type GenerateEventMap,
   type GenerateRequest,
   type ModelInfo,
+  type StopRequest,
 } from '../../../shared/protocol';
 import { encodeSse, SseParser } from '../../../shared/sse';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type KeyRecord, type RateLimits } from '../auth/api-key-store';
@@ -97,17 +98,26 @@ export function matchingModelInfo(): ModelInfo {
   return { modelId: env.MODEL_ID as string, vocabSize, maxModelLen: Number(env.MAX_MODEL_LEN), slidingWindow: null, bosTokenId, eosTokenId };
 }
 
+/** What a stand-in backend is told on POST /v1/stop. */
+export type StopHandler = (stop: StopRequest, url: string) => Response | Promise<Response>;
+
 /**
  * Replaces fetch for every backend url; returns the generate calls seen. GET /v1/model (the edge's peer
- * check) is answered with `modelInfo` (default: a backend that matches the edge) and protocol `version`.
+ * check) is answered with `modelInfo` (default: a backend that matches the edge) and protocol `version`;
+ * POST /v1/stop by `onStop` (default: 204).
  */
-export function fakeBackend(handler: BackendHandler, peer: { modelInfo?: ModelInfo; version?: string } = {}): BackendCall[] {
+export function fakeBackend(handler: BackendHandler, peer: { modelInfo?: ModelInfo; version?: string; onStop?: StopHandler } = {}): BackendCall[] {
   resetPeerChecks();
   const calls: BackendCall[] = [];
   vi.spyOn(globalThis, 'fetch').mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const request = new Request(input, init);
-    if (request.method === 'GET' && new URL(request.url).pathname === '/v1/model') {
+    const { pathname } = new URL(request.url);
+    if (request.method === 'GET' && pathname === '/v1/model') {
       return Response.json(peer.modelInfo ?? matchingModelInfo(), { headers: { [PROTOCOL_VERSION_HEADER]: peer.version ?? String(PROTOCOL_VERSION) } });
+    }
+    if (request.method === 'POST' && pathname === '/v1/stop') {
+      const stop = (await request.json()) as StopRequest;
+      return peer.onStop ? peer.onStop(stop, request.url) : new Response(null, { status: 204 });
     }
     const call: BackendCall = {
       url: request.url,

@@ -20,7 +20,7 @@ import type { GenerationClient, SubmitOutcome } from './generation-client';
 import type { GrammarChecker } from './grammar/grammar-checker';
 import { grammarSourceOf, MAX_GRAMMAR_TEXT } from './grammar/grammar-source';
 import type { RequestOutcome } from './metrics';
-import { RequestSchema, type ValidatedGenerateRequest } from './request-schema';
+import { parseStopRequest, RequestSchema, type ValidatedGenerateRequest } from './request-schema';
 
 export interface BackendAppOptions {
   client: GenerationClient;
@@ -34,6 +34,8 @@ export interface BackendAppOptions {
 
 /** Token ids as JSON take ~6 bytes each: room for far more than any context length. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** A /v1/stop body is one id of at most 256 characters. */
+const MAX_STOP_BODY_BYTES = 4 * 1024;
 const OPEN_PATHS = new Set(['/health', '/ready']);
 
 function tokenMatches(header: string | undefined, expected: Buffer): boolean {
@@ -92,10 +94,14 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   });
   app.get('/metrics', (c) => c.text(client.metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
 
-  const bodyTooLarge = () => {
-    throw new HttpError(413, 'invalid_request', `The body exceeds ${MAX_BODY_BYTES} bytes.`);
-  };
-  app.post('/v1/generate', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: bodyTooLarge }), async (c) => {
+  const limitBody = (maxSize: number) =>
+    bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new HttpError(413, 'invalid_request', `The body exceeds ${maxSize} bytes.`);
+      },
+    });
+  app.post('/v1/generate', limitBody(MAX_BODY_BYTES), async (c) => {
     if (!client.isReady() || !client.modelInfo || !client.limits) throw notReady('The model is not loaded yet.');
     schema ??= new RequestSchema({ vocabSize: client.modelInfo.vocabSize, maxModelLen: client.modelInfo.maxModelLen, maxChoices: client.limits.maxRunning });
     const body: unknown = await c.req.json().catch(() => {
@@ -104,6 +110,16 @@ export function createBackendApp(options: BackendAppOptions): Hono {
     const request = schema.parse(body);
     if (request.grammarSpec) await prepareGrammar(request, options.grammarChecker);
     return request.stream ? streamGeneration(c, client, request, heartbeatMs) : collectGeneration(c, client, request);
+  });
+
+  // The edge ended a request on a stop string and says so before it cancels the stream (shared/protocol.ts).
+  app.post('/v1/stop', limitBody(MAX_STOP_BODY_BYTES), async (c) => {
+    const body: unknown = await c.req.json().catch(() => {
+      throw badRequest('The body must be JSON.');
+    });
+    const { requestId } = parseStopRequest(body);
+    if (!client.stop(requestId)) throw new HttpError(404, 'not_found', 'No request with this requestId is in flight.', 'requestId');
+    return c.body(null, 204);
   });
 
   const render = (error: HttpError) => {

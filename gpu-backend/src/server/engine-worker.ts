@@ -24,10 +24,10 @@ async function loadEngine(options: EngineHostOptions['engine']): Promise<ModelEn
   return Engine.load(options.options);
 }
 
-export function modelInfoOf(engine: ModelEngine): ModelInfo {
+function modelInfoOf(engine: ModelEngine, modelId = engine.modelId): ModelInfo {
   const { config } = engine;
   return {
-    modelId: engine.modelId,
+    modelId,
     vocabSize: config.vocabSize,
     maxModelLen: engine.maxModelLen,
     slidingWindow: config.slidingWindow,
@@ -96,7 +96,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
         else scheduler.cancel(message.id);
       } else scheduler.stop();
     });
-    port.post({ type: 'ready', modelInfo: modelInfoOf(engine), limits, stats: scheduler.stats() });
+    port.post({ type: 'ready', modelInfo: modelInfoOf(engine, options.modelId), limits, stats: scheduler.stats() });
     const flush = (didWork = true) => {
       if (!didWork && events.length === 0) return;
       const stats = scheduler.stats();

@@ -19,12 +19,16 @@ export type SubmitOutcome =
   | { ok: false; code: 'overloaded' | 'shutting_down' | 'backend_unavailable'; message: string };
 
 interface Pending {
+  /** The edge's id (GenerateRequest.requestId), by which /v1/stop names it. */
+  requestId: string;
   listener: EventListener;
   arrivedAt: number;
   firstTokenSeen: boolean;
   /** Time of each choice's last token event, for inter-token latency. */
   lastTokenAt: Map<number, number>;
   outcome: RequestOutcome;
+  /** The edge ended it on a stop string (stop()): the choices it cancels finish as 'stop', not 'abort'. */
+  stopped: boolean;
 }
 
 interface Transport {
@@ -111,13 +115,37 @@ export class GenerationClient {
     if (!this.queue.canAdmit(request.sampling.n)) return { ok: false, code: 'overloaded', message: 'Too many requests are queued; retry later.' };
     const id = this.nextId++;
     this.queue.reserve(id, request.sampling.n);
-    this.pending.set(id, { listener, arrivedAt: performance.now(), firstTokenSeen: false, lastTokenAt: new Map(), outcome: 'stop' });
+    this.pending.set(id, {
+      requestId: request.requestId,
+      listener,
+      arrivedAt: performance.now(),
+      firstTokenSeen: false,
+      lastTokenAt: new Map(),
+      outcome: 'stop',
+      stopped: false,
+    });
     const sampling = { ...request.sampling, seed: request.sampling.seed ?? randomSeed() };
     this.transport.send({
       type: 'submit',
       request: { id, tokenIds: request.tokenIds, sampling, prefixLength: request.prefixLength, grammar: request.grammar },
     });
     return { ok: true, id, cancel: () => this.transport.send({ type: 'cancel', id }) };
+  }
+
+  /**
+   * The edge ended the request named `requestId` on a stop string: cancel it, and let what the cancel cuts short
+   * count as a stop. False when no such request is in flight. Every request of that id is stopped (the edge makes
+   * them unique; a repeated id only ever names the caller's own requests).
+   */
+  stop(requestId: string): boolean {
+    let found = false;
+    for (const [id, entry] of this.pending) {
+      if (entry.requestId !== requestId) continue;
+      found = true;
+      entry.stopped = true;
+      this.transport.send({ type: 'cancel', id });
+    }
+    return found;
   }
 
   /** Resolves once no request is in flight (every one ended or failed). */
@@ -195,9 +223,10 @@ export class GenerationClient {
     }
   }
 
-  private route(id: number, event: GenerateEvent): void {
+  private route(id: number, sent: GenerateEvent): void {
     const entry = this.pending.get(id);
     if (!entry) return; // ended here already (shutdown, error): the engine thread is catching up
+    const event = entry.stopped ? asStopped(sent) : sent;
     const now = performance.now();
     if (event.event === 'token') {
       if (!entry.firstTokenSeen) {
@@ -226,4 +255,10 @@ export class GenerationClient {
     this.metrics.countRequest(outcome);
     if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
+}
+
+/** A choice that the cancel of a stop() cut short finished on a stop, as far as anyone downstream can tell. */
+function asStopped(event: GenerateEvent): GenerateEvent {
+  if (event.event !== 'finish' || event.data.finishReason !== 'abort') return event;
+  return { event: 'finish', data: { ...event.data, finishReason: 'stop' } };
 }

@@ -4,7 +4,7 @@
 
 import { z } from 'zod';
 import { HttpError, badRequest, fieldPath } from '../../../shared/http-error';
-import { DEFAULT_SAMPLING, type GrammarSpec, type SamplingParams } from '../../../shared/protocol';
+import { DEFAULT_SAMPLING, type GrammarSpec, type SamplingParams, type StopRequest } from '../../../shared/protocol';
 import { SAMPLING_FIELDS, fieldSchema, type SamplingFieldName } from '../../../shared/sampling-fields';
 import { GrammarSpecSchema, type GrammarSource } from './grammar/grammar-source';
 
@@ -27,6 +27,8 @@ export interface ValidatedGenerateRequest {
 }
 
 const MAX_STOP_TOKEN_IDS = 64;
+const REQUEST_ID = z.string().min(1).max(256);
+const STOP_REQUEST = z.object({ requestId: REQUEST_ID });
 
 function schemaFor(limits: RequestLimits) {
   const tokenId = z
@@ -43,7 +45,7 @@ function schemaFor(limits: RequestLimits) {
   const fields = Object.keys(SAMPLING_FIELDS) as SamplingFieldName[];
   const sampling = z.object(Object.fromEntries(fields.map((name) => [name, (bySize[name] ?? fieldSchema(SAMPLING_FIELDS[name], 'protocol')).optional()])));
   return z.object({
-    requestId: z.string().min(1).max(256),
+    requestId: REQUEST_ID,
     tokenIds: z.array(tokenId).min(1, 'must hold at least one token id'),
     sampling: sampling.optional(),
     stream: z.boolean().optional(),
@@ -85,6 +87,13 @@ export class RequestSchema {
     if (grammar) request.grammarSpec = grammar as GrammarSpec;
     return request;
   }
+}
+
+/** A POST /v1/stop body, or throws the 400 naming requestId. */
+export function parseStopRequest(body: unknown): StopRequest {
+  const parsed = STOP_REQUEST.safeParse(body);
+  if (!parsed.success) throw badRequest(`requestId: ${parsed.error.issues[0].message}`, 'requestId');
+  return parsed.data;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -16,6 +16,8 @@ export interface ServingLimits extends SchedulerLimits {
 export interface EngineHostOptions {
   engine: { kind: 'onnx'; options: EngineOptions } | { kind: 'fake'; options: Omit<FakeEngineOptions, 'beforeStep'> };
   limits?: Partial<ServingLimits>;
+  /** The id /v1/model reports; defaults to the engine's own (the model folder's name). */
+  modelId?: string;
   /** Folder whose tokenizer gives the grammar vocabulary; defaults to the ONNX engine's model folder. */
   vocabularyDir?: string;
   /** Post a debug line per step: decodes, prefill tokens, wall time and the bytes it moved (engine.kvStats()). */
