@@ -97,7 +97,7 @@ describe('servingLimits', () => {
       maxBatchedTokens: 512,
       maxQueue: 64,
       prefixCacheSize: 4,
-      prefixMinTokens: 64,
+      prefixBlockTokens: 16,
       prefillStallFactor: 1.5,
       prefillMinTokens: 8,
     });

@@ -213,8 +213,8 @@ export function servingLimits(sequences: number, given: Partial<ServingLimits> =
     maxBatchedTokens,
     maxQueue: given.maxQueue ?? Math.max(16, 4 * maxRunning),
     prefixCacheSize,
-    // A snapshot copies a whole KV row: below ~64 ids the prefill it saves is cheaper than the copy.
-    prefixMinTokens: given.prefixMinTokens ?? 64,
+    // Blocks of 16 ids (vLLM's default block size): a short system prompt or a short turn still counts.
+    prefixBlockTokens: given.prefixBlockTokens ?? 16,
     prefillStallFactor: given.prefillStallFactor ?? 1.5,
     prefillMinTokens: given.prefillMinTokens ?? 8,
   };

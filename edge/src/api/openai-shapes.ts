@@ -30,7 +30,7 @@ const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 const encoder = new TextEncoder();
 
 /** The text a single token stands for, and its bytes (a byte-fallback token is one raw byte). */
-export function tokenText(tokenizer: Tokenizer, tokenId: number): { token: string; bytes: number[] } {
+function tokenText(tokenizer: Tokenizer, tokenId: number): { token: string; bytes: number[] } {
   const piece = tokenizer.idToPiece(tokenId) ?? '';
   const byte = BYTE_PIECE.exec(piece);
   if (byte) {
@@ -41,11 +41,21 @@ export function tokenText(tokenizer: Tokenizer, tokenId: number): { token: strin
   return { token, bytes: Array.from(encoder.encode(token)) };
 }
 
-export function chatLogprobs(tokenizer: Tokenizer, entries: SampledLogprob[]): TokenLogprobOut[] {
+/**
+ * A token as logprobs name it: its text, or with vLLM's return_tokens_as_token_ids "token_id:N", so a
+ * client sees the ids generated (text that the edge re-tokenizes may come out as other ids). The bytes
+ * stay the token's own either way.
+ */
+function labelled(tokenizer: Tokenizer, tokenId: number, asTokenIds: boolean): { token: string; bytes: number[] } {
+  const text = tokenText(tokenizer, tokenId);
+  return asTokenIds ? { token: `token_id:${tokenId}`, bytes: text.bytes } : text;
+}
+
+export function chatLogprobs(tokenizer: Tokenizer, entries: SampledLogprob[], asTokenIds: boolean): TokenLogprobOut[] {
   return entries.map((entry) => ({
-    ...tokenText(tokenizer, entry.tokenId),
+    ...labelled(tokenizer, entry.tokenId, asTokenIds),
     logprob: entry.logprob,
-    top_logprobs: (entry.top ?? []).map((alt) => ({ ...tokenText(tokenizer, alt.tokenId), logprob: alt.logprob })),
+    top_logprobs: (entry.top ?? []).map((alt) => ({ ...labelled(tokenizer, alt.tokenId, asTokenIds), logprob: alt.logprob })),
   }));
 }
 
@@ -57,17 +67,23 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
-export function appendCompletionLogprobs(target: CompletionLogprobs, tokenizer: Tokenizer, entries: SampledLogprob[], textOffset: number): void {
+/** Appends `entries`; text offsets follow the tokens' text even when they are named by id. */
+export function appendCompletionLogprobs(
+  target: CompletionLogprobs,
+  tokenizer: Tokenizer,
+  entries: SampledLogprob[],
+  textOffset: number,
+  asTokenIds: boolean,
+): void {
   let offset = textOffset;
   for (const entry of entries) {
-    const { token } = tokenText(tokenizer, entry.tokenId);
-    target.tokens.push(token);
+    target.tokens.push(labelled(tokenizer, entry.tokenId, asTokenIds).token);
     target.token_logprobs.push(entry.logprob);
     target.text_offset.push(offset);
-    offset += token.length;
+    offset += tokenText(tokenizer, entry.tokenId).token.length;
     if (target.top_logprobs) {
       const top: Record<string, number> = {};
-      for (const alt of entry.top ?? []) top[tokenText(tokenizer, alt.tokenId).token] = alt.logprob;
+      for (const alt of entry.top ?? []) top[labelled(tokenizer, alt.tokenId, asTokenIds).token] = alt.logprob;
       target.top_logprobs.push(top);
     }
   }

@@ -67,6 +67,8 @@ const samplingFields = {
   stream_options: optional(z.object({ include_usage: optional(z.boolean()) })),
   user: optional(z.string().max(512)),
   system_prompt_id: optional(z.string().min(1).max(128)),
+  /** vLLM's: logprobs name each token "token_id:N" instead of its text. */
+  return_tokens_as_token_ids: optional(z.boolean()),
 };
 
 /** OpenAI's own rule: stream_options means nothing without a stream, so it is refused rather than ignored. */

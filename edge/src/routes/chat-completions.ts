@@ -22,7 +22,10 @@ function assistantMessage(text: string, toolCalls: ToolCallResult[]) {
   return { role: 'assistant', content: text || null, refusal: null, tool_calls: calls };
 }
 
-function chatFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, withLogprobs: boolean, includeUsage: boolean): StreamFormat {
+/** How logprobs are written: null when not asked for; asTokenIds for return_tokens_as_token_ids. */
+type LogprobsLabel = { asTokenIds: boolean } | null;
+
+function chatFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, label: LogprobsLabel, includeUsage: boolean): StreamFormat {
   const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
   const extra = includeUsage ? { usage: null } : {};
   return {
@@ -30,7 +33,12 @@ function chatFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, w
     delta: (choice, text, logprobs) => ({
       ...base,
       choices: [
-        { index: choice, delta: { content: text }, logprobs: withLogprobs ? { content: chatLogprobs(tokenizer, logprobs) } : null, finish_reason: null },
+        {
+          index: choice,
+          delta: { content: text },
+          logprobs: label ? { content: chatLogprobs(tokenizer, logprobs, label.asTokenIds) } : null,
+          finish_reason: null,
+        },
       ],
       ...extra,
     }),
@@ -40,12 +48,12 @@ function chatFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, w
   };
 }
 
-function chatApi(tokenizer: Tokenizer, logprobs: number | undefined): GenerationApi {
-  const logprobsOf = (entries: SampledLogprob[]) => (logprobs !== undefined ? { content: chatLogprobs(tokenizer, entries) } : null);
+function chatApi(tokenizer: Tokenizer, label: LogprobsLabel): GenerationApi {
+  const logprobsOf = (entries: SampledLogprob[]) => (label ? { content: chatLogprobs(tokenizer, entries, label.asTokenIds) } : null);
   return {
     idPrefix: 'chatcmpl',
     promptParam: 'messages',
-    streamFormat: (ids, includeUsage) => chatFormat(ids, tokenizer, logprobs !== undefined, includeUsage),
+    streamFormat: (ids, includeUsage) => chatFormat(ids, tokenizer, label, includeUsage),
     response: ({ id, model, created }, result) => ({
       id,
       object: 'chat.completion',
@@ -70,7 +78,8 @@ export async function chatCompletions(c: AppContext): Promise<Response> {
   const tokenizer = getDefaultTokenizer();
   const { prompt, tools } = await chatRequestPrompt(c, tokenizer, systemPromptName, body.messages, () => planTools(body, tokenizer));
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
-  return runGeneration(c, chatApi(tokenizer, logprobs), {
+  const label = logprobs !== undefined ? { asTokenIds: body.return_tokens_as_token_ids ?? false } : null;
+  return runGeneration(c, chatApi(tokenizer, label), {
     body,
     model,
     tokenizer,

@@ -18,13 +18,16 @@ import { responseFormatGrammar } from '../tools/tool-request';
 /** OpenAI's default for /v1/completions. */
 const DEFAULT_COMPLETION_TOKENS = 16;
 
-function logprobsFor(tokenizer: Tokenizer, entries: SampledLogprob[], offset: number, top: boolean): CompletionLogprobs {
-  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: top ? [] : null, text_offset: [] };
-  appendCompletionLogprobs(out, tokenizer, entries, offset);
+/** The request's logprobs (how many alternatives) and return_tokens_as_token_ids; null when not asked for. */
+type LogprobsAsked = { top: number; asTokenIds: boolean } | null;
+
+function logprobsFor(tokenizer: Tokenizer, entries: SampledLogprob[], offset: number, asked: NonNullable<LogprobsAsked>): CompletionLogprobs {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: asked.top > 0 ? [] : null, text_offset: [] };
+  appendCompletionLogprobs(out, tokenizer, entries, offset, asked.asTokenIds);
   return out;
 }
 
-function completionFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, logprobs: number | undefined, includeUsage: boolean): StreamFormat {
+function completionFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, asked: LogprobsAsked, includeUsage: boolean): StreamFormat {
   const base = { id, object: 'text_completion', created, model, system_fingerprint: null };
   const offsets: number[] = [];
   return {
@@ -32,7 +35,7 @@ function completionFormat({ id, model, created }: ResponseIds, tokenizer: Tokeni
     delta: (choice, text, entries) => {
       const offset = offsets[choice] ?? 0;
       offsets[choice] = offset + text.length;
-      const lp = logprobs !== undefined ? logprobsFor(tokenizer, entries, offset, logprobs > 0) : null;
+      const lp = asked ? logprobsFor(tokenizer, entries, offset, asked) : null;
       return { ...base, choices: [{ index: choice, text, logprobs: lp, finish_reason: null }] };
     },
     finish: (choice, finishReason) => ({ ...base, choices: [{ index: choice, text: '', logprobs: null, finish_reason: finishReason }] }),
@@ -40,12 +43,12 @@ function completionFormat({ id, model, created }: ResponseIds, tokenizer: Tokeni
   };
 }
 
-function completionApi(tokenizer: Tokenizer, logprobs: number | undefined): GenerationApi {
+function completionApi(tokenizer: Tokenizer, asked: LogprobsAsked): GenerationApi {
   return {
     idPrefix: 'cmpl',
     promptParam: 'prompt',
     continuesPrompt: true,
-    streamFormat: (ids, includeUsage) => completionFormat(ids, tokenizer, logprobs, includeUsage),
+    streamFormat: (ids, includeUsage) => completionFormat(ids, tokenizer, asked, includeUsage),
     response: ({ id, model, created }, result) => ({
       id,
       object: 'text_completion',
@@ -55,7 +58,7 @@ function completionApi(tokenizer: Tokenizer, logprobs: number | undefined): Gene
       choices: result.choices.map((choice, index) => ({
         index,
         text: choice.text,
-        logprobs: logprobs !== undefined ? logprobsFor(tokenizer, choice.logprobs, 0, logprobs > 0) : null,
+        logprobs: asked ? logprobsFor(tokenizer, choice.logprobs, 0, asked) : null,
         finish_reason: choice.finishReason ?? 'stop',
       })),
       usage: openAiUsage(result.usage),
@@ -78,7 +81,8 @@ export async function completions(c: AppContext): Promise<Response> {
     const bad = tokenIds.findIndex((id) => id >= tokenizer.vocabSize);
     if (bad !== -1) throw badRequest(`Token id ${tokenIds[bad]} is outside the vocabulary (${tokenizer.vocabSize}).`, `prompt[${bad}]`);
   }
-  return runGeneration(c, completionApi(tokenizer, body.logprobs), {
+  const asked = body.logprobs !== undefined ? { top: body.logprobs, asTokenIds: body.return_tokens_as_token_ids ?? false } : null;
+  return runGeneration(c, completionApi(tokenizer, asked), {
     body,
     model,
     tokenizer,

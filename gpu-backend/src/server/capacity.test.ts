@@ -23,7 +23,7 @@ function counts(capacity: Capacity) {
 
 function setup(rows: number, maxRunning: number, prefixCacheSize = 0) {
   const engine = new FakeEngine({ maxSequences: rows });
-  return { engine, capacity: new Capacity(engine, { maxRunning, prefixCacheSize, prefixMinTokens: 1 }) };
+  return { engine, capacity: new Capacity(engine, { maxRunning, prefixCacheSize, prefixBlockTokens: 1 }) };
 }
 
 describe('Capacity', () => {
@@ -112,6 +112,27 @@ describe('Capacity', () => {
     expect(() => capacity.takeRow(other, null)).toThrow(/beyond what was reserved/);
   });
 
+  it('a finished row turns into a snapshot in place, evicting the least recently used; one the cache refuses is released', async () => {
+    const { engine, capacity } = setup(4, 4, 2);
+    const request = capacity.reserve(3);
+    const rows = [capacity.takeRow(request, null), capacity.takeRow(request, null), capacity.takeRow(request, null)];
+    await engine.step(rows.map((sequenceId, i) => ({ sequenceId, tokenIds: [7, 8, 9 + i] })));
+    capacity.retire(request, rows[0], [7, 8, 9, 40]); // the row holds 3 ids: the last sampled one was never fed
+    expect(counts(capacity)).toEqual({ live: 2, promised: 0, snapshots: 1, free: 1 });
+    expect(engine.freeSequences()).toBe(1); // no copy: the same row
+    capacity.retire(request, rows[1], [7, 8, 10, 41]);
+    expect(capacity.prefixCache.lookup([7, 8, 9, 40, 1], 4)).toEqual({ engineId: rows[0], length: 3 });
+    capacity.retire(request, rows[2], [7, 8, 11, 42]); // the cache is full: [7, 8, 10] is the least recently used
+    expect(capacity.prefixCache.lookup([7, 8, 10, 5], 3)!.length).toBe(2);
+    expect(counts(capacity)).toEqual({ live: 0, promised: 0, snapshots: 2, free: 2 });
+    const again = capacity.reserve(1);
+    const row = capacity.takeRow(again, null);
+    await engine.step([{ sequenceId: row, tokenIds: [7, 8, 11] }]);
+    capacity.retire(again, row, [7, 8, 11, 3]); // the same ids are cached already: released
+    expect(capacity.usage()).toEqual({ rows: 4, live: 0, promised: 0, snapshots: 2, free: 2, choices: 0 });
+    expectInvariant(capacity, engine);
+  });
+
   it('holds its invariant through 3000 random admissions, forks, snapshots and releases', () => {
     const { engine, capacity } = setup(12, 10, 3);
     const prng = new Prng(42);
@@ -130,7 +151,9 @@ describe('Capacity', () => {
         else if (kind === 2 && rows.length > 0) capacity.snapshot([pick(5), pick(5)], 2, rows[pick(rows.length)]);
         else if (kind === 3 && reservation.choices > 0) {
           const withRow = rows.length > 0 && (reservation.promised === 0 || pick(2) === 0);
-          capacity.release(reservation, withRow ? rows.splice(pick(rows.length), 1)[0] : -1);
+          const row = withRow ? rows.splice(pick(rows.length), 1)[0] : -1;
+          if (pick(2) === 0) capacity.release(reservation, row);
+          else capacity.retire(reservation, row, [pick(5), pick(5), pick(5)]);
           if (reservation.choices === 0) held.splice(held.indexOf(entry), 1);
         }
       }
@@ -162,7 +185,7 @@ describe('Capacity through the scheduler: the paths that once needed a fix-up', 
     });
     const scheduler = new Scheduler(
       engine,
-      { maxRunning: 4, maxBatchedTokens: 8, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 },
+      { maxRunning: 4, maxBatchedTokens: 8, prefixCacheSize: 0, prefixBlockTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 },
       () => {},
     );
     /** Every slot and row is back: a request of maxRunning choices is admitted and forked at once. */

@@ -5,7 +5,7 @@
 //
 // live: rows held by running choices; promised: rows owed to admitted choices that have none yet (a
 // request of n choices prefills its prompt once, then forks it n - 1 times); snapshots: prefix-cache
-// rows, the only ones taken back on demand. canAdmit(n) asks for n choice slots and n rows, counting
+// rows (prompt heads forked during prefill, finished sequences kept by retire), the only ones taken back on demand. canAdmit(n) asks for n choice slots and n rows, counting
 // snapshots as free; reserve(n) evicts least-recently-used snapshots until n rows are free and promises
 // them; takeRow fulfils one promise; a snapshot is kept only on a row nobody was promised.
 // Worked numbers, 8 rows, maxRunning 16. A (n = 3) admitted: live 1, promised 2, free 5. A snapshot of
@@ -27,8 +27,8 @@ export interface CapacityLimits {
   maxRunning: number;
   /** Prefix-cache snapshots kept (each is an engine row; evicted first under pressure). */
   prefixCacheSize: number;
-  /** Shortest prompt head worth a snapshot. */
-  prefixMinTokens: number;
+  /** Prefix-cache reuse granularity in ids: prefixes are reused in whole blocks, so one block is the shortest. */
+  prefixBlockTokens: number;
 }
 
 /** What one admitted request holds: choice slots and rows not yet given back, rows still owed to it. Only Capacity changes it. */
@@ -58,11 +58,11 @@ export class Capacity {
   private promised = 0;
 
   constructor(
-    private readonly engine: Pick<ModelEngine, 'createSequence' | 'forkSequence' | 'releaseSequence' | 'freeSequences'>,
+    private readonly engine: Pick<ModelEngine, 'createSequence' | 'forkSequence' | 'canForkPrefix' | 'releaseSequence' | 'freeSequences' | 'sequenceLength'>,
     readonly limits: CapacityLimits,
   ) {
     this.rows = engine.freeSequences();
-    this.prefixCache = new PrefixCache(engine, limits.prefixCacheSize, limits.prefixMinTokens);
+    this.prefixCache = new PrefixCache(engine, limits.prefixCacheSize, limits.prefixBlockTokens);
   }
 
   /** Rows neither held, promised nor snapshots. */
@@ -89,10 +89,10 @@ export class Capacity {
     return new Reservation(choices, choices);
   }
 
-  /** Fulfils one promise: a new row, or a fork of `sourceRow` (a snapshot, the prefilled first choice). */
-  takeRow(reservation: Reservation, sourceRow: number | null): number {
+  /** Fulfils one promise: a new row, or a fork of `sourceRow`'s first `length` positions (a cache hit, the prefilled first choice). */
+  takeRow(reservation: Reservation, sourceRow: number | null, length?: number): number {
     if (reservation.promised === 0) throw new Error('capacity: takeRow beyond what was reserved');
-    const row = sourceRow === null ? this.engine.createSequence() : this.engine.forkSequence(sourceRow);
+    const row = sourceRow === null ? this.engine.createSequence() : this.engine.forkSequence(sourceRow, length);
     reservation.promised--;
     this.promised--;
     reservation.rows.add(row);
@@ -117,6 +117,21 @@ export class Capacity {
     }
     reservation.choices--;
     this.choices--;
+  }
+
+  /**
+   * A choice finished whole: like release(), except that its row, holding `tokenIds` (prompt + answer;
+   * the last sampled id was never fed, so the row holds one fewer), becomes a prefix-cache entry when
+   * the cache takes it. A live row turns into a snapshot in place, so the rows in use stay as they were.
+   */
+  retire(reservation: Reservation, row: number, tokenIds: readonly number[]): void {
+    const held = row >= 0 && reservation.rows.has(row) ? tokenIds.slice(0, this.engine.sequenceLength(row)) : null;
+    if (!held || !this.prefixCache.accepts(held)) return this.release(reservation, row);
+    reservation.rows.delete(row);
+    this.live--;
+    reservation.choices--;
+    this.choices--;
+    this.prefixCache.adopt(held, row);
   }
 
   /** Keeps a snapshot of `sourceRow`'s first `length` positions if a row is spare (an LRU swap counts as one). */

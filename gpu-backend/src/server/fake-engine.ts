@@ -82,11 +82,17 @@ export class FakeEngine implements ModelEngine {
     return id;
   }
 
-  forkSequence(sourceId: number): number {
-    const source = this.get(sourceId);
+  forkSequence(sourceId: number, length = this.sequenceLength(sourceId)): number {
+    if (!this.canForkPrefix(sourceId, length)) throw new Error(`sequence ${sourceId} cannot be forked at ${length}`);
+    const tokenIds = this.get(sourceId).tokenIds.slice(0, length);
     const id = this.createSequence();
-    this.sequences.set(id, { tokenIds: source.tokenIds.slice(), hash: source.hash });
+    this.sequences.set(id, { tokenIds, hash: tokenIds.reduce(mix, 0x811c9dc5) });
     return id;
+  }
+
+  /** The fake's logits depend on the ids alone, so any prefix is exact (as without a sliding window). */
+  canForkPrefix(sourceId: number, length: number): boolean {
+    return Number.isInteger(length) && length >= 0 && length <= this.sequenceLength(sourceId);
   }
 
   releaseSequence(sequenceId: number): void {

@@ -1,9 +1,17 @@
-// Prefix cache: forked KV snapshots of prompt heads (system prompts, earlier turns), keyed by a hash
-// of the token ids and verified id by id, evicted least-recently-used within a budget of sequences.
+// Prefix cache: KV rows of earlier sequences kept for reuse, matched on token ids and evicted
+// least-recently-used within a budget of rows. Two kinds of entry: prompt heads forked during prefill
+// (system prompts, heads shared with recent prompts, the prompt minus its last id), and finished
+// sequences (prompt + answer) adopted whole, since every chat client resends the whole history and the
+// next turn starts with the previous prompt and answer.
 //
-// A snapshot is a whole engine sequence, so with a sliding window it carries the rolling buffer as it
-// stood at the end of the prefix: exactly what the positions after the prefix attend to. Continuing a
-// fork is therefore the same computation as continuing the original prefill at that position.
+// What a prompt reuses of entry e (its ids, |e| of them, as the row holds them), never its last id (its
+// logits start the answer) and never less than one block:
+//   - all of e when e's ids begin the prompt: the row as it stands, exact whatever the window (with a
+//     sliding window it carries the rolling buffer as it stood at |e|, what the positions after attend to);
+//   - else the common id prefix rounded down to a whole block, when the engine can fork that prefix
+//     exactly (no sliding window, or e's rolling buffer never wrapped; SequenceSlots.prefixIsExact).
+// Matching is on ids, so an answer the client re-tokenized differently reuses what agrees up to the
+// block before the first difference. The best entry wins; cachedTokens reports what it gave.
 
 import type { ModelEngine } from '../model/runtime/engine-types';
 
@@ -15,17 +23,12 @@ interface PrefixEntry {
 
 export interface PrefixHit {
   engineId: number;
+  /** Positions of the entry's row to fork (the cached tokens). */
   length: number;
 }
 
 /** How many recent prompts are compared to a new one to find a shared head worth a snapshot. */
 const RECENT_PROMPTS = 32;
-
-// FNV-1a over 32-bit ids; rolling, so the hashes of all prefixes of a prompt cost one pass.
-function extendHash(hash: number, tokenId: number): number {
-  return Math.imul(hash ^ tokenId, 0x01000193) >>> 0;
-}
-const EMPTY_HASH = 0x811c9dc5;
 
 function sharedLength(a: readonly number[], b: readonly number[]): number {
   const limit = Math.min(a.length, b.length);
@@ -35,44 +38,50 @@ function sharedLength(a: readonly number[], b: readonly number[]): number {
 }
 
 export class PrefixCache {
-  private readonly entries = new Map<string, PrefixEntry>();
-  /** How many entries have each length: lookup only hashes where an entry could match. */
-  private readonly lengths = new Map<number, number>();
+  private readonly entries: PrefixEntry[] = [];
   private readonly recentPrompts: number[][] = [];
   private clock = 0;
   hits = 0;
   misses = 0;
 
   constructor(
-    private readonly engine: Pick<ModelEngine, 'forkSequence' | 'releaseSequence'>,
+    private readonly engine: Pick<ModelEngine, 'forkSequence' | 'releaseSequence' | 'canForkPrefix'>,
     readonly capacity: number,
-    /** Shortest prefix worth a snapshot: below it the fork costs about what the prefill saves. */
-    readonly minTokens: number,
-  ) {}
-
-  get size(): number {
-    return this.entries.size;
+    /** Reuse granularity in ids, and so the shortest prefix cached. */
+    readonly blockTokens: number,
+  ) {
+    if (!Number.isInteger(blockTokens) || blockTokens < 1) throw new Error(`prefix cache block size must be a positive integer, got ${blockTokens}`);
   }
 
-  /** Longest cached prefix of `tokenIds` no longer than `maxLength`; counts a hit or a miss. */
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** The entry reusing most of `tokenIds`, at most `maxLength` positions of it (header rule); counts a hit or a miss. */
   lookup(tokenIds: readonly number[], maxLength: number): PrefixHit | null {
-    let best: PrefixEntry | null = null;
-    if (this.entries.size > 0) {
-      let hash = EMPTY_HASH;
-      for (let length = 1; length <= Math.min(maxLength, tokenIds.length); length++) {
-        hash = extendHash(hash, tokenIds[length - 1]);
-        if (!this.lengths.has(length)) continue;
-        const entry = this.entries.get(`${length}:${hash}`);
-        if (entry && sharedLength(entry.tokenIds, tokenIds) >= length) best = entry;
+    let best: PrefixHit | null = null;
+    let bestEntry: PrefixEntry | null = null;
+    for (const entry of this.entries) {
+      const length = this.reusableLength(entry, tokenIds, maxLength);
+      if (length > (best?.length ?? 0)) {
+        best = { engineId: entry.engineId, length };
+        bestEntry = entry;
       }
     }
-    if (!best) {
+    if (!best || !bestEntry) {
       this.misses++;
       return null;
     }
     this.hits++;
-    best.lastUsed = ++this.clock;
-    return { engineId: best.engineId, length: best.tokenIds.length };
+    bestEntry.lastUsed = ++this.clock;
+    return best;
+  }
+
+  private reusableLength(entry: PrefixEntry, tokenIds: readonly number[], maxLength: number): number {
+    const shared = Math.min(sharedLength(entry.tokenIds, tokenIds), maxLength);
+    if (shared === entry.tokenIds.length) return shared >= this.blockTokens ? shared : 0;
+    const blocks = Math.floor(shared / this.blockTokens) * this.blockTokens;
+    return blocks > 0 && this.engine.canForkPrefix(entry.engineId, blocks) ? blocks : 0;
   }
 
   /**
@@ -90,31 +99,37 @@ export class PrefixCache {
     this.recentPrompts.push(tokenIds.slice());
     if (this.recentPrompts.length > RECENT_PROMPTS) this.recentPrompts.shift();
     return [...candidates]
-      .filter((length) => length >= this.minTokens && length > cachedLength && length < tokenIds.length)
-      .filter((length) => !this.contains(tokenIds, length))
+      .filter((length) => length >= this.blockTokens && length > cachedLength && length < tokenIds.length)
+      .filter((length) => !this.contains(tokenIds.slice(0, length)))
       .sort((a, b) => a - b);
   }
 
   /** Forks `sourceEngineId` (whose first `length` positions are `tokenIds`) into the cache. */
   insert(tokenIds: readonly number[], length: number, sourceEngineId: number): void {
-    if (this.capacity === 0 || this.contains(tokenIds, length)) return;
-    if (this.entries.size >= this.capacity) this.evictOne();
     const prefix = tokenIds.slice(0, length);
-    const engineId = this.engine.forkSequence(sourceEngineId);
-    this.entries.set(this.keyOf(prefix), { tokenIds: prefix, engineId, lastUsed: ++this.clock });
-    this.lengths.set(length, (this.lengths.get(length) ?? 0) + 1);
+    if (!this.accepts(prefix)) return;
+    if (this.entries.length >= this.capacity) this.evictOne();
+    this.entries.push({ tokenIds: prefix, engineId: this.engine.forkSequence(sourceEngineId), lastUsed: ++this.clock });
   }
 
-  /** Releases the least recently used snapshot; false when the cache is empty. */
+  /** Whether adopt() would keep a row holding `tokenIds`: the cache is on, they fill a block and no entry holds the same. */
+  accepts(tokenIds: readonly number[]): boolean {
+    return this.capacity > 0 && tokenIds.length >= this.blockTokens && !this.contains(tokenIds);
+  }
+
+  /** Takes over `engineId`, whose positions are `tokenIds` (a finished sequence), evicting the LRU entry when full; accepts() first. */
+  adopt(tokenIds: readonly number[], engineId: number): void {
+    if (!this.accepts(tokenIds)) throw new Error('prefix cache: adopt() of a row it does not accept');
+    if (this.entries.length >= this.capacity) this.evictOne();
+    this.entries.push({ tokenIds: tokenIds.slice(), engineId, lastUsed: ++this.clock });
+  }
+
+  /** Releases the least recently used entry; false when the cache is empty. */
   evictOne(): boolean {
-    let oldest: [string, PrefixEntry] | null = null;
-    for (const item of this.entries) if (!oldest || item[1].lastUsed < oldest[1].lastUsed) oldest = item;
-    if (!oldest) return false;
-    const [key, entry] = oldest;
-    this.entries.delete(key);
-    const count = (this.lengths.get(entry.tokenIds.length) ?? 1) - 1;
-    if (count === 0) this.lengths.delete(entry.tokenIds.length);
-    else this.lengths.set(entry.tokenIds.length, count);
+    if (this.entries.length === 0) return false;
+    let oldest = 0;
+    for (let i = 1; i < this.entries.length; i++) if (this.entries[i].lastUsed < this.entries[oldest].lastUsed) oldest = i;
+    const [entry] = this.entries.splice(oldest, 1);
     this.engine.releaseSequence(entry.engineId);
     return true;
   }
@@ -123,14 +138,7 @@ export class PrefixCache {
     while (this.evictOne());
   }
 
-  private contains(tokenIds: readonly number[], length: number): boolean {
-    const entry = this.entries.get(this.keyOf(tokenIds.slice(0, length)));
-    return entry !== undefined && sharedLength(entry.tokenIds, tokenIds) >= length;
-  }
-
-  private keyOf(prefix: readonly number[]): string {
-    let hash = EMPTY_HASH;
-    for (const tokenId of prefix) hash = extendHash(hash, tokenId);
-    return `${prefix.length}:${hash}`;
+  private contains(tokenIds: readonly number[]): boolean {
+    return this.entries.some((entry) => entry.tokenIds.length === tokenIds.length && sharedLength(entry.tokenIds, tokenIds) === tokenIds.length);
   }
 }

@@ -42,7 +42,7 @@ async function serve(
   const events = new Map<number, GenerateEvent[]>();
   const scheduler = new Scheduler(
     engine,
-    { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8, ...limits },
+    { maxRunning: 8, maxBatchedTokens: 16, prefixCacheSize: 0, prefixBlockTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8, ...limits },
     (id, event) => {
       events.set(id, [...(events.get(id) ?? []), event]);
     },
@@ -136,7 +136,8 @@ describe('scheduler on the real engine', () => {
     const system = promptOf(5 * WINDOW, 9); // 40 tokens: the snapshot holds a wrapped rolling buffer
     const first = { tokenIds: [...system, ...promptOf(6, 10)], prefixLength: system.length };
     const second = { tokenIds: [...system, ...promptOf(7, 11)], prefixLength: system.length, afterSteps: 12, sampling: { maxTokens: 10 } };
-    const cached = await serve(engine, [first, second], { prefixCacheSize: 2 });
+    // Three entries: the marked head, the first prompt minus its last id, then the first's finished row.
+    const cached = await serve(engine, [first, second], { prefixCacheSize: 3 });
     expect(cached[1].usage!.cachedTokens).toBe(system.length);
     const fresh = await newEngine();
     try {

@@ -7,7 +7,7 @@ import { fakeGreedy } from './test-support';
 const VOCAB = 64;
 /** Independent reference: greedy decoding straight from the fake model's logits. */
 const fakeGreedyOf = (prompt: number[], maxTokens: number) => fakeGreedy(prompt, maxTokens, VOCAB);
-const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
+const LIMITS: SchedulerLimits = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixBlockTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
 
 function promptOf(length: number, salt: number): number[] {
   return Array.from({ length }, (_, i) => 3 + ((i * 7 + salt * 13) % (VOCAB - 3)));
@@ -286,24 +286,47 @@ describe('Scheduler prefix cache', () => {
     expect(plain.endOf(miss)!.cachedTokens).toBe(0);
   });
 
-  it('finds a shared head without a mark, and a later turn reuses the whole earlier prompt', async () => {
+  it('a later turn reuses the previous prompt and answer; a re-tokenized answer or another question, their shared head in whole blocks', async () => {
     const engine = new FakeEngine({ vocabSize: VOCAB });
     const harness = new Harness(engine, { prefixCacheSize: 4 });
     const first = harness.submit(question(1), { maxTokens: 3 });
     await harness.runUntilIdle();
-    const second = harness.submit(question(2), { maxTokens: 3 });
+    const second = harness.submit(question(2), { maxTokens: 8 }); // question(1) and (2) part at id 40
     await harness.runUntilIdle();
-    const third = harness.submit(question(3), { maxTokens: 3 });
+    const answer = harness.outputOf(second);
+    const turn = [...question(2), ...answer, ...promptOf(5, 4)];
+    const third = harness.submit(turn, { maxTokens: 3 });
     await harness.runUntilIdle();
-    const turn = [...question(3), ...harness.outputOf(third), ...promptOf(5, 4)];
-    const fourth = harness.submit(turn, { maxTokens: 3 });
+    // The edge re-tokenized the answer differently from its sixth id on: 46 + 5 ids agree, 48 in whole blocks of 4
+    // (more than the 45 of the snapshot of request 2's prompt minus its last id, which begins this prompt whole).
+    const retokenized = [...question(2), ...answer.slice(0, 5), (answer[5] + 1) % VOCAB, ...promptOf(5, 4)];
+    const fourth = harness.submit(retokenized, { maxTokens: 3 });
     await harness.runUntilIdle();
     expect(harness.endOf(first)!.cachedTokens).toBe(0);
-    expect(harness.endOf(second)!.cachedTokens).toBe(0);
-    // Request 2 shared 40 + k ids with request 1 (k: question ids that happen to agree) and snapshot there.
-    expect(harness.endOf(third)!.cachedTokens).toBeGreaterThanOrEqual(40);
-    expect(harness.endOf(fourth)!.cachedTokens).toBe(question(3).length - 1);
-    expect(harness.outputOf(fourth)).toEqual(fakeGreedyOf(turn, 3));
+    expect(harness.endOf(second)!.cachedTokens).toBe(40);
+    // Request 2's row holds its prompt and its answer but the last id (sampled, never fed).
+    expect(harness.endOf(third)!.cachedTokens).toBe(question(2).length + answer.length - 1);
+    expect(harness.endOf(fourth)!.cachedTokens).toBe(48);
+    expect(harness.outputOf(second)).toEqual(fakeGreedyOf(question(2), 8));
+    expect(harness.outputOf(third)).toEqual(fakeGreedyOf(turn, 3));
+    expect(harness.outputOf(fourth)).toEqual(fakeGreedyOf(retokenized, 3));
+  });
+
+  it('keeps no answer cut short: an aborted choice gives its row back, and a cache of size 0 keeps nothing', async () => {
+    const engine = new FakeEngine({ vocabSize: VOCAB });
+    const harness = new Harness(engine, { prefixCacheSize: 4 });
+    const cut = harness.submit(question(1), { maxTokens: 50 });
+    for (let step = 0; step < 4; step++) await harness.scheduler.step();
+    const entries = harness.scheduler.prefixCache.size; // prefill snapshots only
+    harness.scheduler.cancel(cut);
+    await harness.runUntilIdle();
+    expect(harness.finishOf(cut)).toBe('abort');
+    expect(harness.scheduler.prefixCache.size).toBe(entries);
+    expect(engine.freeSequences()).toBe(8 - entries);
+    const off = new Harness(new FakeEngine({ vocabSize: VOCAB }));
+    off.submit(question(1), { maxTokens: 3 });
+    await off.runUntilIdle();
+    expect([off.scheduler.prefixCache.size, off.engine.freeSequences()]).toEqual([0, 8]);
   });
 
   it('snapshots give way to requests when the engine runs out of sequences', async () => {

@@ -192,7 +192,7 @@ export class Scheduler {
     group.reservation = this.capacity.reserve(request.sampling.n);
     const sequence = group.sequences[0];
     const hit = this.prefixCache.lookup(request.tokenIds, request.tokenIds.length - 1);
-    sequence.engineId = this.capacity.takeRow(group.reservation, hit?.engineId ?? null);
+    sequence.engineId = this.capacity.takeRow(group.reservation, hit?.engineId ?? null, hit?.length);
     group.cachedTokens = hit?.length ?? 0;
     sequence.prefilled = group.cachedTokens;
     group.snapshotPoints = this.prefixCache.snapshotPoints(request.tokenIds, group.cachedTokens, request.prefixLength);
@@ -275,7 +275,10 @@ export class Scheduler {
     sequence.status = 'finished';
     sequence.release();
     // A choice of a request that never left `waiting` holds nothing; one never forked holds a promise.
-    if (group.reservation) this.capacity.release(group.reservation, sequence.engineId);
+    // A whole answer (not one cut short by an abort or a failure) stays cached for the next turn.
+    const whole = sequence.finishReason === 'stop' || sequence.finishReason === 'length';
+    if (group.reservation && whole) this.capacity.retire(group.reservation, sequence.engineId, [...sequence.request.tokenIds, ...sequence.outputIds]);
+    else if (group.reservation) this.capacity.release(group.reservation, sequence.engineId);
     sequence.engineId = -1;
     this.emit(group.request.id, { event: 'finish', data: { choice: sequence.choice, finishReason: sequence.finishReason! } });
     if (group.sequences.length < group.request.sampling.n) return;

@@ -69,8 +69,13 @@ export interface ModelEngine {
   readonly maxModelLen: number;
   /** A new empty sequence; throws EngineCapacityError when maxSequences are alive. */
   createSequence(): number;
-  /** A new sequence whose KV state equals `sourceId`'s (n > 1 choices, prefix-cache reuse). */
-  forkSequence(sourceId: number): number;
+  /**
+   * A new sequence whose KV state equals that of `sourceId`'s first `length` positions (default all):
+   * n > 1 choices, prefix-cache reuse. Throws unless canForkPrefix.
+   */
+  forkSequence(sourceId: number, length?: number): number;
+  /** Whether the first `length` positions of `sourceId` can be forked exactly (a sliding window may have overwritten them). */
+  canForkPrefix(sourceId: number, length: number): boolean;
   releaseSequence(sequenceId: number): void;
   /** Tokens processed so far (positions cached). */
   sequenceLength(sequenceId: number): number;

@@ -127,12 +127,16 @@ export class Engine implements ModelEngine {
     return this.slots.create();
   }
 
-  forkSequence(sourceId: number): number {
-    this.sequenceLength(sourceId);
+  forkSequence(sourceId: number, length = this.sequenceLength(sourceId)): number {
+    if (!this.canForkPrefix(sourceId, length)) throw new EngineError(`sequence ${sourceId} cannot be forked exactly at ${length} tokens`);
     this.ensureFreeRow();
-    const { id, copy } = this.slots.fork(sourceId);
+    const { id, copy } = this.slots.fork(sourceId, length);
     this.store.fork(sourceId, id, copy);
     return id;
+  }
+
+  canForkPrefix(sourceId: number, length: number): boolean {
+    return this.slots.prefixIsExact(this.sequenceLength(sourceId), length);
   }
 
   private ensureFreeRow(): void {

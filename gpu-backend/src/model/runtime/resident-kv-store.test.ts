@@ -181,6 +181,30 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
     }
   });
 
+  it('a fork of a prefix (the prefix cache cutting a longer row) continues as that prefix prefilled afresh, in both stores (no window)', async () => {
+    const modelConfig = tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, maxPositions: 128 });
+    const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 6));
+    const options = { modelDir: 'resident', dtype: 'fp32' as const, executionProvider: 'cpu' as const, intraOpThreads: 1, maxSequences: 3, chunkSize: 8 };
+    const history = Array.from({ length: 30 }, (_, i) => (i * 17 + 3) % 96);
+    const next = [5, 61, 33];
+    for (const residentKvCache of [false, true]) {
+      const engine = await Engine.fromWeights(source, { ...options, onnxCacheDir: null, residentKvCache });
+      try {
+        const long = engine.createSequence();
+        await engine.step([{ sequenceId: long, tokenIds: history }]);
+        const cut = engine.forkSequence(long, 16); // slots 16..29 still hold the longer row's keys
+        const fresh = engine.createSequence();
+        await engine.step([{ sequenceId: fresh, tokenIds: history.slice(0, 16) }]);
+        const [fromCut, fromFresh] = [await engine.scoreTokens(cut, next), await engine.scoreTokens(fresh, next)];
+        const worst = Math.max(...fromCut.flatMap((row, i) => Array.from(row, (v, j) => Math.abs(v - fromFresh[i][j]))));
+        expect(worst).toBeLessThan(1e-5);
+        expect(engine.sequenceLength(cut)).toBe(16 + next.length);
+      } finally {
+        await engine.dispose();
+      }
+    }
+  });
+
   it('follows the layout through growth past 64 and 128 slots and the shrink after a long sequence leaves (no window)', async () => {
     const modelConfig = tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, maxPositions: 300 });
     const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 5));

@@ -98,6 +98,23 @@ describe('SequenceSlots', () => {
     expect(() => kv.length(b)).toThrow(/unknown sequence/);
   });
 
+  it('forks a prefix exactly without a window, or with one while the ring has not wrapped, and never past the source', () => {
+    const flat = slotsOf(null);
+    const long = flat.create();
+    flat.advance(long, 40);
+    expect(flat.length(flat.fork(long, 17).id)).toBe(17);
+    expect(() => flat.fork(long, 41)).toThrow(/cannot be forked at 41/);
+    const ring = slotsOf(4); // R = 3
+    const [unwrapped, wrapped] = [ring.create(), ring.create()];
+    ring.advance(unwrapped, 3);
+    ring.advance(wrapped, 4); // position 3 took slot 0 from position 0, which a prefix of 1..3 attends to
+    expect([1, 2, 3].map((length) => ring.prefixIsExact(3, length))).toEqual([true, true, true]);
+    expect([1, 2, 3, 4].map((length) => ring.prefixIsExact(4, length))).toEqual([false, false, false, true]);
+    expect(ring.length(ring.fork(unwrapped, 2).id)).toBe(2);
+    expect(() => ring.fork(wrapped, 3)).toThrow(/cannot be forked at 3/);
+    expect(ring.liveCount).toBe(3); // the refused fork took no row
+  });
+
   it('a ring longer than maxModelLen never wraps: the slot limit is the smaller', () => {
     expect(SequenceSlots.slotLimitOf({ slidingWindow: 4096, maxModelLen: 512 })).toBe(512);
     expect(SequenceSlots.slotLimitOf({ slidingWindow: 8, maxModelLen: 512 })).toBe(7);

@@ -112,6 +112,7 @@ export class SequenceSlots {
   }
 
   /**
+   * A copy of the source's first `length` positions (default all; prefixIsExact says which are exact).
    * The copy takes a new (top) row, and since both rows then hold the same data the two ids swap rows:
    * the source keeps decoding from the top row, the fork (a prefix snapshot, idle) keeps the old one.
    * Decode runs span a range of rows, so this keeps a prompt that a snapshot was just taken from beside
@@ -119,16 +120,28 @@ export class SequenceSlots {
    * 125M bench shape at 2048 slots: its first decode step with 4 streams 156 ms, spanning 8 rows whose
    * fresh pages fault on first read, against 55 ms over the 5 adjacent rows).
    */
-  fork(sourceId: number): { id: number; copy: RowCopy } {
+  fork(sourceId: number, length = this.length(sourceId)): { id: number; copy: RowCopy } {
     const source = this.state(sourceId);
+    if (!this.prefixIsExact(source.length, length)) throw new Error(`sequence ${sourceId} (${source.length} tokens) cannot be forked at ${length}`);
     const id = this.create();
     const target = this.state(id);
-    target.length = source.length;
+    target.length = length;
     const copy = { from: source.row, to: target.row };
     [source.row, target.row] = [target.row, source.row];
     this.rowOwners[source.row] = sourceId;
     this.rowOwners[target.row] = id;
     return { id, copy };
+  }
+
+  /**
+   * Whether the first `length` positions of a sequence of `sourceLength` tokens can be forked exactly. The
+   * slots past `length` are simply not read (every path masks or bounds by length), so without a window
+   * any prefix can; with one, only while the ring has not wrapped: a later position overwrites the slot
+   * of the position R before it, which the prefix's last positions still attend to.
+   */
+  prefixIsExact(sourceLength: number, length: number): boolean {
+    if (!Number.isInteger(length) || length < 0 || length > sourceLength) return false;
+    return length === sourceLength || this.ringSlots === null || sourceLength <= this.ringSlots;
   }
 
   /**

@@ -13,7 +13,7 @@ import { GrammarState } from './grammar-state';
 import { fixtureCompilers, fixtureVocabulary } from './test-vocabularies';
 
 const V1 = fixtureVocabulary('v1');
-const LIMITS = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixMinTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
+const LIMITS = { maxRunning: 8, maxBatchedTokens: 64, prefixCacheSize: 0, prefixBlockTokens: 4, prefillStallFactor: 0, prefillMinTokens: 8 };
 
 function unchecked(schema: unknown): GrammarSource {
   const text = JSON.stringify(schema);
