@@ -45,15 +45,21 @@ export function scrollFollower(list) {
     },
     { passive: true },
   );
+  // When the page scrolls (narrow layout) the composer with its Stop button sits below the list: follow to the
+  // page's end, so the newest line and Stop stay in view together (a no-op when only the list scrolls).
+  const toEnd = () => {
+    list.lastElementChild?.scrollIntoView({ block: 'end' });
+    window.scrollTo(0, document.documentElement.scrollHeight);
+  };
   return {
     /** After the list grew: keeps its newest line in view, unless the person scrolled away. */
     update() {
-      if (following) list.lastElementChild?.scrollIntoView({ block: 'end' });
+      if (following) toEnd();
     },
     /** A new message: follow again, from here. */
     resume() {
       following = true;
-      list.lastElementChild?.scrollIntoView({ block: 'end' });
+      toEnd();
     },
   };
 }
