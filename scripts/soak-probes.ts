@@ -47,28 +47,41 @@ function rssKib(pid: number): number {
 }
 
 /** Resident set of `root` and all its descendants, in MB (Linux /proc; 0 elsewhere). */
-export function treeRssMb(root: number): number {
+/** Resident memory of `root` and its descendants, each process named by its executable, in MB. */
+export function treeRss(root: number): { pid: number; name: string; mb: number }[] {
   let pids: number[];
   try {
     pids = readdirSync('/proc')
       .filter((name) => /^\d+$/.test(name))
       .map(Number);
   } catch {
-    return 0;
+    return [];
   }
   const children = new Map<number, number[]>();
   for (const pid of pids) {
     const parent = parentOf(pid);
     if (parent !== null) children.set(parent, [...(children.get(parent) ?? []), pid]);
   }
-  let total = 0;
+  const tree: { pid: number; name: string; mb: number }[] = [];
   const stack = [root];
   while (stack.length > 0) {
     const pid = stack.pop()!;
-    total += rssKib(pid);
+    tree.push({ pid, name: commOf(pid), mb: rssKib(pid) / 1024 });
     stack.push(...(children.get(pid) ?? []));
   }
-  return total / 1024;
+  return tree.sort((a, b) => a.pid - b.pid);
+}
+
+export function treeRssMb(root: number): number {
+  return treeRss(root).reduce((sum, process) => sum + process.mb, 0);
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
 }
 
 /** Least-squares slope of `values` against their index (per wave). */

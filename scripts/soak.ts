@@ -8,16 +8,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
+import { EdgeMemory } from './edge-memory';
 import { backendGauges, settle, slope, treeRssMb } from './soak-probes';
 import { createLocalKey, freeEdgePort, freePort, generateApiKey, startStack, type Stack } from './stack';
 
-const USAGE = `Usage: npm run soak [-- --waves 10] [--requests 12] [--seconds 600] [--threads 1] [--seed 1]
+const USAGE = `Usage: npm run soak [-- --waves 10] [--requests 12] [--seconds 600] [--threads 1] [--seed 1] [--heap DIR]
 Drives waves of mixed streaming/non-streaming chats (some aborted, some over their key's concurrency)
 through a local stack on free loopback ports with the built-in model, then checks after every wave:
   - every admitted stream ended with data: [DONE] or an in-band error (no cut connection)
   - no key holds a slot: a key of concurrency N admits N concurrent requests
   - backend running and waiting back to 0, KV slots used back to the idle figure
 and prints backend and edge resident memory per wave with its slope. Stops after --waves or --seconds.
+With --heap DIR it also prints the edge worker's live JS heap (from a heap snapshot) and each edge
+process's memory per wave, and keeps the first and the last wave's snapshots in DIR.
 Exit 0 when every check held, 1 otherwise.`;
 
 /** A request of the mix takes well under a second here; one still open after this has hung. */
@@ -129,6 +132,7 @@ async function main(): Promise<number> {
       seconds: { type: 'string', default: '600' },
       threads: { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
+      heap: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -147,10 +151,11 @@ async function main(): Promise<number> {
   const persistTo = mkdtempSync(path.join(tmpdir(), 'soak-edge-'));
   WIDE.key = (await createLocalKey(persistTo, 'soak-wide', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: WIDE.concurrent })).secret;
   NARROW.key = (await createLocalKey(persistTo, 'soak-narrow', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: NARROW.concurrent })).secret;
+  const edgePort = await freeEdgePort();
   const stack = await startStack({
     modelDir: await ensureDefaultModel(DEFAULT_MODEL_DIR),
     backendPort: await freePort(),
-    edgePort: await freeEdgePort(),
+    edgePort,
     persistTo,
     apiKey: generateApiKey(),
     backendArgs: ['--threads', values.threads],
@@ -168,6 +173,7 @@ async function main(): Promise<number> {
   watchdog.unref();
   const failures: string[] = [];
   const rss = { backend: [] as number[], edge: [] as number[] };
+  const edgeMemory = values.heap ? new EdgeMemory(stack.pids.edge, edgePort + 1000, values.heap) : null;
   try {
     const idle = await backendGauges(stack.backendUrl, stack.backendToken);
     const idleSlotsUsed = idle.get('backend_kv_slots_used') ?? 0;
@@ -203,9 +209,11 @@ async function main(): Promise<number> {
       console.log(
         `${String(wave).padStart(4)}  ${String(tally.sent).padStart(4)}  ${String(tally.completed).padStart(4)}  ${String(tally.aborted).padStart(7)}  ${String(tally.refused429).padStart(3)}  ${String(tally.failures.length).padStart(8)}  ${rss.backend.at(-1)!.toFixed(1).padStart(14)}  ${rss.edge.at(-1)!.toFixed(1).padStart(11)}`,
       );
+      if (edgeMemory) console.log(await edgeMemory.afterWave(wave));
       for (const failure of tally.failures) console.log(`      FAIL ${failure}`);
       failures.push(...tally.failures);
     }
+    for (const line of edgeMemory?.finish() ?? []) console.log(line);
   } finally {
     await stack.stop();
     rmSync(persistTo, { recursive: true, force: true });
