@@ -67,6 +67,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     modelDir,
     dtype: config.dtype,
     executionProvider: config.executionProvider,
+    runtime: config.runtime,
     intraOpThreads: config.intraOpThreads,
     maxSequences,
     kvCacheDtype: config.kvCacheDtype,
@@ -79,7 +80,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
   return {
     config,
     engineHost: { engine: { kind: 'onnx', options }, limits: config.limits },
-    modelLabel: `${modelDir} (${config.executionProvider}, ${config.dtype}, ${config.intraOpThreads} threads)`,
+    modelLabel: `${modelDir} (${config.executionProvider}, ${config.runtime} session, ${config.dtype}, ${config.intraOpThreads} threads)`,
     modelDir,
   };
 }
