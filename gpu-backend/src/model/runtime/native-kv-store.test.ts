@@ -109,6 +109,27 @@ describe('native session', () => {
     });
   }
 
+  for (const dtype of ['fp16', 'int4'] as const) {
+    it(`${dtype} weights (${dtype === 'fp16' ? 'fp16 cache' : 'fp32 cache'}): batched decode equals the JS session's fused graph`, async () => {
+      const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 6, hiddenSize: 64, intermediateSize: 96 });
+      const weights = randomModelWeights(config, 7);
+      await withNative(
+        () => engineOf(config, weights, { runtime: 'native', dtype }),
+        async (native) => {
+          const js = await engineOf(config, weights, { attention: 'fused', dtype });
+          const expected = await batchedRun(js, 8);
+          await js.dispose();
+          const actual = await batchedRun(native, 8);
+          expect(actual.tokenIds).toEqual(expected.tokenIds);
+          actual.rows.forEach((rows, i) =>
+            rows.forEach((row, k) => expect(maxRelativeError(row, expected.rows[i][k])).toBeLessThan(dtype === 'fp16' ? 2e-3 : 1e-5)),
+          );
+          expect(native.kvStats().bytesPerSlot).toBe(2 * 2 * 2 * 16 * (dtype === 'fp16' ? 2 : 4));
+        },
+      );
+    });
+  }
+
   it('forks copy the cache rows and a release compacts them (window 5)', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
     const weights = randomModelWeights(config, 9);
