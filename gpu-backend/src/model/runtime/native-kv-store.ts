@@ -36,7 +36,7 @@ export class NativeKvStore implements KvStore {
   readonly attention = 'fused';
   /** The cache spans every slot from the start: the layout's capacity changes move nothing. */
   readonly resizesInPlace = true;
-  private logits = new Float32Array(0);
+  private logits = new Float32Array(0); // [logits rows, vocabSize] at its start, reused by every run
 
   private constructor(
     private readonly session: NativeSession,
