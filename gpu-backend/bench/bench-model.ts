@@ -1,4 +1,4 @@
-// `npm run bench:model [-- --threads 1,2 --dtypes fp32,int4 --kv-cache-dtypes auto,fp16 --repeats 3]`: prefill and decode speed of the
+// `npm run bench:model [-- --threads 1,2 --dtypes fp32,int4 --kv-cache-dtypes auto,fp16 --runtimes js,native --repeats 3]`: prefill and decode speed of the
 // engine on the ~125M Mistral-shaped random model, against the memory-bandwidth floor measured in the
 // same run. Prints figures and ratios; it asserts nothing.
 
@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { configFromHuggingFace } from '../src/model/checkpoint/config';
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine } from '../src/model/runtime/engine';
-import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../src/model/runtime/engine-types';
+import { type KvCacheDtype, type SessionRuntime, type WeightFormat, kvCacheElementType } from '../src/model/runtime/engine-types';
 import { weightBytesPerToken } from '../src/model/graph/weight-bytes';
 import { measureReadBandwidth } from './read-bandwidth';
 import { onnxCacheDirFrom } from '../src/config';
@@ -21,11 +21,12 @@ const { values } = parseArgs({
     'decode-tokens': { type: 'string', default: '16' },
     'model-dir': { type: 'string', default: '.models/bench-125m' },
     'kv-cache-dtypes': { type: 'string', default: 'auto' },
+    runtimes: { type: 'string', default: 'js' },
   },
 });
 if (values.help) {
   console.log(`Usage: npm run bench:model [-- --threads 1,2] [--dtypes fp32,int4] [--kv-cache-dtypes auto,fp16] [--repeats 3]
-                            [--decode-tokens 16] [--model-dir .models/bench-125m]
+                            [--decode-tokens 16] [--model-dir .models/bench-125m] [--runtimes js,native]
 Prefill and decode tokens/s of the engine on a ~125M Mistral-shaped random model (generated on first use),
 against the memory-bandwidth floor measured in the same run. Prints figures; asserts nothing.`);
   process.exit(0);
@@ -35,6 +36,11 @@ const dtypes = values.dtypes.split(',') as WeightFormat[];
 const repeats = Number(values.repeats);
 const decodeTokens = Number(values['decode-tokens']);
 const kvCacheDtypes = values['kv-cache-dtypes'].split(',') as KvCacheDtype[];
+const runtimes = values.runtimes.split(',') as SessionRuntime[];
+/** The native session allocates its cache at full length up front: long enough for decode @2000, no longer. */
+const NATIVE_MAX_MODEL_LEN = 2112;
+
+type Samples = Record<'p128' | 'p1024' | 'd128' | 'd2000' | 'b8', number[]>;
 
 interface Stat {
   median: number;
@@ -103,53 +109,70 @@ async function main(): Promise<void> {
   const decodeAt128 = new Map<string, number>();
   for (const [dtype, kvCacheDtype] of dtypes.flatMap((d) => kvCacheDtypes.map((k) => [d, k] as const))) {
     for (const threads of threadCounts) {
-      const load = (maxSequences: number) =>
+      const load = (maxSequences: number, runtime: SessionRuntime) =>
         Engine.load({
           modelDir,
           dtype,
           kvCacheDtype,
           executionProvider: 'cpu',
+          runtime,
           intraOpThreads: threads,
           maxSequences,
+          ...(runtime === 'native' ? { maxModelLen: NATIVE_MAX_MODEL_LEN } : {}),
           onnxCacheDir: onnxCacheDirFrom(process.env),
         });
-      const samples = { p128: [] as number[], p1024: [] as number[], d128: [] as number[], d2000: [] as number[], b8: [] as number[] };
-      let loadSeconds = 0;
-      let attention = '';
-      // Per repeat: one engine for prefill, decode @128 and batch 8, then another (its own cache, one
-      // row) for decode @2000, each alone in the process; repeats interleave the two so machine noise
-      // hits both alike.
+      const samplesOf = new Map<SessionRuntime, Samples>(runtimes.map((runtime) => [runtime, { p128: [], p1024: [], d128: [], d2000: [], b8: [] }]));
+      const loadSeconds = new Map<SessionRuntime, number>();
+      const attention = new Map<SessionRuntime, string>();
+      // Per repeat and runtime: one engine for prefill, decode @128 and batch 8, then another (its own
+      // cache, one row) for decode @2000, each alone in the process; repeats interleave runtimes and
+      // engines so machine noise hits all alike.
       for (let r = 0; r < repeats; r++) {
-        const loadStart = performance.now();
-        const engine = await load(8);
-        if (r === 0) loadSeconds = (performance.now() - loadStart) / 1000;
-        attention = engine.attention;
-        await timePrefill(engine, 16); // warm-up
-        samples.p128.push(await timePrefill(engine, 128));
-        samples.p1024.push(await timePrefill(engine, 1024));
-        samples.d128.push(await timeDecode(engine, 128));
-        samples.b8.push(await timeBatchDecode(engine, 8));
-        await engine.dispose();
-        const longContextEngine = await load(1);
-        samples.d2000.push(await timeDecode(longContextEngine, 2000));
-        await longContextEngine.dispose();
+        for (const runtime of runtimes) {
+          const samples = samplesOf.get(runtime)!;
+          const loadStart = performance.now();
+          const engine = await load(8, runtime);
+          if (r === 0) loadSeconds.set(runtime, (performance.now() - loadStart) / 1000);
+          attention.set(runtime, engine.attention);
+          await timePrefill(engine, 16); // warm-up
+          samples.p128.push(await timePrefill(engine, 128));
+          samples.p1024.push(await timePrefill(engine, 1024));
+          samples.d128.push(await timeDecode(engine, 128));
+          samples.b8.push(await timeBatchDecode(engine, 8));
+          await engine.dispose();
+          const longContextEngine = await load(1, runtime);
+          samples.d2000.push(await timeDecode(longContextEngine, 2000));
+          await longContextEngine.dispose();
+        }
       }
-      const d128 = stat(samples.d128);
-      const d2000 = stat(samples.d2000);
-      const bandwidth = bandwidthFor(threads);
-      const bytesPerToken = weightBytesPerToken(configFromHuggingFace(BENCH_125M_CONFIG), dtype);
-      const floor = bandwidth / bytesPerToken;
-      if (kvCacheDtype === kvCacheDtypes[0]) decodeAt128.set(`${dtype}/${threads}`, d128.median);
-      const kv = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
-      console.log(`${dtype}, KV cache ${kv}, ${threads} thread(s), attention ${attention}, first load ${loadSeconds.toFixed(1)} s`);
-      console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
-      console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
-      console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
-      console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
-      console.log(`  decode batch 8 @128: ${show(stat(samples.b8), 'tok/s')} aggregate`);
-      console.log(
-        `  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(bytesPerToken / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`,
-      );
+      for (const runtime of runtimes) {
+        const samples = samplesOf.get(runtime)!;
+        const d128 = stat(samples.d128);
+        const d2000 = stat(samples.d2000);
+        const bandwidth = bandwidthFor(threads);
+        const bytesPerToken = weightBytesPerToken(configFromHuggingFace(BENCH_125M_CONFIG), dtype);
+        const floor = bandwidth / bytesPerToken;
+        if (kvCacheDtype === kvCacheDtypes[0] && runtime === runtimes[0]) decodeAt128.set(`${dtype}/${threads}`, d128.median);
+        const kv = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
+        console.log(
+          `${dtype}, KV cache ${kv}, ${threads} thread(s), ${runtime} session, attention ${attention.get(runtime)}, first load ${loadSeconds.get(runtime)!.toFixed(1)} s`,
+        );
+        console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
+        console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
+        console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
+        console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
+        console.log(`  decode batch 8 @128: ${show(stat(samples.b8), 'tok/s')} aggregate`);
+        console.log(
+          `  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(bytesPerToken / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`,
+        );
+      }
+      if (runtimes.length > 1) {
+        const medians = (key: keyof Samples) => runtimes.map((runtime) => stat(samplesOf.get(runtime)![key]).median);
+        for (const key of ['p128', 'p1024', 'd128', 'd2000', 'b8'] as const) {
+          const [first, ...rest] = medians(key);
+          console.log(`  ${key} ${runtimes.slice(1).join(', ')} / ${runtimes[0]}: ${rest.map((value) => (value / first).toFixed(2)).join(', ')}`);
+        }
+      }
     }
   }
   for (const threads of threadCounts) {

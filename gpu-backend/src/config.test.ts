@@ -17,6 +17,7 @@ describe('backendConfigFrom', () => {
       logLevel: 'info',
       backendToken: undefined,
       executionProvider: 'cpu',
+      runtime: 'js',
       dtype: 'fp32',
       kvCacheDtype: 'auto',
       int4BlockSize: 64,
@@ -52,8 +53,8 @@ describe('backendConfigFrom', () => {
 
   it('takes the flags into typed values and the scheduler limits', () => {
     const argv = [...MODEL, '--ep', 'webgpu', '--dtype', 'int4', '--int4-block-size', '128', '--max-running', '8', '--prefix-cache-size', '12'];
-    const config = backendConfigFrom([...argv, '--prefill-stall-factor', '0.5', '--kv-memory-gib', '1.5', '--threads', '3'], {});
-    expect(config).toMatchObject({ executionProvider: 'webgpu', dtype: 'int4', int4BlockSize: 128, intraOpThreads: 3, kvMemoryGib: 1.5 });
+    const config = backendConfigFrom([...argv, '--prefill-stall-factor', '0.5', '--kv-memory-gib', '1.5', '--threads', '3', '--runtime', 'native'], {});
+    expect(config).toMatchObject({ executionProvider: 'webgpu', runtime: 'native', dtype: 'int4', int4BlockSize: 128, intraOpThreads: 3, kvMemoryGib: 1.5 });
     expect(config.limits).toEqual({ maxRunning: 8, prefixCacheSize: 12, prefillStallFactor: 0.5 });
     expect(config.defaultSequences).toBe(20); // max running + prefix-cache size, above the floor of 16
     expect(backendConfigFrom(['--default-model'], {}).model).toEqual({ kind: 'default' });
@@ -62,6 +63,7 @@ describe('backendConfigFrom', () => {
   it.each([
     [['--ep', 'tpu'], {}, '--ep must be one of cpu, cuda, webgpu, got "tpu"'],
     [['--dtype', 'int8'], {}, '--dtype must be one of fp32, fp16, int4'],
+    [['--runtime', 'wasm'], {}, '--runtime must be one of js, native, got "wasm"'],
     [['--int4-block-size', '48'], {}, '--int4-block-size must be one of 16, 32, 64, 128, 256, got "48"'],
     [['--port', '70000'], {}, '--port must be an integer from 0 to 65535, got "70000"'],
     [[], { BACKEND_PORT: 'eighty' }, 'BACKEND_PORT must be an integer from 0 to 65535, got "eighty"'],

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { INT4_BLOCK_SIZE, INT4_BLOCK_SIZES } from './model/graph/quantize-int4';
-import type { ExecutionProvider, KvCacheDtype, WeightFormat } from './model/runtime/engine-types';
+import type { ExecutionProvider, KvCacheDtype, SessionRuntime, WeightFormat } from './model/runtime/engine-types';
 import type { ServingLimits } from './server/worker-messages';
 
 export class ConfigError extends Error {
@@ -17,6 +17,7 @@ export const DEFAULTS = {
   host: '127.0.0.1',
   port: 8000,
   executionProvider: 'cpu' as ExecutionProvider,
+  runtime: 'js' as SessionRuntime,
   dtype: 'fp32' as WeightFormat,
   kvCacheDtype: 'auto' as KvCacheDtype,
   int4BlockSize: INT4_BLOCK_SIZE,
@@ -41,6 +42,7 @@ export interface BackendConfig {
   /** The id clients send and /v1/model reports; undefined: the model folder's name. */
   modelId: string | undefined;
   executionProvider: ExecutionProvider;
+  runtime: SessionRuntime;
   dtype: WeightFormat;
   kvCacheDtype: KvCacheDtype;
   int4BlockSize: number;
@@ -68,6 +70,8 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
   --fake-engine              no model: a deterministic fake (tests)
   --host H, --port P         listen address (default ${DEFAULTS.host}, BACKEND_PORT or ${DEFAULTS.port}; 0 = any free port)
   --ep cpu|cuda|webgpu       ONNX Runtime execution provider (default ${DEFAULTS.executionProvider})
+  --runtime js|native        session: onnxruntime-node's, or the native addon's with the KV cache bound
+                             in place (cpu, cuda; npm run build:native builds it) (default ${DEFAULTS.runtime})
   --dtype fp32|fp16|int4     weight format (default ${DEFAULTS.dtype}; converted once, cached in MODEL_ONNX_CACHE_DIR)
   --kv-cache-dtype auto|fp32|fp16
   --int4-block-size N        int4 weights per fp32 scale: ${INT4_BLOCK_SIZES.join(', ')} (default ${DEFAULTS.int4BlockSize})
@@ -90,6 +94,7 @@ const FLAGS = {
   host: { type: 'string' },
   port: { type: 'string' },
   ep: { type: 'string' },
+  runtime: { type: 'string' },
   threads: { type: 'string' },
   dtype: { type: 'string' },
   'kv-cache-dtype': { type: 'string' },
@@ -184,6 +189,7 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     logLevel: oneOf(flags['log-level'], '--log-level', ['info', 'debug'], oneOf(env.LOG_LEVEL || undefined, 'LOG_LEVEL', ['info', 'debug'], DEFAULTS.logLevel)),
     backendToken: env.BACKEND_TOKEN || undefined,
     executionProvider: oneOf(flags.ep, '--ep', ['cpu', 'cuda', 'webgpu'], DEFAULTS.executionProvider),
+    runtime: oneOf(flags.runtime, '--runtime', ['js', 'native'], DEFAULTS.runtime),
     dtype: oneOf(flags.dtype, '--dtype', ['fp32', 'fp16', 'int4'], DEFAULTS.dtype),
     kvCacheDtype: oneOf(flags['kv-cache-dtype'], '--kv-cache-dtype', ['auto', 'fp32', 'fp16'], DEFAULTS.kvCacheDtype),
     int4BlockSize: Number(oneOf(flags['int4-block-size'], '--int4-block-size', int4BlockSizes, String(DEFAULTS.int4BlockSize))),

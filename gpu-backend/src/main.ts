@@ -41,7 +41,7 @@ function kvBudgetSequences(modelDir: string, config: BackendConfig) {
   else if (config.executionProvider === 'cpu')
     budgetBytes = CPU_KV_MEMORY_SHARE * Math.max(0, os.freemem() - weightBytes(model, config.dtype, config.int4BlockSize));
   else return null;
-  return sequencesForBudget(model, config.dtype, length, budgetBytes, config.defaultSequences, config.kvCacheDtype);
+  return sequencesForBudget(model, config.dtype, length, budgetBytes, config.defaultSequences, config.kvCacheDtype, config.runtime);
 }
 
 /** The validated config -> what the engine thread is started with (the default model is made here on first use). */
@@ -67,6 +67,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     modelDir,
     dtype: config.dtype,
     executionProvider: config.executionProvider,
+    runtime: config.runtime,
     intraOpThreads: config.intraOpThreads,
     maxSequences,
     kvCacheDtype: config.kvCacheDtype,
@@ -79,7 +80,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
   return {
     config,
     engineHost: { engine: { kind: 'onnx', options }, limits: config.limits, modelId: config.modelId },
-    modelLabel: `${modelDir} (${config.executionProvider}, ${config.dtype}, ${config.intraOpThreads} threads)`,
+    modelLabel: `${modelDir} (${config.executionProvider}, ${config.runtime} session, ${config.dtype}, ${config.intraOpThreads} threads)`,
     modelDir,
   };
 }

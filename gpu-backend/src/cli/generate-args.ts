@@ -2,13 +2,13 @@
 
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import type { KvCacheDtype, WeightFormat } from '../model/runtime/engine-types';
+import type { KvCacheDtype, SessionRuntime, WeightFormat } from '../model/runtime/engine-types';
 
 export class UsageError extends Error {}
 
 export const USAGE = `usage: generate --model DIR --prompt-ids 1,461,401 [--max-new-tokens N] [--temperature T] [--top-p P]
                 [--top-k K] [--seed S] [--ignore-eos] [--chunk-size C] [--dtype fp32|fp16|int4] [--kv-cache-dtype auto|fp32|fp16] [--threads N]
-                [--onnx-cache DIR|none] [--json]`;
+                [--runtime js|native] [--onnx-cache DIR|none] [--json]`;
 
 export interface GenerateArgs {
   modelDir: string;
@@ -23,6 +23,8 @@ export interface GenerateArgs {
   chunkSize?: number;
   dtype: WeightFormat;
   kvCacheDtype: KvCacheDtype;
+  /** The session: onnxruntime-node's ('js', default) or the native addon's. */
+  runtime: SessionRuntime;
   threads: number;
   onnxCacheDir?: string | null;
   json: boolean;
@@ -55,6 +57,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         dtype: { type: 'string' },
         'kv-cache-dtype': { type: 'string' },
         threads: { type: 'string' },
+        runtime: { type: 'string' },
         'onnx-cache': { type: 'string' },
         json: { type: 'boolean' },
       },
@@ -79,6 +82,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   const kvCacheDtype = values['kv-cache-dtype'] ?? 'auto';
   if (kvCacheDtype !== 'auto' && kvCacheDtype !== 'fp32' && kvCacheDtype !== 'fp16')
     throw new UsageError(`--kv-cache-dtype must be auto, fp32 or fp16, got "${kvCacheDtype}"`);
+  const runtime = values.runtime ?? 'js';
+  if (runtime !== 'js' && runtime !== 'native') throw new UsageError(`--runtime must be js or native, got "${runtime}"`);
   const cache = values['onnx-cache'];
   return {
     modelDir: values.model,
@@ -92,6 +97,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     chunkSize: integerFlag(values['chunk-size'], 'chunk-size', 1),
     dtype,
     kvCacheDtype,
+    runtime,
     threads: integerFlag(values.threads, 'threads', 1) ?? os.availableParallelism(),
     onnxCacheDir: cache === undefined ? undefined : cache === 'none' ? null : cache,
     json: values.json ?? false,

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../model/runtime/engine';
+import { NATIVE_ADDON_PATH } from '../model/runtime/native-session';
 import { ReferenceModel } from '../model/reference/reference-forward';
 import { parseGenerateArgs } from './generate-args';
 
@@ -42,26 +43,19 @@ describe('generate CLI', () => {
       return weights;
     });
     const promptIds = [1, 461, 401, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160];
-    const [ok, badFile] = await Promise.all([
-      runCli([
-        '--model',
-        FIXTURE,
-        '--prompt-ids',
-        promptIds.join(','),
-        '--max-new-tokens',
-        '40',
-        '--temperature',
-        '0',
-        '--ignore-eos',
-        '--chunk-size',
-        '5',
-        '--json',
-      ]),
+    const greedyArgs = ['--model', FIXTURE, '--prompt-ids', promptIds.join(','), '--max-new-tokens', '40', '--temperature', '0', '--ignore-eos', '--json'];
+    const [ok, native, badFile] = await Promise.all([
+      runCli([...greedyArgs, '--chunk-size', '5']),
+      runCli([...greedyArgs, '--runtime', 'native']),
       runCli(['--model', truncated, '--prompt-ids', '1,2', '--json']),
     ]);
     const reference = await ReferenceModel.load(FIXTURE);
+    const expected = { tokenIds: reference.greedy(promptIds, 40, { ignoreEos: true }) };
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout.trim())).toEqual({ tokenIds: reference.greedy(promptIds, 40, { ignoreEos: true }) });
+    expect(JSON.parse(ok.stdout.trim())).toEqual(expected);
+    // The native session (window 16, 57 positions: past its window) gives the same ids; without the addon, one line.
+    if (fs.existsSync(NATIVE_ADDON_PATH)) expect([native.code, JSON.parse(native.stdout.trim())]).toEqual([0, expected]);
+    else expect([native.code, native.stderr.trim()]).toEqual([1, expect.stringMatching(/^generate: the native session addon is not built/)]);
     expect(badFile.code).toBe(1);
     expect(badFile.stderr).toMatch(/^generate: .*model\.safetensors/m);
     expect(badFile.stderr).not.toMatch(/\n\s+at /);
@@ -79,7 +73,9 @@ describe('generate CLI', () => {
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--top-p', '0'])).toThrow(/--top-p/);
     expect(() => parseGenerateArgs(['--prompt-ids', '1'])).toThrow(/--model/);
     expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--bogus'])).toThrow(/--bogus/);
-    expect(parseGenerateArgs(['--model', 'm', '--prompt-ids', '1, 2', '--threads', '2', '--dtype', 'int4', '--json'])).toMatchObject({
+    expect(() => parseGenerateArgs(['--model', 'm', '--prompt-ids', '1', '--runtime', 'wasm'])).toThrow(/--runtime must be js or native/);
+    expect(parseGenerateArgs(['--model', 'm', '--prompt-ids', '1, 2', '--threads', '2', '--dtype', 'int4', '--runtime', 'native', '--json'])).toMatchObject({
+      runtime: 'native',
       promptIds: [1, 2],
       threads: 2,
       dtype: 'int4',

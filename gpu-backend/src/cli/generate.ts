@@ -18,6 +18,7 @@ export async function generate(args: GenerateArgs): Promise<number[]> {
     dtype: args.dtype,
     kvCacheDtype: args.kvCacheDtype,
     executionProvider: 'cpu',
+    runtime: args.runtime,
     intraOpThreads: args.threads,
     maxSequences: 1,
     chunkSize: args.chunkSize,

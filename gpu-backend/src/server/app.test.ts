@@ -101,7 +101,8 @@ describe('backend app: validation and auth', () => {
     expect((await app.request('/ready')).status).toBe(503);
     expect((await app.request('/health')).status).toBe(200);
     await client.whenReady();
-    expect((await app.request('/ready')).status).toBe(200);
+    const ready = await app.request('/ready');
+    expect([ready.status, await ready.json()]).toEqual([200, { status: 'ready', runtime: 'fake', executionProvider: 'none' }]);
     expect(await (await app.request('/v1/model')).json()).toEqual({
       modelId: 'fake-mistral',
       vocabSize: VOCAB,
@@ -264,12 +265,29 @@ describe('backend app: one onError for every refusal', () => {
 });
 
 describe('backend app: metrics', () => {
+  it('/ready and backend_engine_info name the session runtime (js unless asked) and the execution provider', async () => {
+    const onnx = { modelDir: 'm', dtype: 'fp32', executionProvider: 'cpu', intraOpThreads: 1, maxSequences: 2, onnxCacheDir: null } as const;
+    for (const [options, runtime] of [
+      [onnx, 'js'],
+      [{ ...onnx, runtime: 'native', executionProvider: 'cuda' }, 'native'],
+    ] as const) {
+      const client = GenerationClient.inProcess({ engine: { kind: 'onnx', options } }, new FakeEngine({ vocabSize: VOCAB, maxModelLen: MAX_MODEL_LEN }));
+      clients.push(client);
+      await client.whenReady();
+      const app = createBackendApp({ client });
+      expect(await (await app.request('/ready')).json()).toEqual({ status: 'ready', runtime, executionProvider: options.executionProvider });
+      const samples = parsePrometheus(await (await app.request('/metrics')).text());
+      expect(samples.get(`backend_engine_info{runtime="${runtime}",execution_provider="${options.executionProvider}"}`)).toBe(1);
+    }
+  });
+
   it('reports the idle KV slots and sequences from the start, before any request', async () => {
     const { app } = await setup();
     const samples = parsePrometheus(await (await app.request('/metrics')).text());
     expect(samples.get('backend_free_sequences')).toBe(8);
     expect(samples.get('backend_kv_slots_free')).toBe(8 * MAX_MODEL_LEN);
     expect(samples.get('backend_kv_slots_used')).toBe(0);
+    expect(samples.get('backend_engine_info{runtime="fake",execution_provider="none"}')).toBe(1);
   });
 
   it('renders parseable Prometheus text with request, token, latency and cache figures', async () => {

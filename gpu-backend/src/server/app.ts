@@ -86,7 +86,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.get('/health', (c) => c.json({ status: 'ok' }));
   app.get('/ready', (c) => {
     if (!client.isReady()) throw notReady('The model is not loaded yet.');
-    return c.json({ status: 'ready' });
+    return c.json({ status: 'ready', ...client.engine });
   });
   app.get('/v1/model', (c) => {
     if (!client.modelInfo) throw notReady('The model is not loaded yet.');

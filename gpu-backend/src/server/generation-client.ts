@@ -3,7 +3,7 @@
 // thread for tests (same messages, no structured clone).
 
 import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
-import type { ModelEngine } from '../model/runtime/engine-types';
+import type { ExecutionProvider, ModelEngine, SessionRuntime } from '../model/runtime/engine-types';
 import { QueueCapacity } from './capacity';
 import { runEngineHost } from './engine-worker';
 import { Metrics, type RequestOutcome } from './metrics';
@@ -31,6 +31,17 @@ interface Pending {
   stopped: boolean;
 }
 
+/** Which session and provider serve: reported in /ready and /metrics (backend_engine_info). */
+export interface EngineLabel {
+  runtime: SessionRuntime | 'fake';
+  executionProvider: ExecutionProvider | 'none';
+}
+
+function engineLabelOf(engine: EngineHostOptions['engine']): EngineLabel {
+  if (engine.kind === 'fake') return { runtime: 'fake', executionProvider: 'none' };
+  return { runtime: engine.options.runtime ?? 'js', executionProvider: engine.options.executionProvider };
+}
+
 interface Transport {
   send(message: ToEngineThread): void;
   close(): Promise<void>;
@@ -38,6 +49,7 @@ interface Transport {
 
 export class GenerationClient {
   readonly metrics = new Metrics();
+  readonly engine: EngineLabel;
   modelInfo: ModelInfo | null = null;
   limits: ServingLimits | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -59,7 +71,9 @@ export class GenerationClient {
   /** Called once when the engine thread fails (load error, crash); requests in flight got an error event. */
   onFailure: (message: string) => void = () => {};
 
-  private constructor() {
+  private constructor(options: EngineHostOptions) {
+    this.engine = engineLabelOf(options.engine);
+    this.metrics.setEngine(this.engine);
     this.readyPromise = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -69,7 +83,7 @@ export class GenerationClient {
 
   /** The scheduler and engine in a worker thread (the server's mode). */
   static inWorker(options: EngineHostOptions): GenerationClient {
-    const client = new GenerationClient();
+    const client = new GenerationClient(options);
     const worker = startTsWorker(new URL('./engine-worker.ts', import.meta.url), { engineHost: options });
     worker.on('message', (message: FromEngineThread) => client.receive(message));
     worker.on('error', (error) => client.receive({ type: 'failed', message: error.message }));
@@ -89,7 +103,7 @@ export class GenerationClient {
 
   /** The scheduler in this thread; `engine` overrides what options.engine would load. */
   static inProcess(options: EngineHostOptions, engine?: ModelEngine): GenerationClient {
-    const client = new GenerationClient();
+    const client = new GenerationClient(options);
     let handler: (message: ToEngineThread) => void = () => {};
     const done = runEngineHost(options, { post: (message) => client.receive(message), onMessage: (h) => (handler = h) }, engine);
     client.transport = {

@@ -15,6 +15,9 @@ describe('KV budget', () => {
     expect(kvBytesPerSequence(MISTRAL_7B_V01, 'int4', 32768, 'fp16')).toBe(128 * 1024 * 4095);
     expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp32', 32768, 'auto')).toBe(2 * 128 * 1024 * 4095);
     expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp16', 1000)).toBe(128 * 1024 * 1000);
+    // The native session keeps every position (window or not) plus a spare slot.
+    expect(kvBytesPerSequence(MISTRAL_7B_V01, 'fp16', 32768, 'auto', 'native')).toBe(128 * 1024 * 32769);
+    expect(sequencesForBudget(MISTRAL_7B_V01, 'fp16', 8192, 10 * 128 * 1024 * 8193, 16, 'auto', 'native').maxSequences).toBe(10);
   });
 
   it('puts Mistral 7B at ~7.24B parameters (14.5 GB in fp16)', () => {

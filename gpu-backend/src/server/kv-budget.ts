@@ -2,7 +2,7 @@
 // from the model's shape and the memory this host has, so a 7B model on a small host does not oversubscribe.
 
 import type { ModelConfig } from '../model/checkpoint/config';
-import { type KvCacheDtype, type WeightFormat, kvCacheElementType } from '../model/runtime/engine-types';
+import { type KvCacheDtype, type SessionRuntime, type WeightFormat, kvCacheElementType } from '../model/runtime/engine-types';
 import { SequenceSlots } from '../model/runtime/sequence-slots';
 
 /** Default budget on the CPU provider: this share of the memory free at start, after the weights. */
@@ -10,10 +10,19 @@ export const CPU_KV_MEMORY_SHARE = 0.5;
 /** Rows beyond the running sequences: prefix-cache snapshots and n > 1 forks. */
 const MIN_SEQUENCES = 2;
 
-/** Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 slots) or maxModelLen. */
-export function kvBytesPerSequence(config: ModelConfig, dtype: WeightFormat, maxModelLen: number, kvCacheDtype: KvCacheDtype = 'auto'): number {
+/**
+ * Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 slots) or maxModelLen;
+ * the native session keeps every position and a spare slot whatever the window (native-kv-store.ts).
+ */
+export function kvBytesPerSequence(
+  config: ModelConfig,
+  dtype: WeightFormat,
+  maxModelLen: number,
+  kvCacheDtype: KvCacheDtype = 'auto',
+  runtime: SessionRuntime = 'js',
+): number {
   const elementBytes = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 2 : 4;
-  const slots = SequenceSlots.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen });
+  const slots = runtime === 'native' ? maxModelLen + 1 : SequenceSlots.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen });
   return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
 }
 
@@ -28,8 +37,9 @@ export function sequencesForBudget(
   budgetBytes: number,
   ceiling: number,
   kvCacheDtype: KvCacheDtype = 'auto',
+  runtime: SessionRuntime = 'js',
 ): { maxSequences: number; reason: string } {
-  const perSequence = kvBytesPerSequence(config, dtype, maxModelLen, kvCacheDtype);
+  const perSequence = kvBytesPerSequence(config, dtype, maxModelLen, kvCacheDtype, runtime);
   const fit = Math.floor(budgetBytes / perSequence);
   const maxSequences = Math.max(MIN_SEQUENCES, Math.min(ceiling, fit));
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;

@@ -55,6 +55,12 @@ export class Metrics {
   private scheduler: SchedulerStats | null = null;
   private readonly grammarCompile = new Histogram(COMPILE_BUCKETS);
   private grammarCacheHits = 0;
+  private engineLabels = '';
+
+  /** The info gauge's labels: which session runtime and execution provider serve. */
+  setEngine(engine: { runtime: string; executionProvider: string }): void {
+    this.engineLabels = `{runtime="${engine.runtime}",execution_provider="${engine.executionProvider}"}`;
+  }
 
   countRequest(outcome: RequestOutcome): void {
     this.requests.set(outcome, (this.requests.get(outcome) ?? 0) + 1);
@@ -91,6 +97,10 @@ export class Metrics {
     };
     const sample = (name: string, value: number, labels = '') => lines.push(`${PREFIX}${name}${labels} ${formatNumber(value)}`);
 
+    if (this.engineLabels) {
+      family('engine_info', 'gauge', 'The session runtime and execution provider serving (always 1).');
+      sample('engine_info', 1, this.engineLabels);
+    }
     family('requests_total', 'counter', 'Generate requests by outcome (finish reason, or why they were refused).');
     for (const [outcome, count] of this.requests) sample('requests_total', count, `{outcome="${outcome}"}`);
     family('prompt_tokens_total', 'counter', 'Prompt tokens of finished requests.');

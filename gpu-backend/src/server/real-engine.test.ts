@@ -3,7 +3,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SAMPLING, type GenerateEvent, type SamplingParams } from '../../../shared/protocol';
-import { Engine } from '../model/runtime/engine';
+import fs from 'node:fs';
+import { Engine, type EngineLoadOptions } from '../model/runtime/engine';
+import { NATIVE_ADDON_PATH, NativeUnavailableError } from '../model/runtime/native-session';
 import { randomModelWeights } from '../model/checkpoint/default-model';
 import { MapWeightSource, tinyConfig } from '../model/reference/test-models';
 import { createBackendApp } from './app';
@@ -18,7 +20,7 @@ import { fakeGreedy, readEvents } from './test-support';
 const WINDOW = 8;
 const CONFIG = tinyConfig({ vocabSize: 128, slidingWindow: WINDOW, maxPositions: 256 });
 
-function newEngine(): Promise<Engine> {
+function newEngine(options: Partial<EngineLoadOptions> = {}): Promise<Engine> {
   return Engine.fromWeights(new MapWeightSource(CONFIG, randomModelWeights(CONFIG, 7)), {
     modelDir: 'random-window-model',
     dtype: 'fp32',
@@ -26,6 +28,7 @@ function newEngine(): Promise<Engine> {
     intraOpThreads: 1,
     maxSequences: 12,
     onnxCacheDir: null,
+    ...options,
   });
 }
 
@@ -155,6 +158,34 @@ describe('scheduler on the real engine', () => {
     const [single] = await serve(engine, [{ tokenIds: prompt, sampling: { maxTokens: 8 } }]);
     const [forked] = await serve(engine, [{ tokenIds: prompt, sampling: { maxTokens: 8, n: 3 } }]);
     expect(forked.choices).toEqual([single.choices[0], single.choices[0], single.choices[0]]);
+  });
+});
+
+describe('scheduler on the native session (--runtime native)', () => {
+  it('serves what the JS session serves: staggered greedy and sampled requests, prefix-cache hits past the window, n > 1 forks', async () => {
+    if (!fs.existsSync(NATIVE_ADDON_PATH)) {
+      await expect(newEngine({ runtime: 'native' })).rejects.toThrow(NativeUnavailableError);
+      return;
+    }
+    const prefix = promptOf(2 * WINDOW + 3, 21);
+    const requests = [
+      { tokenIds: promptOf(13, 1), sampling: { maxTokens: 12 } },
+      ...[2, 3, 4].map((salt) => ({ tokenIds: promptOf(5 + salt * 7, salt), sampling: { temperature: 0.9, maxTokens: 14 }, afterSteps: salt - 2 })),
+      { tokenIds: [...prefix, 5, 6], prefixLength: prefix.length, sampling: { maxTokens: 10 } },
+      { tokenIds: [...prefix, 7], prefixLength: prefix.length, sampling: { maxTokens: 10, n: 2, temperature: 0.8 }, afterSteps: 6 },
+      { tokenIds: promptOf(9, 13), sampling: { maxTokens: 12, temperature: 0.9, topP: 0.95, seed: 77 }, afterSteps: 3 },
+    ];
+    const limits = { prefixCacheSize: 2 };
+    const js = await newEngine({ attention: 'fused' });
+    const expected = await serve(js, requests, limits);
+    await js.dispose();
+    const native = await newEngine({ runtime: 'native' });
+    try {
+      expect(await serve(native, requests, limits)).toEqual(expected);
+      expect(native.freeSequences()).toBe(12 - 2); // only the two prefix snapshots stay
+    } finally {
+      await native.dispose();
+    }
   });
 });
 

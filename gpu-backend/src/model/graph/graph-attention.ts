@@ -19,6 +19,17 @@ import { emitVector } from './graph-linear';
 export type AttentionKind = 'fused' | 'hybrid' | 'unfused';
 
 /**
+ * How the cache crosses the graph boundary. 'new-rows': past_key/value.L in, only the new rows out
+ * (new_key/value.L; the store writes them back). 'shared-buffer': GroupQueryAttention's present_key/
+ * value.L are graph outputs that the caller binds to the same memory as past_key/value.L, so the op
+ * writes the new keys in place and nothing is copied (needs a runtime that binds outputs: the native
+ * session). The past then spans the cache's full length.
+ */
+export type CacheIo = 'new-rows' | 'shared-buffer';
+
+export const presentOutputName = (kind: 'key' | 'value', layer: number): string => `present_${kind}.${layer}`;
+
+/**
  * unfused when GQA's CPU kernel refuses the head size (its rule is for do_rotary=1; with rotary outside,
  * head_dim 8 measured exact on 1.30, but the rule is kept); on the CPU hybrid (decode cost grows less
  * with context); elsewhere fused (WebGPU has no FusedMatMul kernel; on a GPU the past copy is cheap).
@@ -40,6 +51,8 @@ export interface AttentionInputs {
   useGqa?: string; // [] bool, hybrid only: true runs the GQA branch
   attentionBias?: string; // [batch, 1, groupSize, sequence, pastSlots + sequence] compute type, in-place path only
   probabilitySplit?: string; // [2] int64 = [pastSlots, sequence], in-place path only: computed once, not per layer
+  /** 'shared-buffer': GQA's present outputs become graph outputs (fused only, cache type = compute type). */
+  cacheIo: CacheIo;
 }
 
 /** cos/sin caches [maxPositions, headDim / 2] for rotate-half rotary (rotary_interleaved = 0). */
@@ -112,6 +125,10 @@ export function emitAttention(ctx: GraphContext, kind: AttentionKind, layer: num
       scale: { f: 1 / Math.sqrt(headDim) },
     };
     const gqaInputs = [rotatedQuery, rotatedKey, value, pastKey, pastValue, inputs.seqlensK!, inputs.totalSequenceLength!];
+    if (inputs.cacheIo === 'shared-buffer') {
+      const presents = [presentOutputName('key', layer), presentOutputName('value', layer)];
+      return g.node('GroupQueryAttention', gqaInputs, attributes, { domain: 'com.microsoft', outputs: [`l${layer}.attention`, ...presents] })[0];
+    }
     // present_key/value are not graph outputs: fetching them would copy whole caches every step.
     if (kind === 'fused') return g.node('GroupQueryAttention', gqaInputs, attributes, { domain: 'com.microsoft', outputs: 3 })[0];
     const gqaBranch = g.branch();

@@ -4,7 +4,16 @@
 
 import type { ModelConfig } from '../checkpoint/config';
 import type { WeightFormat } from '../runtime/engine-types';
-import { type AttentionInputs, type AttentionKind, chooseAttention, emitAttention, emitProbabilitySplit, emitRotaryCaches } from './graph-attention';
+import {
+  type AttentionInputs,
+  type AttentionKind,
+  type CacheIo,
+  chooseAttention,
+  emitAttention,
+  emitProbabilitySplit,
+  emitRotaryCaches,
+  presentOutputName,
+} from './graph-attention';
 import { type ExternalDataWriter, GraphBuilder } from './graph-builder';
 import { type GraphContext, emitEmbedding, emitLinear, emitVector } from './graph-linear';
 import type { OnnxModel } from './onnx-proto-writer';
@@ -29,6 +38,8 @@ export interface GraphOptions {
   int4BlockSize?: number;
   /** Element type of the KV cache (past inputs, new key/value outputs); default the compute type. */
   kvType?: 'float32' | 'float16';
+  /** Default 'new-rows'; 'shared-buffer' needs attention 'fused' and the cache in the compute type. */
+  cacheIo?: CacheIo;
 }
 
 export interface BuiltGraph {
@@ -74,11 +85,15 @@ export async function buildModelGraph(
     int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE,
   };
   const cacheType = options.kvType ?? computeType;
+  const cacheIo = options.cacheIo ?? 'new-rows';
+  if (cacheIo === 'shared-buffer' && (attention !== 'fused' || cacheType !== computeType)) {
+    throw new Error(`a shared-buffer KV cache needs fused attention and the cache in the compute type (got ${attention}, ${cacheType} cache)`);
+  }
 
   const inputIds = g.input('input_ids', 'int64', ['batch', 'sequence']);
   const positionIds = g.input('position_ids', 'int64', ['batch', 'sequence']);
   const logitsIndex = g.input('logits_index', 'int64', ['rows']); // flattened batch * sequence row per wanted logits row
-  const attentionInputs: AttentionInputs = { positionIds, cacheType, ...emitRotaryCaches(ctx) };
+  const attentionInputs: AttentionInputs = { positionIds, cacheType, cacheIo, ...emitRotaryCaches(ctx) };
   if (attention !== 'fused') {
     const bias = g.input('attention_bias', 'float32', ['mask_batch', 1, 'group_size', 'mask_queries', 'keys']);
     attentionInputs.attentionBias = computeType === 'float32' ? bias : g.op('Cast', [bias], { to: { i: 10 } });
@@ -156,8 +171,10 @@ export async function buildModelGraph(
   });
   g.output('logits', 'float32', ['rows', vocabSize]);
   for (let layer = 0; layer < config.layerCount; layer++) {
-    g.output(`new_key.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
-    g.output(`new_value.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
+    for (const kind of ['key', 'value'] as const) {
+      if (cacheIo === 'shared-buffer') g.output(presentOutputName(kind, layer), cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
+      else g.output(`new_${kind}.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
+    }
   }
   return { model: g.build(GRAPH_BUILDER_VERSION), attention, computeType, cacheType };
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BuildProgress } from './build-progress';
 import type { WeightFormat } from '../runtime/engine-types';
-import { type AttentionKind, chooseAttention } from './graph-attention';
+import { type AttentionKind, type CacheIo, chooseAttention } from './graph-attention';
 import { ExternalDataWriter } from './graph-builder';
 import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph } from './model-graph';
 import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
@@ -34,6 +34,8 @@ export interface StoreOptions {
   int4BlockSize?: number;
   /** KV cache element type; default the compute type. */
   kvType?: 'float32' | 'float16';
+  /** Default 'new-rows' (GraphOptions.cacheIo). */
+  cacheIo?: CacheIo;
   /** Folder for cached graphs; null builds in memory every time (small models, tests). */
   cacheDir: string | null;
   /** The checkpoint folder, fingerprinted by file sizes and mtimes. */
@@ -88,6 +90,8 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     int4AccuracyLevel: options.int4AccuracyLevel,
     int4BlockSize: options.int4BlockSize,
     kvType: cacheType,
+    // Left out unless set, so the keys of 'new-rows' graphs stay what they were.
+    ...(options.cacheIo === 'shared-buffer' ? { cacheIo: options.cacheIo } : {}),
   };
   const variant = options.variant ?? 'plain';
   const build = async (writer: ExternalDataWriter | null, onLayer?: (done: number) => void) => {
@@ -109,7 +113,7 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     .slice(0, 16);
   // Folder name: what it is for, then the key. Builds that differ only in key (a newer builder, edited
   // weights) replace older ones, so the cache does not grow by a model's size per change.
-  const family = `${path.basename(path.resolve(options.checkpointDir))}-${variant === 'plain' ? '' : `${variant}-`}${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? INT4_BLOCK_SIZE}-` : ''}${cacheType === computeType ? '' : 'kv16-'}`;
+  const family = `${path.basename(path.resolve(options.checkpointDir))}-${variant === 'plain' ? '' : `${variant}-`}${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? INT4_BLOCK_SIZE}-` : ''}${cacheType === computeType ? '' : 'kv16-'}${options.cacheIo === 'shared-buffer' ? 'shared-' : ''}`;
   const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
   const showProgress = options.progress ?? weightBytes > PROGRESS_THRESHOLD;

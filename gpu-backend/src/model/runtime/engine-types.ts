@@ -5,12 +5,16 @@ import type { ModelConfig } from '../checkpoint/config';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 export type WeightFormat = 'fp32' | 'fp16' | 'int4';
+/** 'js': onnxruntime-node's session (ort-session.ts); 'native': the addon's session with the KV cache bound in place (native-session.ts). */
+export type SessionRuntime = 'js' | 'native';
 
 export interface EngineOptions {
   /** Hugging Face checkpoint folder (config.json + safetensors). */
   modelDir: string;
   dtype: WeightFormat;
   executionProvider: ExecutionProvider;
+  /** Default 'js'. */
+  runtime?: SessionRuntime;
   intraOpThreads: number;
   /** Longest prefill chunk per session.run; defaults to the sliding window (or 512 without one), on the CPU at most 256. */
   chunkSize?: number;

@@ -11,9 +11,8 @@ import { type AttentionKind, chooseAttention } from '../graph/graph-attention';
 import type { WeightSource } from '../graph/model-graph';
 import { INT4_BLOCK_SIZE } from '../graph/quantize-int4';
 import type { EngineTuning } from './engine-tuning';
-import { HostKvStore } from './host-kv-store';
 import type { KvStore } from './kv-store';
-import { ResidentKvStore } from './resident-kv-store';
+import { KvStoreConfigError, loadKvStore } from './kv-store-loader';
 import { SequenceSlots } from './sequence-slots';
 
 /** What the server passes (EngineOptions) plus the knobs only benchmarks and tests turn (EngineTuning). */
@@ -83,40 +82,22 @@ export class Engine implements ModelEngine {
     if (maxModelLen > config.maxPositions) {
       throw new EngineError(`maxModelLen ${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositions}`);
     }
-    const int4AccuracyLevel = options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL;
-    const int4BlockSize = options.int4BlockSize ?? INT4_BLOCK_SIZE;
-    const attention = options.attention ?? chooseAttention(config.headDim, options.executionProvider);
-    const kvType = kvCacheElementType(options.dtype, options.kvCacheDtype);
-    const resident = options.residentKvCache ?? options.executionProvider === 'webgpu';
-    if (resident && kvType !== kvCacheElementType(options.dtype)) {
-      throw new EngineError(`kvCacheDtype ${options.kvCacheDtype} needs the host KV cache; the device-resident cache keeps the compute type`);
-    }
-    const layout = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen };
-    const graph = {
-      executionProvider: options.executionProvider,
-      intraOpThreads: options.intraOpThreads,
-      format: options.dtype,
-      attention,
-      int4AccuracyLevel,
-      int4BlockSize,
+    const resolved = {
+      attention: options.attention ?? chooseAttention(config.headDim, options.executionProvider),
+      int4AccuracyLevel: options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL,
+      int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE,
+      kvType: kvCacheElementType(options.dtype, options.kvCacheDtype),
+      computeKvType: kvCacheElementType(options.dtype),
     };
-    const store: KvStore = resident
-      ? await ResidentKvStore.load(source, {
-          ...graph,
-          cacheDir: options.onnxCacheDir,
-          checkpointDir: options.modelDir,
-          externalDataThresholdBytes: options.externalDataThresholdBytes,
-          profilePrefix: options.profilePrefix,
-        })
-      : await HostKvStore.load(source, layout, {
-          ...graph,
-          kvType,
-          cacheDir: options.onnxCacheDir,
-          checkpointDir: options.modelDir,
-          externalDataThresholdBytes: options.externalDataThresholdBytes,
-          reserveKvMemory: options.reserveKvMemory,
-          profilePrefix: options.profilePrefix,
-        });
+    const requested = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen };
+    let loaded: Awaited<ReturnType<typeof loadKvStore>>;
+    try {
+      loaded = await loadKvStore(source, options, resolved, requested);
+    } catch (error) {
+      if (error instanceof KvStoreConfigError) throw new EngineError(error.message);
+      throw error;
+    }
+    const { store, layout } = loaded;
     const slots = new SequenceSlots({ ...layout, growth: store.resizesInPlace ? 'step' : 'double' });
     store.resize(slots.capacity, 0);
     return new Engine(config, path.basename(path.resolve(options.modelDir)), slots, store, options);

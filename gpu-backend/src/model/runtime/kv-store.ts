@@ -1,8 +1,10 @@
 // Where the KV cache lives, apart from its layout (SequenceSlots). The engine has one run path whatever
 // the store: pastFeeds -> buildFeeds -> run (which keeps the new keys/values); the layout's changes
-// (capacity, forks, row compaction) are handed to the store as they happen. Two implementations:
-// HostKvStore (host arrays fed as views, new keys/values fetched and written back: CPU, CUDA) and
-// ResidentKvStore (tensors that stay in device memory between steps: WebGPU).
+// (capacity, forks, row compaction) are handed to the store as they happen. Three implementations:
+// HostKvStore (host arrays fed as views, new keys/values fetched and written back: CPU, CUDA),
+// ResidentKvStore (tensors that stay in device memory between steps: WebGPU) and NativeKvStore (the
+// native session's cache, bound in place as GQA's past and present: --runtime native, CPU, CUDA).
+// kv-store-loader.ts picks one.
 //
 // The store owns the session: where the cache lives decides what a run feeds and fetches.
 

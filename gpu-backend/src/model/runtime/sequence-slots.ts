@@ -52,6 +52,8 @@ export type CapacityGrowth = 'step' | 'double';
 export interface RowCopy {
   from: number;
   to: number;
+  /** Slots of the row holding keys (validSlots of its length): a store may copy only those. */
+  validSlots: number;
 }
 
 export const CAPACITY_STEP = 64;
@@ -126,7 +128,8 @@ export class SequenceSlots {
     const id = this.create();
     const target = this.state(id);
     target.length = length;
-    const copy = { from: source.row, to: target.row };
+    // The copy is what the source keeps (the rows swap below): all of its valid slots.
+    const copy = { from: source.row, to: target.row, validSlots: this.validSlots(source.length) };
     [source.row, target.row] = [target.row, source.row];
     this.rowOwners[source.row] = sourceId;
     this.rowOwners[target.row] = id;
@@ -153,8 +156,8 @@ export class SequenceSlots {
     const lastRow = this.rowOwners.length - 1;
     let move: RowCopy | null = null;
     if (row !== lastRow) {
-      move = { from: lastRow, to: row };
       const movedId = this.rowOwners[lastRow];
+      move = { from: lastRow, to: row, validSlots: this.validSlots(this.state(movedId).length) };
       this.rowOwners[row] = movedId;
       this.state(movedId).row = row;
     }
@@ -189,6 +192,12 @@ export class SequenceSlots {
 
   row(sequenceId: number): number {
     return this.state(sequenceId).row;
+  }
+
+  /** Tokens held by the sequence that owns `row`; 0 for a row no sequence owns. */
+  lengthOfRow(row: number): number {
+    const owner = this.rowOwners[row];
+    return owner === undefined ? 0 : this.state(owner).length;
   }
 
   advance(sequenceId: number, count: number): void {

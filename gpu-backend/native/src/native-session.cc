@@ -1,0 +1,169 @@
+// NativeSession: session creation on the CPU or CUDA provider, the KV cache allocated once from the
+// session's allocator, and one IoBinding per step that binds each cache tensor as past and present.
+
+#include "native-session.h"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace native {
+
+namespace {
+
+size_t ElementBytes(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      return 4;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return 2;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      return 8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
+      return 1;
+    default:
+      throw std::runtime_error("unsupported tensor element type");
+  }
+}
+
+size_t ElementCount(const std::vector<int64_t>& dims) {
+  size_t count = 1;
+  for (int64_t dim : dims) count *= static_cast<size_t>(dim);
+  return count;
+}
+
+Ort::SessionOptions MakeOptions(const SessionConfig& config) {
+  Ort::SessionOptions options;
+  options.SetIntraOpNumThreads(config.intraOpThreads);
+  options.SetInterOpNumThreads(1);
+  options.SetExecutionMode(ORT_SEQUENTIAL);
+  options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+  if (config.provider == "cuda") {
+    // The provider library loads here; without it (or without CUDA) this is where the session fails.
+    try {
+      Ort::CUDAProviderOptions cuda;
+      cuda.Update({{"device_id", std::to_string(config.deviceId)}});
+      options.AppendExecutionProvider_CUDA_V2(*cuda);
+    } catch (const Ort::Exception& error) {
+      throw std::runtime_error(std::string("the CUDA execution provider is unavailable: ") + error.what());
+    }
+  } else if (config.provider != "cpu") {
+    throw std::runtime_error("unknown execution provider '" + config.provider + "' (cpu or cuda)");
+  }
+  return options;
+}
+
+}  // namespace
+
+NativeSession::NativeSession(const std::string& model, const std::vector<uint8_t>& modelBytes, const SessionConfig& config)
+    : env_(ORT_LOGGING_LEVEL_ERROR, "native-session"), provider_(config.provider), deviceId_(config.deviceId) {
+  Ort::SessionOptions options = MakeOptions(config);
+  try {
+    session_ = modelBytes.empty() ? std::make_unique<Ort::Session>(env_, model.c_str(), options)
+                                  : std::make_unique<Ort::Session>(env_, modelBytes.data(), modelBytes.size(), options);
+  } catch (const Ort::Exception& error) {
+    if (provider_ == "cuda") throw std::runtime_error(std::string("the CUDA execution provider is unavailable: ") + error.what());
+    throw;
+  }
+  binding_ = std::make_unique<Ort::IoBinding>(*session_);
+}
+
+void NativeSession::AllocateCache(const CacheSpec& spec) {
+  if (!cache_.empty()) throw std::runtime_error("the KV cache is allocated once per session");
+  if (spec.pastNames.size() != spec.presentNames.size() || spec.pastNames.empty()) {
+    throw std::runtime_error("the cache needs one present name per past name");
+  }
+  Ort::MemoryInfo info = provider_ == "cuda" ? Ort::MemoryInfo("Cuda", OrtArenaAllocator, deviceId_, OrtMemTypeDefault)
+                                             : Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  allocator_ = std::make_unique<Ort::Allocator>(*session_, info);
+  spec_ = spec;
+  const int64_t shape[4] = {spec.rows, spec.keyValueHeads, spec.slots, spec.headDim};
+  for (size_t i = 0; i < spec.pastNames.size(); i++) {
+    cache_.push_back(Ort::Value::CreateTensor(*allocator_, shape, 4, spec.elementType));
+    // Host caches start zeroed so an unread slot never holds garbage; device memory is left as
+    // allocated (the attention op reads only slots below each row's length).
+    if (CacheOnHost()) std::memset(cache_.back().GetTensorMutableRawData(), 0, RowBytes() * static_cast<size_t>(spec.rows));
+  }
+}
+
+size_t NativeSession::RowBytes() const {
+  return static_cast<size_t>(spec_.keyValueHeads * spec_.slots * spec_.headDim) * ElementBytes(spec_.elementType);
+}
+
+bool NativeSession::CacheOnHost() const { return provider_ == "cpu"; }
+
+size_t NativeSession::CacheBytes() const { return cache_.size() * RowBytes() * static_cast<size_t>(spec_.rows); }
+
+Ort::Value NativeSession::RowsView(size_t tensor, int64_t firstRow, int64_t batch) const {
+  const Ort::Value& whole = cache_[tensor];
+  auto* base = static_cast<uint8_t*>(const_cast<void*>(whole.GetTensorRawData()));
+  const int64_t shape[4] = {batch, spec_.keyValueHeads, spec_.slots, spec_.headDim};
+  return Ort::Value::CreateTensor(whole.GetTensorMemoryInfo(), base + RowBytes() * static_cast<size_t>(firstRow),
+                                  RowBytes() * static_cast<size_t>(batch), shape, 4, spec_.elementType);
+}
+
+void NativeSession::Run(const StepRequest& request) {
+  if (cache_.empty()) throw std::runtime_error("run before the KV cache was allocated");
+  if (request.batch <= 0 || request.firstRow < 0 || request.firstRow + request.batch > spec_.rows) {
+    throw std::runtime_error("batch rows are outside the KV cache");
+  }
+  const size_t logitsCount = static_cast<size_t>(request.logitsRows * request.vocab);
+  if (logitsCount > request.logitsCapacity) throw std::runtime_error("the logits buffer is too small for this run");
+  Ort::MemoryInfo host = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+  std::vector<Ort::Value> values;  // alive until the run ends
+  values.reserve(request.feeds.size() + cache_.size() + 1);
+  binding_->ClearBoundInputs();
+  binding_->ClearBoundOutputs();
+  for (const HostFeed& feed : request.feeds) {
+    if (ElementCount(feed.dims) * ElementBytes(feed.type) != feed.byteLength) {
+      throw std::runtime_error("feed " + feed.name + " does not match its dims");
+    }
+    values.push_back(Ort::Value::CreateTensor(host, feed.data, feed.byteLength, feed.dims.data(), feed.dims.size(), feed.type));
+    binding_->BindInput(feed.name.c_str(), values.back());
+  }
+  for (size_t i = 0; i < cache_.size(); i++) {
+    values.push_back(RowsView(i, request.firstRow, request.batch));
+    binding_->BindInput(spec_.pastNames[i].c_str(), values.back());
+    binding_->BindOutput(spec_.presentNames[i].c_str(), values.back());
+  }
+  const int64_t logitsShape[2] = {request.logitsRows, request.vocab};
+  values.push_back(Ort::Value::CreateTensor<float>(host, request.logits, logitsCount, logitsShape, 2));
+  binding_->BindOutput(request.logitsName.c_str(), values.back());
+  session_->Run(runOptions_, *binding_);
+  binding_->ClearBoundInputs();
+  binding_->ClearBoundOutputs();
+}
+
+void NativeSession::CopyRow(int64_t from, int64_t to, int64_t slots) {
+  if (!CacheOnHost()) throw std::runtime_error("row copies of a device KV cache are not implemented");
+  if (from < 0 || to < 0 || from >= spec_.rows || to >= spec_.rows || slots < 0 || slots > spec_.slots) {
+    throw std::runtime_error("row copy outside the KV cache");
+  }
+  if (from == to || slots == 0) return;
+  const size_t slotBytes = static_cast<size_t>(spec_.headDim) * ElementBytes(spec_.elementType);
+  const size_t headBytes = slotBytes * static_cast<size_t>(spec_.slots);
+  for (Ort::Value& tensor : cache_) {
+    auto* base = static_cast<uint8_t*>(tensor.GetTensorMutableRawData());
+    for (int64_t head = 0; head < spec_.keyValueHeads; head++) {
+      const size_t offset = static_cast<size_t>(head) * headBytes;
+      std::memcpy(base + RowBytes() * static_cast<size_t>(to) + offset, base + RowBytes() * static_cast<size_t>(from) + offset,
+                  slotBytes * static_cast<size_t>(slots));
+    }
+  }
+}
+
+std::vector<std::string> NativeSession::InputNames() const {
+  Ort::AllocatorWithDefaultOptions allocator;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < session_->GetInputCount(); i++) names.emplace_back(session_->GetInputNameAllocated(i, allocator).get());
+  return names;
+}
+
+std::vector<std::string> NativeSession::OutputNames() const {
+  Ort::AllocatorWithDefaultOptions allocator;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < session_->GetOutputCount(); i++) names.emplace_back(session_->GetOutputNameAllocated(i, allocator).get());
+  return names;
+}
+
+}  // namespace native

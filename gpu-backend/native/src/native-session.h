@@ -1,0 +1,83 @@
+// One ONNX Runtime session with its KV cache bound in place: the cache tensors are allocated once from
+// the session's own allocator (host memory on the CPU provider, device memory on CUDA) and bound as
+// both past and present of GroupQueryAttention (shared-buffer mode), so a step moves only its small
+// inputs up and the logits rows down. No N-API here: addon.cc wraps it.
+#pragma once
+
+#include <onnxruntime_cxx_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace native {
+
+struct SessionConfig {
+  std::string provider;  // "cpu" or "cuda"
+  int intraOpThreads = 1;
+  int deviceId = 0;
+};
+
+struct CacheSpec {
+  std::vector<std::string> pastNames;     // graph inputs, one per cache tensor
+  std::vector<std::string> presentNames;  // graph outputs bound to the same tensors
+  int64_t rows = 0;
+  int64_t keyValueHeads = 0;
+  int64_t slots = 0;
+  int64_t headDim = 0;
+  ONNXTensorElementDataType elementType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+};
+
+// A host array handed in for one run; it must stay alive until Run returns.
+struct HostFeed {
+  std::string name;
+  ONNXTensorElementDataType type;
+  void* data;
+  size_t byteLength;
+  std::vector<int64_t> dims;
+};
+
+struct StepRequest {
+  std::vector<HostFeed> feeds;
+  std::string logitsName;
+  float* logits;  // [logitsRows, vocab], host
+  size_t logitsCapacity;  // floats available at `logits`
+  int64_t logitsRows = 0;
+  int64_t vocab = 0;
+  int64_t firstRow = 0;  // the batch is cache rows [firstRow, firstRow + batch)
+  int64_t batch = 0;
+};
+
+class NativeSession {
+ public:
+  // `model` is a path when `modelBytes` is empty.
+  NativeSession(const std::string& model, const std::vector<uint8_t>& modelBytes, const SessionConfig& config);
+
+  void AllocateCache(const CacheSpec& spec);
+  void Run(const StepRequest& request);
+  // Copies the first `slots` slots of every cache tensor's row `from` into row `to` (host memory only).
+  void CopyRow(int64_t from, int64_t to, int64_t slots);
+
+  std::vector<std::string> InputNames() const;
+  std::vector<std::string> OutputNames() const;
+  bool CacheOnHost() const;
+  size_t CacheBytes() const;
+
+ private:
+  size_t RowBytes() const;
+  Ort::Value RowsView(size_t tensor, int64_t firstRow, int64_t batch) const;
+
+  Ort::Env env_;
+  std::string provider_;
+  int deviceId_;
+  std::unique_ptr<Ort::Session> session_;
+  // Declared before the cache: the tensors free their memory through it, so it must outlive them.
+  std::unique_ptr<Ort::Allocator> allocator_;
+  std::vector<Ort::Value> cache_;  // each [rows, keyValueHeads, slots, headDim]
+  CacheSpec spec_;
+  std::unique_ptr<Ort::IoBinding> binding_;
+  Ort::RunOptions runOptions_;
+};
+
+}  // namespace native

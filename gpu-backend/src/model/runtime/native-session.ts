@@ -1,0 +1,123 @@
+// The only module that loads the native session addon (gpu-backend/native): a session over ONNX
+// Runtime's C++ API that holds the KV cache itself, bound in place as past and present (shared-buffer
+// GroupQueryAttention). Loading fails with one line (NativeUnavailableError) when the addon was not
+// built; the JS session (ort-session.ts) does not depend on it.
+
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Feed } from './ort-session';
+
+export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/build/Release/native_session.node');
+
+export type NativeProvider = 'cpu' | 'cuda';
+
+export interface NativeCacheSpec {
+  /** Graph inputs (past_key.L, ...) and the outputs bound to the same tensors (present_key.L, ...), pairwise. */
+  pastNames: string[];
+  presentNames: string[];
+  rows: number;
+  keyValueHeads: number;
+  slots: number;
+  headDim: number;
+  elementType: 'float32' | 'float16';
+}
+
+export interface NativeStep {
+  feeds: (Feed & { name: string })[];
+  logitsName: string;
+  /** Host buffer the logits rows are written into: [logitsRows, vocab] at its start. */
+  logits: Float32Array;
+  logitsRows: number;
+  vocab: number;
+  /** The run's batch is cache rows [firstRow, firstRow + batch). */
+  firstRow: number;
+  batch: number;
+}
+
+/** The addon's class as it is exported (gpu-backend/native/src/addon.cc). */
+interface AddonSession {
+  allocateCache(spec: NativeCacheSpec): void;
+  run(step: NativeStep): Promise<void>;
+  copyRow(from: number, to: number, slots: number): void;
+  release(): void;
+  readonly inputNames: string[];
+  readonly outputNames: string[];
+  readonly cacheBytes: number;
+}
+
+interface Addon {
+  NativeSession: new (model: string | Uint8Array, options: { provider: NativeProvider; intraOpThreads: number; deviceId?: number }) => AddonSession;
+  ortApiVersion: number;
+}
+
+export class NativeUnavailableError extends Error {
+  override name = 'NativeUnavailableError';
+}
+
+export class NativeSessionError extends Error {
+  override name = 'NativeSessionError';
+}
+
+let addon: Addon | null = null;
+
+/** The addon, loaded once; NativeUnavailableError (one line) when it is missing or cannot load. */
+export function loadNativeAddon(): Addon {
+  if (addon) return addon;
+  if (!fs.existsSync(NATIVE_ADDON_PATH)) {
+    throw new NativeUnavailableError(`the native session addon is not built (${NATIVE_ADDON_PATH}); run npm run build:native, or use --runtime js`);
+  }
+  try {
+    addon = createRequire(import.meta.url)(NATIVE_ADDON_PATH) as Addon;
+  } catch (error) {
+    throw new NativeUnavailableError(`the native session addon does not load: ${(error as Error).message.split('\n')[0]}; use --runtime js`);
+  }
+  return addon;
+}
+
+export class NativeSession {
+  private constructor(private readonly session: AddonSession) {}
+
+  /** `model`: ONNX bytes or a path (external data resolved beside it). CUDA fails here when its provider or CUDA is missing. */
+  static create(model: string | Uint8Array, options: { provider: NativeProvider; intraOpThreads: number; deviceId?: number }): NativeSession {
+    const { NativeSession: Native } = loadNativeAddon();
+    try {
+      return new NativeSession(new Native(model, options));
+    } catch (error) {
+      throw new NativeSessionError(`native session (${options.provider}): ${(error as Error).message}`);
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** Bytes of the KV cache tensors (0 before allocateCache). */
+  get cacheBytes(): number {
+    return this.session.cacheBytes;
+  }
+
+  /** Allocates the cache tensors [rows, keyValueHeads, slots, headDim] once, from the session's allocator. */
+  allocateCache(spec: NativeCacheSpec): void {
+    this.session.allocateCache(spec);
+  }
+
+  /** One run with the cache rows bound in place; resolves once the logits are in `step.logits`. */
+  run(step: NativeStep): Promise<void> {
+    return this.session.run(step);
+  }
+
+  /** Copies the first `slots` slots of cache row `from` into row `to`, every layer (host caches). */
+  copyRow(from: number, to: number, slots: number): void {
+    this.session.copyRow(from, to, slots);
+  }
+
+  release(): void {
+    this.session.release();
+  }
+}
