@@ -1,33 +1,19 @@
 // End to end: a real backend process (ONNX session on the default model) + the edge worker in workerd
 // (`wrangler dev`, local mode) + the official `openai` client, exactly as a user runs them.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
-import { freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import type { Stack } from '../scripts/stack';
+import { startTestStack } from './test-stack';
 
 let stack: Stack;
 let client: OpenAI;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
-  const edgePort = await freePort();
-  stack = await startStack({
-    modelDir,
-    backendPort: await freePort(),
-    edgePort,
-    persistTo: mkdtempSync(path.join(tmpdir(), `e2e-edge-${edgePort}-`)),
-    apiKey: generateApiKey(),
-    inspectorPort: 0,
-    backendArgs: ['--threads', '1'],
-    log: (line) => logLines.push(line),
-  });
+  stack = await startTestStack('e2e-edge', logLines);
   client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
 }, 240_000);
 

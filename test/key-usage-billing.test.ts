@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
-import { createLocalKey, freePort, generateApiKey, REPO_ROOT, startStack, type Stack } from '../scripts/stack';
+import { createLocalKey, generateApiKey, REPO_ROOT, type Stack } from '../scripts/stack';
+import { startTestStack } from './test-stack';
 
 type Counts = { requests: number; prompt_tokens: number; cached_tokens: number; completion_tokens: number };
 type UsageBody = { key_id: string; total: Counts; days: (Counts & { date: string })[] };
@@ -22,18 +22,7 @@ let stack: Stack;
 let key: { secret: string; keyId: string };
 
 async function start(): Promise<Stack> {
-  return startStack({
-    modelDir: await ensureDefaultModel(DEFAULT_MODEL_DIR),
-    backendPort: await freePort(),
-    edgePort: await freePort(),
-    persistTo,
-    apiKey: operatorKey,
-    inspectorPort: 0,
-    backendArgs: ['--threads', '1'],
-    log: (line) => edgeLog.push(line),
-  }).catch((error: Error) => {
-    throw new Error(`${error.message}\n${edgeLog.slice(-30).join('\n')}`);
-  });
+  return startTestStack('key-usage-billing', edgeLog, { persistTo, apiKey: operatorKey });
 }
 
 beforeAll(async () => {

@@ -3,14 +3,11 @@
 // Chromium against the real stack, in both layouts (wide: the answer list scrolls; narrow: the page does).
 /// <reference lib="dom" />
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
-import { freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import type { Stack } from '../scripts/stack';
 import { CHROMIUM, CHROMIUM_FLAGS, HAVE_CHROMIUM, requireChromium } from './headless-chromium';
+import { startTestStack } from './test-stack';
 
 requireChromium('the playground scrolling test');
 
@@ -21,19 +18,7 @@ const pageErrors: string[] = [];
 
 beforeAll(async () => {
   if (!HAVE_CHROMIUM) return;
-  const edgePort = await freePort();
-  stack = await startStack({
-    modelDir: await ensureDefaultModel(DEFAULT_MODEL_DIR),
-    backendPort: await freePort(),
-    edgePort,
-    persistTo: mkdtempSync(path.join(tmpdir(), `playground-scroll-${edgePort}-`)),
-    apiKey: generateApiKey(),
-    inspectorPort: 0,
-    backendArgs: ['--threads', '1'],
-    log: (line) => logLines.push(line),
-  }).catch((error: Error) => {
-    throw new Error(`${error.message}\n${logLines.slice(-30).join('\n')}`);
-  });
+  stack = await startTestStack('playground-scroll', logLines);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
 }, 300_000);
 

@@ -2,13 +2,10 @@
 // official `openai` client): a request the edge ends on a stop string counts as "stop", one whose client
 // leaves mid-stream as "abort". Figures are deltas of the backend's own /metrics, polled until they move.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
-import { freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import type { Stack } from '../scripts/stack';
+import { startTestStack } from './test-stack';
 
 const OUTCOMES = ['stop', 'length', 'abort'] as const;
 type Outcomes = Record<(typeof OUTCOMES)[number], number>;
@@ -18,20 +15,7 @@ let client: OpenAI;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
-  const edgePort = await freePort();
-  stack = await startStack({
-    modelDir,
-    backendPort: await freePort(),
-    edgePort,
-    persistTo: mkdtempSync(path.join(tmpdir(), `stop-outcome-edge-${edgePort}-`)),
-    apiKey: generateApiKey(),
-    inspectorPort: 0,
-    backendArgs: ['--threads', '1'],
-    log: (line) => logLines.push(line),
-  }).catch((error: Error) => {
-    throw new Error(`${error.message}\n${logLines.slice(-30).join('\n')}`);
-  });
+  stack = await startTestStack('stop-outcome-edge', logLines);
   client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
 }, 240_000);
 

@@ -2,16 +2,14 @@
 // edge in workerd bundling the built-in v3 tokenizer, and the official `openai` client. The weights are random,
 // so only calls the grammar forces (tool_choice "required" or a named function) are asserted to be valid.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import type { ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { zodFunction } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareBuiltinV3Model } from '../scripts/builtin-v3-model';
-import { freePort, generateApiKey, startStack, type Stack } from '../scripts/stack';
+import type { Stack } from '../scripts/stack';
+import { startTestStack } from './test-stack';
 
 const WEATHER = z.object({ city: z.string().max(8), unit: z.enum(['celsius', 'fahrenheit']) });
 const ADD = z.object({ a: z.number().int().min(0).max(99), b: z.number().int().min(0).max(99) });
@@ -52,18 +50,7 @@ const logLines: string[] = [];
 
 beforeAll(async () => {
   const { modelDir, tokenizerAsset } = await prepareBuiltinV3Model();
-  const edgePort = await freePort();
-  stack = await startStack({
-    modelDir,
-    tokenizerAsset,
-    backendPort: await freePort(),
-    edgePort,
-    persistTo: mkdtempSync(path.join(tmpdir(), `tools-e2e-edge-${edgePort}-`)),
-    apiKey: generateApiKey(),
-    inspectorPort: 0,
-    backendArgs: ['--threads', '1'],
-    log: (line) => logLines.push(line),
-  });
+  stack = await startTestStack('tools-e2e-edge', logLines, { modelDir, tokenizerAsset });
   client = new OpenAI({ baseURL: `${stack.edgeUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
 }, 240_000);
 
