@@ -46,8 +46,7 @@ function rssKib(pid: number): number {
   }
 }
 
-/** Resident set of `root` and all its descendants, in MB (Linux /proc; 0 elsewhere). */
-/** Resident memory of `root` and its descendants, each process named by its executable, in MB. */
+/** Resident memory of `root` and its descendants, each process named by its executable, in MB (Linux /proc; none elsewhere). */
 export function treeRss(root: number): { pid: number; name: string; mb: number }[] {
   let pids: number[];
   try {
@@ -72,6 +71,7 @@ export function treeRss(root: number): { pid: number; name: string; mb: number }
   return tree.sort((a, b) => a.pid - b.pid);
 }
 
+/** Resident set of `root` and all its descendants, in MB (Linux /proc; 0 elsewhere). */
 export function treeRssMb(root: number): number {
   return treeRss(root).reduce((sum, process) => sum + process.mb, 0);
 }
