@@ -68,9 +68,8 @@ async function timePrefill(engine: Engine, length: number): Promise<number> {
 
 /**
  * Decode tokens/s at batch 1 after `context` tokens (one untimed step first). Each measurement runs with
- * its engine the only one loaded: a second, idle engine in the process slowed a 2-thread engine's decode
- * by 10% (fp32) to 29% (int4) here, and alternating two engines step by step cost 2-thread decode a
- * third of its speed (their ONNX Runtime thread pools compete for the same 2 vCPUs).
+ * its engine the only one loaded: a second engine in the process, idle or alternating, slowed 2-thread
+ * decode markedly (their ONNX Runtime thread pools compete for the same cores; docs/bench/model-engine.md).
  */
 async function timeDecode(engine: Engine, context: number): Promise<number> {
   const sequenceId = engine.createSequence();

@@ -2,8 +2,8 @@
 // `links` times) over one buffer, run on the provider; bytes moved = read + written by every link. On
 // WebGPU the output stays on the device and is fed back, so no host transfer is timed; a 1-value host
 // output syncs the run. WebGPU runs 16 links over a quarter of the buffer: one link per run measured
-// 56 GB/s on an H200 (2026-11-29), the fixed cost of a run (a fresh output buffer, submit, sync), not
-// its memory; the links' intermediate buffers come from the provider's cache after the warm-up.
+// the fixed cost of a run (a fresh output buffer, submit, sync), not its memory (docs/device/README.md);
+// the links' intermediate buffers come from the provider's cache after the warm-up.
 
 import { GraphBuilder } from '../src/model/graph/graph-builder';
 import { concatChunks, encodeOnnxModel } from '../src/model/graph/onnx-proto-writer';

@@ -7,7 +7,7 @@ import type { SchedulerStats } from './scheduler';
 const PREFIX = 'backend_';
 /** Seconds; covers 1 ms decode steps on a GPU to multi-second cold prefills on a CPU. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-/** Seconds; up to the 2 s compile limit (measured compile times: gpu-backend/README.md, structured output). */
+/** Seconds; up to the 2 s compile limit (measured compile times: docs/bench/serving.md). */
 const COMPILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
 
 export type RequestOutcome =

@@ -7,10 +7,10 @@
 //     from slot positions. The only choice when headDim % 16 != 0 (GQA's CPU rule).
 //   fused: com.microsoft.GroupQueryAttention (do_rotary=0, local_window_size = W or -1) for everything.
 //     On the CPU it copies the valid past into its present buffer every run, so decode slows with
-//     context: 125M bench shape, 1 thread, decode @2000 / @128 context = 0.70 fp32, 0.44 int4.
+//     context.
 //   hybrid (CPU default): an If per layer on `use_gqa`: GQA for prefill chunks, in-place for decode
-//     (~0.35 ms per step for the If nodes): the same ratio is 0.88 fp32, 0.68 int4 (0.81 and 0.59 when
-//     the in-place path grouped query heads into one GEMM, which made MLAS pack the cache every step).
+//     (the If nodes cost a little per step), which slows far less with context; grouping query heads
+//     into one GEMM made MLAS pack the cache every step (docs/bench/model-engine.md, "Attention kinds").
 
 import type { ExecutionProvider } from '../runtime/engine-types';
 import type { GraphContext } from './graph-linear';
@@ -167,7 +167,7 @@ function emitInPlaceAttention(
   // grouping the G heads into M = G rows instead made MLAS pack (copy) the whole cache every step.
   // Every node here runs per layer per step (a few us each at decode), so the new keys/values go 5-D in
   // one Reshape + Transpose. The scale stays a Mul of the query: FusedMatMul's alpha != 1 takes MLAS off
-  // its M = 1 path (it then packs B, the whole cache, every step: decode @2000 ran ~2x slower).
+  // its M = 1 path (it then packs B, the whole cache, every step; docs/bench/model-engine.md).
   const scaledQuery = g.op('Mul', [query, emitVector(ctx, `l${layer}.attention.scale`, Float32Array.of(1 / Math.sqrt(headDim)), [])]);
   const query5 = g.op('Reshape', [scaledQuery, g.int64([0, 0, keyValueHeadCount, groupSize, headDim])]);
   const queryGrouped = g.op('Transpose', [query5], { perm: { ints: [0, 2, 3, 1, 4] } }); // [batch, kvHeads, G, sequence, headDim]

@@ -4,10 +4,9 @@
 
 /**
  * The default block: 64. With its fp32 scale that is 0.5625 bytes per weight, what llama.cpp's Q4_0
- * stores (32 weights + an fp16 scale); block 32 stores 0.625. Measured at Mistral-7B shape on a 2-vCPU
- * Zen 3 (2026-11-29, alternating): decode 3.11-3.42 tok/s against 2.53-3.14 at block 32, peak RSS 4.96
- * against 6.23 GiB. Its price is error: on the 125M bench model 0.37 of the largest logit against 0.34
- * at block 32 (--int4-block-size 32 keeps the finer blocks).
+ * stores (32 weights + an fp16 scale); block 32 stores 0.625. At Mistral-7B shape it decoded faster and
+ * peaked lower than block 32; its price is a slightly larger logit error (docs/bench/model-engine.md,
+ * "int4 variants"; --int4-block-size 32 keeps the finer blocks).
  */
 export const INT4_BLOCK_SIZE = 64;
 /** The block sizes MatMulNBits accepts for 4 bits. */

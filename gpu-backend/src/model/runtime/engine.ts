@@ -25,13 +25,12 @@ export class EngineError extends Error {
 const DEFAULT_CHUNK_WITHOUT_WINDOW = 512;
 /**
  * CPU prefill chunk when none is given (capped by the window). A chunk's attention scratch (heads x chunk
- * x slots in fp32) stays in the CPU arena after it ran: at 125M int4, bench:peer's 2000-token prompt in
- * one chunk left peak RSS at ~520 MiB, in chunks of 512 ~370-390 and of 256 ~320-330 (Mistral 7B, 32
- * heads x 4096 x 4096: 2.1 GB for one window-sized chunk). Prefill 2000 measured no slower in chunks
- * of 256 than in one (int4 440-501 against 405-416 tok/s, fp32 490-511 against 463; 2026-11-29, 2 vCPU).
+ * x slots in fp32) stays in the CPU arena after it ran, so a small chunk bounds peak memory (one
+ * window-sized chunk of Mistral 7B is gigabytes), and prefill measured no slower in small chunks than in
+ * one (docs/bench/model-engine.md, "Figures behind defaults and code comments").
  */
 const DEFAULT_CPU_CHUNK = 256;
-/** MatMulNBits accuracy_level 4 (int8 activations): ~1.4x faster int4 decode here, error bound in engine.test.ts. */
+/** MatMulNBits accuracy_level 4 (int8 activations): faster int4 decode than fp32 compute (docs/bench/model-engine.md), error bound in engine.test.ts. */
 const DEFAULT_INT4_ACCURACY_LEVEL = 4;
 
 function positiveInteger(value: number, setting: string): number {

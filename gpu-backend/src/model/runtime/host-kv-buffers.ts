@@ -5,9 +5,9 @@
 // Reserved mode (`reserve`): every buffer is allocated once at its largest size (maxSequences rows at
 // the slot limit), as vLLM reserves its KV blocks, and a capacity change only re-lays the live rows out
 // inside it, in 64-slot steps (SequenceSlots). Growing then never allocates or copies into new buffers
-// while streams decode (lazy doubling 1024 -> 2048 slots on the 125M bench shape with 9 live rows took
-// 1.1-1.6 s). The arena is not written at reservation: pages fault in as rows fill (a 64-slot step of
-// 9 rows there is ~14 MB), so resident memory follows the KV in use, not the reservation. The capacity
+// while streams decode (a lazy doubling stalled every stream for over a second: docs/bench/serving.md).
+// The arena is not written at reservation: pages fault in as rows fill, a 64-slot step at a time, so
+// resident memory follows the KV in use, not the reservation. The capacity
 // follows the longest live sequence because the in-place decode path reads every slot of a row up to it.
 
 export type CacheArray = Float32Array | Uint16Array;

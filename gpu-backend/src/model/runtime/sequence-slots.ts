@@ -118,9 +118,8 @@ export class SequenceSlots {
    * The copy takes a new (top) row, and since both rows then hold the same data the two ids swap rows:
    * the source keeps decoding from the top row, the fork (a prefix snapshot, idle) keeps the old one.
    * Decode runs span a range of rows, so this keeps a prompt that a snapshot was just taken from beside
-   * the streams admitted with it instead of in a low row behind idle snapshots (measured on the
-   * 125M bench shape at 2048 slots: its first decode step with 4 streams 156 ms, spanning 8 rows whose
-   * fresh pages fault on first read, against 55 ms over the 5 adjacent rows).
+   * the streams admitted with it instead of in a low row behind idle snapshots: a decode run spanning
+   * idle rows pays for their fresh pages on first read (docs/bench/serving.md, "KV row placement on fork").
    */
   fork(sourceId: number, length = this.length(sourceId)): { id: number; copy: RowCopy } {
     const source = this.state(sourceId);
