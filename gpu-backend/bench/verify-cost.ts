@@ -30,17 +30,18 @@ const MISTRAL_7B_2_LAYER_CONFIG = {
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-/** Milliseconds per step of 1 + k tokens (k = 0: a plain decode), median over STEPS, the sequence rolled back after each. */
+/** Milliseconds per step of 1 + k tokens (k = 0: a plain decode), over STEPS, every draft rejected (rolled back) after each. */
 async function stepMillis(engine: Engine, k: number): Promise<number[]> {
   const sequenceId = engine.createSequence();
   await engine.step([{ sequenceId, tokenIds: Array.from({ length: CONTEXT }, (_, i) => 3 + ((i * 7919) % 31000)) }]);
   const samples: number[] = [];
   for (let i = 0; i < STEPS + 1; i++) {
     const tokenIds = Array.from({ length: 1 + k }, (_, t) => 3 + ((i * 31 + t * 17) % 31000));
+    const length = engine.sequenceLength(sequenceId);
     const started = performance.now();
     await engine.step([{ sequenceId, tokenIds, verify: k > 0 }]);
     if (i > 0) samples.push(performance.now() - started); // the first is a warm-up
-    engine.truncateSequence(sequenceId, CONTEXT);
+    engine.truncateSequence(sequenceId, length + 1);
   }
   engine.releaseSequence(sequenceId);
   return samples;
