@@ -115,6 +115,34 @@ describe('speculative decoding (scheduler, fake model)', () => {
     expect(chiSquare).toBeLessThan(103.4);
   });
 
+  it('a second turn reuses the first turn kept in the prefix cache after its drafts were rolled back', async () => {
+    const turns = async (speculative: boolean) => {
+      const engine = new FakeEngine({ vocabSize: 12, maxSequences: 8, speculativeTokens: K });
+      const events: GenerateEvent[] = [];
+      const scheduler = new Scheduler(engine, { ...LIMITS, speculativeTokens: speculative ? K : 0 }, (_id, event) => events.push(event));
+      const sampling = { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: 30, seed: 1 };
+      const first = copyingPrompt(20, 5);
+      scheduler.submit({ id: 1, tokenIds: first, sampling });
+      while (await scheduler.step());
+      const answer = events.flatMap((event) => (event.event === 'token' ? event.data.tokenIds : []));
+      events.length = 0;
+      scheduler.submit({ id: 2, tokenIds: [...first, ...answer, 3, 4, 5], sampling });
+      while (await scheduler.step());
+      const end = events.find((event) => event.event === 'end');
+      return {
+        answer,
+        second: events.flatMap((event) => (event.event === 'token' ? event.data.tokenIds : [])),
+        cached: end?.event === 'end' ? end.data.usage.cachedTokens : -1,
+        stats: scheduler.stats(),
+      };
+    };
+    const [off, on] = [await turns(false), await turns(true)];
+    expect(on.stats.speculativeDrafted).toBeGreaterThan(on.stats.speculativeAccepted);
+    expect([on.answer, on.second]).toEqual([off.answer, off.second]);
+    expect(on.cached).toBe(off.cached);
+    expect(on.cached).toBeGreaterThan(20);
+  });
+
   it('a sequence without repeats never verifies (drafts cost nothing there)', async () => {
     const run = await serve(64, true, [{ tokenIds: [3, 4, 5, 6, 7, 8], sampling: { maxTokens: 1 } }]);
     expect(run.drafted).toBe(0);
