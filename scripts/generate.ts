@@ -61,9 +61,9 @@ template, and the output is detokenized text (--json: {"tokenIds", "text"}).
     return 2;
   }
   try {
-    const tokenIds = await generate(args);
+    const { tokenIds, speculative } = await generate(args);
     const text = tokenizer!.decode(tokenIds.filter((id) => id !== tokenizer!.eosTokenId));
-    process.stdout.write(args.json ? `${JSON.stringify({ tokenIds, text })}\n` : `${text}\n`);
+    process.stdout.write(args.json ? `${JSON.stringify({ tokenIds, ...(speculative && { speculative }), text })}\n` : `${text}\n`);
     return 0;
   } catch (error) {
     process.stderr.write(`generate: ${(error as Error).message}\n`);

@@ -10,6 +10,7 @@ import { Engine } from '../src/model/runtime/engine';
 import { type KvCacheDtype, type SessionRuntime, type WeightFormat, kvCacheElementType } from '../src/model/runtime/engine-types';
 import { weightBytesPerToken } from '../src/model/graph/weight-bytes';
 import { measureReadBandwidth } from './read-bandwidth';
+import { benchVerifyCost } from './verify-cost';
 import { onnxCacheDirFrom } from '../src/config';
 
 const { values } = parseArgs({
@@ -22,11 +23,13 @@ const { values } = parseArgs({
     'model-dir': { type: 'string', default: '.models/bench-125m' },
     'kv-cache-dtypes': { type: 'string', default: 'auto' },
     runtimes: { type: 'string', default: 'js' },
+    verify: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   console.log(`Usage: npm run bench:model [-- --threads 1,2] [--dtypes fp32,int4] [--kv-cache-dtypes auto,fp16] [--repeats 3]
-                            [--decode-tokens 16] [--model-dir .models/bench-125m] [--runtimes js,native]
+                            [--decode-tokens 16] [--model-dir .models/bench-125m] [--runtimes js,native] [--verify]
+--verify: only the cost of a speculative verification step of 1 + k tokens against a decode step (verify-cost.ts).
 Prefill and decode tokens/s of the engine on a ~125M Mistral-shaped random model (generated on first use),
 against the memory-bandwidth floor measured in the same run. Prints figures; asserts nothing.`);
   process.exit(0);
@@ -188,4 +191,5 @@ async function main(): Promise<void> {
   console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 }
 
-await main();
+if (values.verify) await benchVerifyCost(threadCounts, dtypes, repeats);
+else await main();

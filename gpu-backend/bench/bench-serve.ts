@@ -15,6 +15,7 @@ import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/de
 import { Engine } from '../src/model/runtime/engine';
 import { GenerationClient } from '../src/server/generation-client';
 import { onnxCacheDirFrom } from '../src/config';
+import { benchSpeculativeServe } from './spec-serve';
 
 const { values } = parseArgs({
   options: {
@@ -25,11 +26,13 @@ const { values } = parseArgs({
     'max-batched-tokens': { type: 'string' },
     'prefill-stall-factor': { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
+    speculative: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   console.log(`Usage: npm run bench:serve [-- --threads 2] [--decode-tokens 32] [--model-dir .models/bench-125m]
-                            [--max-batched-tokens N] [--prefill-stall-factor F] [--out bench-results]
+                            [--max-batched-tokens N] [--prefill-stall-factor F] [--out bench-results] [--speculative]
+--speculative: only decode tokens/s with prompt-lookup drafts off and on, two workloads (spec-serve.ts).
 The serving stack (scheduler, sampler, prefix cache) on a ~125M Mistral-shaped random model: aggregate decode
 at 1-16 streams, time to first token cold vs prefix-cached, inter-token latency under a long prompt.
 Prints a table and writes raw figures to --out; asserts nothing. LOG_LEVEL=debug prints every engine step.`);
@@ -249,7 +252,10 @@ async function main(): Promise<void> {
   console.log(`raw figures: ${file}`);
 }
 
-main().catch((error: Error) => {
+const run = values.speculative
+  ? async () => benchSpeculativeServe(await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125), threads, decodeTokens)
+  : main;
+run().catch((error: Error) => {
   console.error(`bench:serve failed: ${error.stack ?? error.message}`);
   process.exit(1);
 });

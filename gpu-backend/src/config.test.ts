@@ -29,6 +29,7 @@ describe('backendConfigFrom', () => {
       kvMemoryGib: undefined,
       maxModelLen: undefined,
       chunkSize: undefined,
+      speculativeTokens: 0,
       limits: {},
       model: { kind: 'checkpoint', modelDir: 'some/checkpoint' },
       modelId: undefined,
@@ -58,6 +59,16 @@ describe('backendConfigFrom', () => {
     expect(config.limits).toEqual({ maxRunning: 8, prefixCacheSize: 12, prefillStallFactor: 0.5 });
     expect(config.defaultSequences).toBe(20); // max running + prefix-cache size, above the floor of 16
     expect(backendConfigFrom(['--default-model'], {}).model).toEqual({ kind: 'default' });
+  });
+
+  it('speculative decoding: off by default, --speculative ngram with --spec-tokens K reaches the engine and the scheduler', () => {
+    expect(backendConfigFrom(MODEL, {}).speculativeTokens).toBe(0);
+    const config = backendConfigFrom([...MODEL, '--speculative', 'ngram', '--spec-tokens', '6'], {});
+    expect(config.speculativeTokens).toBe(6);
+    expect(config.limits).toEqual({ speculativeTokens: 6 });
+    expect(backendConfigFrom([...MODEL, '--speculative', 'ngram'], {}).speculativeTokens).toBe(4);
+    expect(() => backendConfigFrom([...MODEL, '--spec-tokens', '3'], {})).toThrow('--spec-tokens needs --speculative ngram');
+    expect(() => backendConfigFrom([...MODEL, '--speculative', 'eagle'], {})).toThrow('--speculative must be one of off, ngram');
   });
 
   it.each([
@@ -102,6 +113,7 @@ describe('servingLimits', () => {
       prefixBlockTokens: 16,
       prefillStallFactor: 1.5,
       prefillMinTokens: 8,
+      speculativeTokens: 0,
     });
     expect(servingLimits(3, { maxRunning: 2, maxQueue: 0 })).toMatchObject({ maxRunning: 2, maxQueue: 0, prefixCacheSize: 0, maxBatchedTokens: 512 });
   });

@@ -27,6 +27,9 @@ export const DEFAULTS = {
   onnxCacheDir: '.models/onnx-cache',
   /** --max-sequences without a KV budget: at least this many, or max running + prefix-cache size. */
   minSequences: 16,
+  /** Off until measured never slower (docs/bench/speculative.md). */
+  speculative: 'off' as 'off' | 'ngram',
+  specTokens: 4,
 };
 
 export interface BackendConfig {
@@ -57,6 +60,8 @@ export interface BackendConfig {
   kvMemoryGib: number | undefined;
   maxModelLen: number | undefined;
   chunkSize: number | undefined;
+  /** Speculative decoding: drafts by prompt lookup, at most this many per step (0 when --speculative off). */
+  speculativeTokens: number;
   /** Scheduler limits the operator gave; the rest follow from the engine (servingLimits). */
   limits: Partial<ServingLimits>;
 }
@@ -80,6 +85,8 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
   --max-model-len N          longest prompt + completion (default: the model's)
   --max-running N, --max-batched-tokens N, --max-queue N, --prefix-cache-size N,
   --chunk-size N, --prefill-stall-factor F   scheduler limits
+  --speculative off|ngram    speculative decoding by prompt lookup (default ${DEFAULTS.speculative}; cpu, js session)
+  --spec-tokens K            most draft tokens verified per step with ngram (default ${DEFAULTS.specTokens})
   --drain-seconds S          on SIGTERM/SIGINT, how long open streams may finish (default ${DEFAULTS.drainSeconds})
   --log-level info|debug     (default LOG_LEVEL or ${DEFAULTS.logLevel})
   -h, --help                 this text
@@ -108,6 +115,8 @@ const FLAGS = {
   'prefix-cache-size': { type: 'string' },
   'chunk-size': { type: 'string' },
   'prefill-stall-factor': { type: 'string' },
+  speculative: { type: 'string' },
+  'spec-tokens': { type: 'string' },
   'drain-seconds': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -171,6 +180,11 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
   const flags = values as Record<string, string | undefined>;
   const int4BlockSizes = INT4_BLOCK_SIZES.map(String);
   const limits = scheduleLimits(flags);
+  const speculative = oneOf(flags.speculative, '--speculative', ['off', 'ngram'], DEFAULTS.speculative);
+  const specTokens = integer(flags['spec-tokens'], '--spec-tokens', 1, 16) ?? DEFAULTS.specTokens;
+  if (flags['spec-tokens'] !== undefined && speculative === 'off') throw new ConfigError('--spec-tokens needs --speculative ngram');
+  const speculativeTokens = speculative === 'ngram' ? specTokens : 0;
+  if (speculativeTokens > 0) limits.speculativeTokens = speculativeTokens;
   let kvMemoryGib: number | undefined;
   if (flags['kv-memory-gib'] !== undefined) {
     kvMemoryGib = Number(flags['kv-memory-gib']);
@@ -201,6 +215,7 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     kvMemoryGib,
     maxModelLen: integer(flags['max-model-len'], '--max-model-len', 1),
     chunkSize: integer(flags['chunk-size'], '--chunk-size', 1),
+    speculativeTokens,
     limits,
     modelId: modelIdFrom(flags['model-id'], '--model-id'),
     model: model(), // last: a bad value elsewhere is named even without --model
@@ -223,5 +238,6 @@ export function servingLimits(sequences: number, given: Partial<ServingLimits> =
     prefixBlockTokens: given.prefixBlockTokens ?? 16,
     prefillStallFactor: given.prefillStallFactor ?? 1.5,
     prefillMinTokens: given.prefillMinTokens ?? 8,
+    speculativeTokens: given.speculativeTokens ?? 0,
   };
 }

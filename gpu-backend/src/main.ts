@@ -50,7 +50,11 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
   if (config.model.kind === 'fake') {
     return {
       config,
-      engineHost: { engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000 } }, limits: config.limits, modelId: config.modelId },
+      engineHost: {
+        engine: { kind: 'fake', options: { maxSequences, vocabSize: 32000, speculativeTokens: config.speculativeTokens } },
+        limits: config.limits,
+        modelId: config.modelId,
+      },
       modelLabel: 'fake',
       modelDir: null,
     };
@@ -76,6 +80,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     maxModelLen: config.maxModelLen,
     onnxCacheDir: config.onnxCacheDir,
     profilePrefix: config.profilePrefix,
+    speculativeTokens: config.speculativeTokens,
   };
   return {
     config,

@@ -8,7 +8,7 @@ export class UsageError extends Error {}
 
 export const USAGE = `usage: generate --model DIR --prompt-ids 1,461,401 [--max-new-tokens N] [--temperature T] [--top-p P]
                 [--top-k K] [--seed S] [--ignore-eos] [--chunk-size C] [--dtype fp32|fp16|int4] [--kv-cache-dtype auto|fp32|fp16] [--threads N]
-                [--runtime js|native] [--onnx-cache DIR|none] [--json]`;
+                [--runtime js|native] [--onnx-cache DIR|none] [--speculative off|ngram] [--spec-tokens K] [--json]`;
 
 export interface GenerateArgs {
   modelDir: string;
@@ -27,6 +27,9 @@ export interface GenerateArgs {
   runtime: SessionRuntime;
   threads: number;
   onnxCacheDir?: string | null;
+  /** Speculative decoding by prompt lookup (default off); specTokens drafts at most per step. */
+  speculative: 'off' | 'ngram';
+  specTokens: number;
   json: boolean;
 }
 
@@ -59,6 +62,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         threads: { type: 'string' },
         runtime: { type: 'string' },
         'onnx-cache': { type: 'string' },
+        speculative: { type: 'string' },
+        'spec-tokens': { type: 'string' },
         json: { type: 'boolean' },
       },
     }));
@@ -84,6 +89,11 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     throw new UsageError(`--kv-cache-dtype must be auto, fp32 or fp16, got "${kvCacheDtype}"`);
   const runtime = values.runtime ?? 'js';
   if (runtime !== 'js' && runtime !== 'native') throw new UsageError(`--runtime must be js or native, got "${runtime}"`);
+  const speculative = values.speculative ?? 'off';
+  if (speculative !== 'off' && speculative !== 'ngram') throw new UsageError(`--speculative must be off or ngram, got "${speculative}"`);
+  if (values['spec-tokens'] !== undefined && speculative === 'off') throw new UsageError('--spec-tokens needs --speculative ngram');
+  const specTokens = integerFlag(values['spec-tokens'], 'spec-tokens', 1) ?? 4;
+  if (specTokens > 16) throw new UsageError(`--spec-tokens must be at most 16, got "${specTokens}"`);
   const cache = values['onnx-cache'];
   return {
     modelDir: values.model,
@@ -100,6 +110,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
     runtime,
     threads: integerFlag(values.threads, 'threads', 1) ?? os.availableParallelism(),
     onnxCacheDir: cache === undefined ? undefined : cache === 'none' ? null : cache,
+    speculative,
+    specTokens,
     json: values.json ?? false,
   };
 }

@@ -44,15 +44,26 @@ describe('generate CLI', () => {
     });
     const promptIds = [1, 461, 401, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160];
     const greedyArgs = ['--model', FIXTURE, '--prompt-ids', promptIds.join(','), '--max-new-tokens', '40', '--temperature', '0', '--ignore-eos', '--json'];
-    const [ok, native, badFile] = await Promise.all([
+    const sampledArgs = ['--model', FIXTURE, '--prompt-ids', promptIds.join(','), '--max-new-tokens', '40', '--temperature', '0.9', '--seed', '5', '--json'];
+    const [ok, native, badFile, speculative, sampledOff, sampledOn] = await Promise.all([
       runCli([...greedyArgs, '--chunk-size', '5']),
       runCli([...greedyArgs, '--runtime', 'native']),
       runCli(['--model', truncated, '--prompt-ids', '1,2', '--json']),
+      runCli([...greedyArgs, '--speculative', 'ngram', '--spec-tokens', '4']),
+      runCli(sampledArgs),
+      runCli([...sampledArgs, '--speculative', 'ngram']),
     ]);
     const reference = await ReferenceModel.load(FIXTURE);
     const expected = { tokenIds: reference.greedy(promptIds, 40, { ignoreEos: true }) };
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout.trim())).toEqual(expected);
+    // Prompt-lookup drafts verified (window 16, crossed): the same ids, and the counts beside them.
+    const { tokenIds, speculative: counts } = JSON.parse(speculative.stdout.trim());
+    expect(tokenIds).toEqual(expected.tokenIds);
+    expect(counts.drafted).toBeGreaterThan(0);
+    expect(counts.accepted).toBeLessThanOrEqual(counts.drafted);
+    // A seeded sampled run draws one number per id either way, so drafts change nothing there either.
+    expect(JSON.parse(sampledOn.stdout.trim()).tokenIds).toEqual(JSON.parse(sampledOff.stdout.trim()).tokenIds);
     // The native session (window 16, 57 positions: past its window) gives the same ids; without the addon, one line.
     if (fs.existsSync(NATIVE_ADDON_PATH)) expect([native.code, JSON.parse(native.stdout.trim())]).toEqual([0, expected]);
     else expect([native.code, native.stderr.trim()]).toEqual([1, expect.stringMatching(/^generate: the native session addon is not built/)]);

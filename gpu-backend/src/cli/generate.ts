@@ -6,13 +6,22 @@ import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { onnxCacheDirFrom } from '../config';
 import { Engine } from '../model/runtime/engine';
+import { NgramProposer } from '../server/ngram-proposer';
 import { Prng } from '../server/prng';
 import { argmax } from '../server/logits-processors';
 import { Sampler } from '../server/sampler';
 import { type GenerateArgs, USAGE, UsageError, parseGenerateArgs } from './generate-args';
 
-/** Generated ids only (EOS included when it ends the run), through the serving engine. */
-export async function generate(args: GenerateArgs): Promise<number[]> {
+export interface GenerateResult {
+  /** Generated ids only (EOS included when it ends the run). */
+  tokenIds: number[];
+  /** Draft ids verified and kept (--speculative ngram); null when off. */
+  speculative: { drafted: number; accepted: number } | null;
+}
+
+/** Generation through the serving engine; with --speculative ngram, prompt-lookup drafts verified as the server does. */
+export async function generate(args: GenerateArgs): Promise<GenerateResult> {
+  const speculativeTokens = args.speculative === 'ngram' ? args.specTokens : 0;
   const engine = await Engine.load({
     modelDir: args.modelDir,
     dtype: args.dtype,
@@ -23,10 +32,16 @@ export async function generate(args: GenerateArgs): Promise<number[]> {
     maxSequences: 1,
     chunkSize: args.chunkSize,
     onnxCacheDir: args.onnxCacheDir === undefined ? onnxCacheDirFrom(process.env) : args.onnxCacheDir,
+    speculativeTokens,
+  });
+  const proposer = speculativeTokens > 0 ? new NgramProposer({ maxTokens: speculativeTokens }) : null;
+  const result = (tokenIds: number[]): GenerateResult => ({
+    tokenIds,
+    speculative: proposer && { drafted: proposer.drafted, accepted: proposer.accepted },
   });
   try {
     const generated: number[] = [];
-    if (args.maxNewTokens === 0) return generated;
+    if (args.maxNewTokens === 0) return result(generated);
     const sequenceId = engine.createSequence();
     if (args.promptIds.length + args.maxNewTokens - 1 > engine.maxModelLen) {
       throw new Error(`prompt (${args.promptIds.length}) + max new tokens (${args.maxNewTokens}) exceed the model's ${engine.maxModelLen} positions`);
@@ -34,14 +49,34 @@ export async function generate(args: GenerateArgs): Promise<number[]> {
     // Greedy stays a plain argmax (lowest id on ties, as the reference); sampling is the server's Sampler.
     const sampler = new Sampler({ ...DEFAULT_SAMPLING, temperature: args.temperature, topP: args.topP, topK: args.topK, seed: args.seed }, new Prng(args.seed));
     const history = { seenTokenIds: new Set(args.promptIds), outputCounts: new Map<number, number>() };
-    let [logits] = await engine.step([{ sequenceId, tokenIds: args.promptIds }]);
-    for (;;) {
+    /** Samples one row and records it; true when the run is over. */
+    const emit = (logits: Float32Array): boolean => {
       const tokenId = args.temperature === 0 ? argmax(logits) : sampler.sample(logits, history).tokenId;
       generated.push(tokenId);
       history.seenTokenIds.add(tokenId);
       history.outputCounts.set(tokenId, (history.outputCounts.get(tokenId) ?? 0) + 1);
-      if (generated.length >= args.maxNewTokens || (tokenId === engine.config.eosTokenId && !args.ignoreEos)) return generated;
-      [logits] = await engine.step([{ sequenceId, tokenIds: [tokenId] }]);
+      return generated.length >= args.maxNewTokens || (tokenId === engine.config.eosTokenId && !args.ignoreEos);
+    };
+    const [promptLogits] = await engine.step([{ sequenceId, tokenIds: args.promptIds }]);
+    if (emit(promptLogits)) return result(generated);
+    const { vocabSize } = engine.config;
+    for (;;) {
+      const draft = proposer?.propose([...args.promptIds, ...generated], args.maxNewTokens - generated.length - 1) ?? [];
+      const fedLength = engine.sequenceLength(sequenceId) + 1;
+      const [rows] = await engine.step([{ sequenceId, tokenIds: [generated[generated.length - 1], ...draft], verify: draft.length > 0 }]);
+      // Kept while the id drawn equals the draft: the same ids as without drafts (scheduler.ts, verifyAndEmit).
+      let accepted = 0;
+      let done = false;
+      for (let i = 0; i <= draft.length && !done; i++) {
+        done = emit(rows.subarray(i * vocabSize, (i + 1) * vocabSize));
+        if (done || i === draft.length || generated[generated.length - 1] !== draft[i]) break;
+        accepted++;
+      }
+      if (draft.length > 0) {
+        proposer!.record(draft.length, accepted);
+        engine.truncateSequence(sequenceId, fedLength + accepted);
+      }
+      if (done) return result(generated);
     }
   } finally {
     await engine.dispose();
@@ -62,8 +97,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const tokenIds = await generate(args);
-    process.stdout.write(args.json ? `${JSON.stringify({ tokenIds })}\n` : `${tokenIds.join(' ')}\n`);
+    const { tokenIds, speculative } = await generate(args);
+    process.stdout.write(args.json ? `${JSON.stringify({ tokenIds, ...(speculative && { speculative }) })}\n` : `${tokenIds.join(' ')}\n`);
     return 0;
   } catch (error) {
     process.stderr.write(`generate: ${(error as Error).message}\n`);

@@ -281,6 +281,21 @@ describe('backend app: metrics', () => {
     }
   });
 
+  it('counts drafted and accepted speculative tokens', async () => {
+    const engine = new FakeEngine({ vocabSize: 8, maxModelLen: MAX_MODEL_LEN, maxSequences: 4, speculativeTokens: 3 });
+    const client = GenerationClient.inProcess({ engine: { kind: 'fake', options: {} }, limits: { prefixCacheSize: 0, speculativeTokens: 3 } }, engine);
+    clients.push(client);
+    const app = createBackendApp({ client });
+    await client.whenReady();
+    const tokenIds = Array.from({ length: 20 }, (_, i) => 3 + (i % 4));
+    await app.request(generate({ requestId: 'a', tokenIds, sampling: { maxTokens: 30, ignoreEos: true }, stream: false }));
+    const samples = parsePrometheus(await (await app.request('/metrics')).text());
+    const drafted = samples.get('backend_speculative_drafted_tokens_total')!;
+    expect(drafted).toBeGreaterThan(0);
+    expect(engine.stepLog.flat().some((item) => item.verify)).toBe(true);
+    expect(samples.get('backend_speculative_accepted_tokens_total')!).toBeLessThanOrEqual(drafted);
+  });
+
   it('reports the idle KV slots and sequences from the start, before any request', async () => {
     const { app } = await setup();
     const samples = parsePrometheus(await (await app.request('/metrics')).text());

@@ -13,6 +13,8 @@ export interface FakeEngineOptions {
   beforeStep?: (items: StepItem[]) => Promise<void>;
   /** Milliseconds each step blocks the thread, as session.run does. */
   stepMillis?: number;
+  /** Draft tokens a verification item may carry (speculativeTokens); default 0. */
+  speculativeTokens?: number;
 }
 
 function mix(hash: number, value: number): number {
@@ -46,7 +48,8 @@ export class FakeEngine implements ModelEngine {
   readonly modelId = 'fake-mistral';
   readonly maxModelLen: number;
   /** Every step's items as received: [step][item] = { sequenceId, tokenCount }. */
-  readonly stepLog: { sequenceId: number; tokenCount: number }[][] = [];
+  readonly stepLog: { sequenceId: number; tokenCount: number; verify?: boolean }[][] = [];
+  readonly speculativeTokens: number;
   private readonly sequences = new Map<number, { tokenIds: number[]; hash: number }>();
   private readonly maxSequences: number;
   private nextId = 0;
@@ -56,6 +59,7 @@ export class FakeEngine implements ModelEngine {
     const vocabSize = options.vocabSize ?? 64;
     this.maxSequences = options.maxSequences ?? 8;
     this.maxModelLen = options.maxModelLen ?? 4096;
+    this.speculativeTokens = options.speculativeTokens ?? 0;
     this.config = {
       architecture: 'MistralForCausalLM',
       vocabSize,
@@ -100,6 +104,13 @@ export class FakeEngine implements ModelEngine {
     this.sequences.delete(sequenceId);
   }
 
+  truncateSequence(sequenceId: number, length: number): void {
+    const sequence = this.get(sequenceId);
+    if (!(Number.isInteger(length) && length >= 0 && length <= sequence.tokenIds.length)) throw new Error(`cannot cut sequence ${sequenceId} to ${length}`);
+    sequence.tokenIds.length = length;
+    sequence.hash = sequence.tokenIds.reduce(mix, 0x811c9dc5);
+  }
+
   sequenceLength(sequenceId: number): number {
     return this.get(sequenceId).tokenIds.length;
   }
@@ -111,17 +122,21 @@ export class FakeEngine implements ModelEngine {
       const until = Date.now() + this.options.stepMillis;
       while (Date.now() < until); // blocks like session.run
     }
-    this.stepLog.push(items.map((item) => ({ sequenceId: item.sequenceId, tokenCount: item.tokenIds.length })));
+    this.stepLog.push(items.map((item) => ({ sequenceId: item.sequenceId, tokenCount: item.tokenIds.length, ...(item.verify && { verify: true }) })));
+    const { vocabSize } = this.config;
     const rows = items.map((item) => {
       const sequence = this.get(item.sequenceId);
       if (item.tokenIds.length === 0) throw new Error('empty step item');
-      for (const tokenId of item.tokenIds) {
-        if (!(tokenId >= 0 && tokenId < this.config.vocabSize)) throw new Error(`token id ${tokenId} outside the vocabulary`);
+      if (item.verify && item.tokenIds.length > 1 + this.speculativeTokens) throw new Error('verification longer than 1 + speculativeTokens');
+      const verified = new Float32Array(item.verify ? item.tokenIds.length * vocabSize : 0);
+      item.tokenIds.forEach((tokenId, t) => {
+        if (!(tokenId >= 0 && tokenId < vocabSize)) throw new Error(`token id ${tokenId} outside the vocabulary`);
         sequence.tokenIds.push(tokenId);
         sequence.hash = mix(sequence.hash, tokenId);
-      }
+        if (item.verify) verified.set(fakeLogitsFromHash(sequence.hash, vocabSize), t * vocabSize);
+      });
       if (sequence.tokenIds.length > this.maxModelLen) throw new Error(`sequence ${item.sequenceId} is longer than maxModelLen`);
-      return fakeLogitsFromHash(sequence.hash, this.config.vocabSize);
+      return item.verify ? verified : fakeLogitsFromHash(sequence.hash, vocabSize);
     });
     this.lastDecodeBytes = items.length * this.kvBytesPerSlot();
     return rows;

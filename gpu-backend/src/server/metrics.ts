@@ -139,6 +139,10 @@ export class Metrics {
     sample('prefix_cache_hits_total', stats?.prefixCacheHits ?? 0);
     family('prefix_cache_misses_total', 'counter', 'Admitted requests prefilled from the first token.');
     sample('prefix_cache_misses_total', stats?.prefixCacheMisses ?? 0);
+    family('speculative_drafted_tokens_total', 'counter', 'Draft tokens verified (speculative decoding by prompt lookup).');
+    sample('speculative_drafted_tokens_total', stats?.speculativeDrafted ?? 0);
+    family('speculative_accepted_tokens_total', 'counter', 'Draft tokens the sampler kept.');
+    sample('speculative_accepted_tokens_total', stats?.speculativeAccepted ?? 0);
     return `${lines.join('\n')}\n`;
   }
 

@@ -3,7 +3,7 @@
 // each step; the rest of the token budget prefills prompts in chunks, so a long prompt never stalls
 // the streams already running.
 
-import type { GenerateEvent } from '../../../shared/protocol';
+import type { GenerateEvent, SampledLogprob } from '../../../shared/protocol';
 import type { KvCacheStats, ModelEngine, StepItem } from '../model/runtime/engine-types';
 import { Capacity, type CapacityLimits } from './capacity';
 import type { GrammarState } from './grammar/grammar-state';
@@ -22,6 +22,11 @@ export interface SchedulerLimits extends CapacityLimits {
   prefillStallFactor: number;
   /** Smallest prefill chunk while streams decode, so prompts progress however slow prefill is. */
   prefillMinTokens: number;
+  /**
+   * Speculative decoding by prompt lookup: most draft ids a decoding sequence verifies per step (at
+   * most the engine's speculativeTokens); 0 or absent: off.
+   */
+  speculativeTokens?: number;
 }
 
 export interface SchedulerStats {
@@ -39,12 +44,17 @@ export interface SchedulerStats {
   prefixCacheEntries: number;
   prefixCacheHits: number;
   prefixCacheMisses: number;
+  /** Draft ids verified and accepted since start (speculative decoding). */
+  speculativeDrafted: number;
+  speculativeAccepted: number;
 }
 
 export type SchedulerEventSink = (requestId: number, event: GenerateEvent) => void;
 
 interface ScheduledItem extends StepItem {
   sequence: Sequence;
+  /** Draft ids behind the last sampled id (a verification item); empty for plain decodes and prompt chunks. */
+  draft: number[];
 }
 
 export class Scheduler {
@@ -59,6 +69,8 @@ export class Scheduler {
   private wake: (() => void) | null = null;
   private stopped = false;
   private readonly prefillBudget: PrefillBudget;
+  private readonly speculativeTokens: number;
+  private readonly speculative = { drafted: 0, accepted: 0 };
 
   constructor(
     private readonly engine: ModelEngine,
@@ -70,6 +82,10 @@ export class Scheduler {
     this.prefillBudget = new PrefillBudget(limits.prefillStallFactor, limits.prefillMinTokens);
     if (limits.maxRunning > limits.maxBatchedTokens) {
       throw new Error(`maxBatchedTokens (${limits.maxBatchedTokens}) must be at least maxRunning (${limits.maxRunning})`);
+    }
+    this.speculativeTokens = limits.speculativeTokens ?? 0;
+    if (this.speculativeTokens > engine.speculativeTokens) {
+      throw new Error(`speculativeTokens (${this.speculativeTokens}) exceeds what the engine verifies (${engine.speculativeTokens})`);
     }
     this.capacity = new Capacity(engine, limits);
     this.prefixCache = this.capacity.prefixCache;
@@ -104,7 +120,7 @@ export class Scheduler {
     let logits: Float32Array[];
     const started = this.clock();
     try {
-      logits = await this.engine.step(items.map(({ sequenceId, tokenIds }) => ({ sequenceId, tokenIds })));
+      logits = await this.engine.step(items.map(({ sequenceId, tokenIds, draft }) => ({ sequenceId, tokenIds, ...(draft.length > 0 && { verify: true }) })));
     } catch (error) {
       this.failBatch(items, error as Error);
       return true;
@@ -147,6 +163,8 @@ export class Scheduler {
       prefixCacheEntries: this.prefixCache.size,
       prefixCacheHits: this.prefixCache.hits,
       prefixCacheMisses: this.prefixCache.misses,
+      speculativeDrafted: this.speculative.drafted,
+      speculativeAccepted: this.speculative.accepted,
     };
   }
 
@@ -155,8 +173,9 @@ export class Scheduler {
     let budget = this.limits.maxBatchedTokens;
     for (const sequence of this.running) {
       if (sequence.status !== 'decoding') continue;
-      items.push({ sequence, sequenceId: sequence.engineId, tokenIds: [sequence.outputIds[sequence.outputIds.length - 1]] });
-      budget--;
+      const draft = this.draftFor(sequence);
+      items.push({ sequence, sequenceId: sequence.engineId, tokenIds: [sequence.outputIds[sequence.outputIds.length - 1], ...draft], draft });
+      budget -= 1 + draft.length;
     }
     budget = Math.min(budget, this.prefillBudget.tokensFor(items.length, budget));
     for (const sequence of this.running) {
@@ -172,17 +191,27 @@ export class Scheduler {
     }
     // Counted the way the engine runs them: single-token items (a prompt's last token included) share
     // the decode run, longer ones are prefill runs.
+    const inDecodeRun = (item: ScheduledItem) => item.tokenIds.length === 1 || item.draft.length > 0;
     this.lastStep = {
       batchSize: items.length,
-      decodeCount: items.filter((item) => item.tokenIds.length === 1).length,
-      prefillTokens: items.reduce((sum, item) => sum + (item.tokenIds.length > 1 ? item.tokenIds.length : 0), 0),
+      decodeCount: items.filter(inDecodeRun).length,
+      prefillTokens: items.reduce((sum, item) => sum + (inDecodeRun(item) ? 0 : item.tokenIds.length), 0),
       seconds: 0,
     };
     return items;
   }
 
   private newSequence(group: RequestGroup, choice: number): Sequence {
-    return new Sequence(group.request, choice, this.engine.config.eosTokenId, group.grammars?.[choice] ?? null);
+    const sequence = new Sequence(group.request, choice, this.engine.config.eosTokenId, group.grammars?.[choice] ?? null);
+    if (this.speculativeTokens > 0) sequence.enableSpeculation(this.speculativeTokens);
+    return sequence;
+  }
+
+  /** Drafts that fit: every emitted id stays within max_tokens and every verified position within maxModelLen. */
+  private draftFor(sequence: Sequence): number[] {
+    const length = this.engine.sequenceLength(sequence.engineId);
+    const room = Math.min(sequence.request.sampling.maxTokens - sequence.outputIds.length, this.engine.maxModelLen - length) - 1;
+    return sequence.proposeDraft(room);
   }
 
   /** Reserves the group's choices and gives the first one a row (from the prefix cache when one matches). */
@@ -207,7 +236,7 @@ export class Scheduler {
     let end = Math.min(sequence.promptLength, sequence.prefilled + budget);
     const point = group.snapshotPoints.find((length) => length > sequence.prefilled);
     if (point !== undefined && point < end) end = point;
-    return { sequence, sequenceId: sequence.engineId, tokenIds: sequence.request.tokenIds.slice(sequence.prefilled, end) };
+    return { sequence, sequenceId: sequence.engineId, tokenIds: sequence.request.tokenIds.slice(sequence.prefilled, end), draft: [] };
   }
 
   /**
@@ -230,7 +259,8 @@ export class Scheduler {
     this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
   }
 
-  private async postprocessItem(group: RequestGroup, { sequence, tokenIds }: ScheduledItem, logits: Float32Array): Promise<void> {
+  private async postprocessItem(group: RequestGroup, { sequence, tokenIds, draft }: ScheduledItem, logits: Float32Array): Promise<void> {
+    if (sequence.status === 'decoding' && draft.length > 0) return this.verifyAndEmit(group, sequence, draft, logits);
     if (sequence.status === 'decoding') return this.sampleAndEmit(group, sequence, logits);
     sequence.prefilled += tokenIds.length;
     if (group.snapshotPoints.includes(sequence.prefilled)) this.capacity.snapshot(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
@@ -267,6 +297,37 @@ export class Scheduler {
     if (sampled) {
       const logprobs = sampled.logprob ? [sampled.logprob] : undefined;
       this.emit(group.request.id, { event: 'token', data: { choice: sequence.choice, tokenIds: [sampled.tokenId], ...(logprobs && { logprobs }) } });
+    }
+    if (sequence.finishReason) this.finishSequence(group, sequence);
+  }
+
+  /**
+   * Samples row after row of a verification exactly as plain decoding would (same sampler, same one
+   * draw per id, penalties and grammar advanced over each id emitted) and goes on while the id drawn
+   * equals the next draft. Drawing t ~ p and keeping the draft d when t = d is the rejection rule for
+   * a one-point draft (keep d with probability p(d), else draw from p without d), so the output
+   * distribution, and a seeded run's ids, are those of decoding without drafts. The rejected draft
+   * positions are rolled back before anything is emitted.
+   */
+  private async verifyAndEmit(group: RequestGroup, sequence: Sequence, draft: number[], rows: Float32Array): Promise<void> {
+    const { vocabSize } = this.engine.config;
+    const fedLength = this.engine.sequenceLength(sequence.engineId) - draft.length;
+    const tokenIds: number[] = [];
+    const logprobs: SampledLogprob[] = [];
+    let accepted = 0;
+    for (let i = 0; i <= draft.length; i++) {
+      const sampled = await sequence.sampleNext(rows.subarray(i * vocabSize, (i + 1) * vocabSize));
+      if (sampled) tokenIds.push(sampled.tokenId);
+      if (sampled?.logprob) logprobs.push(sampled.logprob);
+      if (sequence.finishReason || i === draft.length || sequence.outputIds[sequence.outputIds.length - 1] !== draft[i]) break;
+      accepted++;
+    }
+    this.engine.truncateSequence(sequence.engineId, fedLength + accepted);
+    sequence.recordDraft(draft.length, accepted);
+    this.speculative.drafted += draft.length;
+    this.speculative.accepted += accepted;
+    if (tokenIds.length > 0) {
+      this.emit(group.request.id, { event: 'token', data: { choice: sequence.choice, tokenIds, ...(logprobs.length > 0 && { logprobs }) } });
     }
     if (sequence.finishReason) this.finishSequence(group, sequence);
   }

@@ -6,6 +6,7 @@ import type { Reservation } from './capacity';
 import { allowsAny, applyMask, type GrammarState } from './grammar/grammar-state';
 import type { GrammarSource } from './grammar/grammar-source';
 import type { GenerationHistory } from './logits-processors';
+import { NgramProposer } from './ngram-proposer';
 import { Prng } from './prng';
 import { Sampler } from './sampler';
 
@@ -49,6 +50,8 @@ export class Sequence implements GenerationHistory {
   readonly outputCounts = new Map<number, number>();
   private readonly sampler: Sampler;
   private masked: Float32Array | null = null;
+  /** Prompt-lookup drafts (speculative decoding); null when off. */
+  private proposer: NgramProposer | null = null;
 
   constructor(
     readonly request: ScheduledRequest,
@@ -59,6 +62,20 @@ export class Sequence implements GenerationHistory {
   ) {
     this.seenTokenIds = new Set(request.tokenIds);
     this.sampler = new Sampler(request.sampling, new Prng(request.sampling.seed, choice));
+  }
+
+  enableSpeculation(maxTokens: number): void {
+    this.proposer = new NgramProposer({ maxTokens });
+  }
+
+  /** Up to `limit` draft ids to verify behind the last sampled one (none when off or nothing repeats). */
+  proposeDraft(limit: number): number[] {
+    if (!this.proposer || limit <= 0) return [];
+    return this.proposer.propose([...this.request.tokenIds, ...this.outputIds], limit);
+  }
+
+  recordDraft(draftLength: number, acceptedCount: number): void {
+    this.proposer?.record(draftLength, acceptedCount);
   }
 
   get promptLength(): number {

@@ -7,10 +7,16 @@ import type { AttentionKind } from '../graph/graph-attention';
 import type { CacheFeeds } from './kv-store';
 import type { SequenceSlots } from './sequence-slots';
 
-/** One batch entry: a sequence and its S new tokens, or a filler row (decode batches are row ranges). */
+/**
+ * One batch entry: a sequence and its new tokens, or a filler row (decode batches are row ranges).
+ * A row may hold fewer than the plan's S tokens (a decode beside a verification of 1 + k): the rest
+ * is padding, whose keys are never kept and whose logits are never read.
+ */
 export interface BatchRow {
   sequenceId: number | null;
   tokenIds: number[];
+  /** Logits for every token of this row (a speculative verification), not just its last. */
+  allLogits?: boolean;
 }
 
 export interface BatchPlan {
@@ -36,13 +42,15 @@ export function buildFeeds(config: ModelConfig, attention: AttentionKind, slots:
   const positionIds = new BigInt64Array(B * S);
   const logitsRows: bigint[] = [];
   rows.forEach((row, b) => {
+    const count = row.tokenIds.length;
     for (let s = 0; s < S; s++) {
-      inputIds[b * S + s] = BigInt(row.sequenceId === null ? 0 : row.tokenIds[s]);
-      positionIds[b * S + s] = BigInt(lengths[b] + s);
+      inputIds[b * S + s] = BigInt(row.sequenceId === null || s >= count ? 0 : row.tokenIds[s]);
+      // Padding repeats the last real position: it stays inside the rotary table and after every real token.
+      positionIds[b * S + s] = BigInt(lengths[b] + Math.min(s, count - 1));
     }
     if (row.sequenceId === null) return;
-    if (plan.allLogits) for (let s = 0; s < S; s++) logitsRows.push(BigInt(b * S + s));
-    else logitsRows.push(BigInt(b * S + S - 1));
+    if (plan.allLogits || row.allLogits) for (let s = 0; s < count; s++) logitsRows.push(BigInt(b * S + s));
+    else logitsRows.push(BigInt(b * S + count - 1));
   });
   const feeds: CacheFeeds = {
     input_ids: { type: 'int64', data: inputIds, dims: [B, S] },

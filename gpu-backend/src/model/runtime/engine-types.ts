@@ -38,6 +38,11 @@ export interface EngineOptions {
   onnxCacheDir: string | null;
   /** File prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
   profilePrefix?: string;
+  /**
+   * Most draft tokens a verification item carries (k_max, speculative decoding); 0 (default) turns
+   * verification items off. With a sliding window the rolling buffer grows to W - 1 + k_max slots.
+   */
+  speculativeTokens?: number;
 }
 
 export type KvCacheDtype = 'auto' | 'fp32' | 'fp16';
@@ -64,6 +69,11 @@ export interface StepItem {
   sequenceId: number;
   /** New tokens, placed at positions [length, length + tokenIds.length) of the sequence. */
   tokenIds: number[];
+  /**
+   * A speculative verification (the last sampled id + at most speculativeTokens drafts): it runs in the
+   * batched decode run and returns the logits of every token, flat [tokenIds.length * vocabSize].
+   */
+  verify?: boolean;
 }
 
 export interface ModelEngine {
@@ -81,12 +91,17 @@ export interface ModelEngine {
   /** Whether the first `length` positions of `sourceId` can be forked exactly (a sliding window may have overwritten them). */
   canForkPrefix(sourceId: number, length: number): boolean;
   releaseSequence(sequenceId: number): void;
+  /** Rolls a sequence back to `length` tokens: draft tokens a verification wrote and the sampler rejected. */
+  truncateSequence(sequenceId: number, length: number): void;
+  /** Draft tokens a verification item may carry (EngineOptions.speculativeTokens; 0: none). */
+  readonly speculativeTokens: number;
   /** Tokens processed so far (positions cached). */
   sequenceLength(sequenceId: number): number;
   /**
    * Runs one engine step: every item's tokens go through the model (decode items of one token are
-   * batched into one session.run; longer items are prefilled in chunks). Returns one logits row
-   * ([vocabSize]) per item, in item order. Items must name distinct sequences.
+   * batched into one session.run, verification items with them; longer items are prefilled in chunks).
+   * Returns one logits row ([vocabSize]) per item (a verification item: all of its rows), in item
+   * order. Items must name distinct sequences.
    */
   step(items: StepItem[]): Promise<Float32Array[]>;
   kvStats(): KvCacheStats;

@@ -45,6 +45,7 @@ export class Engine implements ModelEngine {
   private lastTransferBytes = 0;
   private running = false;
   private readonly gqaDecode: boolean;
+  readonly speculativeTokens: number;
 
   private constructor(
     readonly config: ModelConfig,
@@ -60,6 +61,7 @@ export class Engine implements ModelEngine {
     const windowChunk = config.slidingWindow ?? DEFAULT_CHUNK_WITHOUT_WINDOW;
     const defaultChunk = options.executionProvider === 'cpu' ? Math.min(windowChunk, DEFAULT_CPU_CHUNK) : windowChunk;
     this.chunkSize = positiveInteger(options.chunkSize ?? defaultChunk, 'chunkSize');
+    this.speculativeTokens = options.speculativeTokens ?? 0;
   }
 
   /** Opens a Hugging Face checkpoint folder, builds (or loads the cached) graph and starts a session. */
@@ -88,7 +90,10 @@ export class Engine implements ModelEngine {
       kvType: kvCacheElementType(options.dtype, options.kvCacheDtype),
       computeKvType: kvCacheElementType(options.dtype),
     };
-    const requested = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen };
+    const draftSlots = options.speculativeTokens ?? 0;
+    if (!Number.isInteger(draftSlots) || draftSlots < 0) throw new EngineError(`speculativeTokens must be a non-negative integer, got ${draftSlots}`);
+    if (draftSlots > 0) Engine.checkVerifiable(options, resolved.attention);
+    const requested = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen, draftSlots };
     let loaded: Awaited<ReturnType<typeof loadKvStore>>;
     try {
       loaded = await loadKvStore(source, options, resolved, requested);
@@ -100,6 +105,23 @@ export class Engine implements ModelEngine {
     const slots = new SequenceSlots({ ...layout, growth: store.resizesInPlace ? 'step' : 'double' });
     store.resize(slots.capacity, 0);
     return new Engine(config, path.basename(path.resolve(options.modelDir)), slots, store, options);
+  }
+
+  /**
+   * Verification items (1 + k tokens) share the batched decode run, which only the in-place attention
+   * path (a mask per row) can run: GroupQueryAttention refuses S > 1 over a past at batch > 1, and
+   * masks a rolling buffer by cache index, which the draft slots would break.
+   */
+  private static checkVerifiable(options: EngineLoadOptions, attention: AttentionKind): void {
+    const where =
+      (options.runtime ?? 'js') === 'native'
+        ? 'the native session'
+        : attention === 'fused'
+          ? 'fused attention'
+          : options.gqaDecode || options.executionProvider === 'webgpu' || options.residentKvCache
+            ? 'GroupQueryAttention decode or the resident cache'
+            : null;
+    if (where) throw new EngineError(`speculativeTokens needs the host KV cache with in-place decode attention (hybrid or unfused), not ${where}`);
   }
 
   createSequence(): number {
@@ -131,6 +153,15 @@ export class Engine implements ModelEngine {
     if (resized) this.store.resize(this.slots.capacity, this.slots.liveCount);
   }
 
+  truncateSequence(sequenceId: number, length: number): void {
+    if (!this.slots.has(sequenceId)) throw new EngineError(`unknown sequence ${sequenceId}`);
+    try {
+      this.slots.truncate(sequenceId, length);
+    } catch (error) {
+      throw new EngineError((error as Error).message);
+    }
+  }
+
   sequenceLength(sequenceId: number): number {
     if (!this.slots.has(sequenceId)) throw new EngineError(`unknown sequence ${sequenceId}`);
     return this.slots.length(sequenceId);
@@ -154,7 +185,7 @@ export class Engine implements ModelEngine {
       const results: Float32Array[] = new Array(items.length);
       const decodeIndices: number[] = [];
       for (let i = 0; i < items.length; i++) {
-        if (items[i].tokenIds.length === 1) decodeIndices.push(i);
+        if (items[i].tokenIds.length === 1 || items[i].verify) decodeIndices.push(i);
         else results[i] = await this.prefill(items[i]);
       }
       if (decodeIndices.length > 0) {
@@ -169,8 +200,11 @@ export class Engine implements ModelEngine {
 
   private validate(items: StepItem[]): void {
     const seen = new Set<number>();
-    for (const { sequenceId, tokenIds } of items) {
+    for (const { sequenceId, tokenIds, verify } of items) {
       const length = this.sequenceLength(sequenceId);
+      if (verify && tokenIds.length > 1 + this.speculativeTokens) {
+        throw new EngineError(`sequence ${sequenceId}: a verification of ${tokenIds.length} tokens exceeds 1 + speculativeTokens (${this.speculativeTokens})`);
+      }
       if (seen.has(sequenceId)) throw new EngineError(`sequence ${sequenceId} appears twice in one step`);
       seen.add(sequenceId);
       if (tokenIds.length === 0) throw new EngineError(`sequence ${sequenceId}: a step item needs at least one token id`);
@@ -222,15 +256,22 @@ export class Engine implements ModelEngine {
     return logits!;
   }
 
-  /** All decode items in one run over the cache rows they span (rows of other sequences ride along as fillers). */
+  /**
+   * All decode and verification items in one run over the cache rows they span (rows of other
+   * sequences ride along as fillers); S is the longest item, shorter rows are padded.
+   */
   private async decode(items: StepItem[]): Promise<Float32Array[]> {
     const rowOf = new Map(items.map((item) => [this.slots.row(item.sequenceId), item]));
     const firstRow = Math.min(...rowOf.keys());
     const lastRow = Math.max(...rowOf.keys());
-    for (const item of items) this.ensureFits(this.slots.length(item.sequenceId) + 1);
+    for (const item of items) this.ensureFits(this.slots.length(item.sequenceId) + item.tokenIds.length);
     const rows: BatchRow[] = [];
-    for (let row = firstRow; row <= lastRow; row++) rows.push(rowOf.get(row) ?? { sequenceId: null, tokenIds: [0] });
-    const logits = await this.run({ rows, sequenceLength: 1, firstRow, timeOrdered: false, useGqa: this.gqaDecode });
+    for (let row = firstRow; row <= lastRow; row++) {
+      const item = rowOf.get(row);
+      rows.push(item ? { sequenceId: item.sequenceId, tokenIds: item.tokenIds, allLogits: item.verify } : { sequenceId: null, tokenIds: [0] });
+    }
+    const sequenceLength = Math.max(...items.map((item) => item.tokenIds.length));
+    const logits = await this.run({ rows, sequenceLength, firstRow, timeOrdered: false, useGqa: this.gqaDecode });
     // run() returns logits in row order of the real rows; map back to item order.
     const byId = new Map<number, Float32Array>();
     rows.filter((row) => row.sequenceId !== null).forEach((row, k) => byId.set(row.sequenceId!, logits[k]));
@@ -244,12 +285,19 @@ export class Engine implements ModelEngine {
     const result = await this.store.run(feeds, this.slots, plan);
     this.lastTransferBytes += result.transferBytes;
     const { vocabSize } = this.config;
-    const S = plan.sequenceLength;
     const logits: Float32Array[] = [];
-    for (const { sequenceId } of plan.rows) {
+    let read = 0;
+    for (const { sequenceId, tokenIds, allLogits } of plan.rows) {
       if (sequenceId === null) continue;
-      this.slots.advance(sequenceId, S);
-      for (let t = plan.allLogits ? 0 : S - 1; t < S; t++) logits.push(result.logits.subarray(logits.length * vocabSize, (logits.length + 1) * vocabSize));
+      this.slots.advance(sequenceId, tokenIds.length);
+      if (plan.allLogits) {
+        for (let t = 0; t < tokenIds.length; t++, read++) logits.push(result.logits.subarray(read * vocabSize, (read + 1) * vocabSize));
+      } else {
+        // A verification row's logits stay one flat [tokenIds.length * vocabSize] block.
+        const rowCount = allLogits ? tokenIds.length : 1;
+        logits.push(result.logits.subarray(read * vocabSize, (read + rowCount) * vocabSize));
+        read += rowCount;
+      }
     }
     return logits;
   }

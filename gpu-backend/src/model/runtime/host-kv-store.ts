@@ -118,10 +118,11 @@ export class HostKvStore implements KvStore {
     for (const name of outputNames) transferBytes += outputs[name].byteLength;
     if (this.feedsCrossToDevice) for (const feed of Object.values(feeds)) transferBytes += (feed as Feed).data.byteLength; // the past included
     const S = plan.sequenceLength;
-    plan.rows.forEach(({ sequenceId }, b) => {
+    plan.rows.forEach(({ sequenceId, tokenIds }, b) => {
       if (sequenceId === null) return;
       const length = slots.length(sequenceId);
-      const writeSlots = Array.from({ length: S }, (_, t) => slots.writeSlot(length, t, S));
+      const count = tokenIds.length; // the rest of the row is padding: never kept
+      const writeSlots = Array.from({ length: S }, (_, t) => (t < count ? slots.writeSlot(length, t, count) : -1));
       for (let layer = 0; layer < layerCount; layer++) {
         const newKeys = outputs[`new_key.${layer}`] as CacheArray;
         const newValues = outputs[`new_value.${layer}`] as CacheArray;

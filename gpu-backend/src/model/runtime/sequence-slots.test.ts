@@ -127,4 +127,21 @@ describe('SequenceSlots', () => {
     expect(slotsOf(4096, 512).slotsMax()).toBe(3 * 512);
     expect(() => slotsOf(1)).toThrow(/too small/);
   });
+
+  it('draft slots (W = 4, k_max = 2): a rejected verification loses no key the next token sees', () => {
+    const kv = new SequenceSlots({ slidingWindow: 4, maxSequences: 1, maxModelLen: 100, draftSlots: 2 });
+    expect(kv.ringSlots).toBe(5);
+    const id = kv.create();
+    kv.advance(id, 6);
+    expect([0, 1, 2, 3, 4].map((slot) => kv.positionInSlot(6, slot))).toEqual([5, 1, 2, 3, 4]);
+    // Verify p=6 with drafts at 7, 8: slots 1, 2, 3; then both drafts are rejected.
+    expect([0, 1, 2].map((t) => kv.writeSlot(6, t, 3))).toEqual([1, 2, 3]);
+    kv.advance(id, 3);
+    kv.truncate(id, 7);
+    // p=7 must see 4, 5, 6 (slots 4, 0, 1, never overwritten) and nothing else: slots 2, 3 hold stale 7, 8.
+    expect(drawn(kv.visibleKeys(7, 1, 5))).toEqual([[0, 0, '-', '-', 0, 0]]);
+    expect(() => kv.truncate(id, 4)).toThrow(/exceeds the 2 draft slots/);
+    expect(() => kv.truncate(id, 8)).toThrow(/cannot be cut/);
+    expect(SequenceSlots.slotLimitOf({ slidingWindow: 4, maxModelLen: 100, draftSlots: 2 })).toBe(5);
+  });
 });

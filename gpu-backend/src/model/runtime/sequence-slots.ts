@@ -27,6 +27,19 @@
 // 1.30 `sliding_window_cache` attribute: it needs the present buffer fetched back (a full-cache copy
 // per step in onnxruntime-node) and rejects ragged first-prompt batches.
 //
+// Speculative drafts (draftSlots = k_max > 0): a verification run writes 1 + k keys, and a rejection
+// rolls the length back by up to k. With R = W - 1 the draft keys would overwrite the slots of the
+// positions the next real token still sees, so the ring gets R = W - 1 + k_max slots: writing positions
+// L..L+k overwrites at most position L + k - R <= L - W, outside every later window. Slots left by a
+// rollback read as positions older than the window (or past the length), so the mask hides them.
+// Worked example, W = 4, k_max = 2, R = 5, length 6 (slots hold positions [5, 1, 2, 3, 4]):
+//
+//   verify p=6 + drafts 7, 8   writes slots 1, 2, 3        slots [5, 6, 7, 8, 4]
+//   both drafts rejected       length 7; p=7 sees 4, 5, 6 + 7: slots 4, 0, 1, all intact
+//   slots 2, 3 (stale 7, 8)    read as positions 2, 3: 7 - 2 >= W, 7 - 3 >= W, masked
+//
+//   With R = W - 1 = 3 the same run would have written 6, 7, 8 over 3, 4, 5: position 7 loses 4 and 5.
+//
 // Capacity: the slots every row spans in the past the graph reads; the in-place decode path reads every
 // one of them, masked or not, so it follows the longest live sequence (up to R = W - 1 with a window, the
 // attention op's own present buffer holding W; up to maxModelLen without). How, depends on the store:
@@ -44,6 +57,8 @@ export interface SequenceSlotsOptions {
   maxModelLen: number;
   /** How the capacity follows the longest live sequence (header); default 'double'. */
   growth?: CapacityGrowth;
+  /** Most draft tokens one verification run writes (k_max; header): the ring grows by this many slots. Default 0. */
+  draftSlots?: number;
 }
 
 export type CapacityGrowth = 'step' | 'double';
@@ -64,7 +79,7 @@ interface SequenceState {
 }
 
 export class SequenceSlots {
-  /** Persistent slots per row with a window (W - 1), null without one. */
+  /** Persistent slots per row with a window (W - 1 + draftSlots), null without one. */
   readonly ringSlots: number | null;
   /** Slots every row spans right now; storage holds at least this many per row. */
   capacity: number;
@@ -75,7 +90,7 @@ export class SequenceSlots {
   constructor(readonly options: SequenceSlotsOptions) {
     const { slidingWindow } = options;
     if (slidingWindow !== null && slidingWindow < 2) throw new Error(`sliding window ${slidingWindow} is too small (need >= 2)`);
-    this.ringSlots = slidingWindow === null ? null : slidingWindow - 1;
+    this.ringSlots = slidingWindow === null ? null : slidingWindow - 1 + (options.draftSlots ?? 0);
     this.capacity = Math.min(CAPACITY_STEP, this.slotLimit);
   }
 
@@ -83,8 +98,9 @@ export class SequenceSlots {
    * Most slots a row ever needs: the ring (W - 1) or maxModelLen, whichever is smaller (a ring longer
    * than any allowed sequence never wraps).
    */
-  static slotLimitOf(options: Pick<SequenceSlotsOptions, 'slidingWindow' | 'maxModelLen'>): number {
-    return options.slidingWindow === null ? options.maxModelLen : Math.min(options.slidingWindow - 1, options.maxModelLen);
+  static slotLimitOf(options: Pick<SequenceSlotsOptions, 'slidingWindow' | 'maxModelLen' | 'draftSlots'>): number {
+    const { slidingWindow, maxModelLen, draftSlots = 0 } = options;
+    return slidingWindow === null ? maxModelLen : Math.min(slidingWindow - 1 + draftSlots, maxModelLen);
   }
 
   get slotLimit(): number {
@@ -201,6 +217,20 @@ export class SequenceSlots {
 
   advance(sequenceId: number, count: number): void {
     this.state(sequenceId).length += count;
+  }
+
+  /**
+   * Rolls a sequence back to `length` (rejected draft tokens). Exact only within the draft slots: a
+   * ring keeps what the next token needs for up to draftSlots positions written past it (header).
+   */
+  truncate(sequenceId: number, length: number): void {
+    const state = this.state(sequenceId);
+    const dropped = state.length - length;
+    if (!Number.isInteger(length) || dropped < 0) throw new Error(`sequence ${sequenceId} (${state.length} tokens) cannot be cut to ${length}`);
+    if (this.ringSlots !== null && dropped > (this.options.draftSlots ?? 0)) {
+      throw new Error(`sequence ${sequenceId}: rolling back ${dropped} positions exceeds the ${this.options.draftSlots ?? 0} draft slots`);
+    }
+    state.length = length;
   }
 
   /** Slots holding keys the next token can attend to: min(length, W - 1) or length. */

@@ -29,6 +29,9 @@ function decode(tokenIds: number[]): string {
 let client: GenerationClient;
 let checker: GrammarChecker;
 let app: ReturnType<typeof createBackendApp>;
+/** The same model with prompt-lookup drafts (speculative decoding, 4 per step). */
+let speculativeClient: GenerationClient;
+let speculativeApp: ReturnType<typeof createBackendApp>;
 
 beforeAll(async () => {
   const modelDir = await ensureDefaultModel(DEFAULT_MODEL_DIR);
@@ -41,17 +44,31 @@ beforeAll(async () => {
   });
   checker = new GrammarChecker({ modelDir, timeLimitMs: TEST_TIME_LIMIT_MS });
   app = createBackendApp({ client, grammarChecker: checker });
-  await client.whenReady();
+  const options = {
+    modelDir,
+    dtype: 'fp32',
+    executionProvider: 'cpu',
+    intraOpThreads: 1,
+    maxSequences: 16,
+    onnxCacheDir: onnxCacheDirFrom(process.env),
+  } as const;
+  speculativeClient = GenerationClient.inProcess({
+    engine: { kind: 'onnx', options: { ...options, speculativeTokens: 4 } },
+    limits: { prefixCacheSize: 0, speculativeTokens: 4 },
+  });
+  speculativeApp = createBackendApp({ client: speculativeClient, grammarChecker: checker });
+  await Promise.all([client.whenReady(), speculativeClient.whenReady()]);
 });
 
 afterAll(async () => {
   await checker?.close();
   await client?.close();
+  await speculativeClient?.close();
 });
 
 const PROMPT = [1, 733, 16289, 28793, 22557, 28723, 733, 28748, 16289, 28793];
 
-async function generate(name: string, seed: number, stream: boolean): Promise<{ name: string; ids: number[]; finish: string }> {
+async function generate(name: string, seed: number, stream: boolean, on = app): Promise<{ name: string; ids: number[]; finish: string }> {
   const body = {
     requestId: `${name}-${seed}`,
     tokenIds: PROMPT,
@@ -59,7 +76,7 @@ async function generate(name: string, seed: number, stream: boolean): Promise<{ 
     sampling: { temperature: 1, seed, maxTokens: MAX_TOKENS },
     grammar: { type: 'json_schema', schema: SCHEMAS[name] },
   };
-  const response = await app.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
+  const response = await on.request('/v1/generate', { method: 'POST', body: JSON.stringify(body) });
   expect(response.status).toBe(200);
   if (!stream) {
     const [choice] = ((await response.json()) as GenerateResponse).choices;
@@ -103,6 +120,17 @@ describe('json_schema on the built-in model', () => {
     const [choice] = ((await response.json()) as GenerateResponse).choices;
     if (choice.finishReason === 'stop') expect(typeof JSON.parse(decode(choice.tokenIds))).toBe('object');
     expect(decode(choice.tokenIds).startsWith('{')).toBe(true);
+  });
+});
+
+describe('json_schema with speculative decoding', () => {
+  it('drafts verified under the grammar change no id: the same ids and finish reasons as without, for each seed', async () => {
+    const names = Object.keys(SCHEMAS).slice(0, 4);
+    const runs = (on: typeof app) => Promise.all(names.flatMap((name) => SEEDS.slice(0, 2).map((seed) => generate(name, seed, seed % 2 === 0, on))));
+    const [plain, speculative] = [await runs(app), await runs(speculativeApp)];
+    expect(speculative).toEqual(plain);
+    const metrics = speculativeClient.metrics.render();
+    expect(Number(/backend_speculative_drafted_tokens_total (\d+)/.exec(metrics)![1])).toBeGreaterThan(0);
   });
 });
 

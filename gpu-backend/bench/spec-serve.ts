@@ -1,0 +1,82 @@
+// `npm run bench:serve -- --speculative`: end-to-end decode tokens/s with prompt-lookup drafts off and
+// on (--spec-tokens 4), through the worker-thread serving stack, one stream, greedy, on two workloads:
+// "repeating": a 32-id phrase repeated 8 times, so drafts always exist (how many the model keeps is
+// its own business: the random bench model has no reason to copy), and "non-repeating": distinct ids.
+// Runs alternate off/on so machine noise hits both. Prints figures; asserts nothing.
+
+import { DEFAULT_SAMPLING, type GenerateEvent } from '../../shared/protocol';
+import { onnxCacheDirFrom } from '../src/config';
+import { GenerationClient } from '../src/server/generation-client';
+
+const SPEC_TOKENS = 4;
+
+const WORKLOADS = {
+  repeating: Array.from({ length: 256 }, (_, i) => 3 + (((i % 32) * 7919) % 31_000)),
+  'non-repeating': Array.from({ length: 256 }, (_, i) => 3 + ((i * 7919 + 104_729) % 31_000)),
+};
+
+/** Decode tokens/s of one greedy stream after its first token, and the draft counts the backend reports. */
+async function decodeRate(client: GenerationClient, tokenIds: number[], maxTokens: number): Promise<number> {
+  const times: number[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const outcome = client.submit(
+      { requestId: 'spec', tokenIds, stream: true, sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens } },
+      (event: GenerateEvent) => {
+        if (event.event === 'token') for (const _ of event.data.tokenIds) times.push(performance.now());
+        else if (event.event === 'end') resolve();
+        else if (event.event === 'error') reject(new Error(event.data.message));
+      },
+    );
+    if (!outcome.ok) reject(new Error(outcome.message));
+  });
+  return ((times.length - 1) / (times.at(-1)! - times[0])) * 1000;
+}
+
+export async function benchSpeculativeServe(modelDir: string, threads: number, decodeTokens: number, repeats = 3): Promise<void> {
+  const clientFor = (speculativeTokens: number) =>
+    GenerationClient.inWorker({
+      engine: {
+        kind: 'onnx',
+        options: {
+          modelDir,
+          dtype: 'fp32',
+          executionProvider: 'cpu',
+          intraOpThreads: threads,
+          maxSequences: 4,
+          maxModelLen: 1024,
+          onnxCacheDir: onnxCacheDirFrom(process.env),
+          speculativeTokens,
+        },
+      },
+      limits: { maxRunning: 2, prefixCacheSize: 0, speculativeTokens },
+    });
+  const rates: Record<string, { off: number[]; on: number[] }> = {};
+  let counts = '';
+  for (let r = 0; r < repeats; r++) {
+    for (const mode of ['off', 'on'] as const) {
+      const client = clientFor(mode === 'on' ? SPEC_TOKENS : 0);
+      try {
+        await client.whenReady();
+        for (const [name, prompt] of Object.entries(WORKLOADS)) {
+          rates[name] ??= { off: [], on: [] };
+          rates[name][mode].push(await decodeRate(client, prompt, decodeTokens));
+        }
+        const metrics = client.metrics.render();
+        if (mode === 'on') counts = (metrics.match(/backend_speculative_\w+_total \d+/g) ?? []).join(', ');
+      } finally {
+        await client.close();
+      }
+    }
+  }
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  const range = (values: number[]) => `${Math.min(...values).toFixed(1)}-${Math.max(...values).toFixed(1)}`;
+  console.log(
+    `speculative (ngram, ${SPEC_TOKENS} drafts), 1 greedy stream, ${decodeTokens} tokens, fp32, ${threads} threads, ${repeats} repeats: median tok/s (min-max)`,
+  );
+  for (const [name, { off, on }] of Object.entries(rates)) {
+    console.log(
+      `  ${name}: off ${median(off).toFixed(1)} (${range(off)}), on ${median(on).toFixed(1)} (${range(on)}), on/off ${(median(on) / median(off)).toFixed(2)}`,
+    );
+  }
+  console.log(`  last 'on' run, both workloads: ${counts}`);
+}

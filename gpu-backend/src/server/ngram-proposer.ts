@@ -1,0 +1,49 @@
+// Drafts from the context (prompt lookup, vLLM's `ngram` method): the last n ids of a sequence (n from
+// maxNgram down to 1) are matched against its own earlier ids, prompt and output, and the ids that
+// followed the most recent match are proposed. How many follows each sequence's recent luck.
+
+export interface NgramProposerOptions {
+  /** Most draft ids per step (k_max). */
+  maxTokens: number;
+  /** Longest suffix matched first (default 3). */
+  maxNgram?: number;
+}
+
+export class NgramProposer {
+  private readonly maxNgram: number;
+  /** Draft length for the next step: halves after a rejection, grows by one after a full acceptance. */
+  private budget: number;
+  drafted = 0;
+  accepted = 0;
+
+  constructor(private readonly options: NgramProposerOptions) {
+    this.maxNgram = options.maxNgram ?? 3;
+    this.budget = options.maxTokens;
+  }
+
+  /** Up to min(limit, the adaptive budget) ids that followed the latest earlier occurrence of the suffix; [] when none matches. */
+  propose(tokenIds: readonly number[], limit = Number.POSITIVE_INFINITY): number[] {
+    const count = Math.min(limit, this.budget);
+    if (count <= 0) return [];
+    const end = tokenIds.length;
+    for (let n = Math.min(this.maxNgram, end - 1); n >= 1; n--) {
+      // Latest start whose n ids equal the suffix, not the suffix itself.
+      for (let start = end - n - 1; start >= 0; start--) {
+        let same = true;
+        for (let i = 0; i < n && same; i++) same = tokenIds[start + i] === tokenIds[end - n + i];
+        if (same) return tokenIds.slice(start + n, Math.min(start + n + count, end));
+      }
+    }
+    return [];
+  }
+
+  /** What the sampler kept of the last draft. */
+  record(draftLength: number, acceptedCount: number): void {
+    if (draftLength === 0) return;
+    this.drafted += draftLength;
+    this.accepted += acceptedCount;
+    // A rejection shrinks the next draft to what was kept, at least 1, so wrong drafts stay cheap;
+    // a fully accepted one earns one more, up to maxTokens.
+    this.budget = acceptedCount === draftLength ? Math.min(this.options.maxTokens, this.budget + 1) : Math.max(1, acceptedCount);
+  }
+}
