@@ -85,7 +85,9 @@ export class NativeSession {
     try {
       return new NativeSession(new Native(model, options));
     } catch (error) {
-      throw new NativeSessionError(`native session (${options.provider}): ${(error as Error).message}`);
+      // ONNX Runtime's message names the file that did not load; the hint says how to fix it.
+      const hint = options.provider === 'cuda' ? ' (npm run cuda:provider -- --check lists what is missing)' : '';
+      throw new NativeSessionError(`native session (${options.provider}): ${(error as Error).message.trim()}${hint}`);
     }
   }
 
