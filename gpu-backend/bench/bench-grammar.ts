@@ -3,6 +3,7 @@
 // each, after the compiler's one-time setup, which is timed apart) and cached. (2) The per-step cost of the
 // masks (XGrammar bitmask + applying it to the logits row + advancing the matcher) for every sequence of a
 // batch, as a share of the engine step, on the ~125M-parameter random model at batch 1, 8 and 16.
+// `--arrivals` instead measures what new grammars cost running streams (grammar-arrivals.ts).
 // Prints figures; asserts nothing.
 
 import path from 'node:path';
@@ -18,12 +19,16 @@ import { SAMPLE_SCHEMAS } from '../src/server/grammar/sample-schemas';
 import { Prng } from '../src/server/prng';
 import { Sampler } from '../src/server/sampler';
 import { onnxCacheDirFrom } from '../src/config';
+import { benchArrivals } from './grammar-arrivals';
 
 const USAGE = `usage: npm run bench:grammar [-- options]
   --batches LIST    batch sizes for the mask cost (default 1,8,16)
   --steps N         decode steps measured per batch size (default 16)
   --threads N       ONNX Runtime threads (default 2)
   --model-dir DIR   the ~125M random model (default .models/bench-125m; generated when missing)
+  --arrivals        instead: inter-token gaps of running streams while requests with new schemas arrive
+  --step-ms N       with --arrivals: fake engine step time (default 20)
+  --rounds N        with --arrivals: measured rounds per case (default 3)
   --help            this text`;
 
 const { values } = parseArgs({
@@ -32,6 +37,9 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '16' },
     threads: { type: 'string', default: '2' },
     'model-dir': { type: 'string', default: '.models/bench-125m' },
+    arrivals: { type: 'boolean', default: false },
+    'step-ms': { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '3' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -170,4 +178,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (values.arrivals) await benchArrivals({ stepMillis: Number(values['step-ms']), running: 8, arriving: 8, rounds: Number(values.rounds) });
+else await main();
