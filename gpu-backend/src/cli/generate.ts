@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { onnxCacheDirFrom } from '../config';
 import { Engine } from '../model/runtime/engine';
-import { NgramProposer } from '../server/ngram-proposer';
+import { keptDrafts, NgramProposer } from '../server/ngram-proposer';
 import { Prng } from '../server/prng';
 import { argmax } from '../server/logits-processors';
 import { Sampler } from '../server/sampler';
@@ -61,17 +61,15 @@ export async function generate(args: GenerateArgs): Promise<GenerateResult> {
     if (emit(promptLogits)) return result(generated);
     const { vocabSize } = engine.config;
     for (;;) {
-      const draft = proposer?.propose([...args.promptIds, ...generated], args.maxNewTokens - generated.length - 1) ?? [];
+      const draft = proposer?.propose(args.promptIds, generated, args.maxNewTokens - generated.length - 1) ?? [];
       const fedLength = engine.sequenceLength(sequenceId) + 1;
       const [rows] = await engine.step([{ sequenceId, tokenIds: [generated[generated.length - 1], ...draft], verify: draft.length > 0 }]);
       // Kept while the id drawn equals the draft: the same ids as without drafts (scheduler.ts, verifyAndEmit).
-      let accepted = 0;
       let done = false;
-      for (let i = 0; i <= draft.length && !done; i++) {
+      const accepted = await keptDrafts(draft, async (i) => {
         done = emit(rows.subarray(i * vocabSize, (i + 1) * vocabSize));
-        if (done || i === draft.length || generated[generated.length - 1] !== draft[i]) break;
-        accepted++;
-      }
+        return { tokenId: generated[generated.length - 1], done };
+      });
       if (draft.length > 0) {
         proposer!.record(draft.length, accepted);
         engine.truncateSequence(sequenceId, fedLength + accepted);

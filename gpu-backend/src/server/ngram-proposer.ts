@@ -11,7 +11,7 @@ export interface NgramProposerOptions {
 
 export class NgramProposer {
   private readonly maxNgram: number;
-  /** Draft length for the next step: halves after a rejection, grows by one after a full acceptance. */
+  /** Draft length for the next step: what was kept after a rejection (at least 1), one more after a full acceptance. */
   private budget: number;
   drafted = 0;
   accepted = 0;
@@ -21,17 +21,24 @@ export class NgramProposer {
     this.budget = options.maxTokens;
   }
 
-  /** Up to min(limit, the adaptive budget) ids that followed the latest earlier occurrence of the suffix; [] when none matches. */
-  propose(tokenIds: readonly number[], limit = Number.POSITIVE_INFINITY): number[] {
+  /**
+   * Up to min(limit, the adaptive budget) ids that followed the latest earlier occurrence of the suffix
+   * of prompt + output; [] when none matches. The two arrays are read in place: this runs every step.
+   */
+  propose(prompt: readonly number[], output: readonly number[], limit = Number.POSITIVE_INFINITY): number[] {
     const count = Math.min(limit, this.budget);
     if (count <= 0) return [];
-    const end = tokenIds.length;
+    const at = (i: number) => (i < prompt.length ? prompt[i] : output[i - prompt.length]);
+    const end = prompt.length + output.length;
     for (let n = Math.min(this.maxNgram, end - 1); n >= 1; n--) {
       // Latest start whose n ids equal the suffix, not the suffix itself.
       for (let start = end - n - 1; start >= 0; start--) {
         let same = true;
-        for (let i = 0; i < n && same; i++) same = tokenIds[start + i] === tokenIds[end - n + i];
-        if (same) return tokenIds.slice(start + n, Math.min(start + n + count, end));
+        for (let i = 0; i < n && same; i++) same = at(start + i) === at(end - n + i);
+        if (!same) continue;
+        const draft: number[] = [];
+        for (let i = start + n; i < Math.min(start + n + count, end); i++) draft.push(at(i));
+        return draft;
       }
     }
     return [];
@@ -46,4 +53,19 @@ export class NgramProposer {
     // a fully accepted one earns one more, up to maxTokens.
     this.budget = acceptedCount === draftLength ? Math.min(this.options.maxTokens, this.budget + 1) : Math.max(1, acceptedCount);
   }
+}
+
+/**
+ * Draws rows 0..draft.length of a verification in order and keeps going while the id drawn equals the
+ * next draft id; returns how many drafts were kept. `draw(row)` samples that row as plain decoding
+ * would and says the id it emitted and whether the sequence ended there.
+ */
+export async function keptDrafts(draft: readonly number[], draw: (row: number) => Promise<{ tokenId: number | undefined; done: boolean }>): Promise<number> {
+  let kept = 0;
+  for (let i = 0; i <= draft.length; i++) {
+    const { tokenId, done } = await draw(i);
+    if (done || i === draft.length || tokenId !== draft[i]) break;
+    kept++;
+  }
+  return kept;
 }

@@ -6,6 +6,7 @@
 import type { GenerateEvent, SampledLogprob } from '../../../shared/protocol';
 import type { KvCacheStats, ModelEngine, StepItem } from '../model/runtime/engine-types';
 import { Capacity, type CapacityLimits } from './capacity';
+import { keptDrafts } from './ngram-proposer';
 import type { GrammarState } from './grammar/grammar-state';
 import { PrefillBudget } from './prefill-budget';
 import type { PrefixCache } from './prefix-cache';
@@ -314,14 +315,12 @@ export class Scheduler {
     const fedLength = this.engine.sequenceLength(sequence.engineId) - draft.length;
     const tokenIds: number[] = [];
     const logprobs: SampledLogprob[] = [];
-    let accepted = 0;
-    for (let i = 0; i <= draft.length; i++) {
+    const accepted = await keptDrafts(draft, async (i) => {
       const sampled = await sequence.sampleNext(rows.subarray(i * vocabSize, (i + 1) * vocabSize));
       if (sampled) tokenIds.push(sampled.tokenId);
       if (sampled?.logprob) logprobs.push(sampled.logprob);
-      if (sequence.finishReason || i === draft.length || sequence.outputIds[sequence.outputIds.length - 1] !== draft[i]) break;
-      accepted++;
-    }
+      return { tokenId: sequence.outputIds[sequence.outputIds.length - 1], done: sequence.finishReason !== null };
+    });
     this.engine.truncateSequence(sequence.engineId, fedLength + accepted);
     sequence.recordDraft(draft.length, accepted);
     this.speculative.drafted += draft.length;

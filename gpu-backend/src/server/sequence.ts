@@ -71,7 +71,7 @@ export class Sequence implements GenerationHistory {
   /** Up to `limit` draft ids to verify behind the last sampled one (none when off or nothing repeats). */
   proposeDraft(limit: number): number[] {
     if (!this.proposer || limit <= 0) return [];
-    return this.proposer.propose([...this.request.tokenIds, ...this.outputIds], limit);
+    return this.proposer.propose(this.request.tokenIds, this.outputIds, limit);
   }
 
   recordDraft(draftLength: number, acceptedCount: number): void {

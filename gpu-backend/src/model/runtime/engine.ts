@@ -113,14 +113,10 @@ export class Engine implements ModelEngine {
    * masks a rolling buffer by cache index, which the draft slots would break.
    */
   private static checkVerifiable(options: EngineLoadOptions, attention: AttentionKind): void {
-    const where =
-      (options.runtime ?? 'js') === 'native'
-        ? 'the native session'
-        : attention === 'fused'
-          ? 'fused attention'
-          : options.gqaDecode || options.executionProvider === 'webgpu' || options.residentKvCache
-            ? 'GroupQueryAttention decode or the resident cache'
-            : null;
+    let where: string | null = null;
+    if ((options.runtime ?? 'js') === 'native') where = 'the native session';
+    else if (attention === 'fused') where = 'fused attention';
+    else if (options.gqaDecode || options.executionProvider === 'webgpu' || options.residentKvCache) where = 'GroupQueryAttention decode or the resident cache';
     if (where) throw new EngineError(`speculativeTokens needs the host KV cache with in-place decode attention (hybrid or unfused), not ${where}`);
   }
 
