@@ -25,7 +25,8 @@ describe('build-native', () => {
     // A copy outside the repository resolves no packages, as on an install that lacks them.
     const copy = path.join(scratch, 'gpu-backend/native/build-native.ts');
     fs.mkdirSync(path.dirname(copy), { recursive: true });
-    fs.copyFileSync(path.join(ROOT, 'gpu-backend/native/build-native.ts'), copy);
+    for (const name of ['build-native.ts', 'onnxruntime-core.ts'])
+      fs.copyFileSync(path.join(ROOT, 'gpu-backend/native', name), path.join(path.dirname(copy), name));
     const [lenient, strict] = await Promise.all([run(TSX, [copy], scratch), run(TSX, [copy, '--strict'], scratch)]);
     const line = 'native session: not built (onnxruntime-node is not installed); the JS session (--runtime js) still serves\n';
     expect([lenient.code, lenient.stdout, lenient.stderr]).toEqual([0, line, '']);

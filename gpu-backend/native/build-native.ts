@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { OnnxruntimeCoreError, onnxruntimeCore } from './onnxruntime-core';
 
 const NATIVE_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(NATIVE_DIR, '../..');
@@ -25,19 +26,6 @@ function packageFolder(resolve: () => string): string | null {
   } catch {
     return null;
   }
-}
-
-/** The folder of onnxruntime-node's Linux x64 libonnxruntime.so.1 and the package version. */
-function onnxruntimeNode(): { libDir: string; version: string } {
-  const packageDir = packageFolder(() => require.resolve('onnxruntime-node/package.json'));
-  if (!packageDir) throw new BuildError('onnxruntime-node is not installed');
-  const version = JSON.parse(fs.readFileSync(path.join(packageDir, 'package.json'), 'utf8')).version as string;
-  const bin = path.join(packageDir, 'bin');
-  for (const napi of fs.readdirSync(bin)) {
-    const libDir = path.join(bin, napi, 'linux/x64');
-    if (fs.existsSync(path.join(libDir, 'libonnxruntime.so.1'))) return { libDir, version };
-  }
-  throw new BuildError(`no linux/x64/libonnxruntime.so.1 under ${bin}`);
 }
 
 function findFile(dir: string, name: string, mustInclude: string): string | null {
@@ -79,7 +67,7 @@ function nodeDirArgs(): string[] {
 
 function build(): string {
   if (process.platform !== 'linux' || process.arch !== 'x64') throw new BuildError(`only Linux x64 is supported, not ${process.platform} ${process.arch}`);
-  const { libDir, version } = onnxruntimeNode();
+  const { libDir, version } = onnxruntimeCore();
   const include = extractHeaders(version);
   const releaseDir = path.join(NATIVE_DIR, 'build/Release');
   // $ORIGIN: the addon finds the library relative to itself, so the tree can move (device machines).
@@ -104,7 +92,7 @@ const started = Date.now();
 try {
   console.log(`${build()} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (error) {
-  const reason = error instanceof BuildError ? error.message : String(error);
+  const reason = error instanceof BuildError || error instanceof OnnxruntimeCoreError ? error.message : String(error);
   console.log(`native session: not built (${reason}); the JS session (--runtime js) still serves`);
   if (strict) process.exitCode = 1;
 }

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CUDA_LIBRARIES, locateCudaLibraries, onnxruntimeCore, PROVIDER_FILES } from './install-cuda-provider';
+import { CUDA_LIBRARIES, locateCudaLibraries, PROVIDER_FILES } from './install-cuda-provider';
+import { onnxruntimeCore } from './onnxruntime-core';
 
 const ROOT = path.resolve(process.cwd());
 const TSX = path.join(ROOT, 'node_modules/.bin/tsx');

@@ -9,10 +9,10 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { OnnxruntimeCoreError, onnxruntimeCore } from './onnxruntime-core';
 
 export const PROVIDER_PACKAGE = 'com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9';
 const PROVIDER_INTEGRITY = 'sha512-FopIhNE/Ng+v2X65wVc9clPCBCvhvA53Hxo2U0Kf5fGdVsC7iCA+mZ0KLWggcQAj7TIZ6pNidR4AC10g74Xo6w==';
@@ -23,17 +23,6 @@ export const PROVIDER_FILES = ['libonnxruntime_providers_shared.so', 'libonnxrun
 export const CUDA_LIBRARIES = ['libcudart.so.13', 'libcublas.so.13', 'libcublasLt.so.13', 'libcurand.so.10'];
 
 class InstallError extends Error {}
-
-const require = createRequire(import.meta.url);
-
-/** onnxruntime-node's folder holding libonnxruntime.so.1, and its version. */
-export function onnxruntimeCore(): { libDir: string; version: string } {
-  const packageDir = path.dirname(require.resolve('onnxruntime-node/package.json'));
-  const version = JSON.parse(fs.readFileSync(path.join(packageDir, 'package.json'), 'utf8')).version as string;
-  const libDir = path.join(packageDir, 'bin/napi-v6/linux/x64');
-  if (!fs.existsSync(path.join(libDir, 'libonnxruntime.so.1'))) throw new InstallError(`no ${path.join(libDir, 'libonnxruntime.so.1')}`);
-  return { libDir, version };
-}
 
 /**
  * Where each CUDA library resolves: the first LD_LIBRARY_PATH folder that holds it, else the loader cache
@@ -134,7 +123,7 @@ onnxruntime-node's core, then reports which CUDA 13 libraries resolve. --check o
     if (!values.check) install(values.from);
     if (!report() && values.check) process.exitCode = 1;
   } catch (error) {
-    if (!(error instanceof InstallError)) throw error;
+    if (!(error instanceof InstallError || error instanceof OnnxruntimeCoreError)) throw error;
     console.error(`cuda provider: ${error.message}`);
     process.exitCode = 1;
   }
