@@ -7,7 +7,7 @@ import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
 import { servingLimits } from '../config';
 import type { ModelEngine } from '../model/runtime/engine-types';
 import { FakeEngine } from './fake-engine';
-import { GrammarRuntime } from './grammar/grammar-runtime';
+import { GrammarThread } from './grammar/grammar-thread';
 import { Scheduler } from './scheduler';
 import type { ScheduledRequest } from './sequence';
 import type { EngineHostOptions, FromEngineThread, ToEngineThread } from './worker-messages';
@@ -46,17 +46,23 @@ async function warmUp(engine: ModelEngine): Promise<void> {
   }
 }
 
-/** The grammar side of the engine thread, or why there is none (requests with a grammar never get here then). */
-async function loadGrammars(options: EngineHostOptions, port: EngineHostPort): Promise<GrammarRuntime | null> {
+/**
+ * The grammar thread that compiles grammars and runs their matchers for this engine, or why there is none
+ * (requests with a grammar never get here then).
+ */
+async function loadGrammars(options: EngineHostOptions, engine: ModelEngine, port: EngineHostPort): Promise<GrammarThread | null> {
   const dir = options.vocabularyDir ?? (options.engine.kind === 'onnx' ? options.engine.options.modelDir : undefined);
   if (!dir) return null;
-  const loaded = await GrammarRuntime.load(dir);
-  if ('error' in loaded) {
-    port.post({ type: 'log', level: 'info', message: `grammars (structured output, tool calls) unavailable: ${loaded.error}` });
+  const log = (message: string) => port.post({ type: 'log', level: 'info', message });
+  const thread = new GrammarThread(dir, engine.config.eosTokenId, log);
+  const started = await thread.start();
+  if ('unsupported' in started) {
+    log(`grammars (structured output, tool calls) unavailable: ${started.unsupported}`);
+    await thread.close();
     return null;
   }
-  port.post({ type: 'log', level: 'info', message: `grammars: vocabulary from ${loaded.runtime.compilers.vocabulary.source}` });
-  return loaded.runtime;
+  log(`grammars: vocabulary from ${started.source}, compiled and matched in their own thread`);
+  return thread;
 }
 
 /** Runs until a 'stop' message; `engine` may be given directly (in-process hosts with a prepared fake). */
@@ -69,18 +75,18 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
     const limits = servingLimits(engine.freeSequences(), options.limits);
     let events: [number, GenerateEvent][] = [];
     scheduler = new Scheduler(engine, limits, (id, event) => events.push([id, event]));
-    const grammars = await loadGrammars(options, port);
-    // Requests whose matchers are being made (a compile runs here between steps); true once cancelled.
+    const grammars = await loadGrammars(options, engine, port);
+    // Requests waiting for their matchers (the grammar thread compiles meanwhile); true once cancelled.
     const preparing = new Map<number, boolean>();
     const submitWithGrammar = async (request: ScheduledRequest) => {
       preparing.set(request.id, false);
       try {
         if (!grammars) throw new Error('no grammar vocabulary');
-        const states = await grammars.statesFor(request.grammar!, request.sampling.n);
+        const states = await grammars.prepare(request.grammar!, request.sampling.n);
         scheduler.submit(request, states);
         if (preparing.get(request.id)) scheduler.cancel(request.id);
       } catch (error) {
-        port.post({ type: 'log', level: 'info', message: `grammar of request ${request.id} failed in the engine thread: ${(error as Error).message}` });
+        port.post({ type: 'log', level: 'info', message: `grammar of request ${request.id} could not be prepared: ${(error as Error).message}` });
         const data = { message: 'The grammar could not be prepared.', type: 'server_error', param: 'grammar', code: 'internal_error' } as const;
         port.post({ type: 'step', events: [[request.id, { event: 'error', data }]], stats: scheduler.stats() });
       } finally {
@@ -113,6 +119,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
     };
     await scheduler.run(flush);
     flush();
+    await grammars?.close();
     await engine.dispose();
     port.post({ type: 'stopped' });
   } catch (error) {

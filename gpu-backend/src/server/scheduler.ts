@@ -7,7 +7,7 @@ import type { GenerateEvent, SampledLogprob } from '../../../shared/protocol';
 import type { KvCacheStats, ModelEngine, StepItem } from '../model/runtime/engine-types';
 import { Capacity, type CapacityLimits } from './capacity';
 import { keptDrafts } from './ngram-proposer';
-import type { GrammarState } from './grammar/grammar-state';
+import { type GrammarState, prefetchMasks } from './grammar/grammar-state';
 import { PrefillBudget } from './prefill-budget';
 import type { PrefixCache } from './prefix-cache';
 import { type RequestGroup, Sequence, type ScheduledRequest } from './sequence';
@@ -118,6 +118,7 @@ export class Scheduler {
     this.dropCancelled();
     const items = this.schedule();
     if (items.length === 0) return false;
+    prefetchMasks(this.grammarsSampledAfter(items));
     let logits: Float32Array[];
     const started = this.clock();
     try {
@@ -200,6 +201,17 @@ export class Scheduler {
       seconds: 0,
     };
     return items;
+  }
+
+  /** The matchers whose masks this step's sampling needs: decodes, and every choice of a prompt that completes. */
+  private *grammarsSampledAfter(items: ScheduledItem[]): Generator<GrammarState> {
+    for (const { sequence, tokenIds } of items) {
+      if (sequence.status === 'decoding') {
+        if (sequence.grammar) yield sequence.grammar;
+      } else if (sequence.prefilled + tokenIds.length === sequence.promptLength) {
+        yield* this.groups.get(sequence.request.id)?.grammars ?? [];
+      }
+    }
   }
 
   private newSequence(group: RequestGroup, choice: number): Sequence {

@@ -18,7 +18,7 @@ export interface ScheduledRequest {
   sampling: SamplingParams & { seed: number };
   /** Length of a shared head (e.g. the system prompt) worth keeping in the prefix cache. */
   prefixLength?: number;
-  /** Constraint on the output, compiled by the HTTP thread's check first; the engine thread makes matchers. */
+  /** Constraint on the output, checked by the HTTP thread first; the grammar thread compiles it and holds the matchers. */
   grammar?: GrammarSource;
 }
 
@@ -58,7 +58,7 @@ export class Sequence implements GenerationHistory {
     readonly choice: number,
     private readonly eosTokenId: number,
     /** This choice's own matcher (never shared with a sibling); null when unconstrained. */
-    private readonly grammar: GrammarState | null = null,
+    readonly grammar: GrammarState | null = null,
   ) {
     this.seenTokenIds = new Set(request.tokenIds);
     this.sampler = new Sampler(request.sampling, new Prng(request.sampling.seed, choice));

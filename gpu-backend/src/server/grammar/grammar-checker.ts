@@ -1,6 +1,6 @@
 // The HTTP thread's gate for grammars: every new spec is compiled once in the check thread, with a time limit,
 // before the request is admitted, so errors are real 400/413 responses (not in-band) and a spec that compiles
-// slowly never reaches the engine thread. Outcomes are remembered by the spec's key (LRU).
+// slowly never reaches the grammar thread that serves running streams. Outcomes are remembered by the spec's key (LRU).
 
 import type { Worker } from 'node:worker_threads';
 import { startTsWorker } from '../ts-worker';

@@ -1,5 +1,5 @@
 // XGrammar's compiler over one model vocabulary, with compiled grammars kept in a bounded LRU by their source
-// key (XGrammar's own unbounded cache is turned off). Used by the engine thread (which masks with them) and by
+// key (XGrammar's own unbounded cache is turned off). Used by the grammar thread (which masks with them) and by
 // the grammar check worker (which proves a spec compiles, and how fast, before the request is admitted).
 
 import type { GrammarSource } from './grammar-source';

@@ -78,3 +78,8 @@ export class GrammarCompileError extends Error {
     super(message);
   }
 }
+
+/** Whether this thread has loaded XGrammar (the engine thread never should: grammar-thread.ts). */
+export function xgrammarLoadedInThisThread(): boolean {
+  return loading !== null;
+}
