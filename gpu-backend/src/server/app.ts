@@ -18,7 +18,6 @@ import {
 import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
 import type { GenerationClient, SubmitOutcome } from './generation-client';
 import type { GrammarChecker } from './grammar/grammar-checker';
-import { grammarSourceOf, MAX_GRAMMAR_TEXT } from './grammar/grammar-source';
 import type { RequestOutcome } from './metrics';
 import { parseStopRequest, RequestSchema, type ValidatedGenerateRequest } from './request-schema';
 
@@ -142,13 +141,9 @@ export function createBackendApp(options: BackendAppOptions): Hono {
 async function prepareGrammar(request: ValidatedGenerateRequest, checker: GrammarChecker | undefined): Promise<void> {
   const refuse = (status: 400 | 413, message: string) => new HttpError(status, 'invalid_request', `grammar: ${message}`, 'grammar');
   if (!checker) throw refuse(400, 'this backend does not support grammars');
-  const built = grammarSourceOf(request.grammarSpec!);
-  if (!built.ok) throw refuse(400, built.message);
-  if (built.source.schema.length > MAX_GRAMMAR_TEXT)
-    throw refuse(413, `the schema is ${built.source.schema.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}`);
-  const outcome = await checker.check(built.source);
+  const outcome = await checker.check(request.grammarSpec!);
   if (!outcome.ok) throw refuse(outcome.status, outcome.message);
-  request.grammar = built.source;
+  request.grammar = outcome.source;
 }
 
 /** SSE: headers go out at once; events follow as steps produce them; errors after that are in-band. */

@@ -1,13 +1,15 @@
-// The HTTP thread's gate for grammars: every new spec is compiled once in the check thread, with a time limit,
-// before the request is admitted, so errors are real 400/413 responses (not in-band) and a spec that compiles
-// slowly never reaches the grammar thread that serves running streams. Outcomes are remembered by the spec's key (LRU).
+// The HTTP thread's gate for grammars: every new spec is checked and compiled once in the check thread, with a
+// time limit, before the request is admitted, so errors are real 400/413 responses (not in-band) and a spec that compiles
+// slowly never reaches the grammar thread that serves running streams. Outcomes are remembered by the spec's text (LRU),
+// so a known spec costs the HTTP thread one JSON.stringify.
 
 import type { Worker } from 'node:worker_threads';
 import { startTsWorker } from '../ts-worker';
-import type { GrammarSource } from './grammar-source';
-import type { FromCheckThread } from './grammar-check-worker';
+import type { GrammarSpec } from '../../../../shared/protocol';
+import { type GrammarSource, MAX_GRAMMAR_TEXT } from './grammar-source';
+import type { FromCheckThread, ToCheckThread } from './grammar-check-worker';
 
-export type CheckOutcome = { ok: true } | { ok: false; status: 400 | 413; message: string };
+export type CheckOutcome = { ok: true; source: GrammarSource } | { ok: false; status: 400 | 413; message: string };
 
 export interface GrammarCheckerOptions {
   /** Model folder whose tokenizer gives the vocabulary; null: grammars are unsupported. */
@@ -21,7 +23,8 @@ export interface GrammarCheckerOptions {
 }
 
 interface Job {
-  source: GrammarSource;
+  spec: GrammarSpec;
+  key: string;
   resolve: (outcome: CheckOutcome) => void;
 }
 
@@ -39,16 +42,21 @@ export class GrammarChecker {
     this.timeLimitMs = options.timeLimitMs ?? 2000;
   }
 
-  check(source: GrammarSource): Promise<CheckOutcome> {
-    const known = this.outcomes.get(source.key);
+  check(spec: GrammarSpec): Promise<CheckOutcome> {
+    const key = JSON.stringify(spec);
+    // Refused here, before the check thread walks it (its schema as lowered is measured there too).
+    if (key.length > MAX_GRAMMAR_TEXT) {
+      return Promise.resolve({ ok: false, status: 413, message: `the grammar is ${key.length} characters, over the limit of ${MAX_GRAMMAR_TEXT}` });
+    }
+    const known = this.outcomes.get(key);
     if (known) {
-      this.outcomes.delete(source.key);
-      this.outcomes.set(source.key, known);
+      this.outcomes.delete(key);
+      this.outcomes.set(key, known);
       this.options.onCompile?.(0, true);
       return Promise.resolve(known);
     }
     return new Promise((resolve) => {
-      this.queue.push({ source, resolve });
+      this.queue.push({ spec, key, resolve });
       void this.pump();
     });
   }
@@ -78,7 +86,7 @@ export class GrammarChecker {
       // Not remembered: how long a compile takes depends on the load of the moment.
       this.settle(id, { ok: false, status: 413, message: `compiling it took longer than ${this.timeLimitMs} ms` }, false);
     }, this.timeLimitMs);
-    this.worker!.postMessage({ id, source: job.source });
+    this.worker!.postMessage({ id, spec: job.spec } satisfies ToCheckThread);
   }
 
   private settle(id: number, outcome: CheckOutcome, remember: boolean): void {
@@ -87,7 +95,7 @@ export class GrammarChecker {
     const { job } = this.running;
     this.running = null;
     if (remember) {
-      this.outcomes.set(job.source.key, outcome);
+      this.outcomes.set(job.key, outcome);
       if (this.outcomes.size > (this.options.cacheSize ?? 256)) this.outcomes.delete(this.outcomes.keys().next().value as string);
     }
     job.resolve(outcome);
@@ -104,10 +112,10 @@ export class GrammarChecker {
         if (message.type === 'ready') resolve(message.unsupported);
         else if (message.ok) {
           this.options.onCompile?.(message.seconds, false);
-          this.settle(message.id, { ok: true }, true);
+          this.settle(message.id, { ok: true, source: message.source }, true);
         } else {
           if (message.aborted) void this.restart(); // the thread exits; the next check starts a fresh one
-          this.settle(message.id, { ok: false, status: 400, message: message.message }, true);
+          this.settle(message.id, { ok: false, status: message.status, message: message.message }, true);
         }
       });
       const failed = (why: string) => {
