@@ -14,6 +14,7 @@ import { type SseMessage, SseParser } from '../shared/sse';
 import { machineDescription } from '../gpu-backend/bench/machine';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { createLocalKey, freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
+import { median } from '../shared/stats';
 
 const USAGE = `usage: npm run bench:chat-cache -- [options]
   --turns 5            turns of the chat (turn 1 has nothing to reuse)
@@ -142,7 +143,6 @@ interface TtftPair {
 }
 
 function printMedians(label: string, ttfts: TtftPair[]): void {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const [cached, cold] = [median(ttfts.map((t) => t.cached)), median(ttfts.map((t) => t.cold))];
   console.log(`${label}: TTFT median over ${ttfts.length} turns ${cached.toFixed(0)} ms, cold ${cold.toFixed(0)} ms (${(cached / cold).toFixed(2)}x)`);
 }

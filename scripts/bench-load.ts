@@ -14,6 +14,7 @@ import { lineChart, writeChart, type SeriesPoint } from '../gpu-backend/bench/ch
 import { machineDescription } from '../gpu-backend/bench/machine';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/checkpoint/default-model';
 import { createLocalKey, freePort, generateApiKey, REPO_ROOT, startStack } from './stack';
+import { percentile } from '../shared/stats';
 
 const USAGE = `usage: npm run bench:load -- [options]
   --concurrency 1,4,16,32   concurrent streaming chats per level
@@ -53,11 +54,6 @@ interface RequestRecord {
   error: string | null;
 }
 
-const percentile = (xs: number[], p: number) => {
-  if (xs.length === 0) return NaN;
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 
 function errorKind(error: unknown): string {

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeSse } from '../../shared/sse';
+import { percentile } from '../../shared/stats';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex } from '../src/auth/api-key-store';
 import { kvPut, REPO_ROOT } from '../scripts/wrangler-kv';
 
@@ -68,10 +69,6 @@ function shown(ms: number): string {
   return ms >= 0 ? `~${ms.toFixed(2)} ms` : `~0 ms (below the noise of the subtracted round trips: ${ms.toFixed(2)})`;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 async function timeRequests(label: string, count: number, make: (i: number) => Promise<Response>): Promise<{ label: string; p50: number; p99: number }> {
   const times: number[] = [];
   for (let i = 0; i < count + WARMUP; i++) {
@@ -81,7 +78,6 @@ async function timeRequests(label: string, count: number, make: (i: number) => P
     if (!response.ok) throw new Error(`${label}: HTTP ${response.status}`);
     if (i >= WARMUP) times.push(performance.now() - started);
   }
-  times.sort((a, b) => a - b);
   return { label, p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 
@@ -192,7 +188,6 @@ async function main(): Promise<void> {
       await response.arrayBuffer();
       admission.push(Number(/ratelimit;dur=(\d+)/.exec(response.headers.get('server-timing') ?? '')?.[1] ?? NaN));
     }
-    admission.sort((a, b) => a - b);
     const results = [
       await timeRequests('GET /health (HTTP + wrangler overhead)', SAMPLES, () => fetch(`${edge}/health`)),
       await timeRequests('fake backend direct (backend hop)', SAMPLES, () =>

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { unstable_startWorker } from 'wrangler';
+import { median } from '../../shared/stats';
 
 const CPP_SENTENCEPIECE_TOKENS_PER_SECOND = 296_000; // measured on this machine kind (issue 5)
 const entrypoint = fileURLToPath(new URL('./tokenizer-bench-worker.ts', import.meta.url));
@@ -26,8 +27,7 @@ async function call(worker: Worker, path: string): Promise<{ ms: number; body: R
 async function measure(worker: Worker, path: string, runs: number, overheadMs: number): Promise<number> {
   const times: number[] = [];
   for (let run = 0; run < runs; run++) times.push((await call(worker, path)).ms);
-  times.sort((a, b) => a - b);
-  return Math.max(0, times[Math.floor(times.length / 2)] - overheadMs);
+  return Math.max(0, median(times) - overheadMs);
 }
 
 const USAGE = `Usage: npm run bench:tokenizer

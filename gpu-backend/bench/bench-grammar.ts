@@ -21,6 +21,7 @@ import { Prng } from '../src/server/prng';
 import { Sampler } from '../src/server/sampler';
 import { onnxCacheDirFrom } from '../src/config';
 import { benchArrivals } from './grammar-arrivals';
+import { median } from '../../shared/stats';
 
 const USAGE = `usage: npm run bench:grammar [-- options]
   --batches LIST    batch sizes for the mask cost (default 1,8,16)
@@ -56,7 +57,6 @@ if (batches.some((batch) => !(batch >= 1 && batch <= 64)) || !(steps >= 2) || !(
   process.exit(2);
 }
 
-const median = (samples: number[]) => [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)];
 const ms = (value: number) => `${value.toFixed(2)} ms`;
 
 function sourceOf(schema: Record<string, unknown>): GrammarSource {

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine, type EngineLoadOptions } from '../src/model/runtime/engine';
 import { onnxCacheDirFrom } from '../src/config';
+import { midpointMedian } from '../../shared/stats';
 
 const USAGE = `usage: npm run bench:int4 -- [--block-sizes 32,64,128] [--accuracy-levels 4] [--rounds 3] [--threads 2] [--decode-tokens 16] [--model-dir .models/bench-125m]`;
 const { values } = parseArgs({
@@ -33,11 +34,6 @@ const relativeError = (a: Float32Array, b: Float32Array) => {
     scale = Math.max(scale, Math.abs(b[i]));
   }
   return error / scale;
-};
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
 
 /** Logits after the 128-token prompt and after each of `ids` (the reference's greedy continuation), plus timings. */
@@ -90,8 +86,8 @@ async function main(): Promise<void> {
   console.log(`fp32 reference: prefill 128 ${reference.prefill.toFixed(0)} tok/s, decode @128 ${reference.decode.toFixed(1)} tok/s (one run)`);
   for (const [key, f] of figures) {
     console.log(
-      `${key.padEnd(30)} logit error vs fp32 (max/|max logit|): median ${median(f.error).toFixed(4)}, max ${Math.max(...f.error).toFixed(4)}; ` +
-        `argmax agrees ${f.agree}/${f.error.length}; prefill 128 ${median(f.prefill).toFixed(0)} tok/s; decode @128 ${median(f.decode).toFixed(1)} tok/s (min ${Math.min(...f.decode).toFixed(1)}, max ${Math.max(...f.decode).toFixed(1)})`,
+      `${key.padEnd(30)} logit error vs fp32 (max/|max logit|): median ${midpointMedian(f.error).toFixed(4)}, max ${Math.max(...f.error).toFixed(4)}; ` +
+        `argmax agrees ${f.agree}/${f.error.length}; prefill 128 ${midpointMedian(f.prefill).toFixed(0)} tok/s; decode @128 ${midpointMedian(f.decode).toFixed(1)} tok/s (min ${Math.min(...f.decode).toFixed(1)}, max ${Math.max(...f.decode).toFixed(1)})`,
     );
   }
 }

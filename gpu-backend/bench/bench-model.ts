@@ -12,6 +12,7 @@ import { weightBytesPerToken } from '../src/model/graph/weight-bytes';
 import { measureReadBandwidth } from './read-bandwidth';
 import { benchVerifyCost } from './verify-cost';
 import { onnxCacheDirFrom } from '../src/config';
+import { median, spread, type Spread } from '../../shared/stats';
 
 const { values } = parseArgs({
   options: {
@@ -45,18 +46,7 @@ const NATIVE_MAX_MODEL_LEN = 2112;
 
 type Samples = Record<'p128' | 'p1024' | 'd128' | 'd2000' | 'b8', number[]>;
 
-interface Stat {
-  median: number;
-  min: number;
-  max: number;
-}
-
-function stat(samples: number[]): Stat {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1] };
-}
-
-const show = (s: Stat, unit: string) => `${s.median.toFixed(1)} ${unit} (min ${s.min.toFixed(1)}, max ${s.max.toFixed(1)})`;
+const show = (s: Spread, unit: string) => `${s.median.toFixed(1)} ${unit} (min ${s.min.toFixed(1)}, max ${s.max.toFixed(1)})`;
 
 const promptOf = (length: number) => Array.from({ length }, (_, i) => 3 + ((i * 7919) % 31000));
 
@@ -149,8 +139,8 @@ async function main(): Promise<void> {
       }
       for (const runtime of runtimes) {
         const samples = samplesOf.get(runtime)!;
-        const d128 = stat(samples.d128);
-        const d2000 = stat(samples.d2000);
+        const d128 = spread(samples.d128);
+        const d2000 = spread(samples.d2000);
         const bandwidth = bandwidthFor(threads);
         const bytesPerToken = weightBytesPerToken(configFromHuggingFace(BENCH_125M_CONFIG), dtype);
         const floor = bandwidth / bytesPerToken;
@@ -159,17 +149,17 @@ async function main(): Promise<void> {
         console.log(
           `${dtype}, KV cache ${kv}, ${threads} thread(s), ${runtime} session, attention ${attention.get(runtime)}, first load ${loadSeconds.get(runtime)!.toFixed(1)} s`,
         );
-        console.log(`  prefill 128:        ${show(stat(samples.p128), 'tok/s')}`);
-        console.log(`  prefill 1024:       ${show(stat(samples.p1024), 'tok/s')}`);
+        console.log(`  prefill 128:        ${show(spread(samples.p128), 'tok/s')}`);
+        console.log(`  prefill 1024:       ${show(spread(samples.p1024), 'tok/s')}`);
         console.log(`  decode @128 ctx:    ${show(d128, 'tok/s')}`);
         console.log(`  decode @2000 ctx:   ${show(d2000, 'tok/s')}   ratio 2000/128 ${(d2000.median / d128.median).toFixed(2)}`);
-        console.log(`  decode batch 8 @128: ${show(stat(samples.b8), 'tok/s')} aggregate`);
+        console.log(`  decode batch 8 @128: ${show(spread(samples.b8), 'tok/s')} aggregate`);
         console.log(
           `  bandwidth floor:    ${floor.toFixed(1)} tok/s (${(bytesPerToken / 1e6).toFixed(0)} MB/token at ${gb(bandwidth)}); decode@128 / floor ${(d128.median / floor).toFixed(2)}`,
         );
       }
       if (runtimes.length > 1) {
-        const medians = (key: keyof Samples) => runtimes.map((runtime) => stat(samplesOf.get(runtime)![key]).median);
+        const medians = (key: keyof Samples) => runtimes.map((runtime) => median(samplesOf.get(runtime)![key]));
         for (const key of ['p128', 'p1024', 'd128', 'd2000', 'b8'] as const) {
           const [first, ...rest] = medians(key);
           console.log(`  ${key} ${runtimes.slice(1).join(', ')} / ${runtimes[0]}: ${rest.map((value) => (value / first).toFixed(2)).join(', ')}`);

@@ -19,6 +19,7 @@ import { checkpointToGguf, type GgufFormat } from './peer/checkpoint-to-gguf';
 import { measureReadBandwidth } from './read-bandwidth';
 
 import { USAGE, values } from './peer/peer-args';
+import { formatSpread, midpointMedian, spread } from '../../shared/stats';
 
 const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 const RUNNER = path.join(PEER_DIR, 'peer-runner.ts');
@@ -92,13 +93,8 @@ function runRound(args: string[]): Promise<{ result: Result; othersShare: number
   });
 }
 
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
-const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
+const span = (xs: number[]) => formatSpread(spread(xs, midpointMedian), fmt);
 const agreeingPrefix = (a: number[], b: number[]) =>
   a.findIndex((x, i) => x !== b[i]) === -1 ? Math.min(a.length, b.length) : a.findIndex((x, i) => x !== b[i]);
 
@@ -204,7 +200,7 @@ function ratioRows(format: string, rounds: { ours: Result; llama: Result }[]) {
     const ratios = rounds.map(({ ours, llama }) =>
       LOWER_IS_BETTER.has(key) ? Number(llama[key]) / Number(ours[key]) : Number(ours[key]) / Number(llama[key]),
     );
-    return { metric: label, key, format, median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
+    return { metric: label, key, format, ...spread(ratios, midpointMedian) };
   });
 }
 
@@ -241,9 +237,7 @@ function printFormat(
   for (const row of ratioRows(format, rounds)) {
     const ours = rounds.map((r) => Number(r.ours[row.key]));
     const llama = rounds.map((r) => Number(r.llama[row.key]));
-    console.log(
-      `  ${row.metric.padEnd(34)} ours ${span(ours).padEnd(22)} llama.cpp ${span(llama).padEnd(22)} ratio ${fmt(row.median)} (${fmt(row.min)}-${fmt(row.max)})`,
-    );
+    console.log(`  ${row.metric.padEnd(34)} ours ${span(ours).padEnd(22)} llama.cpp ${span(llama).padEnd(22)} ratio ${formatSpread(row, fmt)}`);
   }
   // Ours from the one weight-size rule; llama.cpp's Q4_0 holds 18 bytes per block of 32 (16 packed + an fp16 scale).
   const linearWeights = weightBytesPerToken(config, 'fp32') / 4;
@@ -262,7 +256,7 @@ function printFormat(
   const liveTokens = Math.max(settings.longContext, 128 * Math.max(...settings.batches)) + settings.decodeTokens;
   const kvBytesPerToken = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (settings.kvCacheDtype === 'fp16' ? 2 : 4);
   const budgetMiB = (1.2 * (weightBytes + liveTokens * kvBytesPerToken + 200e6)) / 2 ** 20;
-  const peakRss = median(rounds.map((r) => Number(r.ours.peakRssMiB)));
+  const peakRss = midpointMedian(rounds.map((r) => Number(r.ours.peakRssMiB)));
   console.log(
     `  peak RSS target 1.2 x (weights ${mb(weightBytes)} + KV in use ${mb(liveTokens * kvBytesPerToken)} + 200 MB) = ${budgetMiB.toFixed(0)} MiB: ours ${peakRss.toFixed(0)} MiB, ${peakRss <= budgetMiB ? 'met' : 'MISSED'}`,
   );

@@ -16,6 +16,7 @@ import { Engine } from '../src/model/runtime/engine';
 import { GenerationClient } from '../src/server/generation-client';
 import { onnxCacheDirFrom } from '../src/config';
 import { benchSpeculativeServe } from './spec-serve';
+import { median, percentile } from '../../shared/stats';
 
 const { values } = parseArgs({
   options: {
@@ -81,11 +82,6 @@ function generate(
   return done;
 }
 
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 /** Tokens/s of all streams together from the moment every stream had its first token to the last token. */
 async function decodeThroughput(client: GenerationClient, streams: number) {
   const timelines = await Promise.all(
@@ -110,12 +106,8 @@ async function timeToFirstToken(client: GenerationClient) {
       results.push({ kind, ms: t.tokenTimes[0] - t.submittedAt, cachedTokens: t.usage!.cachedTokens });
     }
   }
-  const median = (kind: string) =>
-    percentile(
-      results.filter((r) => r.kind === kind).map((r) => r.ms),
-      50,
-    );
-  return { coldMs: median('cold'), cachedMs: median('cached'), ratio: median('cached') / median('cold'), runs: results };
+  const medianOf = (kind: string) => median(results.filter((r) => r.kind === kind).map((r) => r.ms));
+  return { coldMs: medianOf('cold'), cachedMs: medianOf('cached'), ratio: medianOf('cached') / medianOf('cold'), runs: results };
 }
 
 /**

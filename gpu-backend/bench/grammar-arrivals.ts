@@ -13,6 +13,7 @@ import { GenerationClient } from '../src/server/generation-client';
 import { GrammarChecker } from '../src/server/grammar/grammar-checker';
 import { SAMPLE_SCHEMAS } from '../src/server/grammar/sample-schemas';
 import { FIXTURE_TOKENIZERS } from '../src/server/grammar/test-vocabularies';
+import { percentile } from '../../shared/stats';
 
 export interface ArrivalsOptions {
   stepMillis: number;
@@ -24,7 +25,6 @@ export interface ArrivalsOptions {
 type Generate = (body: Record<string, unknown>) => Promise<Response>;
 
 const ms = (value: number) => `${value.toFixed(1)} ms`;
-const quantile = (samples: number[], q: number) => [...samples].sort((a, b) => a - b)[Math.min(samples.length - 1, Math.floor(samples.length * q))];
 
 /** A long-running constrained answer: one free string property, so the fake model rarely closes it. */
 const RUNNING_SCHEMA = { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] };
@@ -139,9 +139,9 @@ export async function benchArrivals(options: ArrivalsOptions): Promise<void> {
       const during = measured.flatMap((r) => r.during);
       const first = measured.flatMap((r) => r.firstTokens);
       console.log(
-        `  ${(runningGrammar ? 'with a grammar' : 'unconstrained').padEnd(16)}  ${ms(quantile(before, 0.5)).padStart(9)} / ${ms(Math.max(...before)).padEnd(9)}` +
-          `   ${ms(quantile(during, 0.5)).padStart(9)} / ${ms(quantile(during, 0.99))} / ${ms(Math.max(...during)).padEnd(9)}` +
-          `           ${ms(quantile(first, 0.5))} / ${ms(Math.max(...first))}`,
+        `  ${(runningGrammar ? 'with a grammar' : 'unconstrained').padEnd(16)}  ${ms(percentile(before, 50)).padStart(9)} / ${ms(Math.max(...before)).padEnd(9)}` +
+          `   ${ms(percentile(during, 50)).padStart(9)} / ${ms(percentile(during, 99))} / ${ms(Math.max(...during)).padEnd(9)}` +
+          `           ${ms(percentile(first, 50))} / ${ms(Math.max(...first))}`,
       );
     }
   } finally {

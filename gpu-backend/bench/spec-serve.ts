@@ -7,6 +7,7 @@
 import { DEFAULT_SAMPLING, type GenerateEvent } from '../../shared/protocol';
 import { onnxCacheDirFrom } from '../src/config';
 import { GenerationClient } from '../src/server/generation-client';
+import { formatSpread, median, spread } from '../../shared/stats';
 
 const SPEC_TOKENS = 4;
 
@@ -68,15 +69,12 @@ export async function benchSpeculativeServe(modelDir: string, threads: number, d
       }
     }
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-  const range = (values: number[]) => `${Math.min(...values).toFixed(1)}-${Math.max(...values).toFixed(1)}`;
+  const show = (values: number[]) => formatSpread(spread(values), (x) => x.toFixed(1));
   console.log(
     `speculative (ngram, ${SPEC_TOKENS} drafts), 1 greedy stream, ${decodeTokens} tokens, fp32, ${threads} threads, ${repeats} repeats: median tok/s (min-max)`,
   );
   for (const [name, { off, on }] of Object.entries(rates)) {
-    console.log(
-      `  ${name}: off ${median(off).toFixed(1)} (${range(off)}), on ${median(on).toFixed(1)} (${range(on)}), on/off ${(median(on) / median(off)).toFixed(2)}`,
-    );
+    console.log(`  ${name}: off ${show(off)}, on ${show(on)}, on/off ${(median(on) / median(off)).toFixed(2)}`);
   }
   console.log(`  last 'on' run, both workloads: ${counts}`);
 }

@@ -10,6 +10,7 @@ import { onnxCacheDirFrom } from '../src/config';
 import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine } from '../src/model/runtime/engine';
 import type { WeightFormat } from '../src/model/runtime/engine-types';
+import { median } from '../../shared/stats';
 
 const MAX_DRAFT = 8;
 const CONTEXT = 128;
@@ -27,8 +28,6 @@ const MISTRAL_7B_2_LAYER_CONFIG = {
   sliding_window: 4096,
   max_position_embeddings: 32768,
 };
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** Milliseconds per step of 1 + k tokens (k = 0: a plain decode), over STEPS, every draft rejected (rolled back) after each. */
 async function stepMillis(engine: Engine, k: number): Promise<number[]> {

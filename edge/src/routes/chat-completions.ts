@@ -4,16 +4,14 @@
 
 import type { SampledLogprob } from '../../../shared/protocol';
 import { chatLogprobs, openAiUsage } from '../api/openai-shapes';
-import { readJsonBody, validate } from '../api/read-request';
 import { chatRequestSchema } from '../api/request-schemas';
 import type { AppContext } from '../app-env';
 import type { StreamFormat, ToolCallResult } from '../generation/generation-plan';
-import { resolveModel } from '../generation/generation-setup';
 import { runGeneration, type GenerationApi, type ResponseIds } from '../generation/run-generation';
 import { chatRequestPrompt } from '../prompt/request-prompt';
-import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { planTools } from '../tools/tool-request';
+import { readGenerationRequest, responseHead } from './generation-request';
 
 /** OpenAI's message.tool_calls (null content when the model wrote no text before its calls). */
 function assistantMessage(text: string, toolCalls: ToolCallResult[]) {
@@ -25,8 +23,8 @@ function assistantMessage(text: string, toolCalls: ToolCallResult[]) {
 /** How logprobs are written: null when not asked for; asTokenIds for return_tokens_as_token_ids. */
 type LogprobsLabel = { asTokenIds: boolean } | null;
 
-function chatFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, label: LogprobsLabel, includeUsage: boolean): StreamFormat {
-  const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null };
+function chatFormat(ids: ResponseIds, tokenizer: Tokenizer, label: LogprobsLabel, includeUsage: boolean): StreamFormat {
+  const base = responseHead(ids, 'chat.completion.chunk');
   const extra = includeUsage ? { usage: null } : {};
   return {
     opening: (choice) => ({ ...base, choices: [{ index: choice, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], ...extra }),
@@ -54,12 +52,8 @@ function chatApi(tokenizer: Tokenizer, label: LogprobsLabel): GenerationApi {
     idPrefix: 'chatcmpl',
     promptParam: 'messages',
     streamFormat: (ids, includeUsage) => chatFormat(ids, tokenizer, label, includeUsage),
-    response: ({ id, model, created }, result) => ({
-      id,
-      object: 'chat.completion',
-      created,
-      model,
-      system_fingerprint: null,
+    response: (ids, result) => ({
+      ...responseHead(ids, 'chat.completion'),
       choices: result.choices.map((choice, index) => ({
         index,
         message: assistantMessage(choice.text, choice.toolCalls),
@@ -72,10 +66,7 @@ function chatApi(tokenizer: Tokenizer, label: LogprobsLabel): GenerationApi {
 }
 
 export async function chatCompletions(c: AppContext): Promise<Response> {
-  const config = c.get('config');
-  const body = validate(chatRequestSchema, await readJsonBody(c.req.raw, config.maxBodyBytes));
-  const { model, systemPromptName } = resolveModel(body.model, body.system_prompt_id, config);
-  const tokenizer = getDefaultTokenizer();
+  const { body, model, systemPromptName, tokenizer } = await readGenerationRequest(c, chatRequestSchema);
   const { prompt, tools } = await chatRequestPrompt(c, tokenizer, systemPromptName, body.messages, () => planTools(body, tokenizer));
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
   const label = logprobs !== undefined ? { asTokenIds: body.return_tokens_as_token_ids ?? false } : null;

@@ -4,16 +4,14 @@
 import type { SampledLogprob } from '../../../shared/protocol';
 import { badRequest } from '../../../shared/http-error';
 import { appendCompletionLogprobs, openAiUsage, type CompletionLogprobs } from '../api/openai-shapes';
-import { readJsonBody, validate } from '../api/read-request';
 import { completionRequestSchema } from '../api/request-schemas';
 import type { AppContext } from '../app-env';
 import type { StreamFormat } from '../generation/generation-plan';
-import { resolveModel } from '../generation/generation-setup';
 import { runGeneration, type GenerationApi, type ResponseIds } from '../generation/run-generation';
 import { encodeCompletionPrompt } from '../tokenizer/chat-template';
-import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { responseFormatGrammar } from '../tools/tool-request';
+import { readGenerationRequest, responseHead } from './generation-request';
 
 /** OpenAI's default for /v1/completions. */
 const DEFAULT_COMPLETION_TOKENS = 16;
@@ -27,8 +25,8 @@ function logprobsFor(tokenizer: Tokenizer, entries: SampledLogprob[], offset: nu
   return out;
 }
 
-function completionFormat({ id, model, created }: ResponseIds, tokenizer: Tokenizer, asked: LogprobsAsked, includeUsage: boolean): StreamFormat {
-  const base = { id, object: 'text_completion', created, model, system_fingerprint: null };
+function completionFormat(ids: ResponseIds, tokenizer: Tokenizer, asked: LogprobsAsked, includeUsage: boolean): StreamFormat {
+  const base = responseHead(ids, 'text_completion');
   const offsets: number[] = [];
   return {
     opening: () => null,
@@ -49,12 +47,8 @@ function completionApi(tokenizer: Tokenizer, asked: LogprobsAsked): GenerationAp
     promptParam: 'prompt',
     continuesPrompt: true,
     streamFormat: (ids, includeUsage) => completionFormat(ids, tokenizer, asked, includeUsage),
-    response: ({ id, model, created }, result) => ({
-      id,
-      object: 'text_completion',
-      created,
-      model,
-      system_fingerprint: null,
+    response: (ids, result) => ({
+      ...responseHead(ids, 'text_completion'),
       choices: result.choices.map((choice, index) => ({
         index,
         text: choice.text,
@@ -67,11 +61,8 @@ function completionApi(tokenizer: Tokenizer, asked: LogprobsAsked): GenerationAp
 }
 
 export async function completions(c: AppContext): Promise<Response> {
-  const config = c.get('config');
-  const body = validate(completionRequestSchema, await readJsonBody(c.req.raw, config.maxBodyBytes));
-  const { model, systemPromptName } = resolveModel(body.model, body.system_prompt_id, config);
+  const { config, body, model, systemPromptName, tokenizer } = await readGenerationRequest(c, completionRequestSchema);
   if (systemPromptName) throw badRequest('Stored system prompts apply to /v1/chat/completions only.', 'system_prompt_id');
-  const tokenizer = getDefaultTokenizer();
   const grammar = responseFormatGrammar(body.response_format);
   let tokenIds: number[];
   if (typeof body.prompt === 'string' || typeof body.prompt[0] === 'string') {
