@@ -41,7 +41,15 @@ function kvBudgetSequences(modelDir: string, config: BackendConfig) {
   else if (config.executionProvider === 'cpu')
     budgetBytes = CPU_KV_MEMORY_SHARE * Math.max(0, os.freemem() - weightBytes(model, config.dtype, config.int4BlockSize));
   else return null;
-  return sequencesForBudget(model, config.dtype, length, budgetBytes, config.defaultSequences, config.kvCacheDtype, config.runtime);
+  const shape = {
+    config: model,
+    dtype: config.dtype,
+    maxModelLen: length,
+    kvCacheDtype: config.kvCacheDtype,
+    runtime: config.runtime,
+    draftSlots: config.speculativeTokens,
+  };
+  return sequencesForBudget(shape, budgetBytes, config.defaultSequences);
 }
 
 /** The validated config -> what the engine thread is started with (the default model is made here on first use). */

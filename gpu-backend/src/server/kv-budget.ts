@@ -10,19 +10,24 @@ export const CPU_KV_MEMORY_SHARE = 0.5;
 /** Rows beyond the running sequences: prefix-cache snapshots and n > 1 forks. */
 const MIN_SEQUENCES = 2;
 
+/** What sizes one sequence's KV cache: the model, its formats, its length and the session that holds it. */
+export interface KvShape {
+  config: ModelConfig;
+  dtype: WeightFormat;
+  maxModelLen: number;
+  kvCacheDtype?: KvCacheDtype;
+  runtime?: SessionRuntime;
+  /** Speculative draft tokens per step (--spec-tokens when on): a windowed ring holds that many more slots. */
+  draftSlots?: number;
+}
+
 /**
- * Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 slots) or maxModelLen;
- * the native session keeps every position and a spare slot whatever the window (native-kv-store.ts).
+ * Bytes of K and V one sequence holds at its longest: the rolling buffer (W - 1 + draft slots) or
+ * maxModelLen; the native session keeps every position and a spare slot whatever the window (native-kv-store.ts).
  */
-export function kvBytesPerSequence(
-  config: ModelConfig,
-  dtype: WeightFormat,
-  maxModelLen: number,
-  kvCacheDtype: KvCacheDtype = 'auto',
-  runtime: SessionRuntime = 'js',
-): number {
+export function kvBytesPerSequence({ config, dtype, maxModelLen, kvCacheDtype = 'auto', runtime = 'js', draftSlots = 0 }: KvShape): number {
   const elementBytes = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 2 : 4;
-  const slots = runtime === 'native' ? maxModelLen + 1 : SequenceSlots.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen });
+  const slots = runtime === 'native' ? maxModelLen + 1 : SequenceSlots.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen, draftSlots });
   return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
 }
 
@@ -30,16 +35,8 @@ export function kvBytesPerSequence(
  * The sequence count for a budget, never above `ceiling` (the scheduler's own default) nor below
  * MIN_SEQUENCES; the reason string is logged at start so operators see why.
  */
-export function sequencesForBudget(
-  config: ModelConfig,
-  dtype: WeightFormat,
-  maxModelLen: number,
-  budgetBytes: number,
-  ceiling: number,
-  kvCacheDtype: KvCacheDtype = 'auto',
-  runtime: SessionRuntime = 'js',
-): { maxSequences: number; reason: string } {
-  const perSequence = kvBytesPerSequence(config, dtype, maxModelLen, kvCacheDtype, runtime);
+export function sequencesForBudget(shape: KvShape, budgetBytes: number, ceiling: number): { maxSequences: number; reason: string } {
+  const perSequence = kvBytesPerSequence(shape);
   const fit = Math.floor(budgetBytes / perSequence);
   const maxSequences = Math.max(MIN_SEQUENCES, Math.min(ceiling, fit));
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
