@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { defineConfig } from 'vitest/config';
 import { FIXTURES_DIR, missingFixturesMessage } from './scripts/fixtures-dir.ts';
 
@@ -11,6 +12,10 @@ if (missingFixtures) {
 // Two projects: Node (shared/, gpu-backend/, end-to-end tests in test/) and the Workers runtime (edge/).
 export default defineConfig({
   test: {
+    // Vitest's default is one worker fewer than the CPUs: one on a 2-CPU machine, where the end-to-end
+    // files then wait on their child processes one after another. Two overlap those waits (the grammar
+    // check's limit is on CPU time, so a loaded machine no longer turns a compile into a 413).
+    maxWorkers: Math.max(2, os.availableParallelism() - 1),
     projects: [
       {
         test: {
