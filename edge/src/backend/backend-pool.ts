@@ -1,19 +1,86 @@
-// Chooses a backend per request: healthy first (no recent failure), then least in-flight in this isolate.
+// Chooses a backend per request: healthy first (no recent failure), then least in-flight in this worker.
 // Tries the next backend only while nothing has been streamed (connect error or 5xx before any token), and
-// never one that fails the peer check (protocol version, model; peer-check.ts).
+// never one that fails the peer check (protocol version, model; peer-check.ts). What each kind of failed
+// attempt leads to is one table, ATTEMPT_RULES.
 
 import { BACKEND_AUTH_HEADER, type GenerateRequest, type StopRequest } from '../../../shared/protocol';
 import { HttpError } from '../../../shared/http-error';
-import { peerProblem, type PeerExpectation } from './peer-check';
-import { edgeMetrics } from '../observability/edge-metrics';
+import { PeerChecks, type PeerExpectation } from './peer-check';
+import { edgeMetrics, type BackendOutcome } from '../observability/edge-metrics';
 
 /** A backend that failed is skipped for this long unless every backend is failing. */
 export const FAILURE_COOLDOWN_MS = 10_000;
 
-interface BackendState {
-  url: string;
-  inFlight: number;
-  lastFailureAt: number;
+/** What a failed attempt on one backend came to. */
+type AttemptOutcome =
+  | 'mismatched'
+  | 'server_error'
+  | 'unauthorized'
+  | 'overloaded'
+  | 'invalid_request'
+  | 'unexpected_answer'
+  | 'headers_timeout'
+  | 'connect_error'
+  | 'caller_gone';
+
+interface AttemptRule {
+  /** Try the next backend: nothing has reached the client yet, and another backend may answer. */
+  retry: boolean;
+  /** Start the backend's cooldown. */
+  markFailed: boolean;
+  metric: BackendOutcome | null;
+  /** What the client is told when this is the last attempt. */
+  error: () => HttpError;
+}
+
+const unavailable = () => new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
+const overloaded = () => new HttpError(503, 'overloaded', 'The model is overloaded; retry shortly.', null, { 'retry-after': '1' });
+const rejected = () => new HttpError(400, 'invalid_request', 'The model backend rejected the request parameters.');
+
+/** Never passes a backend's own message through (except a grammar refusal, see grammarRefusal). */
+const ATTEMPT_RULES: Record<AttemptOutcome, AttemptRule> = {
+  // Another model or protocol version: never this request's backend, and not worth asking again soon.
+  mismatched: { retry: true, markFailed: true, metric: 'mismatched', error: unavailable },
+  server_error: { retry: true, markFailed: true, metric: 'refused', error: unavailable },
+  // 401/403: this backend holds another token, a deployment fault the next backend may not share.
+  unauthorized: { retry: true, markFailed: true, metric: 'refused', error: unavailable },
+  // 429: full for now, healthy.
+  overloaded: { retry: true, markFailed: false, metric: 'refused', error: overloaded },
+  // 400/413/422: the request itself; every backend would say the same.
+  invalid_request: { retry: false, markFailed: false, metric: 'refused', error: rejected },
+  // Any other status, or a 2xx without a body: not a state a retry is known to fix.
+  unexpected_answer: { retry: false, markFailed: false, metric: 'refused', error: unavailable },
+  // A stopped or wedged process accepts connections and never answers.
+  headers_timeout: { retry: true, markFailed: true, metric: 'headers_timeout', error: unavailable },
+  connect_error: { retry: true, markFailed: true, metric: 'connect_error', error: unavailable },
+  caller_gone: { retry: false, markFailed: false, metric: null, error: unavailable },
+};
+
+function outcomeOfStatus(status: number): AttemptOutcome {
+  if (status >= 500) return 'server_error';
+  if (status === 401 || status === 403) return 'unauthorized';
+  if (status === 429) return 'overloaded';
+  if (status === 400 || status === 413 || status === 422) return 'invalid_request';
+  return 'unexpected_answer';
+}
+
+/** One backend's load in this pool; `take` counts a request on it and returns its once-only release. */
+class BackendState {
+  inFlight = 0;
+  lastFailureAt = -Infinity;
+
+  constructor(readonly url: string) {}
+
+  take(): BackendLease['done'] {
+    this.inFlight += 1;
+    let released = false;
+    return (failed = false) => {
+      if (released) return;
+      released = true;
+      this.inFlight -= 1;
+      if (failed) this.lastFailureAt = Date.now();
+    };
+  }
 }
 
 export interface BackendLease {
@@ -31,42 +98,10 @@ export interface BackendLease {
   readonly stopping: boolean;
 }
 
-const states = new Map<string, BackendState>();
-
-function stateOf(url: string): BackendState {
-  let state = states.get(url);
-  if (!state) {
-    state = { url, inFlight: 0, lastFailureAt: -Infinity };
-    states.set(url, state);
-  }
-  return state;
-}
-
-/** Order of attempts: healthy backends by load (random tie-break), then failing ones by oldest failure. */
-export function backendOrder(urls: string[], now = Date.now()): string[] {
-  const all = urls.map(stateOf).map((state) => ({ state, tie: Math.random() }));
-  const healthy = all.filter((b) => now - b.state.lastFailureAt >= FAILURE_COOLDOWN_MS);
-  const failing = all.filter((b) => now - b.state.lastFailureAt < FAILURE_COOLDOWN_MS);
-  healthy.sort((a, b) => a.state.inFlight - b.state.inFlight || a.tie - b.tie);
-  failing.sort((a, b) => a.state.lastFailureAt - b.state.lastFailureAt);
-  return [...healthy, ...failing].map((b) => b.state.url);
-}
-
-export function resetBackendStates(): void {
-  states.clear();
-}
-
 export function backendHeaders(token: string): Record<string, string> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token) headers[BACKEND_AUTH_HEADER] = `Bearer ${token}`;
   return headers;
-}
-
-/** Backend status -> public error, never passing the backend's message through. */
-function publicErrorFor(status: number): HttpError {
-  if (status === 400 || status === 413 || status === 422) return new HttpError(400, 'invalid_request', 'The model backend rejected the request parameters.');
-  if (status === 429) return new HttpError(503, 'overloaded', 'The model is overloaded; retry shortly.', null, { 'retry-after': '1' });
-  return new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
 }
 
 const MAX_GRAMMAR_MESSAGE_CHARS = 1000;
@@ -83,6 +118,52 @@ async function grammarRefusal(response: Response, request: GenerateRequest): Pro
   return new HttpError(response.status, 'invalid_request', `Invalid value for '${field}': ${body.error.message.slice(0, MAX_GRAMMAR_MESSAGE_CHARS)}`, field);
 }
 
+/**
+ * One attempt's connection: aborted by the caller (except while the lease tells a stop, which then closes it
+ * itself), by the headers deadline until headers arrive, or by the lease. The deadline is a timer, not
+ * AbortSignal.timeout: it must end when the headers arrive, and the body may stream far longer.
+ */
+class AttemptSignal {
+  private readonly controller = new AbortController();
+  private readonly deadline: ReturnType<typeof setTimeout>;
+  timedOut = false;
+  /** Set by the lease: while true, the caller's abort does not close the connection. */
+  holdForStop = () => false;
+
+  constructor(
+    private readonly caller: AbortSignal,
+    headersTimeoutMs: number,
+  ) {
+    caller.addEventListener('abort', this.follow);
+    this.deadline = setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort();
+    }, headersTimeoutMs);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  private readonly follow = () => {
+    if (!this.holdForStop()) this.controller.abort();
+  };
+
+  headersArrived(): void {
+    clearTimeout(this.deadline);
+  }
+
+  abort(): void {
+    this.controller.abort();
+  }
+
+  /** The attempt failed: nothing of it outlives this call. */
+  release(): void {
+    clearTimeout(this.deadline);
+    this.caller.removeEventListener('abort', this.follow);
+  }
+}
+
 /** POST /v1/stop for `requestId`; any failure is only logged (the abort that follows then counts as one). */
 async function postStop(url: string, config: PoolConfig, requestId: string): Promise<void> {
   try {
@@ -97,9 +178,10 @@ async function postStop(url: string, config: PoolConfig, requestId: string): Pro
   }
 }
 
-/** The lease of a backend that answered 2xx; `attempt` aborts its fetch, which a stop does once it was told. */
-function leaseOf(url: string, response: Response, done: BackendLease['done'], attempt: AbortController, tellStop: () => Promise<void>): BackendLease {
+/** The lease of a backend that answered 2xx; a stop aborts the attempt once the backend was told. */
+function leaseOf(url: string, response: Response, done: BackendLease['done'], attempt: AttemptSignal, tellStop: () => Promise<void>): BackendLease {
   let stopping: Promise<void> | null = null;
+  attempt.holdForStop = () => stopping !== null;
   return {
     url,
     response,
@@ -116,7 +198,7 @@ function leaseOf(url: string, response: Response, done: BackendLease['done'], at
   };
 }
 
-/** What openGeneration needs of the edge config. */
+/** What the pool needs of the edge config. */
 export interface PoolConfig {
   backendUrls: string[];
   backendToken: string;
@@ -124,67 +206,85 @@ export interface PoolConfig {
   backendHeadersTimeoutMs: number;
 }
 
-/**
- * POSTs to /v1/generate on the best backend, falling through to the next on a connect error, a headers
- * timeout (a stopped or wedged process accepts connections and never answers) or a retryable status.
- * Resolves once a backend has answered 2xx headers.
- */
-export async function openGeneration(config: PoolConfig, peer: PeerExpectation, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
-  let lastError: HttpError = publicErrorFor(503);
-  for (const url of backendOrder(config.backendUrls)) {
-    if (signal.aborted) break;
-    const state = stateOf(url);
-    state.inFlight += 1;
-    let finished = false;
-    const done = (failed = false) => {
-      if (finished) return;
-      finished = true;
-      state.inFlight -= 1;
-      if (failed) state.lastFailureAt = Date.now();
-    };
-    // The attempt's own signal: the caller's abort, or this backend's headers deadline.
-    const attempt = new AbortController();
-    let lease: BackendLease | null = null;
-    // While a stop is being told, the stop's own end closes the connection.
-    const follow = () => {
-      if (!lease?.stopping) attempt.abort();
-    };
-    signal.addEventListener('abort', follow);
-    let timedOut = false;
-    const deadline = setTimeout(() => {
-      timedOut = true;
-      attempt.abort();
-    }, config.backendHeadersTimeoutMs);
-    try {
-      const problem = await peerProblem(url, config.backendToken, peer, attempt.signal);
-      if (problem) {
-        clearTimeout(deadline);
-        signal.removeEventListener('abort', follow);
-        edgeMetrics.countBackendAttempt('mismatched');
-        done(true);
-        continue;
-      }
-      const body = JSON.stringify(request);
-      const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal: attempt.signal });
-      clearTimeout(deadline);
-      edgeMetrics.countBackendAttempt(response.ok ? 'ok' : 'refused');
-      if (response.ok && response.body) return (lease = leaseOf(url, response, done, attempt, () => postStop(url, config, request.requestId)));
-      signal.removeEventListener('abort', follow);
-      const grammarError = await grammarRefusal(response, request);
-      await response.body?.cancel().catch(() => undefined);
-      const retryable = response.status >= 500 || response.status === 429 || response.status === 401 || response.status === 403;
-      done(response.status >= 500 || response.status === 401 || response.status === 403);
-      lastError = grammarError ?? publicErrorFor(response.status);
-      if (!retryable) throw lastError;
-    } catch (error) {
-      clearTimeout(deadline);
-      signal.removeEventListener('abort', follow);
-      if (error instanceof HttpError) throw error;
-      if (!signal.aborted) edgeMetrics.countBackendAttempt(timedOut ? 'headers_timeout' : 'connect_error');
-      if (timedOut) console.error(`edge: backend ${url} sent no headers within ${config.backendHeadersTimeoutMs} ms; trying the next one`);
-      done(timedOut || !signal.aborted);
-      lastError = publicErrorFor(503);
-    }
+type AttemptResult = { lease: BackendLease } | { outcome: AttemptOutcome; error: HttpError };
+
+/** The backends of one worker (one resolved config): their load, cooldowns and peer verdicts. */
+export class BackendPool {
+  private readonly backends: Map<string, BackendState>;
+  private readonly peers: PeerChecks;
+
+  constructor(private readonly config: PoolConfig) {
+    this.backends = new Map(config.backendUrls.map((url) => [url, new BackendState(url)]));
+    this.peers = new PeerChecks(config.backendToken);
   }
-  throw lastError;
+
+  /** Order of attempts: healthy backends by load (random tie-break), then failing ones by oldest failure. */
+  order(now = Date.now()): string[] {
+    const all = [...this.backends.values()].map((state) => ({ state, tie: Math.random() }));
+    const healthy = all.filter((b) => now - b.state.lastFailureAt >= FAILURE_COOLDOWN_MS);
+    const failing = all.filter((b) => now - b.state.lastFailureAt < FAILURE_COOLDOWN_MS);
+    healthy.sort((a, b) => a.state.inFlight - b.state.inFlight || a.tie - b.tie);
+    failing.sort((a, b) => a.state.lastFailureAt - b.state.lastFailureAt);
+    return [...healthy, ...failing].map((b) => b.state.url);
+  }
+
+  /**
+   * POSTs to /v1/generate on the best backend, going on to the next as ATTEMPT_RULES say. Resolves once a
+   * backend has answered 2xx headers with a body.
+   */
+  async open(peer: PeerExpectation, request: GenerateRequest, signal: AbortSignal): Promise<BackendLease> {
+    let lastError = unavailable();
+    for (const url of this.order()) {
+      if (signal.aborted) break;
+      const result = await this.attempt(url, peer, request, signal);
+      if ('lease' in result) return result.lease;
+      lastError = result.error;
+      if (!ATTEMPT_RULES[result.outcome].retry) break;
+    }
+    throw lastError;
+  }
+
+  private async attempt(url: string, peer: PeerExpectation, request: GenerateRequest, caller: AbortSignal): Promise<AttemptResult> {
+    const done = (this.backends.get(url) as BackendState).take();
+    const attempt = new AttemptSignal(caller, this.config.backendHeadersTimeoutMs);
+    let outcome: AttemptOutcome;
+    let grammarError: HttpError | null = null;
+    try {
+      if (await this.peers.problem(url, peer, attempt.signal)) {
+        outcome = 'mismatched';
+      } else {
+        const body = JSON.stringify(request);
+        const response = await fetch(`${url}/v1/generate`, { method: 'POST', headers: backendHeaders(this.config.backendToken), body, signal: attempt.signal });
+        attempt.headersArrived();
+        if (response.ok && response.body) {
+          edgeMetrics.countBackendAttempt('ok');
+          return { lease: leaseOf(url, response, done, attempt, () => postStop(url, this.config, request.requestId)) };
+        }
+        outcome = outcomeOfStatus(response.status);
+        grammarError = await grammarRefusal(response, request);
+        await response.body?.cancel().catch(() => undefined);
+      }
+    } catch {
+      outcome = attempt.timedOut ? 'headers_timeout' : caller.aborted ? 'caller_gone' : 'connect_error';
+    }
+    attempt.release();
+    const rule = ATTEMPT_RULES[outcome];
+    if (rule.metric) edgeMetrics.countBackendAttempt(rule.metric);
+    if (outcome === 'headers_timeout')
+      console.error(`edge: backend ${url} sent no headers within ${this.config.backendHeadersTimeoutMs} ms; trying the next one`);
+    done(rule.markFailed);
+    return { outcome, error: grammarError ?? rule.error() };
+  }
+}
+
+const pools = new WeakMap<PoolConfig, BackendPool>();
+
+/** The pool of this resolved config: one per worker, since the runtime passes the same env (so config) to every request. */
+export function backendPool(config: PoolConfig): BackendPool {
+  let pool = pools.get(config);
+  if (!pool) {
+    pool = new BackendPool(config);
+    pools.set(config, pool);
+  }
+  return pool;
 }

@@ -2,7 +2,7 @@
 // rate-limit lease and the backend's load slot are released whatever happens.
 
 import type { Usage } from '../../../shared/protocol';
-import { openGeneration, type BackendLease } from '../backend/backend-pool';
+import { backendPool, type BackendLease } from '../backend/backend-pool';
 import { HttpError } from '../../../shared/http-error';
 import { addToolCallDelta, peerOf, planEvents, settledUsage, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
@@ -17,7 +17,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
   const received = { tokenCount: 0 };
   let failed = false;
   try {
-    lease = await openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
+    lease = await backendPool(plan.config).open(peerOf(plan), plan.request, upstream.signal);
     const choices: ChoiceResult[] = Array.from({ length: plan.choiceCount }, () => ({ text: '', finishReason: null, logprobs: [], toolCalls: [] }));
     for await (const event of planEvents(plan, lease, received)) {
       if (event.type === 'delta') {

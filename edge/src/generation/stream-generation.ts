@@ -5,7 +5,7 @@
 
 import { errorBody, type Usage } from '../../../shared/protocol';
 import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
-import { openGeneration, type BackendLease } from '../backend/backend-pool';
+import { backendPool, type BackendLease } from '../backend/backend-pool';
 import { HttpError, errorResponse } from '../../../shared/http-error';
 import { edgeMetrics, type StreamEnd } from '../observability/edge-metrics';
 import type { OutputEvent } from './generation-events';
@@ -27,7 +27,7 @@ async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'wa
 
 export async function streamGeneration(plan: GenerationPlan, format: StreamFormat): Promise<Response> {
   const upstream = new AbortController();
-  const opening = openGeneration(plan.config, peerOf(plan), plan.request, upstream.signal);
+  const opening = backendPool(plan.config).open(peerOf(plan), plan.request, upstream.signal);
   // Wait briefly for backend headers, so "no backend" is a real 503; past that, commit the 200 and let the
   // stream own the pending fetch.
   const early = await settleWithin(opening, plan.config.backendConnectWaitMs);

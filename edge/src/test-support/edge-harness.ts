@@ -15,7 +15,6 @@ import {
 } from '../../../shared/protocol';
 import { encodeSse, SseParser } from '../../../shared/sse';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type KeyRecord, type RateLimits } from '../auth/api-key-store';
-import { resetPeerChecks } from '../backend/peer-check';
 import app from '../index';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
 
@@ -107,7 +106,6 @@ export type StopHandler = (stop: StopRequest, url: string) => Response | Promise
  * POST /v1/stop by `onStop` (default: 204).
  */
 export function fakeBackend(handler: BackendHandler, peer: { modelInfo?: ModelInfo; version?: string; onStop?: StopHandler } = {}): BackendCall[] {
-  resetPeerChecks();
   const calls: BackendCall[] = [];
   vi.spyOn(globalThis, 'fetch').mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const request = new Request(input, init);
