@@ -5,7 +5,8 @@
 import { randomModelWeights } from '../src/model/checkpoint/default-model';
 import { Engine } from '../src/model/runtime/engine';
 import { argmax } from '../src/server/logits-processors';
-import type { ExecutionProvider, WeightFormat } from '../src/model/runtime/engine-types';
+import type { WeightFormat } from '../src/model/runtime/engine-types';
+import type { DeviceTarget } from './check-speed';
 import { MapWeightSource, maxRelativeError as rowError, tinyConfig } from '../src/model/reference/test-models';
 
 export interface CorrectnessResult {
@@ -24,7 +25,7 @@ export const CORRECTNESS_TARGETS: Record<WeightFormat, number> = { fp32: 1e-3, f
  * Window 24 (ring of 23 slots), chunk 16: a 40-token prompt wraps the ring inside prefill; three
  * sequences of different lengths then decode together for `decodeSteps` steps, fed the CPU's greedy ids.
  */
-export async function checkCorrectness(executionProvider: ExecutionProvider, dtype: WeightFormat, decodeSteps = 6): Promise<CorrectnessResult> {
+export async function checkCorrectness({ executionProvider, runtime }: DeviceTarget, dtype: WeightFormat, decodeSteps = 6): Promise<CorrectnessResult> {
   const config = tinyConfig({
     vocabSize: 512,
     hiddenSize: 128,
@@ -38,7 +39,7 @@ export async function checkCorrectness(executionProvider: ExecutionProvider, dty
   const source = new MapWeightSource(config, randomModelWeights(config, 606));
   const options = { modelDir: 'device-check', dtype, intraOpThreads: 1, maxSequences: 4, chunkSize: 16, onnxCacheDir: null };
   const reference = await Engine.fromWeights(source, { ...options, executionProvider: 'cpu' });
-  const tested = await Engine.fromWeights(source, { ...options, executionProvider });
+  const tested = await Engine.fromWeights(source, { ...options, executionProvider, runtime });
   try {
     const prompts = [
       Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % config.vocabSize),

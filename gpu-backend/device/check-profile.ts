@@ -3,8 +3,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExecutionProvider } from '../src/model/runtime/engine-types';
-import { measureSpeed } from './check-speed';
+import { type DeviceTarget, measureSpeed } from './check-speed';
 
 export interface OpTime {
   opType: string;
@@ -32,10 +31,10 @@ export function summarizeProfile(events: ProfileEvent[]): OpTime[] {
   return [...byOp.values()].sort((a, b) => b.milliseconds - a.milliseconds);
 }
 
-export async function profileDecode(executionProvider: ExecutionProvider, outDir: string, threads: number, log: (line: string) => void): Promise<OpTime[]> {
+export async function profileDecode(target: DeviceTarget, outDir: string, threads: number, log: (line: string) => void): Promise<OpTime[]> {
   const prefix = path.join(outDir, 'ort-profile');
   const plan = { shape: '7b' as const, layerCount: 2, dtype: 'fp16' as const, prefillTokens: 128, contexts: [128], batches: [1], decodeSteps: 8 };
-  await measureSpeed(plan, executionProvider, threads, { remaining: () => 60 }, (line) => log(`  ${line.trim()}`), prefix);
+  await measureSpeed(plan, target, threads, { remaining: () => 60 }, (line) => log(`  ${line.trim()}`), prefix);
   const file = fs
     .readdirSync(outDir)
     .filter((name) => name.startsWith('ort-profile') && name.endsWith('.json'))

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Engine } from '../src/model/runtime/engine';
-import type { ExecutionProvider, WeightFormat } from '../src/model/runtime/engine-types';
+import type { ExecutionProvider, SessionRuntime, WeightFormat } from '../src/model/runtime/engine-types';
 import { TiledRandomWeights, benchConfig } from './bench-weights';
 
 export interface SpeedPlan {
@@ -42,9 +42,15 @@ function randomIds(count: number, vocabSize: number, salt: number): number[] {
   return Array.from({ length: count }, (_, i) => 3 + ((i * 7919 + salt * 104729) % (vocabSize - 3)));
 }
 
+/** What the check runs on: the provider, and the session that drives it (onnxruntime-node's or the native addon's). */
+export interface DeviceTarget {
+  executionProvider: ExecutionProvider;
+  runtime: SessionRuntime;
+}
+
 export async function measureSpeed(
   plan: SpeedPlan,
-  executionProvider: ExecutionProvider,
+  { executionProvider, runtime }: DeviceTarget,
   intraOpThreads: number,
   budget: Budget,
   log: (line: string) => void,
@@ -61,6 +67,7 @@ export async function measureSpeed(
     modelDir: `bench-${plan.shape}-${plan.layerCount}L`,
     dtype: plan.dtype,
     executionProvider,
+    runtime,
     intraOpThreads,
     maxSequences: maxBatch,
     maxModelLen: config.maxPositions,

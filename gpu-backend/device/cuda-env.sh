@@ -8,7 +8,7 @@
 set -uo pipefail
 
 roots=("$@")
-[ ${#roots[@]} -gt 0 ] || roots=(/usr/local/cuda /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3 /root /home)
+[ ${#roots[@]} -gt 0 ] || roots=(/usr/local/cuda /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3 /root /home /venv /workspace)
 needed=(libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10)
 wanted=("${needed[@]}" libcudnn.so.9)
 

@@ -5,6 +5,7 @@
 // integrity; it is opt-in (≈180 MB) and never part of `npm ci`. Then it says which CUDA 13 libraries the
 // provider needs and whether this process's LD_LIBRARY_PATH or the loader cache has them.
 // --check only reports (what is installed, what is missing); exit 1 when the provider cannot run here.
+// --into DIR only extracts the provider files into DIR (the device pack).
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -71,8 +72,11 @@ function providerTarball(from: string | undefined): string {
   return cached;
 }
 
-function install(from: string | undefined): void {
-  const { libDir, version } = onnxruntimeCore();
+/** Into onnxruntime-node's core folder, or into `into` (the device pack, which carries it beside a copy of that core). */
+function install(from: string | undefined, into: string | undefined): void {
+  const { libDir: coreDir, version } = onnxruntimeCore();
+  const libDir = into ? path.resolve(into) : coreDir;
+  fs.mkdirSync(libDir, { recursive: true });
   if (version !== CORE_VERSION)
     throw new InstallError(`onnxruntime-node is ${version}; the CUDA provider of ${PROVIDER_PACKAGE} needs its ${CORE_VERSION} core`);
   const tarball = providerTarball(from);
@@ -92,7 +96,8 @@ function install(from: string | undefined): void {
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
-  console.log(`cuda provider: installed ${PROVIDER_FILES.join(', ')} beside ${path.join(libDir, 'libonnxruntime.so.1')} (onnxruntime ${version})`);
+  const where = into ? libDir : `beside ${path.join(libDir, 'libonnxruntime.so.1')}`;
+  console.log(`cuda provider: installed ${PROVIDER_FILES.join(', ')} ${where} (onnxruntime ${version})`);
 }
 
 /** Prints what is installed and which CUDA libraries resolve; true when both are complete. */
@@ -112,15 +117,19 @@ function report(): boolean {
 }
 
 function main(): void {
-  const { values } = parseArgs({ options: { from: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    options: { from: { type: 'string' }, into: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
-    console.log(`Usage: npm run cuda:provider [-- --from FILE.tgz] [--check]
+    console.log(`Usage: npm run cuda:provider [-- --from FILE.tgz] [--into DIR] [--check]
 Installs ONNX Runtime ${CORE_VERSION}'s CUDA 13 provider (${PROVIDER_PACKAGE}, pinned by integrity) beside
-onnxruntime-node's core, then reports which CUDA 13 libraries resolve. --check only reports (exit 1 when incomplete).`);
+onnxruntime-node's core, then reports which CUDA 13 libraries resolve. --check only reports (exit 1 when incomplete).
+--into DIR extracts the two provider files into DIR instead, and reports nothing (the device pack uses it).`);
     return;
   }
   try {
-    if (!values.check) install(values.from);
+    if (values.into) return install(values.from, values.into);
+    if (!values.check) install(values.from, undefined);
     if (!report() && values.check) process.exitCode = 1;
   } catch (error) {
     if (!(error instanceof InstallError || error instanceof OnnxruntimeCoreError)) throw error;

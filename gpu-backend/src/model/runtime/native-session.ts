@@ -9,7 +9,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Feed } from './ort-session';
 
-export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/build/Release/native_session.node');
+/**
+ * Where npm ci's postinstall builds the addon; NATIVE_SESSION_ADDON names another file, for a bundle that no
+ * longer sits in this tree (the device check's check.mjs).
+ */
+export const NATIVE_ADDON_PATH =
+  process.env.NATIVE_SESSION_ADDON || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/build/Release/native_session.node');
 
 export type NativeProvider = 'cpu' | 'cuda';
 
