@@ -109,6 +109,9 @@ class Session : public Napi::ObjectWrap<Session> {
     cache.keyValueHeads = Integer(spec, "keyValueHeads");
     cache.slots = Integer(spec, "slots");
     cache.headDim = Integer(spec, "headDim");
+    if (!spec.Get("rowCopyModel").IsTypedArray()) throw Napi::TypeError::New(info.Env(), "rowCopyModel must be the row-copy graph's bytes");
+    Napi::Uint8Array copyModel = spec.Get("rowCopyModel").As<Napi::Uint8Array>();
+    cache.rowCopyModel.assign(copyModel.Data(), copyModel.Data() + copyModel.ByteLength());
     try {
       cache.elementType = ElementType(spec.Get("elementType").As<Napi::String>().Utf8Value());
       Native(info.Env()).AllocateCache(cache);

@@ -56,7 +56,7 @@ Ort::SessionOptions MakeOptions(const SessionConfig& config) {
 }  // namespace
 
 NativeSession::NativeSession(const std::string& model, const std::vector<uint8_t>& modelBytes, const SessionConfig& config)
-    : env_(ORT_LOGGING_LEVEL_ERROR, "native-session"), provider_(config.provider), deviceId_(config.deviceId) {
+    : env_(ORT_LOGGING_LEVEL_ERROR, "native-session"), config_(config), provider_(config.provider), deviceId_(config.deviceId) {
   Ort::SessionOptions options = MakeOptions(config);
   try {
     session_ = modelBytes.empty() ? std::make_unique<Ort::Session>(env_, model.c_str(), options)
@@ -75,6 +75,11 @@ void NativeSession::AllocateCache(const CacheSpec& spec) {
   }
   Ort::MemoryInfo info = provider_ == "cuda" ? Ort::MemoryInfo("Cuda", OrtArenaAllocator, deviceId_, OrtMemTypeDefault)
                                              : Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  if (spec.rowCopyModel.empty()) throw std::runtime_error("the cache needs its row-copy graph");
+  Ort::SessionOptions copyOptions = MakeOptions(config_);
+  copyOptions.SetIntraOpNumThreads(1);
+  copySession_ = std::make_unique<Ort::Session>(env_, spec.rowCopyModel.data(), spec.rowCopyModel.size(), copyOptions);
+  copyBinding_ = std::make_unique<Ort::IoBinding>(*copySession_);
   allocator_ = std::make_unique<Ort::Allocator>(*session_, info);
   spec_ = spec;
   const int64_t shape[4] = {spec.rows, spec.keyValueHeads, spec.slots, spec.headDim};
@@ -100,6 +105,16 @@ Ort::Value NativeSession::RowsView(size_t tensor, int64_t firstRow, int64_t batc
   const int64_t shape[4] = {batch, spec_.keyValueHeads, spec_.slots, spec_.headDim};
   return Ort::Value::CreateTensor(whole.GetTensorMemoryInfo(), base + RowBytes() * static_cast<size_t>(firstRow),
                                   RowBytes() * static_cast<size_t>(batch), shape, 4, spec_.elementType);
+}
+
+Ort::Value NativeSession::HeadView(size_t tensor, int64_t row, int64_t head, int64_t slots) const {
+  const Ort::Value& whole = cache_[tensor];
+  auto* base = static_cast<uint8_t*>(const_cast<void*>(whole.GetTensorRawData()));
+  const size_t slotBytes = static_cast<size_t>(spec_.headDim) * ElementBytes(spec_.elementType);
+  const size_t offset = RowBytes() * static_cast<size_t>(row) + slotBytes * static_cast<size_t>(spec_.slots * head);
+  const int64_t shape[2] = {slots, spec_.headDim};
+  return Ort::Value::CreateTensor(whole.GetTensorMemoryInfo(), base + offset, slotBytes * static_cast<size_t>(slots), shape, 2,
+                                  spec_.elementType);
 }
 
 void NativeSession::Run(const StepRequest& request) {
@@ -135,21 +150,28 @@ void NativeSession::Run(const StepRequest& request) {
 }
 
 void NativeSession::CopyRow(int64_t from, int64_t to, int64_t slots) {
-  if (!CacheOnHost()) throw std::runtime_error("row copies of a device KV cache are not implemented");
+  if (cache_.empty()) throw std::runtime_error("row copy before the KV cache was allocated");
   if (from < 0 || to < 0 || from >= spec_.rows || to >= spec_.rows || slots < 0 || slots > spec_.slots) {
     throw std::runtime_error("row copy outside the KV cache");
   }
   if (from == to || slots == 0) return;
-  const size_t slotBytes = static_cast<size_t>(spec_.headDim) * ElementBytes(spec_.elementType);
-  const size_t headBytes = slotBytes * static_cast<size_t>(spec_.slots);
-  for (Ort::Value& tensor : cache_) {
-    auto* base = static_cast<uint8_t*>(tensor.GetTensorMutableRawData());
+  // One run per cache tensor, one Identity per head: each head's valid slots are one contiguous block.
+  for (size_t tensor = 0; tensor < cache_.size(); tensor++) {
+    std::vector<Ort::Value> views;  // alive until the run ends
+    views.reserve(2 * static_cast<size_t>(spec_.keyValueHeads));
+    copyBinding_->ClearBoundInputs();
+    copyBinding_->ClearBoundOutputs();
     for (int64_t head = 0; head < spec_.keyValueHeads; head++) {
-      const size_t offset = static_cast<size_t>(head) * headBytes;
-      std::memcpy(base + RowBytes() * static_cast<size_t>(to) + offset, base + RowBytes() * static_cast<size_t>(from) + offset,
-                  slotBytes * static_cast<size_t>(slots));
+      const std::string index = std::to_string(head);
+      views.push_back(HeadView(tensor, from, head, slots));
+      copyBinding_->BindInput(("src_" + index).c_str(), views.back());
+      views.push_back(HeadView(tensor, to, head, slots));
+      copyBinding_->BindOutput(("dst_" + index).c_str(), views.back());
     }
+    copySession_->Run(runOptions_, *copyBinding_);
   }
+  copyBinding_->ClearBoundInputs();
+  copyBinding_->ClearBoundOutputs();
 }
 
 std::vector<std::string> NativeSession::InputNames() const {

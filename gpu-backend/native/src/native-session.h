@@ -27,6 +27,9 @@ struct CacheSpec {
   int64_t slots = 0;
   int64_t headDim = 0;
   ONNXTensorElementDataType elementType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  // ONNX bytes of the row-copy graph: keyValueHeads Identity nodes src_h -> dst_h, each [n, headDim] of
+  // elementType. It runs on the session's provider, so a copy between rows of a device cache stays there.
+  std::vector<uint8_t> rowCopyModel;
 };
 
 // A host array handed in for one run; it must stay alive until Run returns.
@@ -56,7 +59,7 @@ class NativeSession {
 
   void AllocateCache(const CacheSpec& spec);
   void Run(const StepRequest& request);
-  // Copies the first `slots` slots of every cache tensor's row `from` into row `to` (host memory only).
+  // Copies the first `slots` slots of every cache tensor's row `from` into row `to`, on the provider.
   void CopyRow(int64_t from, int64_t to, int64_t slots);
 
   std::vector<std::string> InputNames() const;
@@ -67,11 +70,16 @@ class NativeSession {
  private:
   size_t RowBytes() const;
   Ort::Value RowsView(size_t tensor, int64_t firstRow, int64_t batch) const;
+  // The first `slots` slots of one head of one row: contiguous, [slots, headDim].
+  Ort::Value HeadView(size_t tensor, int64_t row, int64_t head, int64_t slots) const;
 
   Ort::Env env_;
+  SessionConfig config_;
   std::string provider_;
   int deviceId_;
   std::unique_ptr<Ort::Session> session_;
+  std::unique_ptr<Ort::Session> copySession_;
+  std::unique_ptr<Ort::IoBinding> copyBinding_;
   // Declared before the cache: the tensors free their memory through it, so it must outlive them.
   std::unique_ptr<Ort::Allocator> allocator_;
   std::vector<Ort::Value> cache_;  // each [rows, keyValueHeads, slots, headDim]

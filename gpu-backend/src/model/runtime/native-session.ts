@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GraphBuilder } from '../graph/graph-builder';
+import { concatChunks, encodeOnnxModel } from '../graph/onnx-proto-writer';
 import type { Feed } from './ort-session';
 
 /**
@@ -43,7 +45,7 @@ export interface NativeStep {
 
 /** The addon's class as it is exported (gpu-backend/native/src/addon.cc). */
 interface AddonSession {
-  allocateCache(spec: NativeCacheSpec): void;
+  allocateCache(spec: NativeCacheSpec & { rowCopyModel: Uint8Array }): void;
   run(step: NativeStep): Promise<void>;
   copyRow(from: number, to: number, slots: number): void;
   release(): void;
@@ -111,7 +113,7 @@ export class NativeSession {
 
   /** Allocates the cache tensors [rows, keyValueHeads, slots, headDim] once, from the session's allocator. */
   allocateCache(spec: NativeCacheSpec): void {
-    this.session.allocateCache(spec);
+    this.session.allocateCache({ ...spec, rowCopyModel: rowCopyGraph(spec) });
   }
 
   /** One run with the cache rows bound in place; resolves once the logits are in `step.logits`. */
@@ -119,7 +121,7 @@ export class NativeSession {
     return this.session.run(step);
   }
 
-  /** Copies the first `slots` slots of cache row `from` into row `to`, every layer (host caches). */
+  /** Copies the first `slots` slots of cache row `from` into row `to`, every layer, on the session's provider. */
   copyRow(from: number, to: number, slots: number): void {
     this.session.copyRow(from, to, slots);
   }
@@ -127,4 +129,19 @@ export class NativeSession {
   release(): void {
     this.session.release();
   }
+}
+
+/**
+ * The addon's row copies: one Identity per KV head, each head's first slots of one row (a contiguous block,
+ * [n, headDim]) into another row's. Run by ONNX Runtime on the session's provider, so a copy between rows
+ * of a device cache never leaves the device and needs no CUDA call of the addon's own.
+ */
+function rowCopyGraph(spec: NativeCacheSpec): Uint8Array {
+  const g = new GraphBuilder(null);
+  for (let head = 0; head < spec.keyValueHeads; head++) {
+    const source = g.input(`src_${head}`, spec.elementType, ['n', spec.headDim]);
+    g.nodes.push({ opType: 'Identity', name: `copy_${head}`, inputs: [source], outputs: [`dst_${head}`], attributes: {} });
+    g.output(`dst_${head}`, spec.elementType, ['n', spec.headDim]);
+  }
+  return concatChunks(encodeOnnxModel(g.build('row-copy')));
 }
