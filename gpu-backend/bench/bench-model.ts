@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { configFromHuggingFace } from '../src/model/checkpoint/config';
 import { BENCH_125M_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { Engine } from '../src/model/runtime/engine';
-import { type KvCacheDtype, type SessionRuntime, type WeightFormat, kvCacheElementType } from '../src/model/runtime/engine-types';
+import { type KvCacheDtype, type SessionRuntime, type WeightFormat, computeTypeOf, kvCacheElementType } from '../src/model/runtime/engine-types';
 import { weightBytesPerToken } from '../src/model/graph/weight-bytes';
 import { measureReadBandwidth } from './read-bandwidth';
 import { benchVerifyCost } from './verify-cost';
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
         const bytesPerToken = weightBytesPerToken(configFromHuggingFace(BENCH_125M_CONFIG), dtype);
         const floor = bandwidth / bytesPerToken;
         if (kvCacheDtype === kvCacheDtypes[0] && runtime === runtimes[0]) decodeAt128.set(`${dtype}/${threads}`, d128.median);
-        const kv = kvCacheElementType(dtype, kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
+        const kv = kvCacheElementType(computeTypeOf(dtype, 'cpu'), kvCacheDtype) === 'float16' ? 'fp16' : 'fp32';
         console.log(
           `${dtype}, KV cache ${kv}, ${threads} thread(s), ${runtime} session, attention ${attention.get(runtime)}, first load ${loadSeconds.get(runtime)!.toFixed(1)} s`,
         );

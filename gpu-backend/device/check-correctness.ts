@@ -37,7 +37,8 @@ export async function checkCorrectness({ executionProvider, runtime }: DeviceTar
     slidingWindow: 24,
   });
   const source = new MapWeightSource(config, randomModelWeights(config, 606));
-  const options = { modelDir: 'device-check', dtype, intraOpThreads: 1, maxSequences: 4, chunkSize: 16, onnxCacheDir: null };
+  // int4AccuracyLevel 0: both engines compute MatMulNBits in float (4 quantizes the CPU's activations to int8).
+  const options = { modelDir: 'device-check', dtype, intraOpThreads: 1, maxSequences: 4, chunkSize: 16, onnxCacheDir: null, int4AccuracyLevel: 0 };
   const reference = await Engine.fromWeights(source, { ...options, executionProvider: 'cpu' });
   const tested = await Engine.fromWeights(source, { ...options, executionProvider, runtime });
   try {

@@ -91,10 +91,10 @@ function speedPlans(args: CheckArgs): PlanRun[] {
 
 /**
  * Correctness formats: GroupQueryAttention has no fp32 CUDA kernel, and the native session binds the cache on
- * the device, so under it a fp32 graph on CUDA would not keep its past in place.
+ * the device, so under it a fp32 graph on CUDA would not keep its past in place; int4 computes in fp16 there.
  */
 function correctnessFormats(target: DeviceTarget): WeightFormat[] {
-  return target.runtime === 'native' && target.executionProvider === 'cuda' ? ['fp16'] : ['fp32', 'fp16'];
+  return target.runtime === 'native' && target.executionProvider === 'cuda' ? ['fp16', 'int4'] : ['fp32', 'fp16'];
 }
 
 function format(value: number | null, digits = 1): string {

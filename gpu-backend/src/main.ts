@@ -9,7 +9,7 @@ import { type BackendConfig, ConfigError, USAGE, backendConfigFrom } from './con
 import { configFromHuggingFace, type ModelConfig } from './model/checkpoint/config';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from './model/checkpoint/default-model';
 import { weightBytes } from './model/graph/weight-bytes';
-import type { EngineOptions } from './model/runtime/engine-types';
+import { type EngineOptions, computeTypeOf } from './model/runtime/engine-types';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
 import { GrammarChecker } from './server/grammar/grammar-checker';
@@ -46,6 +46,7 @@ function kvBudgetSequences(modelDir: string, config: BackendConfig) {
     dtype: config.dtype,
     maxModelLen: length,
     kvCacheDtype: config.kvCacheDtype,
+    computeType: computeTypeOf(config.dtype, config.executionProvider),
     runtime: config.runtime,
     draftSlots: config.speculativeTokens,
   };

@@ -13,11 +13,11 @@ export interface GraphContext {
   g: GraphBuilder;
   config: ModelConfig;
   format: WeightFormat;
-  /** Activation and cache type: float16 only for the fp16 format. */
+  /** Activation type: float16 for the fp16 format, and for int4 where the provider wants it (CUDA). */
   computeType: 'float32' | 'float16';
   /** MatMulNBits accuracy_level (0 = fp32 compute, 4 = int8 activations, faster, less exact). */
   int4AccuracyLevel: number;
-  /** MatMulNBits block_size: weights per fp32 scale. */
+  /** MatMulNBits block_size: weights per scale (one scale in the compute type per block). */
   int4BlockSize: number;
 }
 
@@ -41,7 +41,9 @@ export function emitLinear(ctx: GraphContext, input: string, name: string, weigh
   if (ctx.format === 'int4') {
     const quantized = quantizeInt4(weight, outFeatures, inFeatures, ctx.int4BlockSize);
     const packed = ctx.g.initializer(`${name}.qweight`, 'uint8', [outFeatures, quantized.blockCount, ctx.int4BlockSize / 2], quantized.packed);
-    const scales = ctx.g.initializer(`${name}.scales`, 'float32', [outFeatures * quantized.blockCount], bytesOf(quantized.scales));
+    // MatMulNBits takes its scales in the activations' type.
+    const scaleBytes = computeBytes(ctx, quantized.scales);
+    const scales = ctx.g.initializer(`${name}.scales`, scaleBytes.dataType, [outFeatures * quantized.blockCount], scaleBytes.bytes);
     const attributes = {
       K: { i: inFeatures },
       N: { i: outFeatures },
@@ -73,7 +75,9 @@ export function emitEmbedding(ctx: GraphContext, name: string, table: Float32Arr
   }
   const quantized = quantizeInt4(table, vocabSize, hiddenSize, ctx.int4BlockSize);
   const packed = ctx.g.initializer(`${name}.qweight`, 'uint8', [vocabSize, hiddenSize / 2], quantized.packed);
-  const scales = ctx.g.initializer(`${name}.scales`, 'float32', [vocabSize, quantized.blockCount], bytesOf(quantized.scales));
+  // The scales' type is the gathered rows' type.
+  const scaleBytes = computeBytes(ctx, quantized.scales);
+  const scales = ctx.g.initializer(`${name}.scales`, scaleBytes.dataType, [vocabSize, quantized.blockCount], scaleBytes.bytes);
   // uint8 data with bits 4: two weights a byte, low nibble first; no zero points means 8, as MatMulNBits.
   const attributes = { gather_axis: { i: 0 }, quantize_axis: { i: 1 }, block_size: { i: ctx.int4BlockSize }, bits: { i: 4 } };
   return ctx.g.op('GatherBlockQuantized', [packed, ids, scales], attributes, 'com.microsoft');

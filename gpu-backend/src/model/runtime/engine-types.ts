@@ -32,6 +32,8 @@ export interface EngineOptions {
    * fp16 for fp16); 'fp16' under fp32 compute halves KV memory and the bytes each decode step reads.
    */
   kvCacheDtype?: KvCacheDtype;
+  /** Activation type; default computeTypeOf(dtype, executionProvider). int4 may compute in either. */
+  computeType?: ComputeType;
   /** int4 only: MatMulNBits block_size, weights per fp32 scale (16, 32, 64, 128 or 256; default INT4_BLOCK_SIZE, 64). */
   int4BlockSize?: number;
   /** Folder of cached ONNX graphs (plain and resident variants); null builds in memory (small models, tests). */
@@ -46,10 +48,19 @@ export interface EngineOptions {
 }
 
 export type KvCacheDtype = 'auto' | 'fp32' | 'fp16';
+export type ComputeType = 'float32' | 'float16';
 
-/** The cache element type a weight format and a kvCacheDtype give. */
-export function kvCacheElementType(dtype: WeightFormat, kvCacheDtype: KvCacheDtype = 'auto'): 'float32' | 'float16' {
-  if (kvCacheDtype === 'auto') return dtype === 'fp16' ? 'float16' : 'float32';
+/**
+ * The activations' type: fp16 weights compute in fp16; so do int4 weights on CUDA, whose GroupQueryAttention
+ * and int4 kernels are fp16 only; everything else in fp32.
+ */
+export function computeTypeOf(dtype: WeightFormat, executionProvider: ExecutionProvider): ComputeType {
+  return dtype === 'fp16' || (dtype === 'int4' && executionProvider === 'cuda') ? 'float16' : 'float32';
+}
+
+/** The cache element type a compute type and a kvCacheDtype give. */
+export function kvCacheElementType(computeType: ComputeType, kvCacheDtype: KvCacheDtype = 'auto'): ComputeType {
+  if (kvCacheDtype === 'auto') return computeType;
   return kvCacheDtype === 'fp16' ? 'float16' : 'float32';
 }
 

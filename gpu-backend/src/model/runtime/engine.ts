@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Checkpoint } from '../checkpoint/checkpoint';
 import type { ModelConfig } from '../checkpoint/config';
 import { type BatchPlan, type BatchRow, buildFeeds } from './engine-feeds';
-import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem, kvCacheElementType } from './engine-types';
+import { EngineCapacityError, type EngineOptions, type KvCacheStats, type ModelEngine, type StepItem, computeTypeOf, kvCacheElementType } from './engine-types';
 import { type AttentionKind, chooseAttention } from '../graph/graph-attention';
 import type { WeightSource } from '../graph/model-graph';
 import { INT4_BLOCK_SIZE } from '../graph/quantize-int4';
@@ -83,12 +83,15 @@ export class Engine implements ModelEngine {
     if (maxModelLen > config.maxPositions) {
       throw new EngineError(`maxModelLen ${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositions}`);
     }
+    const computeType = options.computeType ?? computeTypeOf(options.dtype, options.executionProvider);
+    if (computeType === 'float16' && options.dtype === 'fp32')
+      throw new EngineError('fp32 weights compute in fp32 (computeType float16 needs dtype fp16 or int4)');
     const resolved = {
       attention: options.attention ?? chooseAttention(config.headDim, options.executionProvider),
       int4AccuracyLevel: options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL,
       int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE,
-      kvType: kvCacheElementType(options.dtype, options.kvCacheDtype),
-      computeKvType: kvCacheElementType(options.dtype),
+      kvType: kvCacheElementType(computeType, options.kvCacheDtype),
+      computeKvType: computeType,
     };
     const draftSlots = options.speculativeTokens ?? 0;
     if (!Number.isInteger(draftSlots) || draftSlots < 0) throw new EngineError(`speculativeTokens must be a non-negative integer, got ${draftSlots}`);

@@ -17,6 +17,8 @@ export interface HostKvStoreOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
   format: WeightFormat;
+  /** Activation type (computeTypeOf); default the format's own. */
+  computeType?: 'float32' | 'float16';
   attention: AttentionKind;
   int4AccuracyLevel: number;
   int4BlockSize: number;
@@ -53,6 +55,7 @@ export class HostKvStore implements KvStore {
     const { config } = source;
     const prepared = await prepareOnnxModel(source, {
       format: options.format,
+      computeType: options.computeType,
       attention: options.attention,
       int4AccuracyLevel: options.int4AccuracyLevel,
       int4BlockSize: options.int4BlockSize,

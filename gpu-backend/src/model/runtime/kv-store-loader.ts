@@ -42,6 +42,7 @@ export async function loadKvStore(
     executionProvider: options.executionProvider,
     intraOpThreads: options.intraOpThreads,
     format: options.dtype,
+    computeType: resolved.computeKvType,
     int4AccuracyLevel: resolved.int4AccuracyLevel,
     int4BlockSize: resolved.int4BlockSize,
     cacheDir: options.onnxCacheDir,

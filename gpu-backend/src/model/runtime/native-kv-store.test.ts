@@ -130,6 +130,23 @@ describe('native session', () => {
     });
   }
 
+  it('int4 weights computing in fp16 (the CUDA graph: MatMulNBits, GatherBlockQuantized and the cache in fp16) decode like int4 in fp32', async () => {
+    const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 6, hiddenSize: 64, intermediateSize: 96 });
+    const weights = randomModelWeights(config, 7);
+    await withNative(
+      () => engineOf(config, weights, { runtime: 'native', dtype: 'int4', computeType: 'float16', int4BlockSize: 32, int4AccuracyLevel: 0 }),
+      async (native) => {
+        const js = await engineOf(config, weights, { attention: 'fused', dtype: 'int4', int4BlockSize: 32, int4AccuracyLevel: 0 });
+        const expected = await batchedRun(js, 8);
+        await js.dispose();
+        const actual = await batchedRun(native, 8);
+        expect(actual.tokenIds).toEqual(expected.tokenIds);
+        actual.rows.forEach((rows, i) => rows.forEach((row, k) => expect(maxRelativeError(row, expected.rows[i][k])).toBeLessThan(5e-3)));
+        expect(native.kvStats().bytesPerSlot).toBe(2 * 2 * 2 * 16 * 2);
+      },
+    );
+  });
+
   it('forks copy the cache rows and a release compacts them (window 5)', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
     const weights = randomModelWeights(config, 9);

@@ -24,6 +24,8 @@ export interface NativeKvStoreOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
   format: WeightFormat;
+  /** Activation type (computeTypeOf); default the format's own. */
+  computeType?: 'float32' | 'float16';
   int4AccuracyLevel: number;
   int4BlockSize: number;
   /** Cached ONNX graphs; null builds in memory. */
@@ -56,6 +58,7 @@ export class NativeKvStore implements KvStore {
     if (provider === 'webgpu') throw new NativeSessionError('the native session runs the cpu or cuda provider, not webgpu (use --runtime js)');
     const prepared = await prepareOnnxModel(source, {
       format: options.format,
+      computeType: options.computeType,
       attention: 'fused',
       cacheIo: 'shared-buffer',
       int4AccuracyLevel: options.int4AccuracyLevel,

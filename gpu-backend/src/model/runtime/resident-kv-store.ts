@@ -29,6 +29,8 @@ export interface ResidentLoadOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
   format: WeightFormat;
+  /** Activation type (computeTypeOf); default the format's own. */
+  computeType?: 'float32' | 'float16';
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
   int4BlockSize?: number;
@@ -69,6 +71,7 @@ export class ResidentKvStore implements KvStore {
     const prepared = await prepareOnnxModel(source, {
       variant: 'resident-kv',
       format: options.format,
+      computeType: options.computeType,
       attention: options.attention,
       int4AccuracyLevel: options.int4AccuracyLevel,
       int4BlockSize: options.int4BlockSize,
