@@ -59,6 +59,10 @@ describe('backendConfigFrom', () => {
     expect(config.limits).toEqual({ maxRunning: 8, prefixCacheSize: 12, prefillStallFactor: 0.5 });
     expect(config.defaultSequences).toBe(20); // max running + prefix-cache size, above the floor of 16
     expect(backendConfigFrom(['--default-model'], {}).model).toEqual({ kind: 'default' });
+    // CUDA defaults to the native session (the KV cache stays on the device); an explicit flag still wins.
+    expect(backendConfigFrom([...MODEL, '--ep', 'cuda'], {}).runtime).toBe('native');
+    expect(backendConfigFrom([...MODEL, '--ep', 'cuda', '--runtime', 'js'], {}).runtime).toBe('js');
+    expect(backendConfigFrom([...MODEL, '--ep', 'cpu'], {}).runtime).toBe('js');
   });
 
   it('speculative decoding: off by default, --speculative ngram with --spec-tokens K reaches the engine and the scheduler', () => {

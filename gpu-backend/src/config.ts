@@ -17,7 +17,6 @@ export const DEFAULTS = {
   host: '127.0.0.1',
   port: 8000,
   executionProvider: 'cpu' as ExecutionProvider,
-  runtime: 'js' as SessionRuntime,
   dtype: 'fp32' as WeightFormat,
   kvCacheDtype: 'auto' as KvCacheDtype,
   int4BlockSize: INT4_BLOCK_SIZE,
@@ -76,7 +75,8 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
   --host H, --port P         listen address (default ${DEFAULTS.host}, BACKEND_PORT or ${DEFAULTS.port}; 0 = any free port)
   --ep cpu|cuda|webgpu       ONNX Runtime execution provider (default ${DEFAULTS.executionProvider})
   --runtime js|native        session: onnxruntime-node's, or the native addon's with the KV cache bound
-                             in place (cpu, cuda; npm run build:native builds it) (default ${DEFAULTS.runtime})
+                             in place (cpu, cuda; npm run build:native builds it) (default native
+                             on cuda, whose KV cache then stays on the device; js otherwise)
   --dtype fp32|fp16|int4     weight format (default ${DEFAULTS.dtype}; converted once, cached in MODEL_ONNX_CACHE_DIR)
   --kv-cache-dtype auto|fp32|fp16
   --int4-block-size N        int4 weights per fp32 scale: ${INT4_BLOCK_SIZES.join(', ')} (default ${DEFAULTS.int4BlockSize})
@@ -170,6 +170,15 @@ function scheduleLimits(values: Record<string, string | undefined>): Partial<Ser
 }
 
 /** Flags (`argv`, without node and the script) and environment -> a validated BackendConfig. */
+/**
+ * Under onnxruntime-node's session a CUDA KV cache makes a host round trip every step; the native session
+ * binds it in place. On the CPU the JS session stays: the native cache keeps every position of a windowed
+ * model (docs/bench/native-session.md).
+ */
+function defaultRuntime(executionProvider: ExecutionProvider): SessionRuntime {
+  return executionProvider === 'cuda' ? 'native' : 'js';
+}
+
 export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -196,14 +205,15 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     if (values['default-model']) return { kind: 'default' };
     throw new ConfigError('--model DIR is required (or --default-model for the built-in random tiny model)');
   };
+  const executionProvider = oneOf(flags.ep, '--ep', ['cpu', 'cuda', 'webgpu'], DEFAULTS.executionProvider);
   return {
     host: flags.host ?? DEFAULTS.host,
     port: integer(flags.port, '--port', 0, 65535) ?? integer(env.BACKEND_PORT || undefined, 'BACKEND_PORT', 0, 65535) ?? DEFAULTS.port,
     drainSeconds: integer(flags['drain-seconds'], '--drain-seconds', 0) ?? DEFAULTS.drainSeconds,
     logLevel: oneOf(flags['log-level'], '--log-level', ['info', 'debug'], oneOf(env.LOG_LEVEL || undefined, 'LOG_LEVEL', ['info', 'debug'], DEFAULTS.logLevel)),
     backendToken: env.BACKEND_TOKEN || undefined,
-    executionProvider: oneOf(flags.ep, '--ep', ['cpu', 'cuda', 'webgpu'], DEFAULTS.executionProvider),
-    runtime: oneOf(flags.runtime, '--runtime', ['js', 'native'], DEFAULTS.runtime),
+    executionProvider,
+    runtime: oneOf(flags.runtime, '--runtime', ['js', 'native'], defaultRuntime(executionProvider)),
     dtype: oneOf(flags.dtype, '--dtype', ['fp32', 'fp16', 'int4'], DEFAULTS.dtype),
     kvCacheDtype: oneOf(flags['kv-cache-dtype'], '--kv-cache-dtype', ['auto', 'fp32', 'fp16'], DEFAULTS.kvCacheDtype),
     int4BlockSize: Number(oneOf(flags['int4-block-size'], '--int4-block-size', int4BlockSizes, String(DEFAULTS.int4BlockSize))),
