@@ -128,25 +128,31 @@ export function problemText(problem: SchemaProblem): string {
 export function structuralProblem(root: unknown, rules: StructureRules): SchemaProblem | null {
   const annotations = new Set([...ANNOTATION_KEYWORDS, ...rules.extraAnnotations]);
   let nodes = 0;
-  for (const { schema, path, depth, keyword } of subschemas(root)) {
-    const problem = (message: string, tooLarge = false): SchemaProblem => ({ path, message, tooLarge });
-    if (rules.maxNodes !== undefined && ++nodes > rules.maxNodes) return problem(`the schema has more than ${rules.maxNodes} subschemas`, true);
-    if (depth > MAX_SCHEMA_DEPTH) return problem(`nested deeper than ${MAX_SCHEMA_DEPTH} levels`, true);
-    if (schema === true) continue;
-    if (schema === false) {
-      if (rules.falseSchemas || (keyword !== null && BOOLEAN_OR_SCHEMA.includes(keyword))) continue;
-      return problem('a false schema (nothing allowed) is not supported; leave the property out instead');
-    }
-    if (!isObject(schema)) return problem('a schema must be a JSON object or a boolean');
-    for (const [name, value] of Object.entries(schema)) {
-      if (annotations.has(name)) continue;
-      const message = keywordProblem(name, value, root);
-      if (message) return { path: `${path}/${escapePointer(name)}`, message, tooLarge: false };
-    }
-    for (const [low, high] of RANGES) {
-      const [min, max] = [schema[low], schema[high]];
-      if (typeof min === 'number' && typeof max === 'number' && min > max) return problem(`${low} ${min} is greater than ${high} ${max}`);
-    }
+  for (const subschema of subschemas(root)) {
+    const { path, depth } = subschema;
+    if (rules.maxNodes !== undefined && ++nodes > rules.maxNodes)
+      return { path, message: `the schema has more than ${rules.maxNodes} subschemas`, tooLarge: true };
+    if (depth > MAX_SCHEMA_DEPTH) return { path, message: `nested deeper than ${MAX_SCHEMA_DEPTH} levels`, tooLarge: true };
+    const problem = nodeProblem(subschema, root, rules, annotations);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+function nodeProblem({ schema, path, keyword }: Subschema, root: unknown, rules: StructureRules, annotations: Set<string>): SchemaProblem | null {
+  if (schema === true || (schema === false && (rules.falseSchemas || BOOLEAN_OR_SCHEMA.includes(keyword as string)))) return null;
+  if (schema === false) return { path, message: 'a false schema (nothing allowed) is not supported; leave the property out instead', tooLarge: false };
+  if (!isObject(schema)) return { path, message: 'a schema must be a JSON object or a boolean', tooLarge: false };
+  for (const name in schema) {
+    if (annotations.has(name)) continue;
+    const message = keywordProblem(name, schema[name], root);
+    if (message) return { path: `${path}/${escapePointer(name)}`, message, tooLarge: false };
+  }
+  for (const [low, high] of RANGES) {
+    const min = schema[low];
+    const max = schema[high];
+    if (typeof min === 'number' && typeof max === 'number' && min > max)
+      return { path, message: `${low} ${min} is greater than ${high} ${max}`, tooLarge: false };
   }
   return null;
 }
