@@ -143,7 +143,7 @@ function nodeProblem({ schema, path, keyword }: Subschema, root: unknown, rules:
   if (schema === true || (schema === false && (rules.falseSchemas || BOOLEAN_OR_SCHEMA.includes(keyword as string)))) return null;
   if (schema === false) return { path, message: 'a false schema (nothing allowed) is not supported; leave the property out instead', tooLarge: false };
   if (!isObject(schema)) return { path, message: 'a schema must be a JSON object or a boolean', tooLarge: false };
-  for (const name in schema) {
+  for (const name of Object.keys(schema)) {
     if (annotations.has(name)) continue;
     const message = keywordProblem(name, schema[name], root);
     if (message) return { path: `${path}/${escapePointer(name)}`, message, tooLarge: false };
