@@ -1,5 +1,5 @@
-// The JSON Schema subset the grammar engine (XGrammar 0.1.27) enforces, shared by the edge's early check
-// (edge/src/tools/json-schema-check.ts) and the backend's own (gpu-backend/src/server/grammar/schema-check.ts).
+// The JSON Schema subset the grammar engine (XGrammar 0.1.27) enforces, held to by the shared walk
+// (json-schema-walk.ts) that both the edge's check and the backend's run.
 // Found by compiling each keyword with @mlc-ai/web-xgrammar: a keyword that leaves the generated grammar
 // unchanged is ignored by the engine, so it is refused rather than silently not enforced.
 

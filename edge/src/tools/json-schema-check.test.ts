@@ -1,8 +1,45 @@
+// checkJsonSchema: the shared rules under the edge's options, as 400s and 413s naming the field.
 // toGrammarSchema: OpenAPI's nullable becomes a null type only where a schema stands, never in a
 // properties map (a property may be called "nullable").
 
 import { describe, expect, it } from 'vitest';
+import { HttpError } from '../../../shared/http-error';
 import { checkJsonSchema, toGrammarSchema } from './json-schema-check';
+
+function refusal(schema: Record<string, unknown>): HttpError | null {
+  try {
+    checkJsonSchema(schema, 'p');
+    return null;
+  } catch (error) {
+    if (error instanceof HttpError) return error;
+    throw error;
+  }
+}
+
+describe('checkJsonSchema', () => {
+  it('refuses with a 400 naming the field and the path, in the shared words', () => {
+    expect(refusal({ type: 'object', properties: { a: { type: 'array', items: { uniqueItems: true } } } })).toMatchObject({
+      status: 400,
+      param: 'p',
+      message: `Invalid JSON Schema in 'p' at /properties/a/items/uniqueItems: the keyword "uniqueItems" is not enforced by the grammar engine`,
+    });
+  });
+
+  it('keeps its own rules: nullable passes (toGrammarSchema rewrites it), false schemas do not, 20 000 subschemas at most', () => {
+    expect(refusal({ type: 'string', nullable: true })).toBeNull();
+    expect(refusal({ type: 'object', properties: { a: false }, additionalProperties: false })?.message).toContain('/properties/a: a false schema');
+    // The smallest subschemas ({}, 3 characters each) reach the bound under MAX_SCHEMA_CHARS.
+    const wide = (count: number) => ({ anyOf: Array.from({ length: count }, () => ({})) });
+    expect(refusal(wide(19_999))).toBeNull();
+    expect(refusal(wide(20_000))).toMatchObject({ status: 413, param: 'p', message: expect.stringContaining('more than 20000 subschemas') });
+  });
+
+  it('answers 413 for a schema nested too deep', () => {
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let level = 0; level < 40; level++) deep = { type: 'array', items: deep };
+    expect(refusal(deep)).toMatchObject({ status: 413, message: expect.stringContaining('nested deeper than 32 levels') });
+  });
+});
 
 describe('toGrammarSchema', () => {
   it('adds null to type and enum of nullable schemas, at any depth, and drops nullable and $schema', () => {

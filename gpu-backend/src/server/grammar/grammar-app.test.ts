@@ -57,13 +57,14 @@ const schema = (value: Record<string, unknown>) => ({ type: 'json_schema', schem
 describe('grammar errors', () => {
   it.each([
     [{ type: 'xml' }, 'grammar.type'],
-    [schema({ type: 'object', properties: 5 }), 'not a valid JSON Schema: /properties must be object'],
-    [schema({ type: 'objec' }), 'not a valid JSON Schema: /type'],
-    [schema({ type: 'array', items: { type: 'integer' }, uniqueItems: true }), 'keyword "uniqueItems" at /uniqueItems is not enforced'],
-    [schema({ oneOf: [{ type: 'integer' }, { type: 'string' }] }), 'oneOf (its exclusivity) is not enforced'],
+    [schema({ type: 'object', properties: 5 }), '/properties: properties must be an object of schemas'],
+    [schema({ type: 'object', title: 5 }), 'not a valid JSON Schema: /title must be string'],
+    [schema({ type: 'objec' }), '/type: unknown type "objec"'],
+    [schema({ type: 'array', items: { type: 'integer' }, uniqueItems: true }), '/uniqueItems: the keyword "uniqueItems" is not enforced'],
+    [schema({ oneOf: [{ type: 'integer' }, { type: 'string' }] }), '(its exclusivity cannot be enforced; use anyOf)'],
     [schema({ type: 'object', properties: { x: { type: 'number', maximum: 1 } } }), '/properties/x: numeric bounds are enforced only on type "integer"'],
     [schema({ type: 'integer', minimum: 0, maximum: 100000 }), 'integer ranges are enforced up to 4096 values'],
-    [schema({ type: 'string', pattern: '^[ -~]+$' }), 'pattern at /pattern the class [ -~] can match a character a JSON string must escape'],
+    [schema({ type: 'string', pattern: '^[ -~]+$' }), '/pattern: the class [ -~] can match a character a JSON string must escape'],
     [schema({ type: 'string', format: 'iri' }), 'format "iri"'],
     [
       {

@@ -45,12 +45,14 @@ describe('integer bounds', () => {
 describe('schema check', () => {
   it('finds refused keywords at any depth and names where', () => {
     expect(schemaProblem({ type: 'object', properties: { a: { type: 'array', items: { anyOf: [{ type: 'string', not: { const: 'x' } }] } } } })).toBe(
-      'keyword "not" at /properties/a/items/anyOf/0/not is not enforced by the grammar engine',
+      '/properties/a/items/anyOf/0/not: the keyword "not" is not enforced by the grammar engine',
     );
     expect(schemaProblem({ type: 'object', properties: { a: { type: 'string', title: 'A', description: 'd', default: 'x' } }, required: ['a'] })).toBeNull();
     // zod-to-json-schema (the openai client's zodResponseFormat) names draft-07: an annotation, not a crash.
     expect(schemaProblem({ $schema: 'http://json-schema.org/draft-07/schema#', type: 'object' })).toBeNull();
-    expect(schemaProblem({ type: 'strin' })).toMatch(/^not a valid JSON Schema: \/type /);
+    // The shared structural rules speak first, in the edge's words; ajv's meta-schema catches what they leave.
+    expect(schemaProblem({ type: 'strin' })).toBe('/type: unknown type "strin"; use one of string, number, integer, boolean, object, array, null');
+    expect(schemaProblem({ type: 'string', title: 5 })).toMatch(/^not a valid JSON Schema: \/title /);
   });
 
   it('tool calls: an array of {name: const, arguments: parameters}, one element unless parallel', () => {

@@ -8,6 +8,7 @@
 // Grammars are strict (properties not listed are not allowed unless additionalProperties says so).
 
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
+import { escapePointer, resolveLocalRef } from '../../../../shared/json-schema-walk';
 
 type Schema = Record<string, unknown>;
 const isObject = (value: unknown): value is Schema => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -20,18 +21,6 @@ const CHECK_ID = 'https://schema-satisfiable.invalid/root';
 interface Node {
   schema: unknown;
   path: string;
-}
-
-/** A local pointer ("#" or "#/..."), resolved inside `root`; undefined when it does not resolve. */
-export function resolveLocalRef(root: unknown, ref: string): unknown {
-  if (ref !== '#' && !ref.startsWith('#/')) return undefined;
-  let target: unknown = root;
-  for (const raw of ref.split('/').slice(1)) {
-    const part = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
-    target = isObject(target) ? target[part] : Array.isArray(target) ? target[Number(part)] : undefined;
-    if (target === undefined) return undefined;
-  }
-  return target;
 }
 
 class Satisfiability {
@@ -215,10 +204,6 @@ function typesOf(schema: Schema): unknown[] {
   if (['items', 'prefixItems', 'minItems', 'maxItems'].some((keyword) => keyword in schema)) return ['array'];
   if (['minLength', 'maxLength'].some((keyword) => keyword in schema)) return ['string'];
   return ['null'];
-}
-
-function escapePointer(name: string): string {
-  return name.replaceAll('~', '~0').replaceAll('/', '~1');
 }
 
 /** "#/$defs/a" -> "/$defs/a": the path a $ref target is reported under. */
