@@ -2,16 +2,31 @@
 // returned, rejected drafts rolled back. Exactness against the float64 reference: the trained
 // stories260k windows (16, 32) across several window boundaries, and random hybrid configs batched.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomModelWeights } from '../checkpoint/default-model';
 import { ReferenceModel } from '../reference/reference-forward';
 import { MapWeightSource, maxRelativeError, tinyConfig } from '../reference/test-models';
 import { Engine } from './engine';
+import type { SessionRuntime } from './engine-types';
+import { NATIVE_ADDON_PATH, NativeUnavailableError } from './native-session';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures');
 const PROMPT = [1, ...Array.from({ length: 40 }, (_, i) => ((i * 37 + 11) % 500) + 3)];
 const K_MAX = 4;
+/** The native session verifies each item in a run of its own (no ring: a rollback is a shorter length). */
+const RUNTIMES: SessionRuntime[] = ['js', 'native'];
+const NATIVE_BUILT = fs.existsSync(NATIVE_ADDON_PATH);
+
+/** The engine, or (native addon not built) null after checking that asking for it fails in one clear line. */
+async function engineOrMissingAddon(runtime: SessionRuntime, load: () => Promise<Engine>): Promise<Engine | null> {
+  if (runtime === 'native' && !NATIVE_BUILT) {
+    await expect(load()).rejects.toThrow(NativeUnavailableError);
+    return null;
+  }
+  return load();
+}
 
 function argmaxOf(logits: Float32Array, from = 0, vocabSize = logits.length): number {
   let best = 0;
@@ -51,19 +66,27 @@ async function speculativeGreedy(engine: Engine, expected: number[]): Promise<{ 
 }
 
 describe('speculative verification (stories260k fixtures vs the float64 reference)', () => {
-  for (const folder of ['stories260k-swa16', 'stories260k-swa32']) {
-    it(`${folder}: 100 greedy tokens verified 1..${K_MAX} drafts at a time, rejections rolled back, equal the reference`, async () => {
+  for (const [folder, runtime] of [
+    ['stories260k-swa16', 'js'],
+    ['stories260k-swa32', 'js'],
+    ['stories260k-swa16', 'native'],
+  ] as const) {
+    it(`${folder}, ${runtime} session: 100 greedy tokens verified 1..${K_MAX} drafts at a time, rejections rolled back, equal the reference`, async () => {
       const modelDir = path.join(FIXTURES, folder);
       const reference = await ReferenceModel.load(modelDir);
-      const engine = await Engine.load({
-        modelDir,
-        dtype: 'fp32',
-        executionProvider: 'cpu',
-        intraOpThreads: 1,
-        maxSequences: 1,
-        onnxCacheDir: null,
-        speculativeTokens: K_MAX,
-      });
+      const load = () =>
+        Engine.load({
+          modelDir,
+          dtype: 'fp32',
+          executionProvider: 'cpu',
+          runtime,
+          intraOpThreads: 1,
+          maxSequences: 1,
+          onnxCacheDir: null,
+          speculativeTokens: K_MAX,
+        });
+      const engine = await engineOrMissingAddon(runtime, load);
+      if (!engine) return;
       try {
         const expected = reference.greedy(PROMPT, 100, { ignoreEos: true });
         const { generated, acceptedCounts } = await speculativeGreedy(engine, expected);
@@ -73,7 +96,8 @@ describe('speculative verification (stories260k fixtures vs the float64 referenc
         expect(acceptedCounts).toContain(K_MAX);
         expect(acceptedCounts.some((count) => count > 0 && count < K_MAX)).toBe(true);
         expect(PROMPT.length + 100).toBeGreaterThan(3 * engine.config.slidingWindow!);
-        expect(engine.cacheCapacity).toBe(engine.config.slidingWindow! - 1 + K_MAX);
+        // The ring keeps k_max slots past the window; the native cache keeps every position.
+        if (runtime === 'js') expect(engine.cacheCapacity).toBe(engine.config.slidingWindow! - 1 + K_MAX);
       } finally {
         await engine.dispose();
       }
@@ -82,55 +106,60 @@ describe('speculative verification (stories260k fixtures vs the float64 referenc
 });
 
 describe('speculative verification (random configs)', () => {
-  for (const [headDim, slidingWindow] of [
-    [16, 5],
-    [8, 6],
-    [16, null],
-  ] as const) {
-    it(`headDim ${headDim}, window ${slidingWindow}: a verification batched beside a plain decode matches the reference row by row`, async () => {
-      const config = tinyConfig({ headDim, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow, hiddenSize: 32 });
-      const weights = randomModelWeights(config, 5);
-      const reference = ReferenceModel.fromWeights(config, weights);
-      const engine = await Engine.fromWeights(new MapWeightSource(config, weights), {
-        modelDir: 'tiny',
-        dtype: 'fp32',
-        executionProvider: 'cpu',
-        intraOpThreads: 1,
-        maxSequences: 2,
-        onnxCacheDir: null,
-        speculativeTokens: 3,
-      });
-      try {
-        const tokensA = Array.from({ length: 30 }, (_, i) => (i * 7 + 3) % config.vocabSize);
-        const tokensB = Array.from({ length: 30 }, (_, i) => (i * 5 + 1) % config.vocabSize);
-        const a = engine.createSequence();
-        const b = engine.createSequence();
-        await engine.step([{ sequenceId: a, tokenIds: tokensA.slice(0, 9) }]);
-        await engine.step([{ sequenceId: b, tokenIds: tokensB.slice(0, 7) }]);
-        let error = 0;
-        // Each round: A verifies 1 + 3 and keeps a varying number; B decodes one token in the same run.
-        for (let round = 0, lengthA = 9, lengthB = 7; lengthA + 4 <= tokensA.length; round++) {
-          const [rowsA, rowB] = await engine.step([
-            { sequenceId: a, tokenIds: tokensA.slice(lengthA, lengthA + 4), verify: true },
-            { sequenceId: b, tokenIds: [tokensB[lengthB]] },
-          ]);
-          const expectedA = reference.forward(tokensA.slice(0, lengthA + 4));
-          for (let i = 0; i < 4; i++)
-            error = Math.max(error, maxRelativeError(rowsA.subarray(i * config.vocabSize, (i + 1) * config.vocabSize), expectedA[lengthA + i]));
-          error = Math.max(error, maxRelativeError(rowB, reference.forward(tokensB.slice(0, lengthB + 1))[lengthB]));
-          lengthB++;
-          lengthA += 1 + (round % 4); // keep 1..4 of the 4 (rolls back 3..0)
-          engine.truncateSequence(a, lengthA);
+  for (const runtime of RUNTIMES)
+    for (const [headDim, slidingWindow] of [
+      [16, 5],
+      [8, 6],
+      [16, null],
+    ] as const) {
+      it(`${runtime} session, headDim ${headDim}, window ${slidingWindow}: a verification in a step beside a plain decode matches the reference row by row`, async () => {
+        const config = tinyConfig({ headDim, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow, hiddenSize: 32 });
+        const weights = randomModelWeights(config, 5);
+        const reference = ReferenceModel.fromWeights(config, weights);
+        const load = () =>
+          Engine.fromWeights(new MapWeightSource(config, weights), {
+            modelDir: 'tiny',
+            dtype: 'fp32',
+            executionProvider: 'cpu',
+            runtime,
+            intraOpThreads: 1,
+            maxSequences: 2,
+            onnxCacheDir: null,
+            speculativeTokens: 3,
+          });
+        const engine = await engineOrMissingAddon(runtime, load);
+        if (!engine) return;
+        try {
+          const tokensA = Array.from({ length: 30 }, (_, i) => (i * 7 + 3) % config.vocabSize);
+          const tokensB = Array.from({ length: 30 }, (_, i) => (i * 5 + 1) % config.vocabSize);
+          const a = engine.createSequence();
+          const b = engine.createSequence();
+          await engine.step([{ sequenceId: a, tokenIds: tokensA.slice(0, 9) }]);
+          await engine.step([{ sequenceId: b, tokenIds: tokensB.slice(0, 7) }]);
+          let error = 0;
+          // Each round: A verifies 1 + 3 and keeps a varying number; B decodes one token in the same run.
+          for (let round = 0, lengthA = 9, lengthB = 7; lengthA + 4 <= tokensA.length; round++) {
+            const [rowsA, rowB] = await engine.step([
+              { sequenceId: a, tokenIds: tokensA.slice(lengthA, lengthA + 4), verify: true },
+              { sequenceId: b, tokenIds: [tokensB[lengthB]] },
+            ]);
+            const expectedA = reference.forward(tokensA.slice(0, lengthA + 4));
+            for (let i = 0; i < 4; i++)
+              error = Math.max(error, maxRelativeError(rowsA.subarray(i * config.vocabSize, (i + 1) * config.vocabSize), expectedA[lengthA + i]));
+            error = Math.max(error, maxRelativeError(rowB, reference.forward(tokensB.slice(0, lengthB + 1))[lengthB]));
+            lengthB++;
+            lengthA += 1 + (round % 4); // keep 1..4 of the 4 (rolls back 3..0)
+            engine.truncateSequence(a, lengthA);
+          }
+          expect(error).toBeLessThan(1e-4);
+          // A ring keeps exactly k_max positions to roll back; without a window any prefix stays.
+          if (slidingWindow === null || runtime === 'native') expect(() => engine.truncateSequence(a, 0)).not.toThrow();
+          else expect(() => engine.truncateSequence(a, 0)).toThrow(/draft slots/);
+        } finally {
+          await engine.dispose();
         }
-        expect(error).toBeLessThan(1e-4);
-        // A ring keeps exactly k_max positions to roll back; without a window any prefix stays.
-        if (slidingWindow === null) expect(() => engine.truncateSequence(a, 0)).not.toThrow();
-        else expect(() => engine.truncateSequence(a, 0)).toThrow(/draft slots/);
-      } finally {
-        await engine.dispose();
-      }
-    });
-  }
+      });
+    }
 
   it('refuses verification items longer than 1 + speculativeTokens, and speculation with fused attention', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5, hiddenSize: 32 });

@@ -45,6 +45,12 @@ export class Engine implements ModelEngine {
   private lastTransferBytes = 0;
   private running = false;
   private readonly gqaDecode: boolean;
+  /**
+   * Verification items run one per session run (batch 1, S = 1 + k): the native session's GroupQueryAttention
+   * takes S > 1 over a past only at batch 1, and its cache has no ring (slot = position), so a rollback is
+   * only a shorter length.
+   */
+  private readonly verifiesAlone: boolean;
   readonly speculativeTokens: number;
 
   private constructor(
@@ -62,6 +68,7 @@ export class Engine implements ModelEngine {
     const defaultChunk = options.executionProvider === 'cpu' ? Math.min(windowChunk, DEFAULT_CPU_CHUNK) : windowChunk;
     this.chunkSize = positiveInteger(options.chunkSize ?? defaultChunk, 'chunkSize');
     this.speculativeTokens = options.speculativeTokens ?? 0;
+    this.verifiesAlone = (options.runtime ?? 'js') === 'native';
   }
 
   /** Opens a Hugging Face checkpoint folder, builds (or loads the cached) graph and starts a session. */
@@ -113,12 +120,13 @@ export class Engine implements ModelEngine {
   /**
    * Verification items (1 + k tokens) share the batched decode run, which only the in-place attention
    * path (a mask per row) can run: GroupQueryAttention refuses S > 1 over a past at batch > 1, and
-   * masks a rolling buffer by cache index, which the draft slots would break.
+   * masks a rolling buffer by cache index, which the draft slots would break. The native session runs
+   * them alone instead (verifiesAlone).
    */
   private static checkVerifiable(options: EngineLoadOptions, attention: AttentionKind): void {
+    if ((options.runtime ?? 'js') === 'native') return;
     let where: string | null = null;
-    if ((options.runtime ?? 'js') === 'native') where = 'the native session';
-    else if (attention === 'fused') where = 'fused attention';
+    if (attention === 'fused') where = 'fused attention';
     else if (options.gqaDecode || options.executionProvider === 'webgpu' || options.residentKvCache) where = 'GroupQueryAttention decode or the resident cache';
     if (where) throw new EngineError(`speculativeTokens needs the host KV cache with in-place decode attention (hybrid or unfused), not ${where}`);
   }
@@ -184,7 +192,8 @@ export class Engine implements ModelEngine {
       const results: Float32Array[] = new Array(items.length);
       const decodeIndices: number[] = [];
       for (let i = 0; i < items.length; i++) {
-        if (items[i].tokenIds.length === 1 || items[i].verify) decodeIndices.push(i);
+        if (items[i].verify && items[i].tokenIds.length > 1 && this.verifiesAlone) results[i] = await this.verifyAlone(items[i]);
+        else if (items[i].tokenIds.length === 1 || items[i].verify) decodeIndices.push(i);
         else results[i] = await this.prefill(items[i]);
       }
       if (decodeIndices.length > 0) {
@@ -253,6 +262,15 @@ export class Engine implements ModelEngine {
       logits = chunkLogits[chunkLogits.length - 1];
     }
     return logits!;
+  }
+
+  /** One verification item in a run of its own; its logits are one flat [tokenIds.length * vocabSize] block. */
+  private async verifyAlone(item: StepItem): Promise<Float32Array> {
+    this.ensureFits(this.slots.length(item.sequenceId) + item.tokenIds.length);
+    const rows: BatchRow[] = [{ sequenceId: item.sequenceId, tokenIds: item.tokenIds, allLogits: true }];
+    const plan: BatchPlan = { rows, sequenceLength: item.tokenIds.length, firstRow: this.slots.row(item.sequenceId), timeOrdered: false, useGqa: true };
+    const [logits] = await this.run(plan);
+    return logits;
   }
 
   /**
