@@ -13,10 +13,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { type ModelInfo, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '../../shared/protocol';
 import { encodeSse } from '../../shared/sse';
 import { percentile } from '../../shared/stats';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex } from '../src/auth/api-key-store';
 import { kvPut, REPO_ROOT } from '../scripts/wrangler-kv';
+import { getDefaultTokenizer } from '../src/tokenizer/default-tokenizer';
 
 const USAGE = `Usage: npm run bench:edge            (BENCH_SAMPLES=300: sequential requests per measurement)
 What the edge itself costs per request (auth + rate limit + template + tokenize) for a ~1000-token prompt,
@@ -24,6 +26,7 @@ system-prompt cache hit vs miss, in workerd under wrangler dev against an instan
 Prints figures; asserts nothing.`;
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 300);
 const WARMUP = 40;
+const MAX_MODEL_LEN = 8192;
 
 function instantBackend(): Promise<Server> {
   const body = [
@@ -31,10 +34,19 @@ function instantBackend(): Promise<Server> {
     encodeSse(JSON.stringify({ choice: 0, finishReason: 'length' }), 'finish'),
     encodeSse(JSON.stringify({ usage: { promptTokens: 1000, completionTokens: 1, cachedTokens: 0 } }), 'end'),
   ].join('');
+  // The edge asks GET /v1/model before a backend's first request and refuses one without the protocol version or
+  // with another vocabulary than its bundled tokenizer's (the same asset this process reads).
+  const { vocabSize, bosTokenId, eosTokenId } = getDefaultTokenizer();
+  const modelInfo: ModelInfo = { modelId: 'mistral-tiny-random', vocabSize, maxModelLen: MAX_MODEL_LEN, slidingWindow: null, bosTokenId, eosTokenId };
+  const version = { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) };
   const server = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (req.method === 'GET' && req.url === '/v1/model') {
+        res.writeHead(200, { 'content-type': 'application/json', ...version });
+        return void res.end(JSON.stringify(modelInfo));
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream', ...version });
       res.end(body);
     });
   });
@@ -98,7 +110,7 @@ async function storeBenchKey(state: string): Promise<string> {
 /** `wrangler dev --local` against the fake backend, its vars in an env file in `state`; returns it and its URL. */
 async function startEdge(state: string, backendUrl: string): Promise<{ wrangler: ChildProcess; edge: string }> {
   const envFile = path.join(state, 'bench.env');
-  writeFileSync(envFile, `BACKEND_URLS=${backendUrl}\nBACKEND_TOKEN=bench\nMAX_MODEL_LEN=8192\n`);
+  writeFileSync(envFile, `BACKEND_URLS=${backendUrl}\nBACKEND_TOKEN=bench\nMAX_MODEL_LEN=${MAX_MODEL_LEN}\n`);
   const port = await freePort();
   const wrangler = spawn(
     process.execPath,
