@@ -124,7 +124,17 @@ async function slotsFree(stack: Stack, key: { key: string; concurrent: number },
     : `key ${name} (concurrency ${key.concurrent}): ${refused} of ${key.concurrent} concurrent requests refused after the wave ("${why}"): a slot is still held`;
 }
 
-async function main(): Promise<number> {
+interface SoakArgs {
+  waves: number;
+  requests: number;
+  seconds: number;
+  seed: number;
+  threads: string;
+  heap: string | undefined;
+}
+
+/** The flags, or null for --help. */
+function parseSoakArgs(): SoakArgs | null {
   const { values } = parseArgs({
     options: {
       waves: { type: 'string', default: '10' },
@@ -137,18 +147,17 @@ async function main(): Promise<number> {
     },
     strict: true,
   });
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  if (values.help) return null;
   const [waves, requests, seconds, seed] = (['waves', 'requests', 'seconds', 'seed'] as const).map((name) => {
     const value = Number(values[name]);
     if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got "${values[name]}"`);
     return value;
   });
-  const deadline = Date.now() + seconds * 1000;
-  const random = prng(seed);
-  const persistTo = mkdtempSync(path.join(tmpdir(), 'soak-edge-'));
+  return { waves, requests, seconds, seed, threads: values.threads, heap: values.heap };
+}
+
+/** The two soak keys go into `persistTo` before the edge starts, which then reads them from there. */
+async function startSoakStack(persistTo: string, threads: string): Promise<{ stack: Stack; edgePort: number }> {
   WIDE.key = (await createLocalKey(persistTo, 'soak-wide', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: WIDE.concurrent })).secret;
   NARROW.key = (await createLocalKey(persistTo, 'soak-narrow', { rpm: 1_000_000, tpm: 1_000_000_000, concurrent: NARROW.concurrent })).secret;
   const edgePort = await freeEdgePort();
@@ -158,10 +167,14 @@ async function main(): Promise<number> {
     edgePort,
     persistTo,
     apiKey: generateApiKey(),
-    backendArgs: ['--threads', values.threads],
+    backendArgs: ['--threads', threads],
     log: () => {},
   });
-  // Every request and wait is bounded; this is the last resort if something else is not.
+  return { stack, edgePort };
+}
+
+/** Every request and wait is bounded; this is the last resort if something else is not. */
+function startWatchdog(stack: Stack, seconds: number): void {
   const watchdog = setTimeout(
     () => {
       console.log(`soak: still running ${seconds + 180} s after the start: stopping it (something hung)`);
@@ -171,44 +184,85 @@ async function main(): Promise<number> {
     (seconds + 180) * 1000,
   );
   watchdog.unref();
+}
+
+/** One wave of the mix, then the checks that it let everything go: the backend idle again, every key's slots free. */
+async function runWave(stack: Stack, wave: number, requests: number, random: () => number, idleSlotsUsed: number): Promise<WaveTally> {
+  const tally: WaveTally = { sent: 0, aborted: 0, refused429: 0, completed: 0, failures: [] };
+  await Promise.all([
+    ...Array.from({ length: requests }, (_, i) => oneRequest(stack, WIDE.key, random, tally, `wave ${wave} wide #${i}`)),
+    // Twice the narrow key's concurrency at once: about half must get 429.
+    ...Array.from({ length: 2 * NARROW.concurrent }, (_, i) => oneRequest(stack, NARROW.key, random, tally, `wave ${wave} narrow #${i}`)),
+  ]);
+  const idleAgain = (g: Map<string, number>) =>
+    g.get('backend_running_sequences') === 0 && g.get('backend_waiting_requests') === 0 && g.get('backend_kv_slots_used') === idleSlotsUsed;
+  const settled = await settle(stack.backendUrl, stack.backendToken, idleAgain, 15_000);
+  if (!settled.held) {
+    const g = settled.gauges;
+    tally.failures.push(
+      `backend not idle 15 s after the wave: running ${g.get('backend_running_sequences')}, waiting ${g.get('backend_waiting_requests')}, KV slots used ${g.get('backend_kv_slots_used')} (idle ${idleSlotsUsed})`,
+    );
+  }
+  for (const [key, name] of [
+    [WIDE, 'wide'],
+    [NARROW, 'narrow'],
+  ] as const) {
+    const leak = await slotsFree(stack, key, name);
+    if (leak) tally.failures.push(`wave ${wave}: ${leak}`);
+  }
+  return tally;
+}
+
+interface Rss {
+  backend: number[];
+  edge: number[];
+}
+
+function waveRow(wave: number, tally: WaveTally, rss: Rss): string {
+  const counts = [
+    [wave, 4],
+    [tally.sent, 4],
+    [tally.completed, 4],
+    [tally.aborted, 7],
+    [tally.refused429, 3],
+    [tally.failures.length, 8],
+  ] as const;
+  const megabytes = `${rss.backend.at(-1)!.toFixed(1).padStart(14)}  ${rss.edge.at(-1)!.toFixed(1).padStart(11)}`;
+  return `${counts.map(([count, width]) => String(count).padStart(width)).join('  ')}  ${megabytes}`;
+}
+
+function rssSlopeLine(rss: Rss): string {
+  const mb = (values: number[]) =>
+    `${slope(values) >= 0 ? '+' : ''}${slope(values).toFixed(2)} MB/wave over ${values.length} waves (${values[0]?.toFixed(1)} -> ${values.at(-1)?.toFixed(1)} MB)`;
+  return `RSS slope: backend ${mb(rss.backend)}; edge (wrangler + workerd) ${mb(rss.edge)}`;
+}
+
+async function main(): Promise<number> {
+  const args = parseSoakArgs();
+  if (!args) {
+    console.log(USAGE);
+    return 0;
+  }
+  const deadline = Date.now() + args.seconds * 1000;
+  const random = prng(args.seed);
+  const persistTo = mkdtempSync(path.join(tmpdir(), 'soak-edge-'));
+  const { stack, edgePort } = await startSoakStack(persistTo, args.threads);
+  startWatchdog(stack, args.seconds);
   const failures: string[] = [];
-  const rss = { backend: [] as number[], edge: [] as number[] };
-  const edgeMemory = values.heap ? new EdgeMemory(stack.pids.edge, edgePort + 1000, values.heap) : null;
+  const rss: Rss = { backend: [], edge: [] };
+  const edgeMemory = args.heap ? new EdgeMemory(stack.pids.edge, edgePort + 1000, args.heap) : null;
   try {
     const idle = await backendGauges(stack.backendUrl, stack.backendToken);
     const idleSlotsUsed = idle.get('backend_kv_slots_used') ?? 0;
     console.log(
-      `soak: ${waves} waves of ${requests} + ${2 * NARROW.concurrent} requests, model ${stack.modelInfo.modelId}, idle KV slots used ${idleSlotsUsed}, free ${idle.get('backend_kv_slots_free')}`,
+      `soak: ${args.waves} waves of ${args.requests} + ${2 * NARROW.concurrent} requests, model ${stack.modelInfo.modelId}, idle KV slots used ${idleSlotsUsed}, free ${idle.get('backend_kv_slots_free')}`,
     );
     console.log('wave  sent  done  aborted  429  failures  backend RSS MB  edge RSS MB');
-    for (let wave = 1; wave <= waves && Date.now() < deadline; wave++) {
-      const tally: WaveTally = { sent: 0, aborted: 0, refused429: 0, completed: 0, failures: [] };
-      await Promise.all([
-        ...Array.from({ length: requests }, (_, i) => oneRequest(stack, WIDE.key, random, tally, `wave ${wave} wide #${i}`)),
-        // Twice the narrow key's concurrency at once: about half must get 429.
-        ...Array.from({ length: 2 * NARROW.concurrent }, (_, i) => oneRequest(stack, NARROW.key, random, tally, `wave ${wave} narrow #${i}`)),
-      ]);
-      const idleAgain = (g: Map<string, number>) =>
-        g.get('backend_running_sequences') === 0 && g.get('backend_waiting_requests') === 0 && g.get('backend_kv_slots_used') === idleSlotsUsed;
-      const settled = await settle(stack.backendUrl, stack.backendToken, idleAgain, 15_000);
-      if (!settled.held) {
-        const g = settled.gauges;
-        tally.failures.push(
-          `backend not idle 15 s after the wave: running ${g.get('backend_running_sequences')}, waiting ${g.get('backend_waiting_requests')}, KV slots used ${g.get('backend_kv_slots_used')} (idle ${idleSlotsUsed})`,
-        );
-      }
-      for (const [key, name] of [
-        [WIDE, 'wide'],
-        [NARROW, 'narrow'],
-      ] as const) {
-        const leak = await slotsFree(stack, key, name);
-        if (leak) tally.failures.push(`wave ${wave}: ${leak}`);
-      }
+    for (let wave = 1; wave <= args.waves && Date.now() < deadline; wave++) {
+      const tally = await runWave(stack, wave, args.requests, random, idleSlotsUsed);
       rss.backend.push(treeRssMb(stack.pids.backend));
       rss.edge.push(treeRssMb(stack.pids.edge));
-      console.log(
-        `${String(wave).padStart(4)}  ${String(tally.sent).padStart(4)}  ${String(tally.completed).padStart(4)}  ${String(tally.aborted).padStart(7)}  ${String(tally.refused429).padStart(3)}  ${String(tally.failures.length).padStart(8)}  ${rss.backend.at(-1)!.toFixed(1).padStart(14)}  ${rss.edge.at(-1)!.toFixed(1).padStart(11)}`,
-      );
+      console.log(waveRow(wave, tally, rss));
       if (edgeMemory) console.log(await edgeMemory.afterWave(wave));
       for (const failure of tally.failures) console.log(`      FAIL ${failure}`);
       failures.push(...tally.failures);
@@ -218,9 +272,7 @@ async function main(): Promise<number> {
     await stack.stop();
     rmSync(persistTo, { recursive: true, force: true });
   }
-  const mb = (values: number[]) =>
-    `${slope(values) >= 0 ? '+' : ''}${slope(values).toFixed(2)} MB/wave over ${values.length} waves (${values[0]?.toFixed(1)} -> ${values.at(-1)?.toFixed(1)} MB)`;
-  console.log(`RSS slope: backend ${mb(rss.backend)}; edge (wrangler + workerd) ${mb(rss.edge)}`);
+  console.log(rssSlopeLine(rss));
   console.log(failures.length === 0 ? 'soak: every check held' : `soak: ${failures.length} failed check(s)`);
   return failures.length === 0 ? 0 : 1;
 }

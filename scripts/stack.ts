@@ -1,7 +1,6 @@
 // Starts the whole local stack: the Node backend (real ONNX session) and the edge worker under
 // `wrangler dev` (workerd, local mode). Used by `npm start` and by the end-to-end test.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -10,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { generateKeyId, generateSecret, kvKeyForHash, sha256Hex, type RateLimits } from '../edge/src/auth/api-key-store';
 import { kvPut } from '../edge/scripts/wrangler-kv';
 import { writeEdgeWranglerConfig } from './edge-wrangler-config';
+import { type ChildCommand, StackProcesses } from './stack-processes';
 import type { ModelInfo } from '../shared/protocol';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,12 +76,8 @@ export interface Stack {
   kill(): void;
 }
 
-const READY_TIMEOUT_MS = 180_000;
-/**
- * After the backend has drained and exited, the edge has received every stream's last event; this margin
- * lets workerd write them on to the clients before wrangler tears it down (it does not drain on SIGINT).
- */
-const EDGE_FLUSH_MS = 1_000;
+/** Where the per-edge env files and wrangler configs go (the vars hold secrets: mode 0600). */
+const STACK_DIR = path.join(REPO_ROOT, '.wrangler', 'stack');
 
 /** Refuses a port someone already listens on (another `npm start`, a stray backend) before anything starts. */
 export async function assertPortFree(port: number, what: string): Promise<void> {
@@ -125,50 +121,53 @@ export async function freeEdgePort(): Promise<number> {
   }
 }
 
-function pipeLines(child: ChildProcess, prefix: string, log: (line: string) => void): void {
-  for (const stream of [child.stdout, child.stderr]) {
-    let pending = '';
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
-      pending += chunk;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) log(`${prefix} ${line}`);
-    });
-  }
-}
-
-async function waitFor(url: string, child: ChildProcess, what: string, headers: Record<string, string> = {}): Promise<Response> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let lastError = '';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before it was ready`);
-    try {
-      const res = await fetch(url, { headers, signal: AbortSignal.timeout(2_000) });
-      if (res.ok) return res;
-      lastError = `HTTP ${res.status}`;
-    } catch (error) {
-      lastError = (error as Error).message;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`${what} was not ready at ${url} after ${READY_TIMEOUT_MS / 1000} s (${lastError})`);
-}
-
-function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', killAfterMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const killTimer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.once('exit', () => {
-      clearTimeout(killTimer);
-      resolve();
-    });
-    child.kill(signal);
-  });
-}
-
 export function generateApiKey(): string {
   return `sk-local-${randomBytes(18).toString('base64url')}`;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const backendToken = options.backendToken ?? randomBytes(24).toString('base64url');
+  const backendUrl = `http://127.0.0.1:${options.backendPort}`;
+  const edgeUrl = `http://127.0.0.1:${options.edgePort}`;
+  const inspectorPort = options.inspectorPort ?? options.edgePort + 1000;
+  await assertStackPortsFree(options, inspectorPort);
+  const processes = new StackProcesses({
+    cwd: REPO_ROOT,
+    backendUrl,
+    backend: backendCommand(options, backendToken),
+    drainMs: drainSecondsOf(options.backendArgs ?? []) * 1000,
+    log,
+    restartBackend: options.restartBackend,
+    onUnexpectedExit: options.onUnexpectedExit,
+  });
+  try {
+    const backend = await processes.startBackend();
+    const modelInfo = await fetchModelInfo(backendUrl, backendToken);
+    const envFile = writeEdgeVars(options, backendUrl, backendToken, modelInfo);
+    const edge = await processes.startEdge(await edgeCommand(options, envFile, inspectorPort), `${edgeUrl}/health`);
+    processes.markStarted();
+    return {
+      backendUrl,
+      edgeUrl,
+      apiKey: options.apiKey,
+      backendToken,
+      modelInfo,
+      pids: { backend: backend.pid!, edge: edge.pid! },
+      stopBackend: () => processes.stopBackend(),
+      stop: () => processes.stop(),
+      kill: () => processes.kill(),
+    };
+  } catch (error) {
+    await processes.stop();
+    throw error;
+  }
+}
+
+async function assertStackPortsFree(options: StackOptions, inspectorPort: number): Promise<void> {
+  await assertPortFree(options.backendPort, 'backend');
+  await assertPortFree(options.edgePort, 'edge');
+  if (inspectorPort !== 0) await assertPortFree(inspectorPort, 'edge inspector, edge port + 1000');
 }
 
 /** The backend's --drain-seconds (default 30): how long stop() lets it finish open streams. */
@@ -178,160 +177,62 @@ function drainSecondsOf(backendArgs: string[]): number {
   return Number.isFinite(value) && value >= 0 ? value : 30;
 }
 
-export async function startStack(options: StackOptions): Promise<Stack> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const backendToken = options.backendToken ?? randomBytes(24).toString('base64url');
-  const backendUrl = `http://127.0.0.1:${options.backendPort}`;
-  const edgeUrl = `http://127.0.0.1:${options.edgePort}`;
-  const inspectorPort = options.inspectorPort ?? options.edgePort + 1000;
-  await assertPortFree(options.backendPort, 'backend');
-  await assertPortFree(options.edgePort, 'edge');
-  if (inspectorPort !== 0) await assertPortFree(inspectorPort, 'edge inspector, edge port + 1000');
-  const drainMs = drainSecondsOf(options.backendArgs ?? []) * 1000;
-  const children: ChildProcess[] = [];
-  let stopping = false;
-  let backendStopping = false;
-  let started = false;
-  const stopBackend = () => {
-    backendStopping = true;
-    return children[0] ? stopChild(children[0], 'SIGTERM', drainMs + 10_000) : Promise.resolve();
-  };
-  const stop = async () => {
-    stopping = true;
-    const [, edge] = children;
-    const backendWasUp = children[0] !== undefined && children[0].exitCode === null && children[0].signalCode === null;
-    await stopBackend();
-    if (!edge) return;
-    if (backendWasUp && started) await new Promise((resolve) => setTimeout(resolve, EDGE_FLUSH_MS));
-    // wrangler shuts down cleanly on SIGINT (as on Ctrl-C); on SIGTERM its bundler dumps goroutine stacks.
-    await stopChild(edge, 'SIGINT');
-  };
-  const kill = () => {
-    stopping = true;
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  const childLog = (line: string) => {
-    if (!stopping || line.startsWith('[backend]')) log(line);
-  };
-  let restarts = { attempt: 0, readyAt: 0 };
-  const watch = (child: ChildProcess, which: 'backend' | 'edge') =>
-    child.once('exit', (code, signal) => {
-      const expected = stopping || (which === 'backend' && backendStopping);
-      if (!started || expected) return;
-      if (which === 'backend' && options.restartBackend) void restartBackend(options.restartBackend, code, signal);
-      else options.onUnexpectedExit?.(which, code, signal);
-    });
-  const spawnBackend = () => {
-    const backend = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        path.join(REPO_ROOT, 'gpu-backend/src/main.ts'),
-        '--model',
-        options.modelDir,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(options.backendPort),
-        ...(options.backendArgs ?? []),
-      ],
-      { cwd: REPO_ROOT, env: { ...process.env, BACKEND_TOKEN: backendToken }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children[0] = backend;
-    watch(backend, 'backend');
-    pipeLines(backend, '[backend]', childLog);
-    return backend;
-  };
-  const restartBackend = async (policy: BackendRestartPolicy, code: number | null, signal: NodeJS.Signals | null) => {
-    if (Date.now() - restarts.readyAt >= policy.stableMs) restarts = { attempt: 0, readyAt: restarts.readyAt };
-    restarts.attempt++;
-    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-    if (restarts.attempt > policy.maxAttempts) return options.onUnexpectedExit?.('backend', code, signal);
-    const delayMs = Math.min(policy.maxMs, policy.initialMs * 2 ** (restarts.attempt - 1));
-    log(
-      `[stack] the backend ${how}; restarting it in ${(delayMs / 1000).toFixed(1)} s (restart ${restarts.attempt} of at most ${policy.maxAttempts} in a row)`,
-    );
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
-    if (stopping || backendStopping) return;
-    const backend = spawnBackend();
-    try {
-      await waitFor(`${backendUrl}/ready`, backend, 'backend');
-    } catch {
-      return; // it died before it was ready: its exit schedules the next restart
-    }
-    restarts.readyAt = Date.now();
-    log(`[stack] the backend is back (pid ${backend.pid}), serving at ${backendUrl}`);
-  };
+function backendCommand(options: StackOptions, backendToken: string): ChildCommand {
+  const main = path.join(REPO_ROOT, 'gpu-backend/src/main.ts');
+  const listen = ['--host', '127.0.0.1', '--port', String(options.backendPort)];
+  return { args: ['--import', 'tsx', main, '--model', options.modelDir, ...listen, ...(options.backendArgs ?? [])], env: { BACKEND_TOKEN: backendToken } };
+}
 
-  try {
-    const backend = spawnBackend();
-    await waitFor(`${backendUrl}/ready`, backend, 'backend');
-    restarts.readyAt = Date.now();
-    const infoResponse = await fetch(`${backendUrl}/v1/model`, { headers: { authorization: `Bearer ${backendToken}` } });
-    if (!infoResponse.ok)
-      throw new Error(`the backend at ${backendUrl} refused its model info (HTTP ${infoResponse.status}): is it another process than the one just started?`);
-    const modelInfo = (await infoResponse.json()) as ModelInfo;
+async function fetchModelInfo(backendUrl: string, backendToken: string): Promise<ModelInfo> {
+  const response = await fetch(`${backendUrl}/v1/model`, { headers: { authorization: `Bearer ${backendToken}` } });
+  if (!response.ok)
+    throw new Error(`the backend at ${backendUrl} refused its model info (HTTP ${response.status}): is it another process than the one just started?`);
+  return (await response.json()) as ModelInfo;
+}
 
-    // Vars for the local worker go through an env file, so secrets stay off the command line.
-    const varsDir = path.join(REPO_ROOT, '.wrangler', 'stack');
-    mkdirSync(varsDir, { recursive: true });
-    const envFile = path.join(varsDir, `edge-${options.edgePort}.env`);
-    writeFileSync(
-      envFile,
-      `${[
-        `BACKEND_URLS=${backendUrl}`,
-        `BACKEND_TOKEN=${backendToken}`,
-        `DEV_API_KEY=${options.apiKey}`,
-        `MODEL_ID=${modelInfo.modelId}`,
-        `MAX_MODEL_LEN=${modelInfo.maxModelLen}`,
-        ...Object.entries(options.edgeVars ?? {}).map(([name, value]) => `${name}=${value}`),
-      ].join('\n')}\n`,
-      { mode: 0o600 },
-    );
-    const wrangler = path.join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
-    if (!existsSync(wrangler)) throw new Error('wrangler is not installed: run `npm ci` first');
-    const config = options.tokenizerAsset
-      ? ['--config', await writeEdgeWranglerConfig(path.join(varsDir, `edge-${options.edgePort}.wrangler.json`), options.tokenizerAsset)]
-      : [];
-    const edge = spawn(
-      process.execPath,
-      [
-        wrangler,
-        'dev',
-        ...config,
-        '--local',
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(options.edgePort),
-        '--env-file',
-        envFile,
-        '--persist-to',
-        options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'),
-        '--show-interactive-dev-session=false',
-        '--inspector-port',
-        String(inspectorPort),
-        '--log-level',
-        'warn',
-      ],
-      {
-        cwd: REPO_ROOT,
-        detached: options.edgeOwnProcessGroup ?? false,
-        env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    children.push(edge);
-    watch(edge, 'edge');
-    pipeLines(edge, '[edge]', childLog);
-    await waitFor(`${edgeUrl}/health`, edge, 'edge worker');
-    started = true;
-    return { backendUrl, edgeUrl, apiKey: options.apiKey, backendToken, modelInfo, pids: { backend: backend.pid!, edge: edge.pid! }, stopBackend, stop, kill };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+/** Vars for the local worker go through an env file, so secrets stay off the command line; returns its path. */
+function writeEdgeVars(options: StackOptions, backendUrl: string, backendToken: string, modelInfo: ModelInfo): string {
+  mkdirSync(STACK_DIR, { recursive: true });
+  const envFile = path.join(STACK_DIR, `edge-${options.edgePort}.env`);
+  const vars = {
+    BACKEND_URLS: backendUrl,
+    BACKEND_TOKEN: backendToken,
+    DEV_API_KEY: options.apiKey,
+    MODEL_ID: modelInfo.modelId,
+    MAX_MODEL_LEN: String(modelInfo.maxModelLen),
+  };
+  const lines = [...Object.entries(vars), ...Object.entries(options.edgeVars ?? {})].map(([name, value]) => `${name}=${value}`);
+  writeFileSync(envFile, `${lines.join('\n')}\n`, { mode: 0o600 });
+  return envFile;
+}
+
+async function edgeCommand(options: StackOptions, envFile: string, inspectorPort: number): Promise<ChildCommand> {
+  const wrangler = path.join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
+  if (!existsSync(wrangler)) throw new Error('wrangler is not installed: run `npm ci` first');
+  const config = options.tokenizerAsset
+    ? ['--config', await writeEdgeWranglerConfig(path.join(STACK_DIR, `edge-${options.edgePort}.wrangler.json`), options.tokenizerAsset)]
+    : [];
+  const args = [
+    wrangler,
+    'dev',
+    ...config,
+    '--local',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(options.edgePort),
+    '--env-file',
+    envFile,
+    '--persist-to',
+    options.persistTo ?? path.join(REPO_ROOT, '.wrangler', 'state'),
+    '--show-interactive-dev-session=false',
+    '--inspector-port',
+    String(inspectorPort),
+    '--log-level',
+    'warn',
+  ];
+  const env = { CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', CI: 'true' };
+  return { args, env, detached: options.edgeOwnProcessGroup ?? false };
 }
 
 /**

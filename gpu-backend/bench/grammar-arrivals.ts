@@ -4,15 +4,12 @@
 // arrive at once. Prints the worst and median inter-token gap of the running streams while the new ones
 // are prepared, against the same streams' gaps before they arrived. Asserts nothing.
 
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { DEFAULT_MODEL_CONFIG } from '../src/model/checkpoint/default-model';
+import { rm } from 'node:fs/promises';
 import { createBackendApp } from '../src/server/app';
 import { GenerationClient } from '../src/server/generation-client';
 import { GrammarChecker } from '../src/server/grammar/grammar-checker';
 import { SAMPLE_SCHEMAS } from '../src/server/grammar/sample-schemas';
-import { FIXTURE_TOKENIZERS } from '../src/server/grammar/test-vocabularies';
+import { vocabularyFolder } from '../src/server/grammar/test-vocabularies';
 import { percentile } from '../../shared/stats';
 
 export interface ArrivalsOptions {
@@ -104,9 +101,7 @@ async function round(generate: Generate, options: ArrivalsOptions, runningGramma
 }
 
 export async function benchArrivals(options: ArrivalsOptions): Promise<void> {
-  const folder = await mkdtemp(join(tmpdir(), 'bench-arrivals-'));
-  await writeFile(join(folder, 'config.json'), JSON.stringify(DEFAULT_MODEL_CONFIG));
-  await copyFile(`${FIXTURE_TOKENIZERS}tokenizer.model.v1`, join(folder, 'tokenizer.model'));
+  const folder = await vocabularyFolder('bench-arrivals');
   const client = GenerationClient.inWorker({
     engine: {
       kind: 'fake',

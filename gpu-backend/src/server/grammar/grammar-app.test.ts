@@ -1,26 +1,20 @@
 // Bad grammars through the real app and check thread: each a 400 naming `grammar` and the problem, or a 413
 // when too large or too slow to compile, answered before any stream starts; other requests keep flowing.
 
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ErrorBody, GenerateResponse } from '../../../../shared/protocol';
-import { DEFAULT_MODEL_CONFIG } from '../../model/checkpoint/default-model';
 import { createBackendApp } from '../app';
 import { FakeEngine } from '../fake-engine';
 import { GenerationClient } from '../generation-client';
 import { GrammarChecker } from './grammar-checker';
-import { FIXTURE_TOKENIZERS, TEST_TIME_LIMIT_MS } from './test-vocabularies';
+import { TEST_TIME_LIMIT_MS, vocabularyFolder } from './test-vocabularies';
 
 let folder: string;
 const closers: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  // The v1 vocabulary as a model folder: config.json + tokenizer.model (no weights: the engine is the fake).
-  folder = await mkdtemp(join(tmpdir(), 'grammar-app-'));
-  await writeFile(join(folder, 'config.json'), JSON.stringify(DEFAULT_MODEL_CONFIG));
-  await copyFile(`${FIXTURE_TOKENIZERS}tokenizer.model.v1`, join(folder, 'tokenizer.model'));
+  folder = await vocabularyFolder('grammar-app');
 });
 afterAll(async () => {
   await rm(folder, { recursive: true, force: true });

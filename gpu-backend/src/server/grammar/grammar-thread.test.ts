@@ -2,9 +2,7 @@
 // only receives masks. If that thread goes away mid-request, the constrained request ends with an error and
 // the unconstrained one beside it finishes unchanged.
 
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SAMPLING, type GenerateEvent, type GenerateResponse } from '../../../../shared/protocol';
 import { DEFAULT_MODEL_CONFIG } from '../../model/checkpoint/default-model';
@@ -16,7 +14,7 @@ import { fakeGreedy } from '../test-support';
 import { GrammarChecker } from './grammar-checker';
 import { grammarSourceOf } from './grammar-source';
 import { GrammarThread } from './grammar-thread';
-import { FIXTURE_TOKENIZERS, TEST_TIME_LIMIT_MS } from './test-vocabularies';
+import { TEST_TIME_LIMIT_MS, vocabularyFolder } from './test-vocabularies';
 import { xgrammarLoadedInThisThread } from './xgrammar';
 
 const VOCAB = 32000;
@@ -25,9 +23,7 @@ const SCHEMA = { type: 'object', properties: { name: { type: 'string', maxLength
 let folder: string;
 
 beforeAll(async () => {
-  folder = await mkdtemp(join(tmpdir(), 'grammar-thread-'));
-  await writeFile(join(folder, 'config.json'), JSON.stringify(DEFAULT_MODEL_CONFIG));
-  await copyFile(`${FIXTURE_TOKENIZERS}tokenizer.model.v1`, join(folder, 'tokenizer.model'));
+  folder = await vocabularyFolder('grammar-thread');
 });
 afterAll(async () => {
   await rm(folder, { recursive: true, force: true });

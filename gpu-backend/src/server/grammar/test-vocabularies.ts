@@ -1,11 +1,15 @@
 // Test support: grammar vocabularies from the real SentencePiece models in ../shared/fixtures, an independent
-// decoder (mistral-tokenizer-js; v3 text ids are v1 ids + 768), and a helper that walks a grammar state
-// through a text by its own masks.
+// decoder (mistral-tokenizer-js; v3 text ids are v1 ids + 768), a helper that walks a grammar state
+// through a text by its own masks, and the v1 vocabulary as a model folder.
 
 import { readFileSync } from 'node:fs';
+import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mistralTokenizer from 'mistral-tokenizer-js';
 import { readSentencePieceModel } from '../../../../shared/sentencepiece-model';
+import { DEFAULT_MODEL_CONFIG } from '../../model/checkpoint/default-model';
 import { GrammarCompilerCache } from './grammar-compiler';
 import type { GrammarState } from './grammar-state';
 import { vocabularyOf, type Vocabulary } from './model-vocabulary';
@@ -18,6 +22,17 @@ export function fixtureVocabulary(version: 'v1' | 'v3'): Vocabulary & { pieces: 
   const file = version === 'v1' ? `${FIXTURE_TOKENIZERS}tokenizer.model.v1` : V3_MODEL_FILE;
   const model = readSentencePieceModel(new Uint8Array(readFileSync(file)));
   return { ...vocabularyOf({ ...model, source: file }, model.pieces.length, model.eosTokenId), pieces: model.pieces, types: model.types };
+}
+
+/**
+ * A fresh temporary folder holding the v1 vocabulary as a model folder (config.json + tokenizer.model, no weights:
+ * for the fake engine); `label` starts its name. The caller removes it.
+ */
+export async function vocabularyFolder(label: string): Promise<string> {
+  const folder = await mkdtemp(join(tmpdir(), `${label}-`));
+  await writeFile(join(folder, 'config.json'), JSON.stringify(DEFAULT_MODEL_CONFIG));
+  await copyFile(`${FIXTURE_TOKENIZERS}tokenizer.model.v1`, join(folder, 'tokenizer.model'));
+  return folder;
 }
 
 const compilers = new Map<string, Promise<GrammarCompilerCache>>();
