@@ -17,7 +17,8 @@ Drives waves of mixed streaming/non-streaming chats (some aborted, some over the
 through a local stack on free loopback ports with the built-in model, then checks after every wave:
   - every admitted stream ended with data: [DONE] or an in-band error (no cut connection)
   - no key holds a slot: a key of concurrency N admits N concurrent requests
-  - backend running and waiting back to 0, KV slots used back to the idle figure
+  - backend running and waiting back to 0, and every engine sequence free again except the prefix
+    cache's snapshots (which the cache keeps on purpose: free sequences + snapshots = the idle free count)
 and prints backend and edge resident memory per wave with its slope. Stops after --waves or --seconds.
 With --heap DIR it also prints the edge worker's live JS heap (from a heap snapshot) and each edge
 process's memory per wave, and keeps the first and the last wave's snapshots in DIR.
@@ -187,7 +188,7 @@ function startWatchdog(stack: Stack, seconds: number): void {
 }
 
 /** One wave of the mix, then the checks that it let everything go: the backend idle again, every key's slots free. */
-async function runWave(stack: Stack, wave: number, requests: number, random: () => number, idleSlotsUsed: number): Promise<WaveTally> {
+async function runWave(stack: Stack, wave: number, requests: number, random: () => number, idleFreeSequences: number): Promise<WaveTally> {
   const tally: WaveTally = { sent: 0, aborted: 0, refused429: 0, completed: 0, failures: [] };
   await Promise.all([
     ...Array.from({ length: requests }, (_, i) => oneRequest(stack, WIDE.key, random, tally, `wave ${wave} wide #${i}`)),
@@ -195,12 +196,14 @@ async function runWave(stack: Stack, wave: number, requests: number, random: () 
     ...Array.from({ length: 2 * NARROW.concurrent }, (_, i) => oneRequest(stack, NARROW.key, random, tally, `wave ${wave} narrow #${i}`)),
   ]);
   const idleAgain = (g: Map<string, number>) =>
-    g.get('backend_running_sequences') === 0 && g.get('backend_waiting_requests') === 0 && g.get('backend_kv_slots_used') === idleSlotsUsed;
+    g.get('backend_running_sequences') === 0 &&
+    g.get('backend_waiting_requests') === 0 &&
+    (g.get('backend_free_sequences') ?? 0) + (g.get('backend_prefix_cache_entries') ?? 0) === idleFreeSequences;
   const settled = await settle(stack.backendUrl, stack.backendToken, idleAgain, 15_000);
   if (!settled.held) {
     const g = settled.gauges;
     tally.failures.push(
-      `backend not idle 15 s after the wave: running ${g.get('backend_running_sequences')}, waiting ${g.get('backend_waiting_requests')}, KV slots used ${g.get('backend_kv_slots_used')} (idle ${idleSlotsUsed})`,
+      `backend not idle 15 s after the wave: running ${g.get('backend_running_sequences')}, waiting ${g.get('backend_waiting_requests')}, free sequences ${g.get('backend_free_sequences')} + prefix snapshots ${g.get('backend_prefix_cache_entries')} (idle ${idleFreeSequences} free)`,
     );
   }
   for (const [key, name] of [
@@ -254,12 +257,13 @@ async function main(): Promise<number> {
   try {
     const idle = await backendGauges(stack.backendUrl, stack.backendToken);
     const idleSlotsUsed = idle.get('backend_kv_slots_used') ?? 0;
+    const idleFreeSequences = idle.get('backend_free_sequences') ?? 0;
     console.log(
       `soak: ${args.waves} waves of ${args.requests} + ${2 * NARROW.concurrent} requests, model ${stack.modelInfo.modelId}, idle KV slots used ${idleSlotsUsed}, free ${idle.get('backend_kv_slots_free')}`,
     );
     console.log('wave  sent  done  aborted  429  failures  backend RSS MB  edge RSS MB');
     for (let wave = 1; wave <= args.waves && Date.now() < deadline; wave++) {
-      const tally = await runWave(stack, wave, args.requests, random, idleSlotsUsed);
+      const tally = await runWave(stack, wave, args.requests, random, idleFreeSequences);
       rss.backend.push(treeRssMb(stack.pids.backend));
       rss.edge.push(treeRssMb(stack.pids.edge));
       console.log(waveRow(wave, tally, rss));
