@@ -8,6 +8,8 @@
 // and the next chunk A / (F / p + c) (A = stallFactor * decode) converges to the p with F + c p = A,
 // because the map's slope there is F / A < 1.
 
+import { median } from '../../../shared/stats';
+
 /**
  * Estimates are medians of the last few samples, not averages: a step that also paid for something
  * else (a KV cache reallocation, a snapshot copy, another process on the CPU) must not shrink the next
@@ -26,9 +28,7 @@ class RecentMedian {
   }
 
   get value(): number | null {
-    if (this.samples.length === 0) return null;
-    const sorted = [...this.samples].sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)];
+    return this.samples.length === 0 ? null : median(this.samples);
   }
 }
 
