@@ -85,7 +85,7 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
   --max-model-len N          longest prompt + completion (default: the model's)
   --max-running N, --max-batched-tokens N, --max-queue N, --prefix-cache-size N,
   --chunk-size N, --prefill-stall-factor F   scheduler limits
-  --speculative off|ngram    speculative decoding by prompt lookup (default ${DEFAULTS.speculative}; cpu, js session)
+  --speculative off|ngram    speculative decoding by prompt lookup (default ${DEFAULTS.speculative}; js or native session)
   --spec-tokens K            most draft tokens verified per step with ngram (default ${DEFAULTS.specTokens})
   --drain-seconds S          on SIGTERM/SIGINT, how long open streams may finish (default ${DEFAULTS.drainSeconds})
   --log-level info|debug     (default LOG_LEVEL or ${DEFAULTS.logLevel})
