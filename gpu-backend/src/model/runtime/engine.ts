@@ -13,6 +13,7 @@ import { INT4_BLOCK_SIZE } from '../graph/quantize-int4';
 import type { EngineTuning } from './engine-tuning';
 import type { KvStore } from './kv-store';
 import { KvStoreConfigError, loadKvStore } from './kv-store-loader';
+import type { ModelSpec } from './model-spec';
 import { SequenceSlots } from './sequence-slots';
 
 /** What the server passes (EngineOptions) plus the knobs only benchmarks and tests turn (EngineTuning). */
@@ -93,20 +94,22 @@ export class Engine implements ModelEngine {
     const computeType = options.computeType ?? computeTypeOf(options.dtype, options.executionProvider);
     if (computeType === 'float16' && options.dtype === 'fp32')
       throw new EngineError('fp32 weights compute in fp32 (computeType float16 needs dtype fp16 or int4)');
-    const resolved = {
+    // Resolved once: every store and the graph builder below read this, not the options.
+    const spec: ModelSpec = {
+      format: options.dtype,
+      computeType,
+      kvType: kvCacheElementType(computeType, options.kvCacheDtype),
       attention: options.attention ?? chooseAttention(config.headDim, options.executionProvider),
       int4AccuracyLevel: options.int4AccuracyLevel ?? DEFAULT_INT4_ACCURACY_LEVEL,
       int4BlockSize: options.int4BlockSize ?? INT4_BLOCK_SIZE,
-      kvType: kvCacheElementType(computeType, options.kvCacheDtype),
-      computeKvType: computeType,
     };
     const draftSlots = options.speculativeTokens ?? 0;
     if (!Number.isInteger(draftSlots) || draftSlots < 0) throw new EngineError(`speculativeTokens must be a non-negative integer, got ${draftSlots}`);
-    if (draftSlots > 0) Engine.checkVerifiable(options, resolved.attention);
+    if (draftSlots > 0) Engine.checkVerifiable(options, spec.attention);
     const requested = { slidingWindow: config.slidingWindow, maxSequences: options.maxSequences, maxModelLen, draftSlots };
     let loaded: Awaited<ReturnType<typeof loadKvStore>>;
     try {
-      loaded = await loadKvStore(source, options, resolved, requested);
+      loaded = await loadKvStore(source, options, spec, requested);
     } catch (error) {
       if (error instanceof KvStoreConfigError) throw new EngineError(error.message);
       throw error;

@@ -7,30 +7,16 @@ import type { AttentionKind } from '../graph/graph-attention';
 import type { WeightSource } from '../graph/model-graph';
 import { prepareOnnxModel } from '../graph/onnx-model-store';
 import type { BatchPlan } from './engine-feeds';
-import type { ExecutionProvider, WeightFormat } from './engine-types';
+import type { ExecutionProvider } from './engine-types';
 import { type CacheArray, HostKvBuffers } from './host-kv-buffers';
 import type { CacheFeeds, KvStore } from './kv-store';
 import { type Feed, OrtSession } from './ort-session';
 import { type RowCopy, SequenceSlots, type SequenceSlotsOptions } from './sequence-slots';
+import type { StoreLoad } from './model-spec';
 
-export interface HostKvStoreOptions {
-  executionProvider: ExecutionProvider;
-  intraOpThreads: number;
-  format: WeightFormat;
-  /** Activation type (computeTypeOf); default the format's own. */
-  computeType?: 'float32' | 'float16';
-  attention: AttentionKind;
-  int4AccuracyLevel: number;
-  int4BlockSize: number;
-  kvType: 'float32' | 'float16';
-  /** Cached ONNX graphs; null builds in memory. */
-  cacheDir: string | null;
-  checkpointDir: string;
-  externalDataThresholdBytes?: number;
+export interface HostKvStoreOptions extends StoreLoad {
   /** Reserve the whole cache at load; undefined: when it takes at most DEFAULT_RESERVE_SHARE of free memory. */
   reserveKvMemory?: boolean;
-  /** File prefix for an ONNX Runtime per-op profile of the session (written when it is released). */
-  profilePrefix?: string;
 }
 
 /** The reservation's default: reserve when the whole cache takes at most this share of free memory. */
@@ -53,21 +39,11 @@ export class HostKvStore implements KvStore {
   /** Builds (or loads the cached) graph for `source`, starts its session and sets the buffers up for `layout` (capacity 0 until the first resize). */
   static async load(source: WeightSource, layout: SequenceSlotsOptions, options: HostKvStoreOptions): Promise<HostKvStore> {
     const { config } = source;
-    const prepared = await prepareOnnxModel(source, {
-      format: options.format,
-      computeType: options.computeType,
-      attention: options.attention,
-      int4AccuracyLevel: options.int4AccuracyLevel,
-      int4BlockSize: options.int4BlockSize,
-      kvType: options.kvType,
-      cacheDir: options.cacheDir,
-      checkpointDir: options.checkpointDir,
-      externalDataThresholdBytes: options.externalDataThresholdBytes,
-    });
+    const prepared = await prepareOnnxModel(source, { ...options.spec, ...options.files });
     const session = await OrtSession.create(prepared.model, {
-      executionProvider: options.executionProvider,
-      intraOpThreads: options.intraOpThreads,
-      profilePrefix: options.profilePrefix,
+      executionProvider: options.session.executionProvider,
+      intraOpThreads: options.session.intraOpThreads,
+      profilePrefix: options.session.profilePrefix,
     });
     const bufferOptions = {
       layerCount: config.layerCount,
@@ -79,7 +55,7 @@ export class HostKvStore implements KvStore {
     };
     const reserve = options.reserveKvMemory ?? HostKvBuffers.reservedBytes(bufferOptions) <= DEFAULT_RESERVE_SHARE * os.freemem();
     const buffers = new HostKvBuffers({ ...bufferOptions, reserve }, 0);
-    return new HostKvStore(session, buffers, prepared.attention, options.executionProvider, options.reserveKvMemory);
+    return new HostKvStore(session, buffers, prepared.attention, options.session.executionProvider, options.reserveKvMemory);
   }
 
   get elementType(): 'float32' | 'float16' {

@@ -14,25 +14,11 @@ import type { WeightSource } from '../graph/model-graph';
 import { presentOutputName } from '../graph/graph-attention';
 import { prepareOnnxModel } from '../graph/onnx-model-store';
 import type { BatchPlan } from './engine-feeds';
-import type { ExecutionProvider, WeightFormat } from './engine-types';
 import type { CacheFeeds, KvStore } from './kv-store';
 import { NativeSession, NativeSessionError } from './native-session';
 import type { Feed } from './ort-session';
 import type { RowCopy, SequenceSlots, SequenceSlotsOptions } from './sequence-slots';
-
-export interface NativeKvStoreOptions {
-  executionProvider: ExecutionProvider;
-  intraOpThreads: number;
-  format: WeightFormat;
-  /** Activation type (computeTypeOf); default the format's own. */
-  computeType?: 'float32' | 'float16';
-  int4AccuracyLevel: number;
-  int4BlockSize: number;
-  /** Cached ONNX graphs; null builds in memory. */
-  cacheDir: string | null;
-  checkpointDir: string;
-  externalDataThresholdBytes?: number;
-}
+import type { StoreLoad } from './model-spec';
 
 export class NativeKvStore implements KvStore {
   readonly attention = 'fused';
@@ -52,22 +38,13 @@ export class NativeKvStore implements KvStore {
     return { ...layout, slidingWindow: null };
   }
 
-  static async load(source: WeightSource, layout: SequenceSlotsOptions, options: NativeKvStoreOptions): Promise<NativeKvStore> {
+  static async load(source: WeightSource, layout: SequenceSlotsOptions, { spec, session: run, files }: StoreLoad): Promise<NativeKvStore> {
     const { config } = source;
-    const provider = options.executionProvider;
+    const provider = run.executionProvider;
     if (provider === 'webgpu') throw new NativeSessionError('the native session runs the cpu or cuda provider, not webgpu (use --runtime js)');
-    const prepared = await prepareOnnxModel(source, {
-      format: options.format,
-      computeType: options.computeType,
-      attention: 'fused',
-      cacheIo: 'shared-buffer',
-      int4AccuracyLevel: options.int4AccuracyLevel,
-      int4BlockSize: options.int4BlockSize,
-      cacheDir: options.cacheDir,
-      checkpointDir: options.checkpointDir,
-      externalDataThresholdBytes: options.externalDataThresholdBytes,
-    });
-    const session = NativeSession.create(prepared.model, { provider, intraOpThreads: options.intraOpThreads });
+    // Shared-buffer GQA: the cache is bound as past and present, so attention is the fused kind.
+    const prepared = await prepareOnnxModel(source, { ...spec, ...files, attention: 'fused', cacheIo: 'shared-buffer' });
+    const session = NativeSession.create(prepared.model, { provider, intraOpThreads: run.intraOpThreads });
     const pastNames: string[] = [];
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) {

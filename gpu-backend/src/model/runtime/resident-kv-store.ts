@@ -15,7 +15,6 @@ import type { ModelConfig } from '../checkpoint/config';
 import type { BatchPlan } from './engine-feeds';
 import type { CacheArray } from './host-kv-buffers';
 import type { CacheFeeds, KvStore } from './kv-store';
-import type { ExecutionProvider, WeightFormat } from './engine-types';
 import type { AttentionKind } from '../graph/graph-attention';
 import type { WeightSource } from '../graph/model-graph';
 import { prepareOnnxModel } from '../graph/onnx-model-store';
@@ -24,25 +23,7 @@ import { DeviceTensor, type Feed, OrtSession } from './ort-session';
 import { residentInputName, residentOutputName, residentResizeGraph } from '../graph/resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
 import type { SequenceSlots } from './sequence-slots';
-
-export interface ResidentLoadOptions {
-  executionProvider: ExecutionProvider;
-  intraOpThreads: number;
-  format: WeightFormat;
-  /** Activation type (computeTypeOf); default the format's own. */
-  computeType?: 'float32' | 'float16';
-  attention?: AttentionKind;
-  int4AccuracyLevel?: number;
-  int4BlockSize?: number;
-  /** The ONNX cache folder (the resident graph is cached like the plain one); null builds in memory. */
-  cacheDir: string | null;
-  /** The checkpoint folder, part of the cache key. */
-  checkpointDir: string;
-  /** Estimated weight bytes above which the weights go to an external data file (default 1.5 GiB). */
-  externalDataThresholdBytes?: number;
-  /** File prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
-  profilePrefix?: string;
-}
+import type { StoreLoad } from './model-spec';
 
 type CacheTensor = DeviceTensor | Feed;
 
@@ -66,27 +47,17 @@ export class ResidentKvStore implements KvStore {
   }
 
   /** Prepares the resident-cache graph for `source` through the ONNX cache and starts its sessions. */
-  static async load(source: WeightSource, options: ResidentLoadOptions): Promise<ResidentKvStore> {
+  static async load(source: WeightSource, { spec, session: run, files }: StoreLoad): Promise<ResidentKvStore> {
     const { config } = source;
-    const prepared = await prepareOnnxModel(source, {
-      variant: 'resident-kv',
-      format: options.format,
-      computeType: options.computeType,
-      attention: options.attention,
-      int4AccuracyLevel: options.int4AccuracyLevel,
-      int4BlockSize: options.int4BlockSize,
-      cacheDir: options.cacheDir,
-      checkpointDir: options.checkpointDir,
-      externalDataThresholdBytes: options.externalDataThresholdBytes,
-    });
+    const prepared = await prepareOnnxModel(source, { ...spec, ...files, variant: 'resident-kv' });
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
     const sessionOptions = {
-      executionProvider: options.executionProvider,
-      intraOpThreads: options.intraOpThreads,
-      deviceOutputs: options.executionProvider === 'webgpu' ? presentNames : [],
+      executionProvider: run.executionProvider,
+      intraOpThreads: run.intraOpThreads,
+      deviceOutputs: run.executionProvider === 'webgpu' ? presentNames : [],
     };
-    const session = await OrtSession.create(prepared.model, { ...sessionOptions, profilePrefix: options.profilePrefix });
+    const session = await OrtSession.create(prepared.model, { ...sessionOptions, profilePrefix: run.profilePrefix });
     const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, prepared.computeType))), sessionOptions);
     return new ResidentKvStore(config, session, resize, prepared.computeType, prepared.attention);
   }
