@@ -21,6 +21,8 @@ function shapes(z: typeof z3 | typeof z4) {
     enum: zz.object({ color: zz.enum(['red', 'green']), count: zz.number().int() }),
     array: zz.object({ ids: zz.array(zz.number().int()).max(3) }),
     nested: zz.object({ user: zz.object({ id: zz.number().int(), name: zz.string().max(10), tags: zz.array(zz.string().max(4)) }) }),
+    // zod 3 writes draft-07 tuples (items as an array); zod 4 prefixItems.
+    tuple: zz.object({ pair: zz.tuple([zz.string().max(8), zz.number().int()]) }),
   };
 }
 

@@ -24,7 +24,7 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
   if (JSON.stringify(schema).length > MAX_SCHEMA_CHARS) {
     throw new HttpError(413, 'invalid_request', `The JSON Schema in '${param}' is larger than ${MAX_SCHEMA_CHARS} characters.`, param);
   }
-  const problem = structuralProblem(schema, EDGE_RULES);
+  const problem = structuralProblem(fromDraft07Tuples(schema), EDGE_RULES);
   if (problem?.tooLarge) throw new HttpError(413, 'invalid_request', `The JSON Schema in '${param}' is too large at ${problemText(problem)}.`, param);
   if (problem) throw badRequest(`Invalid JSON Schema in '${param}' at ${problemText(problem)}`, param);
 }
@@ -36,8 +36,12 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
  * zodResponseFormat writes draft-07's, which the backend's 2020-12 meta-schema check cannot load).
  */
 export function toGrammarSchema(schema: unknown): unknown {
+  return nullableAsType(fromDraft07Tuples(schema));
+}
+
+function nullableAsType(schema: unknown): unknown {
   if (!isObject(schema)) return schema;
-  const out = mapSubschemas(schema, toGrammarSchema);
+  const out = mapSubschemas(schema, nullableAsType);
   delete out.nullable;
   delete out.$schema;
   if (schema.nullable !== true) return out;
@@ -45,4 +49,21 @@ export function toGrammarSchema(schema: unknown): unknown {
   else if (Array.isArray(out.type) && !out.type.includes('null')) out.type = [...(out.type as unknown[]), 'null'];
   if (Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...(out.enum as unknown[]), null];
   return out;
+}
+
+/**
+ * Draft-07 tuples (`items` as an array, `additionalItems`), which the openai client's zodResponseFormat writes
+ * for z.tuple under zod 3, in 2020-12's words: `prefixItems`, and `items` for what may follow. A closed tuple
+ * (`additionalItems: false`) becomes a maxItems of its length, which says the same without a false schema.
+ * The check and the backend see this form, so a problem inside a tuple is reported under /prefixItems.
+ */
+export function fromDraft07Tuples(schema: unknown): unknown {
+  if (!isObject(schema)) return schema;
+  const out = mapSubschemas(schema, fromDraft07Tuples);
+  if (!Array.isArray(schema.items)) return out;
+  const { items, additionalItems, ...rest } = out;
+  const tuple: Record<string, unknown> = { ...rest, prefixItems: schema.items.map(fromDraft07Tuples) };
+  if (isObject(additionalItems)) tuple.items = fromDraft07Tuples(additionalItems);
+  else if (additionalItems === false && tuple.maxItems === undefined) tuple.maxItems = schema.items.length;
+  return tuple;
 }
