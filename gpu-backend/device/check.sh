@@ -30,7 +30,6 @@ cp "$pack/load1/check.mjs" "$work/check.mjs"
 # The addon's RUNPATH is build/Release/../../../../node_modules/onnxruntime-node/...: the same tree here.
 mkdir -p "$work/gpu-backend/native/build/Release"
 cp "$pack/load1/native_session.node" "$work/gpu-backend/native/build/Release/"
-export NATIVE_SESSION_ADDON="$work/gpu-backend/native/build/Release/native_session.node"
 core="$work/node_modules/onnxruntime-node/bin/napi-v6/linux/x64"
 
 full_pieces=$(cat "$pack"/load*/provider-full.pieces 2>/dev/null | head -1)
@@ -84,5 +83,5 @@ cat "$out/gpu.txt"
 
 args=("$@")
 case " $* " in *" --ep "*) ;; *) args=(--ep webgpu "${args[@]}") ;; esac
-cd "$work" && ./node check.mjs --out "$out" "${args[@]}" 2>&1 | tee "$out/check.log"
+cd "$work" && ./node check.mjs --out "$out" --native-addon "$work/gpu-backend/native/build/Release/native_session.node" "${args[@]}" 2>&1 | tee "$out/check.log"
 exit "${PIPESTATUS[0]}"

@@ -2,7 +2,7 @@
 // provider vs the CPU on one generated model, fp32 and fp16; b) prefill/decode speed of generated
 // Mistral-shaped models; c) the bandwidth floor. Prints one table at the end and writes check.json.
 //
-//   check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
+//   check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--native-addon FILE] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
 // A full run ends with a per-operator profile of 7B-shape decode (webgpu) when 45 s of budget remain.
 
 import fs from 'node:fs';
@@ -14,6 +14,7 @@ import { benchConfig } from './bench-weights';
 import { measureCopyBandwidth } from './check-bandwidth';
 import { type CorrectnessResult, checkCorrectness } from './check-correctness';
 import { type OpTime, profileDecode } from './check-profile';
+import { useNativeAddonAt } from '../src/model/runtime/native-session';
 import { type DeviceTarget, type SpeedPlan, type SpeedRow, measureSpeed } from './check-speed';
 
 interface CheckArgs {
@@ -26,6 +27,8 @@ interface CheckArgs {
   layers7b: number;
   threads: number;
   profile: boolean;
+  /** The native session addon's file when it is not where npm ci builds it (check.sh's unpacked pack). */
+  nativeAddon: string | null;
 }
 
 function parseArgs(argv: string[]): CheckArgs {
@@ -39,6 +42,7 @@ function parseArgs(argv: string[]): CheckArgs {
     layers7b: 4,
     threads: Math.max(1, Math.min(8, os.cpus().length)),
     profile: true,
+    nativeAddon: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -62,6 +66,7 @@ function parseArgs(argv: string[]): CheckArgs {
     else if (flag === '--layers-7b') args.layers7b = Number(value());
     else if (flag === '--threads') args.threads = Number(value());
     else if (flag === '--no-profile') args.profile = false;
+    else if (flag === '--native-addon') args.nativeAddon = value();
     else throw new Error(`unknown flag ${flag}`);
   }
   return args;
@@ -264,6 +269,7 @@ function summaryLines(run: CheckRun): string[] {
 async function main(): Promise<void> {
   const run = startRun(parseArgs(process.argv.slice(2)));
   const { args } = run;
+  if (args.nativeAddon) useNativeAddonAt(args.nativeAddon);
   run.log(
     `device check: ep ${args.ep}, runtime ${args.runtime}${args.quick ? ' (quick)' : ''}${args.local ? ' (local software driver: not a speed figure)' : ''}, budget ${args.budgetSeconds} s`,
   );

@@ -11,12 +11,8 @@ import { GraphBuilder } from '../graph/graph-builder';
 import { concatChunks, encodeOnnxModel } from '../graph/onnx-proto-writer';
 import type { Feed } from './ort-session';
 
-/**
- * Where npm ci's postinstall builds the addon; NATIVE_SESSION_ADDON names another file, for a bundle that no
- * longer sits in this tree (the device check's check.mjs).
- */
-export const NATIVE_ADDON_PATH =
-  process.env.NATIVE_SESSION_ADDON || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/build/Release/native_session.node');
+/** Where npm ci's postinstall builds the addon. */
+export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/build/Release/native_session.node');
 
 export type NativeProvider = 'cpu' | 'cuda';
 
@@ -68,15 +64,25 @@ export class NativeSessionError extends Error {
 }
 
 let addon: Addon | null = null;
+let addonPath = NATIVE_ADDON_PATH;
+
+/**
+ * Loads the process's one addon from `file` instead: for a bundle that no longer sits in this tree (the
+ * device check's check.mjs). Before the first session only.
+ */
+export function useNativeAddonAt(file: string): void {
+  if (addon && file !== addonPath) throw new NativeUnavailableError(`the native session addon is already loaded from ${addonPath}`);
+  addonPath = file;
+}
 
 /** The addon, loaded once; NativeUnavailableError (one line) when it is missing or cannot load. */
 export function loadNativeAddon(): Addon {
   if (addon) return addon;
-  if (!fs.existsSync(NATIVE_ADDON_PATH)) {
-    throw new NativeUnavailableError(`the native session addon is not built (${NATIVE_ADDON_PATH}); run npm run build:native, or use --runtime js`);
+  if (!fs.existsSync(addonPath)) {
+    throw new NativeUnavailableError(`the native session addon is not built (${addonPath}); run npm run build:native, or use --runtime js`);
   }
   try {
-    addon = createRequire(import.meta.url)(NATIVE_ADDON_PATH) as Addon;
+    addon = createRequire(import.meta.url)(addonPath) as Addon;
   } catch (error) {
     throw new NativeUnavailableError(`the native session addon does not load: ${(error as Error).message.split('\n')[0]}; use --runtime js`);
   }
