@@ -28,12 +28,15 @@ const { values } = parseArgs({
     'prefill-stall-factor': { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
     speculative: { type: 'boolean', default: false },
+    runtime: { type: 'string', default: 'js' },
   },
 });
 if (values.help) {
   console.log(`Usage: npm run bench:serve [-- --threads 2] [--decode-tokens 32] [--model-dir .models/bench-125m]
                             [--max-batched-tokens N] [--prefill-stall-factor F] [--out bench-results] [--speculative]
---speculative: only decode tokens/s with prompt-lookup drafts off and on, two workloads (spec-serve.ts).
+                            [--runtime js|native]
+--speculative: only decode tokens/s with prompt-lookup drafts off and on, two workloads (spec-serve.ts),
+on the --runtime session (default js).
 The serving stack (scheduler, sampler, prefix cache) on a ~125M Mistral-shaped random model: aggregate decode
 at 1-16 streams, time to first token cold vs prefix-cached, inter-token latency under a long prompt.
 Prints a table and writes raw figures to --out; asserts nothing. LOG_LEVEL=debug prints every engine step.`);
@@ -244,8 +247,10 @@ async function main(): Promise<void> {
   console.log(`raw figures: ${file}`);
 }
 
+if (values.runtime !== 'js' && values.runtime !== 'native') throw new Error(`--runtime must be js or native, got ${values.runtime}`);
+const runtime = values.runtime;
 const run = values.speculative
-  ? async () => benchSpeculativeServe(await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125), threads, decodeTokens)
+  ? async () => benchSpeculativeServe(await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125), threads, decodeTokens, runtime)
   : main;
 run().catch((error: Error) => {
   console.error(`bench:serve failed: ${error.stack ?? error.message}`);

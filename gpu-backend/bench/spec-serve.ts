@@ -6,6 +6,7 @@
 
 import { DEFAULT_SAMPLING, type GenerateEvent } from '../../shared/protocol';
 import { onnxCacheDirFrom } from '../src/config';
+import type { SessionRuntime } from '../src/model/runtime/engine-types';
 import { GenerationClient } from '../src/server/generation-client';
 import { formatSpread, median, spread } from '../../shared/stats';
 
@@ -33,7 +34,7 @@ async function decodeRate(client: GenerationClient, tokenIds: number[], maxToken
   return ((times.length - 1) / (times.at(-1)! - times[0])) * 1000;
 }
 
-export async function benchSpeculativeServe(modelDir: string, threads: number, decodeTokens: number, repeats = 3): Promise<void> {
+export async function benchSpeculativeServe(modelDir: string, threads: number, decodeTokens: number, runtime: SessionRuntime, repeats = 3): Promise<void> {
   const clientFor = (speculativeTokens: number) =>
     GenerationClient.inWorker({
       engine: {
@@ -42,6 +43,7 @@ export async function benchSpeculativeServe(modelDir: string, threads: number, d
           modelDir,
           dtype: 'fp32',
           executionProvider: 'cpu',
+          runtime,
           intraOpThreads: threads,
           maxSequences: 4,
           maxModelLen: 1024,
@@ -71,7 +73,7 @@ export async function benchSpeculativeServe(modelDir: string, threads: number, d
   }
   const show = (values: number[]) => formatSpread(spread(values), (x) => x.toFixed(1));
   console.log(
-    `speculative (ngram, ${SPEC_TOKENS} drafts), 1 greedy stream, ${decodeTokens} tokens, fp32, ${threads} threads, ${repeats} repeats: median tok/s (min-max)`,
+    `speculative (ngram, ${SPEC_TOKENS} drafts), 1 greedy stream, ${decodeTokens} tokens, fp32, ${runtime} session, ${threads} threads, ${repeats} repeats: median tok/s (min-max)`,
   );
   for (const [name, { off, on }] of Object.entries(rates)) {
     console.log(`  ${name}: off ${show(off)}, on ${show(on)}, on/off ${(median(on) / median(off)).toFixed(2)}`);
