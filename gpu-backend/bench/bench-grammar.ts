@@ -157,7 +157,7 @@ async function main(): Promise<void> {
   console.log(`\n~125M model (fp32, ${threads} threads) loaded in ${ms(performance.now() - started)}; mask cost per decode step, median of ${steps} steps:`);
   console.log('(masks: the time this thread spends on them; "thread": filled by the grammar thread during the engine step)');
   console.log('  grammar      matchers  batch   engine step   masks (all rows)   share   (sampling, for scale)');
-  const grammarThread = new GrammarThread(modelDir, vocabulary.eosTokenId, console.log);
+  const grammarThread = new GrammarThread(modelDir, console.log);
   try {
     for (const [name, source] of [
       ['strings', sourceOf(SAMPLE_SCHEMAS.strings)],

@@ -50,11 +50,11 @@ async function warmUp(engine: ModelEngine): Promise<void> {
  * The grammar thread that compiles grammars and runs their matchers for this engine, or why there is none
  * (requests with a grammar never get here then).
  */
-async function loadGrammars(options: EngineHostOptions, engine: ModelEngine, port: EngineHostPort): Promise<GrammarThread | null> {
+async function loadGrammars(options: EngineHostOptions, port: EngineHostPort): Promise<GrammarThread | null> {
   const dir = options.vocabularyDir ?? (options.engine.kind === 'onnx' ? options.engine.options.modelDir : undefined);
   if (!dir) return null;
   const log = (message: string) => port.post({ type: 'log', level: 'info', message });
-  const thread = new GrammarThread(dir, engine.config.eosTokenId, log);
+  const thread = new GrammarThread(dir, log);
   const started = await thread.start();
   if ('unsupported' in started) {
     log(`grammars (structured output, tool calls) unavailable: ${started.unsupported}`);
@@ -75,7 +75,7 @@ export async function runEngineHost(options: EngineHostOptions, port: EngineHost
     const limits = servingLimits(engine.freeSequences(), options.limits);
     let events: [number, GenerateEvent][] = [];
     scheduler = new Scheduler(engine, limits, (id, event) => events.push([id, event]));
-    const grammars = await loadGrammars(options, engine, port);
+    const grammars = await loadGrammars(options, port);
     // Requests waiting for their matchers (the grammar thread compiles meanwhile); true once cancelled.
     const preparing = new Map<number, boolean>();
     const submitWithGrammar = async (request: ScheduledRequest) => {

@@ -5,7 +5,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SAMPLING, type GenerateEvent, type GenerateResponse } from '../../../../shared/protocol';
-import { DEFAULT_MODEL_CONFIG } from '../../model/checkpoint/default-model';
 import { createBackendApp } from '../app';
 import { FakeEngine } from '../fake-engine';
 import { GenerationClient } from '../generation-client';
@@ -18,7 +17,6 @@ import { TEST_TIME_LIMIT_MS, vocabularyFolder } from './test-vocabularies';
 import { xgrammarLoadedInThisThread } from './xgrammar';
 
 const VOCAB = 32000;
-const EOS = DEFAULT_MODEL_CONFIG.eos_token_id;
 const SCHEMA = { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer' } }, required: ['name', 'age'] };
 let folder: string;
 
@@ -59,7 +57,7 @@ describe('the grammar thread', () => {
   });
 
   it('going away mid-request ends the constrained request with an error; its neighbour finishes exactly', async () => {
-    const thread = new GrammarThread(folder, EOS, () => {});
+    const thread = new GrammarThread(folder, () => {});
     expect(await thread.start()).toMatchObject({ source: 'tokenizer.model', vocabSize: VOCAB });
     const states = await thread.prepare(source(), 1);
     const events = new Map<number, GenerateEvent[]>();

@@ -12,6 +12,7 @@ import type { FromGrammarThread, MaskReply, ToGrammarThread } from './grammar-wo
 interface Vocabulary {
   source: string;
   vocabSize: number;
+  eosTokenId: number;
   toolCallsTokenId: number | null;
 }
 
@@ -28,6 +29,7 @@ class RemoteMatcher implements TokenMatcher {
   constructor(
     private readonly thread: GrammarThread,
     private readonly handle: number,
+    /** The vocabulary's EOS, the one stop id the grammar thread's compiler was given (grammar-compiler.ts). */
     private readonly stopTokenId: number,
   ) {}
 
@@ -75,7 +77,6 @@ export class GrammarThread implements MaskBatch {
 
   constructor(
     private readonly dir: string,
-    private readonly stopTokenId: number,
     private readonly log: (message: string) => void,
   ) {}
 
@@ -95,7 +96,7 @@ export class GrammarThread implements MaskBatch {
       this.post({ type: 'prepare', id, source, choices });
     });
     return handles.map(
-      (handle) => new GrammarState(new RemoteMatcher(this, handle, this.stopTokenId), source.toolCalls, vocabulary.toolCallsTokenId, vocabulary.vocabSize),
+      (handle) => new GrammarState(new RemoteMatcher(this, handle, vocabulary.eosTokenId), source.toolCalls, vocabulary.toolCallsTokenId, vocabulary.vocabSize),
     );
   }
 
@@ -154,7 +155,7 @@ export class GrammarThread implements MaskBatch {
         if (message.type === 'ready') {
           this.unsupported = message.unsupported !== null;
           if (message.unsupported !== null) resolve({ unsupported: message.unsupported });
-          else resolve({ source: message.source, vocabSize: message.vocabSize, toolCallsTokenId: message.toolCallsTokenId });
+          else resolve({ source: message.source, vocabSize: message.vocabSize, eosTokenId: message.eosTokenId, toolCallsTokenId: message.toolCallsTokenId });
         } else if (message.type === 'prepared') this.settlePrepare(message.id, (pending) => pending.resolve(message.handles));
         else if (message.type === 'prepare-failed') this.settlePrepare(message.id, (pending) => pending.reject(new Error(message.message)));
         else {

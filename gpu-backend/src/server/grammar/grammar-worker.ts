@@ -21,7 +21,7 @@ export type MaskReply = { mask: Int32Array } | { error: string };
 
 export type FromGrammarThread =
   | { type: 'ready'; unsupported: string } // no vocabulary: grammar requests are refused
-  | { type: 'ready'; unsupported: null; source: string; vocabSize: number; toolCallsTokenId: number | null }
+  | { type: 'ready'; unsupported: null; source: string; vocabSize: number; eosTokenId: number; toolCallsTokenId: number | null }
   | { type: 'prepared'; id: number; handles: number[] }
   | { type: 'prepare-failed'; id: number; message: string }
   | { type: 'masks'; batch: number; replies: MaskReply[] };
@@ -95,6 +95,7 @@ async function main(dir: string): Promise<void> {
     unsupported: null,
     source: vocabulary.source,
     vocabSize: vocabulary.vocabSize,
+    eosTokenId: vocabulary.eosTokenId,
     toolCallsTokenId: vocabulary.toolCallsTokenId,
   } satisfies FromGrammarThread);
 }
