@@ -23,6 +23,7 @@ const COMMANDS = [
   'edge/bench/bench-edge.ts',
   'edge/bench/bench-tokenizer.ts',
   'edge/bench/drop-probe.ts',
+  'gpu-backend/device/check.ts',
 ];
 
 function run(file: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

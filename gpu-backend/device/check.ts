@@ -31,6 +31,13 @@ interface CheckArgs {
   nativeAddon: string | null;
 }
 
+const USAGE = `Usage: check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--native-addon FILE] [--quick] [--local]
+                [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
+The device check (on a GPU machine through check.sh, which unpacks the pack and passes --native-addon):
+logits of the provider against the CPU engine, the copy-bandwidth floor, prefill and decode speed of
+generated Mistral-shaped models. Prints a table; writes check.json and check-table.txt to --out (or $OUT).
+Exit 1 when a part failed or a correctness target was missed. --quick and --local use tiny models only.`;
+
 function parseArgs(argv: string[]): CheckArgs {
   const args: CheckArgs = {
     ep: 'webgpu',
@@ -267,6 +274,10 @@ function summaryLines(run: CheckRun): string[] {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    console.log(USAGE);
+    return;
+  }
   const run = startRun(parseArgs(process.argv.slice(2)));
   const { args } = run;
   if (args.nativeAddon) useNativeAddonAt(args.nativeAddon);
