@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_SCHEMA_DEPTH, mapSubschemas, problemText, resolveLocalRef, type StructureRules, structuralProblem, subschemas } from './json-schema-walk';
 
 const ajv = new Ajv2020({ strict: false, validateFormats: false });
-const STRICT: StructureRules = { extraAnnotations: [], falseSchemas: true, maxNodes: undefined };
+const STRICT: StructureRules = { extraAnnotations: [], falseSchemas: true, maxNodes: undefined, draft07Tuples: false };
 const problemOf = (schema: unknown, rules: StructureRules = STRICT) => {
   const problem = structuralProblem(schema, rules);
   return problem && problemText(problem);
@@ -55,6 +55,13 @@ describe('mapSubschemas', () => {
       default: { type: 'x' },
     });
     expect(Object.keys(mapped.properties as object)).toEqual(['b', 'a']);
+    // A draft-07 tuple: each listed item, and additionalItems.
+    expect(
+      mapSubschemas({ items: [{ type: 'x' }, true], additionalItems: { type: 'x' } }, (sub) => (typeof sub === 'object' ? { type: 'y' } : 'bool')),
+    ).toEqual({
+      items: [{ type: 'y' }, 'bool'],
+      additionalItems: { type: 'y' },
+    });
   });
 });
 

@@ -8,12 +8,17 @@ import { ANNOTATION_KEYWORDS, ENFORCED_FORMATS, ENFORCED_KEYWORDS } from './json
 type Schema = Record<string, unknown>;
 const isObject = (value: unknown): value is Schema => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** Keywords whose value is one schema, a list of schemas, or a map of named schemas. */
-const SCHEMA_VALUES = ['items', 'additionalProperties', 'unevaluatedProperties'];
+/**
+ * Keywords whose value is one schema, a list of schemas, or a map of named schemas. `items` is a list in a
+ * draft-07 tuple, with `additionalItems` for what follows; the rules refuse both unless draft07Tuples.
+ */
+const SCHEMA_VALUES = ['items', 'additionalItems', 'additionalProperties', 'unevaluatedProperties'];
 const SCHEMA_LISTS = ['anyOf', 'prefixItems'];
 const SCHEMA_MAPS = ['properties', '$defs', 'definitions'];
 /** Of SCHEMA_VALUES, those whose `false` is the ordinary "nothing more" rather than a schema matching nothing. */
-const BOOLEAN_OR_SCHEMA = ['additionalProperties', 'unevaluatedProperties'];
+const BOOLEAN_OR_SCHEMA = ['additionalItems', 'additionalProperties', 'unevaluatedProperties'];
+
+const isSchemaList = (keyword: string, value: unknown): value is unknown[] => (SCHEMA_LISTS.includes(keyword) || keyword === 'items') && Array.isArray(value);
 
 const TYPES = ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'];
 const COUNTS = ['minLength', 'maxLength', 'minItems', 'maxItems'];
@@ -69,9 +74,8 @@ function children(parent: Subschema): Subschema[] {
   const depth = parent.depth + 1;
   for (const [keyword, value] of Object.entries(parent.schema)) {
     const at = `${parent.path}/${escapePointer(keyword)}`;
-    if (SCHEMA_VALUES.includes(keyword)) found.push({ schema: value, path: at, depth, keyword });
-    else if (SCHEMA_LISTS.includes(keyword) && Array.isArray(value))
-      for (const [index, schema] of value.entries()) found.push({ schema, path: `${at}/${index}`, depth, keyword });
+    if (isSchemaList(keyword, value)) for (const [index, schema] of value.entries()) found.push({ schema, path: `${at}/${index}`, depth, keyword });
+    else if (SCHEMA_VALUES.includes(keyword)) found.push({ schema: value, path: at, depth, keyword });
     else if (SCHEMA_MAPS.includes(keyword) && isObject(value))
       for (const [name, schema] of Object.entries(value)) found.push({ schema, path: `${at}/${escapePointer(name)}`, depth, keyword });
   }
@@ -93,8 +97,8 @@ export function* subschemas(root: unknown): Generator<Subschema> {
 export function mapSubschemas(schema: Schema, map: (subschema: unknown) => unknown): Schema {
   const out: Schema = {};
   for (const [keyword, value] of Object.entries(schema)) {
-    if (SCHEMA_VALUES.includes(keyword)) out[keyword] = map(value);
-    else if (SCHEMA_LISTS.includes(keyword) && Array.isArray(value)) out[keyword] = value.map(map);
+    if (isSchemaList(keyword, value)) out[keyword] = value.map(map);
+    else if (SCHEMA_VALUES.includes(keyword)) out[keyword] = map(value);
     else if (SCHEMA_MAPS.includes(keyword) && isObject(value)) out[keyword] = Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, map(sub)]));
     else out[keyword] = value;
   }
@@ -117,6 +121,8 @@ export interface StructureRules {
   falseSchemas: boolean;
   /** The most subschemas walked (the edge's bound on its CPU time); undefined: no bound here. */
   maxNodes: number | undefined;
+  /** Whether draft-07 tuples (`items` as a list, `additionalItems` beside it) pass (the edge: it rewrites them into prefixItems). */
+  draft07Tuples: boolean;
 }
 
 /** "/path: message", or "(root): message"; the text both sides show. */
@@ -145,7 +151,10 @@ function nodeProblem({ schema, path, keyword }: Subschema, root: unknown, rules:
   if (!isObject(schema)) return { path, message: 'a schema must be a JSON object or a boolean', tooLarge: false };
   for (const name of Object.keys(schema)) {
     if (annotations.has(name)) continue;
-    const message = keywordProblem(name, schema[name], root);
+    const message =
+      rules.draft07Tuples && Array.isArray(schema.items) && (name === 'items' || name === 'additionalItems')
+        ? draft07TupleProblem(name, schema[name])
+        : keywordProblem(name, schema[name], root);
     if (message) return { path: `${path}/${escapePointer(name)}`, message, tooLarge: false };
   }
   for (const [low, high] of RANGES) {
@@ -178,6 +187,11 @@ function keywordProblem(keyword: string, value: unknown, root: unknown): string 
   if (SCHEMA_LISTS.includes(keyword)) return Array.isArray(value) && value.length > 0 ? null : `${keyword} must be a non-empty array of schemas`;
   if (keyword === 'items' && Array.isArray(value)) return 'items as an array (draft-07 tuples) is not supported; use prefixItems';
   return null;
+}
+
+/** `items` as a list and `additionalItems` beside it; their subschemas are walked like any other. */
+function draft07TupleProblem(keyword: string, value: unknown): string | null {
+  return keyword === 'items' && (value as unknown[]).length === 0 ? 'items must be a non-empty array of schemas' : null;
 }
 
 function typeProblem(value: unknown): string | null {

@@ -79,8 +79,11 @@ describe('draft-07 tuples', () => {
       type: 'object',
       properties: { row: { type: 'array', prefixItems: [{ type: ['string', 'null'] }], items: { type: 'boolean' } } },
     });
-    // What zod 3 writes (openai's zodResponseFormat for z.tuple) passes the check; a problem inside is still named.
+    // What zod 3 writes (openai's zodResponseFormat for z.tuple) passes the check; a problem inside is named where the caller wrote it.
     expect(() => checkJsonSchema({ type: 'array', items: [{ type: 'string' }], minItems: 1, maxItems: 1 }, 'schema')).not.toThrow();
-    expect(() => checkJsonSchema({ type: 'array', items: [{ type: 'strin' }] }, 'schema')).toThrow(/\/prefixItems\/0.*unknown type "strin"/);
+    expect(() => checkJsonSchema({ type: 'array', items: [{ type: 'strin' }] }, 'schema')).toThrow(/\/items\/0.*unknown type "strin"/);
+    expect(() => checkJsonSchema({ type: 'array', items: [] }, 'schema')).toThrow(/\/items: items must be a non-empty array/);
+    // additionalItems means something only beside a list of items.
+    expect(() => checkJsonSchema({ type: 'array', items: { type: 'string' }, additionalItems: false }, 'schema')).toThrow(/"additionalItems" is not enforced/);
   });
 });

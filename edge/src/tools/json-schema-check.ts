@@ -15,6 +15,8 @@ const EDGE_RULES: StructureRules = {
   falseSchemas: false,
   // The walk runs on the worker's CPU budget; the backend bounds its work by grammar size and compile time.
   maxNodes: 20_000,
+  // toGrammarSchema rewrites them into prefixItems (fromDraft07Tuples).
+  draft07Tuples: true,
 };
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -24,7 +26,7 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
   if (JSON.stringify(schema).length > MAX_SCHEMA_CHARS) {
     throw new HttpError(413, 'invalid_request', `The JSON Schema in '${param}' is larger than ${MAX_SCHEMA_CHARS} characters.`, param);
   }
-  const problem = structuralProblem(fromDraft07Tuples(schema), EDGE_RULES);
+  const problem = structuralProblem(schema, EDGE_RULES);
   if (problem?.tooLarge) throw new HttpError(413, 'invalid_request', `The JSON Schema in '${param}' is too large at ${problemText(problem)}.`, param);
   if (problem) throw badRequest(`Invalid JSON Schema in '${param}' at ${problemText(problem)}`, param);
 }
@@ -36,6 +38,7 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
  * zodResponseFormat writes draft-07's, which the backend's 2020-12 meta-schema check cannot load).
  */
 export function toGrammarSchema(schema: unknown): unknown {
+  // Recursive: only for schemas checkJsonSchema passed (at most MAX_SCHEMA_DEPTH levels).
   return nullableAsType(fromDraft07Tuples(schema));
 }
 
@@ -55,15 +58,15 @@ function nullableAsType(schema: unknown): unknown {
  * Draft-07 tuples (`items` as an array, `additionalItems`), which the openai client's zodResponseFormat writes
  * for z.tuple under zod 3, in 2020-12's words: `prefixItems`, and `items` for what may follow. A closed tuple
  * (`additionalItems: false`) becomes a maxItems of its length, which says the same without a false schema.
- * The check and the backend see this form, so a problem inside a tuple is reported under /prefixItems.
+ * The check reads them as written (EDGE_RULES.draft07Tuples); the backend only ever sees this form.
  */
-export function fromDraft07Tuples(schema: unknown): unknown {
+function fromDraft07Tuples(schema: unknown): unknown {
   if (!isObject(schema)) return schema;
   const out = mapSubschemas(schema, fromDraft07Tuples);
-  if (!Array.isArray(schema.items)) return out;
+  if (!Array.isArray(out.items)) return out;
   const { items, additionalItems, ...rest } = out;
-  const tuple: Record<string, unknown> = { ...rest, prefixItems: schema.items.map(fromDraft07Tuples) };
-  if (isObject(additionalItems)) tuple.items = fromDraft07Tuples(additionalItems);
-  else if (additionalItems === false && tuple.maxItems === undefined) tuple.maxItems = schema.items.length;
+  const tuple: Record<string, unknown> = { ...rest, prefixItems: items };
+  if (isObject(additionalItems)) tuple.items = additionalItems;
+  else if (additionalItems === false && tuple.maxItems === undefined) tuple.maxItems = items.length;
   return tuple;
 }

@@ -109,6 +109,19 @@ describe('structured output', () => {
     expect(await refusal((await chat({ response_format: { type: 'xml' } })).response)).toMatchObject({ status: 400, param: 'response_format.type' });
   });
 
+  it('answers 413 for schemas nested thousands deep under the size limit, as object chains and as draft-07 tuples', async () => {
+    // Sent as text: the test's own JSON.stringify would overflow the stack on these.
+    for (const [open, close] of [
+      ['{"items":', '}'],
+      ['{"items":[', ']}'],
+    ]) {
+      const schema = `${open.repeat(5000)}{"type":"string"}${close.repeat(5000)}`;
+      const body = `{"model":"${MODEL}","messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${schema}}}}`;
+      const { response } = await callEdge('/v1/chat/completions', { method: 'POST', headers: { ...bearer(secret), 'content-type': 'application/json' }, body });
+      expect(await refusal(response), open).toMatchObject({ status: 413, param: 'response_format.json_schema.schema' });
+    }
+  });
+
   it('refuses bad tool requests with a 400 naming the field', async () => {
     overrideDefaultTokenizer(referenceTokenizer('v3'));
     const tool = (name: string, parameters: unknown = { type: 'object', properties: {} }) => ({ type: 'function', function: { name, parameters } });
