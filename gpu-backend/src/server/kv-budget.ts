@@ -2,7 +2,7 @@
 // from the model's shape and the memory this host has, so a 7B model on a small host does not oversubscribe.
 
 import type { ModelConfig } from '../model/checkpoint/config';
-import { type ComputeType, type KvCacheDtype, type SessionRuntime, type WeightFormat, kvCacheElementType } from '../model/runtime/engine-types';
+import { type ComputeType, type KvCacheDtype, type SessionRuntime, type WeightFormat, computeTypeOf, kvCacheElementType } from '../model/runtime/engine-types';
 import { SequenceSlots } from '../model/runtime/sequence-slots';
 
 /** Default budget on the CPU provider: this share of the memory free at start, after the weights. */
@@ -16,7 +16,7 @@ export interface KvShape {
   dtype: WeightFormat;
   maxModelLen: number;
   kvCacheDtype?: KvCacheDtype;
-  /** The engine's compute type (computeTypeOf); default fp16 for fp16 weights, else fp32. */
+  /** The engine's compute type (computeTypeOf with its provider); default the format's own. */
   computeType?: ComputeType;
   runtime?: SessionRuntime;
   /** Speculative draft tokens per step (--spec-tokens when on): a windowed ring holds that many more slots. */
@@ -28,7 +28,7 @@ export interface KvShape {
  * maxModelLen; the native session keeps every position and a spare slot whatever the window (native-kv-store.ts).
  */
 export function kvBytesPerSequence({ config, dtype, maxModelLen, kvCacheDtype = 'auto', computeType, runtime = 'js', draftSlots = 0 }: KvShape): number {
-  const elementBytes = kvCacheElementType(computeType ?? (dtype === 'fp16' ? 'float16' : 'float32'), kvCacheDtype) === 'float16' ? 2 : 4;
+  const elementBytes = kvCacheElementType(computeType ?? computeTypeOf(dtype), kvCacheDtype) === 'float16' ? 2 : 4;
   const slots = runtime === 'native' ? maxModelLen + 1 : SequenceSlots.slotLimitOf({ slidingWindow: config.slidingWindow, maxModelLen, draftSlots });
   return 2 * config.layerCount * config.keyValueHeadCount * config.headDim * elementBytes * slots;
 }

@@ -3,7 +3,7 @@
 // final norm, and the LM head on the selected rows only (`logits_index`).
 
 import type { ModelConfig } from '../checkpoint/config';
-import type { WeightFormat } from '../runtime/engine-types';
+import { type WeightFormat, computeTypeOf } from '../runtime/engine-types';
 import {
   type AttentionInputs,
   type AttentionKind,
@@ -29,11 +29,6 @@ export interface WeightSource {
   has(name: string): boolean;
 }
 
-/** fp16 weights compute in fp16, fp32 and int4 in fp32 unless the caller chooses (computeTypeOf in engine-types.ts). */
-export function defaultComputeType(format: WeightFormat): 'float32' | 'float16' {
-  return format === 'fp16' ? 'float16' : 'float32';
-}
-
 export interface GraphOptions {
   format: WeightFormat;
   /** Defaults to chooseAttention(headDim). */
@@ -43,7 +38,7 @@ export interface GraphOptions {
   int4BlockSize?: number;
   /** Element type of the KV cache (past inputs, new key/value outputs); default the compute type. */
   kvType?: 'float32' | 'float16';
-  /** Activation type; default defaultComputeType(format). int4 computes in either (fp16 on CUDA). */
+  /** Activation type; default the format's own (computeTypeOf). int4 computes in either (fp16 on CUDA). */
   computeType?: 'float32' | 'float16';
   /** Default 'new-rows'; 'shared-buffer' needs attention 'fused' and the cache in the compute type. */
   cacheIo?: CacheIo;
@@ -81,8 +76,7 @@ export async function buildModelGraph(
   const config = source.config;
   const { hiddenSize, intermediateSize, queryHeadCount, keyValueHeadCount, headDim, vocabSize, rmsNormEps } = config;
   const attention = options.attention ?? chooseAttention(headDim);
-  const computeType = options.computeType ?? defaultComputeType(options.format);
-  if (computeType === 'float16' && options.format === 'fp32') throw new Error('fp32 weights compute in fp32');
+  const computeType = options.computeType ?? computeTypeOf(options.format);
   const g = new GraphBuilder(external);
   const ctx: GraphContext = {
     g,

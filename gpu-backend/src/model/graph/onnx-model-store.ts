@@ -7,10 +7,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BuildProgress } from './build-progress';
-import type { WeightFormat } from '../runtime/engine-types';
+import { type WeightFormat, computeTypeOf } from '../runtime/engine-types';
 import { type AttentionKind, type CacheIo, chooseAttention } from './graph-attention';
 import { ExternalDataWriter } from './graph-builder';
-import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph, defaultComputeType } from './model-graph';
+import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph } from './model-graph';
 import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
 import { INT4_BLOCK_SIZE } from './quantize-int4';
 import { addResidentCache } from './resident-kv-graph';
@@ -84,12 +84,12 @@ function writeChunks(filePath: string, chunks: Uint8Array[]): void {
 
 export async function prepareOnnxModel(source: WeightSource, options: StoreOptions): Promise<PreparedModel> {
   const attention = options.attention ?? chooseAttention(source.config.headDim);
-  const computeType = options.computeType ?? defaultComputeType(options.format);
+  const computeType = options.computeType ?? computeTypeOf(options.format);
   const cacheType = options.kvType ?? computeType;
   const graphOptions = {
     format: options.format,
     // Left out when it is the format's default, so the keys of existing graphs stay what they were.
-    ...(computeType !== defaultComputeType(options.format) ? { computeType } : {}),
+    ...(computeType !== computeTypeOf(options.format) ? { computeType } : {}),
     attention,
     int4AccuracyLevel: options.int4AccuracyLevel,
     int4BlockSize: options.int4BlockSize,

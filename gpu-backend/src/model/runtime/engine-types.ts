@@ -52,9 +52,10 @@ export type ComputeType = 'float32' | 'float16';
 
 /**
  * The activations' type: fp16 weights compute in fp16; so do int4 weights on CUDA, whose GroupQueryAttention
- * and int4 kernels are fp16 only; everything else in fp32.
+ * and int4 kernels are fp16 only; everything else in fp32. Without a provider (the graph layer's default):
+ * the format's own.
  */
-export function computeTypeOf(dtype: WeightFormat, executionProvider: ExecutionProvider): ComputeType {
+export function computeTypeOf(dtype: WeightFormat, executionProvider?: ExecutionProvider): ComputeType {
   return dtype === 'fp16' || (dtype === 'int4' && executionProvider === 'cuda') ? 'float16' : 'float32';
 }
 

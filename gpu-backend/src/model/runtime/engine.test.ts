@@ -186,6 +186,10 @@ describe('Engine cache behaviour', () => {
   const config = tinyConfig({ headDim: 16, slidingWindow: 4, layerCount: 2 });
   const weights = randomWeights(config, 5);
 
+  it('refuses fp16 compute for fp32 weights, naming both', async () => {
+    await expect(makeEngine(config, weights, { computeType: 'float16' })).rejects.toThrow(/fp32 weights compute in fp32/);
+  });
+
   it('chunked prefill equals single-pass prefill, ring wrapping inside and across chunks', async () => {
     const tokenIds = promptOf(23, config.vocabSize);
     const results: Float32Array[] = [];
