@@ -23,14 +23,32 @@ export interface BandwidthResult {
   links: number;
 }
 
+const SLOT_FLOATS = 1024;
+const RUNS = 6;
+
+/** `links` chained Neg nodes from `input`, the last one writing `output`. */
+function negChain(g: GraphBuilder, input: string, output: string, links: number): void {
+  let previous = input;
+  for (let i = 0; i < links; i++) {
+    const next = i === links - 1 ? output : `neg_${i}`;
+    g.nodes.push({ opType: 'Neg', name: `neg_${i}`, inputs: [previous], outputs: [next], attributes: {} });
+    previous = next;
+  }
+}
+
+/** Two untimed runs (upload, warm-up), then RUNS timed: bytes read + written per second. */
+async function timeRuns(runOnce: () => Promise<void>, bytes: number, links: number): Promise<BandwidthResult> {
+  await runOnce();
+  await runOnce();
+  const start = performance.now();
+  for (let i = 0; i < RUNS; i++) await runOnce();
+  const seconds = (performance.now() - start) / 1000;
+  return { bytesPerSecond: (2 * bytes * links * RUNS) / seconds, bufferBytes: bytes, runs: RUNS, links };
+}
+
 function copyGraph(links: number): Uint8Array {
   const g = new GraphBuilder(null);
-  let previous = g.input('x', 'float32', ['n']);
-  for (let i = 0; i < links; i++) {
-    const output = i === links - 1 ? 'y' : `neg_${i}`;
-    g.nodes.push({ opType: 'Neg', name: `neg_${i}`, inputs: [previous], outputs: [output], attributes: {} });
-    previous = output;
-  }
+  negChain(g, g.input('x', 'float32', ['n']), 'y', links);
   g.nodes.push({ opType: 'Slice', name: 'probe', inputs: ['y', g.int64([0]), g.int64([1])], outputs: ['probe'], attributes: {} });
   g.output('y', 'float32', ['n']);
   g.output('probe', 'float32', [1]);
@@ -40,21 +58,13 @@ function copyGraph(links: number): Uint8Array {
 /** `links` Neg nodes from the cache tensor `past` back into it (`present`, the same buffer); a 1-value feed is the logits. */
 function inPlaceCopyGraph(links: number): Uint8Array {
   const g = new GraphBuilder(null);
-  let previous = g.input('past', 'float32', ['rows', 1, 'slots', SLOT_FLOATS]);
-  for (let i = 0; i < links; i++) {
-    const output = i === links - 1 ? 'present' : `neg_${i}`;
-    g.nodes.push({ opType: 'Neg', name: `neg_${i}`, inputs: [previous], outputs: [output], attributes: {} });
-    previous = output;
-  }
+  negChain(g, g.input('past', 'float32', ['rows', 1, 'slots', SLOT_FLOATS]), 'present', links);
   g.input('probe', 'float32', [1, 1]);
   g.nodes.push({ opType: 'Identity', name: 'logits', inputs: ['probe'], outputs: ['logits'], attributes: {} });
   g.output('present', 'float32', ['rows', 1, 'slots', SLOT_FLOATS]);
   g.output('logits', 'float32', [1, 1]);
   return concatChunks(encodeOnnxModel(g.build('bandwidth-in-place')));
 }
-
-const SLOT_FLOATS = 1024;
-const RUNS = 6;
 
 async function measureNative(executionProvider: ExecutionProvider, bufferBytes: number, intraOpThreads: number): Promise<BandwidthResult> {
   if (executionProvider === 'webgpu') throw new Error('the native session runs the cpu or cuda provider, not webgpu');
@@ -73,12 +83,7 @@ async function measureNative(executionProvider: ExecutionProvider, bufferBytes: 
       firstRow: 0,
       batch: 1,
     };
-    await session.run(step);
-    await session.run(step);
-    const start = performance.now();
-    for (let i = 0; i < RUNS; i++) await session.run(step);
-    const seconds = (performance.now() - start) / 1000;
-    return { bytesPerSecond: (2 * bytes * links * RUNS) / seconds, bufferBytes: bytes, runs: RUNS, links };
+    return await timeRuns(() => session.run(step), bytes, links);
   } finally {
     session.release();
   }
@@ -108,12 +113,7 @@ export async function measureCopyBandwidth(
     deviceInput = result.device.y;
   };
   try {
-    await runOnce(); // upload (WebGPU) and warm-up
-    await runOnce();
-    const start = performance.now();
-    for (let i = 0; i < RUNS; i++) await runOnce();
-    const seconds = (performance.now() - start) / 1000;
-    return { bytesPerSecond: (2 * bytes * links * RUNS) / seconds, bufferBytes: bytes, runs: RUNS, links };
+    return await timeRuns(runOnce, bytes, links);
   } finally {
     (deviceInput as DeviceTensor | null)?.dispose();
     await session.release();
