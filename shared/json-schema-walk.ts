@@ -153,7 +153,7 @@ function nodeProblem({ schema, path, keyword }: Subschema, root: unknown, rules:
     if (annotations.has(name)) continue;
     const message =
       rules.draft07Tuples && Array.isArray(schema.items) && (name === 'items' || name === 'additionalItems')
-        ? draft07TupleProblem(name, schema[name])
+        ? draft07TupleProblem(name, schema)
         : keywordProblem(name, schema[name], root);
     if (message) return { path: `${path}/${escapePointer(name)}`, message, tooLarge: false };
   }
@@ -190,8 +190,11 @@ function keywordProblem(keyword: string, value: unknown, root: unknown): string 
 }
 
 /** `items` as a list and `additionalItems` beside it; their subschemas are walked like any other. */
-function draft07TupleProblem(keyword: string, value: unknown): string | null {
-  return keyword === 'items' && (value as unknown[]).length === 0 ? 'items must be a non-empty array of schemas' : null;
+function draft07TupleProblem(keyword: string, schema: Schema): string | null {
+  if (keyword !== 'items') return null;
+  if ((schema.items as unknown[]).length === 0) return 'items must be a non-empty array of schemas';
+  // Two spellings of the same tuple: which one the caller meant is not for the edge to guess.
+  return 'prefixItems' in schema ? 'items as a list (a draft-07 tuple) cannot stand beside prefixItems; use one of them' : null;
 }
 
 function typeProblem(value: unknown): string | null {

@@ -83,6 +83,15 @@ describe('draft-07 tuples', () => {
     expect(() => checkJsonSchema({ type: 'array', items: [{ type: 'string' }], minItems: 1, maxItems: 1 }, 'schema')).not.toThrow();
     expect(() => checkJsonSchema({ type: 'array', items: [{ type: 'strin' }] }, 'schema')).toThrow(/\/items\/0.*unknown type "strin"/);
     expect(() => checkJsonSchema({ type: 'array', items: [] }, 'schema')).toThrow(/\/items: items must be a non-empty array/);
+    // Mixed spellings are refused; a looser maxItems beside a closed tuple is capped at its length.
+    expect(() => checkJsonSchema({ type: 'array', prefixItems: [{ type: 'string' }], items: [{ type: 'integer' }] }, 'schema')).toThrow(
+      /\/items: items as a list .* cannot stand beside prefixItems/,
+    );
+    expect(toGrammarSchema({ type: 'array', items: [{ type: 'string' }], additionalItems: false, maxItems: 5 })).toEqual({
+      type: 'array',
+      prefixItems: [{ type: 'string' }],
+      maxItems: 1,
+    });
     // additionalItems means something only beside a list of items.
     expect(() => checkJsonSchema({ type: 'array', items: { type: 'string' }, additionalItems: false }, 'schema')).toThrow(/"additionalItems" is not enforced/);
   });

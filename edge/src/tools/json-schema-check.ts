@@ -57,7 +57,7 @@ function nullableAsType(schema: unknown): unknown {
 /**
  * Draft-07 tuples (`items` as an array, `additionalItems`), which the openai client's zodResponseFormat writes
  * for z.tuple under zod 3, in 2020-12's words: `prefixItems`, and `items` for what may follow. A closed tuple
- * (`additionalItems: false`) becomes a maxItems of its length, which says the same without a false schema.
+ * (`additionalItems: false`) caps maxItems at its length, which says the same without a false schema.
  * The check reads them as written (EDGE_RULES.draft07Tuples); the backend only ever sees this form.
  */
 function fromDraft07Tuples(schema: unknown): unknown {
@@ -67,6 +67,7 @@ function fromDraft07Tuples(schema: unknown): unknown {
   const { items, additionalItems, ...rest } = out;
   const tuple: Record<string, unknown> = { ...rest, prefixItems: items };
   if (isObject(additionalItems)) tuple.items = additionalItems;
-  else if (additionalItems === false && tuple.maxItems === undefined) tuple.maxItems = items.length;
+  // At most the listed items, also where a looser maxItems was written beside them.
+  else if (additionalItems === false) tuple.maxItems = Math.min(items.length, (tuple.maxItems as number | undefined) ?? items.length);
   return tuple;
 }
