@@ -25,7 +25,11 @@ export const CORRECTNESS_TARGETS: Record<WeightFormat, number> = { fp32: 1e-3, f
  * Window 24 (ring of 23 slots), chunk 16: a 40-token prompt wraps the ring inside prefill; three
  * sequences of different lengths then decode together for `decodeSteps` steps, fed the CPU's greedy ids.
  */
-export async function checkCorrectness({ executionProvider, runtime }: DeviceTarget, dtype: WeightFormat, decodeSteps = 6): Promise<CorrectnessResult> {
+export async function checkCorrectness(
+  { executionProvider, runtime, cudaGraphs }: DeviceTarget,
+  dtype: WeightFormat,
+  decodeSteps = 6,
+): Promise<CorrectnessResult> {
   const config = tinyConfig({
     vocabSize: 512,
     hiddenSize: 128,
@@ -40,7 +44,8 @@ export async function checkCorrectness({ executionProvider, runtime }: DeviceTar
   // int4AccuracyLevel 0: both engines compute MatMulNBits in float (4 quantizes the CPU's activations to int8).
   const options = { modelDir: 'device-check', dtype, intraOpThreads: 1, maxSequences: 4, chunkSize: 16, onnxCacheDir: null, int4AccuracyLevel: 0 };
   const reference = await Engine.fromWeights(source, { ...options, executionProvider: 'cpu' });
-  const tested = await Engine.fromWeights(source, { ...options, executionProvider, runtime });
+  // Three sequences decode in bucket 4: with CUDA graphs the first steps capture it and the rest replay it.
+  const tested = await Engine.fromWeights(source, { ...options, executionProvider, runtime, cudaGraphs });
   try {
     const prompts = [
       Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % config.vocabSize),

@@ -46,11 +46,13 @@ function randomIds(count: number, vocabSize: number, salt: number): number[] {
 export interface DeviceTarget {
   executionProvider: ExecutionProvider;
   runtime: SessionRuntime;
+  /** Native session on cuda: decode replays CUDA graphs (EngineOptions.cudaGraphs; undefined: the engine's default). */
+  cudaGraphs?: boolean;
 }
 
 export async function measureSpeed(
   plan: SpeedPlan,
-  { executionProvider, runtime }: DeviceTarget,
+  { executionProvider, runtime, cudaGraphs }: DeviceTarget,
   intraOpThreads: number,
   budget: Budget,
   log: (line: string) => void,
@@ -68,6 +70,7 @@ export async function measureSpeed(
     dtype: plan.dtype,
     executionProvider,
     runtime,
+    cudaGraphs,
     intraOpThreads,
     maxSequences: maxBatch,
     maxModelLen: config.maxPositions,

@@ -2,7 +2,7 @@
 // provider vs the CPU on one generated model, fp32 and fp16; b) prefill/decode speed of generated
 // Mistral-shaped models; c) the bandwidth floor. Prints one table at the end and writes check.json.
 //
-//   check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--native-addon FILE] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
+//   check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--cuda-graphs on|off|both] [--native-addon FILE] [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
 // A full run ends with a per-operator profile of 7B-shape decode (webgpu) when 45 s of budget remain.
 
 import fs from 'node:fs';
@@ -20,6 +20,8 @@ import { type DeviceTarget, type SpeedPlan, type SpeedRow, measureSpeed } from '
 interface CheckArgs {
   ep: ExecutionProvider;
   runtime: SessionRuntime;
+  /** cuda + native: 'both' (default) measures with CUDA graphs and adds decode rows without them. */
+  cudaGraphs: 'on' | 'off' | 'both';
   quick: boolean;
   local: boolean;
   outDir: string | null;
@@ -31,17 +33,19 @@ interface CheckArgs {
   nativeAddon: string | null;
 }
 
-const USAGE = `Usage: check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--native-addon FILE] [--quick] [--local]
-                [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
+const USAGE = `Usage: check.ts [--ep webgpu|cpu|cuda] [--runtime js|native] [--cuda-graphs on|off|both] [--native-addon FILE]
+                [--quick] [--local] [--out DIR] [--budget-s 330] [--layers-7b 4] [--threads N] [--no-profile]
 The device check (on a GPU machine through check.sh, which unpacks the pack and passes --native-addon):
 logits of the provider against the CPU engine, the copy-bandwidth floor, prefill and decode speed of
 generated Mistral-shaped models. Prints a table; writes check.json and check-table.txt to --out (or $OUT).
+--cuda-graphs (cuda, native): both (default) measures with CUDA graphs and adds decode rows without.
 Exit 1 when a part failed or a correctness target was missed. --quick and --local use tiny models only.`;
 
 function parseArgs(argv: string[]): CheckArgs {
   const args: CheckArgs = {
     ep: 'webgpu',
     runtime: 'js',
+    cudaGraphs: 'both',
     quick: false,
     local: false,
     outDir: process.env.OUT ?? null,
@@ -66,6 +70,10 @@ function parseArgs(argv: string[]): CheckArgs {
       const runtime = value();
       if (runtime !== 'js' && runtime !== 'native') throw new Error(`--runtime must be js or native, got ${runtime}`);
       args.runtime = runtime;
+    } else if (flag === '--cuda-graphs') {
+      const graphs = value();
+      if (graphs !== 'on' && graphs !== 'off' && graphs !== 'both') throw new Error(`--cuda-graphs must be on, off or both, got ${graphs}`);
+      args.cudaGraphs = graphs;
     } else if (flag === '--quick') args.quick = true;
     else if (flag === '--local') args.local = true;
     else if (flag === '--out') args.outDir = value();
@@ -82,7 +90,12 @@ function parseArgs(argv: string[]): CheckArgs {
 interface PlanRun {
   label: string;
   plan: SpeedPlan;
+  /** Overrides the run's target (the rows without CUDA graphs). */
+  cudaGraphs?: boolean;
 }
+
+/** Whether the check's target can capture CUDA graphs at all (the native session on cuda). */
+const capturesGraphs = (args: CheckArgs) => args.ep === 'cuda' && args.runtime === 'native';
 
 /** What to measure: the device run; --quick and --local shrink it to prove the machinery only. */
 function speedPlans(args: CheckArgs): PlanRun[] {
@@ -94,11 +107,15 @@ function speedPlans(args: CheckArgs): PlanRun[] {
     ];
   }
   const full = { prefillTokens: 512, contexts: [128, 4096], batches: [1, 8, 32], decodeSteps: 8 };
-  return [
+  const plans: PlanRun[] = [
     { label: '125M fp16', plan: { shape: '125m', layerCount: 12, dtype: 'fp16', ...full } },
     { label: `7B-shape ${args.layers7b}L fp16`, plan: { shape: '7b', layerCount: args.layers7b, dtype: 'fp16', ...full } },
     { label: `7B-shape ${args.layers7b}L int4`, plan: { shape: '7b', layerCount: args.layers7b, dtype: 'int4', ...full } },
   ];
+  if (!capturesGraphs(args) || args.cudaGraphs !== 'both') return plans;
+  // The same 7B-shape decode without graphs, short: what the launches cost at batch 1 and 32.
+  const without = { prefillTokens: 128, contexts: [128], batches: [1, 32], decodeSteps: 8 };
+  return [...plans, ...plans.slice(1).map(({ label, plan }) => ({ label: `${label} -graphs`, plan: { ...plan, ...without }, cudaGraphs: false }))];
 }
 
 /**
@@ -139,7 +156,7 @@ function startRun(args: CheckArgs): CheckRun {
   const started = performance.now();
   return {
     args,
-    target: { executionProvider: args.ep, runtime: args.runtime },
+    target: { executionProvider: args.ep, runtime: args.runtime, cudaGraphs: capturesGraphs(args) ? args.cudaGraphs !== 'off' : undefined },
     started,
     budget: { remaining: () => args.budgetSeconds - (performance.now() - started) / 1000 },
     log: (line: string) => process.stdout.write(`${line}\n`),
@@ -173,6 +190,7 @@ function save(run: CheckRun, complete: boolean): void {
     complete,
     ep: args.ep,
     runtime: args.runtime,
+    cudaGraphs: run.target.cudaGraphs ?? false,
     quick: args.quick,
     local: args.local,
     host: os.hostname(),
@@ -212,7 +230,7 @@ async function measureBandwidthPart(run: CheckRun): Promise<void> {
 /** Each plan in turn, skipping one whose load alone (estimated from the last one's) would not fit the budget left. */
 async function measureSpeedParts(run: CheckRun): Promise<void> {
   let loadSecondsPerParameter: number | null = null; // graph build + session start, from the last model
-  for (const { label, plan } of speedPlans(run.args)) {
+  for (const { label, plan, cudaGraphs } of speedPlans(run.args)) {
     const measured = benchConfig(plan.shape, plan.layerCount, 4096);
     const parameters = weightBytesPerToken(measured, 'fp32') / 4; // projection parameters: fp32 holds 4 bytes each
     const estimatedLoad = loadSecondsPerParameter === null ? 10 : parameters * loadSecondsPerParameter;
@@ -226,7 +244,8 @@ async function measureSpeedParts(run: CheckRun): Promise<void> {
     const scale = weightBytesPerToken(measured, plan.dtype) / weightBytesPerToken(full, plan.dtype);
     const floorTokensPerSecond = run.bandwidth.bytesPerSecond / weightBytesPerToken(full, plan.dtype);
     try {
-      const rows = await measureSpeed(plan, run.target, run.args.threads, run.budget, run.log);
+      const target = cudaGraphs === undefined ? run.target : { ...run.target, cudaGraphs };
+      const rows = await measureSpeed(plan, target, run.args.threads, run.budget, run.log);
       run.speed.push({ label, plan, rows, scale, floorTokensPerSecond });
       loadSecondsPerParameter = rows[0].value! / parameters;
       save(run, false);
@@ -250,7 +269,7 @@ async function profilePart(run: CheckRun): Promise<void> {
 function summaryLines(run: CheckRun): string[] {
   const lines = [
     '',
-    `== device check, ep ${run.args.ep}, runtime ${run.args.runtime}, ${new Date().toISOString()}, ${((performance.now() - run.started) / 1000).toFixed(0)} s ==`,
+    `== device check, ep ${run.args.ep}, runtime ${run.args.runtime}${run.target.cudaGraphs ? ', CUDA graphs' : ''}, ${new Date().toISOString()}, ${((performance.now() - run.started) / 1000).toFixed(0)} s ==`,
     ...run.errors,
     ...run.correctness.map(
       (c) =>
@@ -282,7 +301,7 @@ async function main(): Promise<void> {
   const { args } = run;
   if (args.nativeAddon) useNativeAddonAt(args.nativeAddon);
   run.log(
-    `device check: ep ${args.ep}, runtime ${args.runtime}${args.quick ? ' (quick)' : ''}${args.local ? ' (local software driver: not a speed figure)' : ''}, budget ${args.budgetSeconds} s`,
+    `device check: ep ${args.ep}, runtime ${args.runtime}${run.target.cudaGraphs ? ', CUDA graphs' : ''}${args.quick ? ' (quick)' : ''}${args.local ? ' (local software driver: not a speed figure)' : ''}, budget ${args.budgetSeconds} s`,
   );
   await checkCorrectnessParts(run);
   save(run, false);

@@ -18,6 +18,7 @@ describe('backendConfigFrom', () => {
       backendToken: undefined,
       executionProvider: 'cpu',
       runtime: 'js',
+      cudaGraphs: false,
       dtype: 'fp32',
       kvCacheDtype: 'auto',
       int4BlockSize: 64,
@@ -63,6 +64,12 @@ describe('backendConfigFrom', () => {
     expect(backendConfigFrom([...MODEL, '--ep', 'cuda'], {}).runtime).toBe('native');
     expect(backendConfigFrom([...MODEL, '--ep', 'cuda', '--runtime', 'js'], {}).runtime).toBe('js');
     expect(backendConfigFrom([...MODEL, '--ep', 'cpu'], {}).runtime).toBe('js');
+    // CUDA graphs follow the native session on cuda unless turned off; asked for elsewhere, refused.
+    expect(backendConfigFrom([...MODEL, '--ep', 'cuda'], {}).cudaGraphs).toBe(true);
+    expect(backendConfigFrom([...MODEL, '--ep', 'cuda', '--cuda-graphs', 'off'], {}).cudaGraphs).toBe(false);
+    expect(backendConfigFrom([...MODEL, '--ep', 'cuda', '--runtime', 'js'], {}).cudaGraphs).toBe(false);
+    expect(() => backendConfigFrom([...MODEL, '--cuda-graphs', 'on'], {})).toThrow('--cuda-graphs on needs --ep cuda with --runtime native');
+    expect(() => backendConfigFrom([...MODEL, '--cuda-graphs', 'yes'], {})).toThrow('--cuda-graphs must be one of on, off');
   });
 
   it('speculative decoding: off by default, --speculative ngram with --spec-tokens K reaches the engine and the scheduler', () => {

@@ -45,6 +45,8 @@ export interface BackendConfig {
   modelId: string | undefined;
   executionProvider: ExecutionProvider;
   runtime: SessionRuntime;
+  /** --runtime native on cuda: decode replays one CUDA graph per batch bucket (EngineOptions.cudaGraphs). */
+  cudaGraphs: boolean;
   dtype: WeightFormat;
   kvCacheDtype: KvCacheDtype;
   int4BlockSize: number;
@@ -77,6 +79,8 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
   --runtime js|native        session: onnxruntime-node's, or the native addon's with the KV cache bound
                              in place (cpu, cuda; npm run build:native builds it) (default native
                              on cuda, whose KV cache then stays on the device; js otherwise)
+  --cuda-graphs on|off       cuda + native: decode replays one CUDA graph per batch bucket (default on;
+                             the start-up line says when ONNX Runtime refuses capture for the graph)
   --dtype fp32|fp16|int4     weight format (default ${DEFAULTS.dtype}; converted once, cached in MODEL_ONNX_CACHE_DIR)
   --kv-cache-dtype auto|fp32|fp16
   --int4-block-size N        int4 weights per fp32 scale: ${INT4_BLOCK_SIZES.join(', ')} (default ${DEFAULTS.int4BlockSize})
@@ -102,6 +106,7 @@ const FLAGS = {
   port: { type: 'string' },
   ep: { type: 'string' },
   runtime: { type: 'string' },
+  'cuda-graphs': { type: 'string' },
   threads: { type: 'string' },
   dtype: { type: 'string' },
   'kv-cache-dtype': { type: 'string' },
@@ -206,6 +211,11 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     throw new ConfigError('--model DIR is required (or --default-model for the built-in random tiny model)');
   };
   const executionProvider = oneOf(flags.ep, '--ep', ['cpu', 'cuda', 'webgpu'], DEFAULTS.executionProvider);
+  const runtime = oneOf(flags.runtime, '--runtime', ['js', 'native'], defaultRuntime(executionProvider));
+  const cudaGraphs = oneOf(flags['cuda-graphs'], '--cuda-graphs', ['on', 'off'], 'on') === 'on';
+  if (flags['cuda-graphs'] === 'on' && (executionProvider !== 'cuda' || runtime !== 'native')) {
+    throw new ConfigError('--cuda-graphs on needs --ep cuda with --runtime native');
+  }
   return {
     host: flags.host ?? DEFAULTS.host,
     port: integer(flags.port, '--port', 0, 65535) ?? integer(env.BACKEND_PORT || undefined, 'BACKEND_PORT', 0, 65535) ?? DEFAULTS.port,
@@ -213,7 +223,8 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     logLevel: oneOf(flags['log-level'], '--log-level', ['info', 'debug'], oneOf(env.LOG_LEVEL || undefined, 'LOG_LEVEL', ['info', 'debug'], DEFAULTS.logLevel)),
     backendToken: env.BACKEND_TOKEN || undefined,
     executionProvider,
-    runtime: oneOf(flags.runtime, '--runtime', ['js', 'native'], defaultRuntime(executionProvider)),
+    runtime,
+    cudaGraphs: cudaGraphs && executionProvider === 'cuda' && runtime === 'native',
     dtype: oneOf(flags.dtype, '--dtype', ['fp32', 'fp16', 'int4'], DEFAULTS.dtype),
     kvCacheDtype: oneOf(flags['kv-cache-dtype'], '--kv-cache-dtype', ['auto', 'fp32', 'fp16'], DEFAULTS.kvCacheDtype),
     int4BlockSize: Number(oneOf(flags['int4-block-size'], '--int4-block-size', int4BlockSizes, String(DEFAULTS.int4BlockSize))),

@@ -81,6 +81,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     dtype: config.dtype,
     executionProvider: config.executionProvider,
     runtime: config.runtime,
+    cudaGraphs: config.cudaGraphs,
     intraOpThreads: config.intraOpThreads,
     maxSequences,
     kvCacheDtype: config.kvCacheDtype,

@@ -63,7 +63,8 @@ class Session : public Napi::ObjectWrap<Session> {
                         InstanceMethod("copyRow", &Session::CopyRow), InstanceMethod("release", &Session::Release),
                         InstanceAccessor("inputNames", &Session::InputNames, nullptr),
                         InstanceAccessor("outputNames", &Session::OutputNames, nullptr),
-                        InstanceAccessor("cacheBytes", &Session::CacheBytes, nullptr)});
+                        InstanceAccessor("cacheBytes", &Session::CacheBytes, nullptr),
+                        InstanceAccessor("fixedBuckets", &Session::FixedBuckets, nullptr)});
   }
 
   explicit Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
@@ -74,6 +75,7 @@ class Session : public Napi::ObjectWrap<Session> {
     config.provider = options.Get("provider").As<Napi::String>().Utf8Value();
     config.intraOpThreads = static_cast<int>(Integer(options, "intraOpThreads"));
     config.deviceId = options.Has("deviceId") ? static_cast<int>(Integer(options, "deviceId")) : 0;
+    config.cudaGraphs = options.Has("cudaGraphs") && options.Get("cudaGraphs").ToBoolean().Value();
     std::string path;
     std::vector<uint8_t> bytes;
     if (info[0].IsString()) {
@@ -112,6 +114,12 @@ class Session : public Napi::ObjectWrap<Session> {
     if (!spec.Get("rowCopyModel").IsTypedArray()) throw Napi::TypeError::New(info.Env(), "rowCopyModel must be the row-copy graph's bytes");
     Napi::Uint8Array copyModel = spec.Get("rowCopyModel").As<Napi::Uint8Array>();
     cache.rowCopyModel.assign(copyModel.Data(), copyModel.Data() + copyModel.ByteLength());
+    for (const char* key : {"uploadModel", "downloadModel"}) {
+      if (!spec.Has(key) || spec.Get(key).IsUndefined()) continue;
+      if (!spec.Get(key).IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(key) + " must be a staging graph's bytes");
+      Napi::Uint8Array model = spec.Get(key).As<Napi::Uint8Array>();
+      (std::string(key) == "uploadModel" ? cache.uploadModel : cache.downloadModel).assign(model.Data(), model.Data() + model.ByteLength());
+    }
     try {
       cache.elementType = ElementType(spec.Get("elementType").As<Napi::String>().Utf8Value());
       Native(info.Env()).AllocateCache(cache);
@@ -149,6 +157,10 @@ class Session : public Napi::ObjectWrap<Session> {
     return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).CacheBytes()));
   }
 
+  Napi::Value FixedBuckets(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).FixedBuckets()));
+  }
+
   std::unique_ptr<native::NativeSession> session_;
   bool busy_ = false;
   friend class RunWorker;
@@ -163,6 +175,7 @@ native::HostFeed Feed(const Napi::Object& feed) {
   out.byteLength = data.ByteLength();
   Napi::Array dims = feed.Get("dims").As<Napi::Array>();
   for (uint32_t i = 0; i < dims.Length(); i++) out.dims.push_back(dims.Get(i).As<Napi::Number>().Int64Value());
+  out.host = feed.Has("host") && feed.Get("host").ToBoolean().Value();
   return out;
 }
 
@@ -187,6 +200,7 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   step.vocab = Integer(request, "vocab");
   step.firstRow = Integer(request, "firstRow");
   step.batch = Integer(request, "batch");
+  step.fixed = request.Has("fixed") && request.Get("fixed").ToBoolean().Value();
   auto* worker = new RunWorker(env, this, request, std::move(step));
   Napi::Promise promise = worker->Promise();
   busy_ = true;

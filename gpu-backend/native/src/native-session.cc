@@ -3,7 +3,9 @@
 
 #include "native-session.h"
 
+#include <algorithm>
 #include <cstring>
+#include <unordered_map>
 #include <stdexcept>
 
 namespace native {
@@ -32,7 +34,8 @@ size_t ElementCount(const std::vector<int64_t>& dims) {
   return count;
 }
 
-Ort::SessionOptions MakeOptions(const SessionConfig& config) {
+// `graphs`: the model session of a config with cudaGraphs; never the small copy sessions beside it.
+Ort::SessionOptions MakeOptions(const SessionConfig& config, bool graphs) {
   Ort::SessionOptions options;
   options.SetIntraOpNumThreads(config.intraOpThreads);
   options.SetInterOpNumThreads(1);
@@ -42,7 +45,9 @@ Ort::SessionOptions MakeOptions(const SessionConfig& config) {
     // The provider library loads here; without it (or without CUDA) this is where the session fails.
     try {
       Ort::CUDAProviderOptions cuda;
-      cuda.Update({{"device_id", std::to_string(config.deviceId)}});
+      std::unordered_map<std::string, std::string> values{{"device_id", std::to_string(config.deviceId)}};
+      if (graphs) values["enable_cuda_graph"] = "1";
+      cuda.Update(values);
       options.AppendExecutionProvider_CUDA_V2(*cuda);
     } catch (const Ort::Exception& error) {
       throw std::runtime_error(std::string("the CUDA execution provider is unavailable: ") + error.what());
@@ -57,7 +62,10 @@ Ort::SessionOptions MakeOptions(const SessionConfig& config) {
 
 NativeSession::NativeSession(const std::string& model, const std::vector<uint8_t>& modelBytes, const SessionConfig& config)
     : env_(ORT_LOGGING_LEVEL_ERROR, "native-session"), config_(config), provider_(config.provider), deviceId_(config.deviceId) {
-  Ort::SessionOptions options = MakeOptions(config);
+  if (config.cudaGraphs && config.provider != "cuda") throw std::runtime_error("CUDA graphs need the cuda provider");
+  Ort::SessionOptions options = MakeOptions(config, config.cudaGraphs);
+  // Runs that are not fixed must not be captured: with graphs on, ONNX Runtime captures id 0 by default.
+  if (config.cudaGraphs) runOptions_.AddConfigEntry("gpu_graph_id", "-1");
   try {
     session_ = modelBytes.empty() ? std::make_unique<Ort::Session>(env_, model.c_str(), options)
                                   : std::make_unique<Ort::Session>(env_, modelBytes.data(), modelBytes.size(), options);
@@ -76,9 +84,14 @@ void NativeSession::AllocateCache(const CacheSpec& spec) {
   Ort::MemoryInfo info = provider_ == "cuda" ? Ort::MemoryInfo("Cuda", OrtArenaAllocator, deviceId_, OrtMemTypeDefault)
                                              : Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   if (spec.rowCopyModel.empty()) throw std::runtime_error("the cache needs its row-copy graph");
-  Ort::SessionOptions copyOptions = MakeOptions(config_);
+  Ort::SessionOptions copyOptions = MakeOptions(config_, false);
   copyOptions.SetIntraOpNumThreads(1);
   copySession_ = std::make_unique<Ort::Session>(env_, spec.rowCopyModel.data(), spec.rowCopyModel.size(), copyOptions);
+  if (spec.uploadModel.empty() != spec.downloadModel.empty()) throw std::runtime_error("fixed runs need both staging graphs");
+  if (!spec.uploadModel.empty()) {
+    uploadSession_ = std::make_unique<Ort::Session>(env_, spec.uploadModel.data(), spec.uploadModel.size(), copyOptions);
+    downloadSession_ = std::make_unique<Ort::Session>(env_, spec.downloadModel.data(), spec.downloadModel.size(), copyOptions);
+  }
   copyBinding_ = std::make_unique<Ort::IoBinding>(*copySession_);
   allocator_ = std::make_unique<Ort::Allocator>(*session_, info);
   spec_ = spec;
@@ -119,6 +132,7 @@ Ort::Value NativeSession::HeadView(size_t tensor, int64_t row, int64_t head, int
 
 void NativeSession::Run(const StepRequest& request) {
   if (cache_.empty()) throw std::runtime_error("run before the KV cache was allocated");
+  if (request.fixed) return RunFixed(request);
   if (request.batch <= 0 || request.firstRow < 0 || request.firstRow + request.batch > spec_.rows) {
     throw std::runtime_error("batch rows are outside the KV cache");
   }
@@ -147,6 +161,121 @@ void NativeSession::Run(const StepRequest& request) {
   session_->Run(runOptions_, *binding_);
   binding_->ClearBoundInputs();
   binding_->ClearBoundOutputs();
+}
+
+NativeSession::FixedRun& NativeSession::FixedRunFor(const StepRequest& request) {
+  auto found = fixed_.find(request.batch);
+  if (found != fixed_.end()) {
+    FixedRun& run = *found->second;
+    bool same = run.names.size() == request.feeds.size();
+    for (size_t i = 0; same && i < request.feeds.size(); i++) {
+      same = run.names[i] == request.feeds[i].name && run.byteLengths[i] == request.feeds[i].byteLength;
+    }
+    if (!same) throw std::runtime_error("a fixed run must feed the same inputs, of the same sizes, as its bucket's first run");
+    return run;
+  }
+  auto run = std::make_unique<FixedRun>();
+  size_t int64Count = 0;
+  size_t int32Count = 0;
+  for (const HostFeed& feed : request.feeds) {
+    if (ElementCount(feed.dims) * ElementBytes(feed.type) != feed.byteLength) {
+      throw std::runtime_error("feed " + feed.name + " does not match its dims");
+    }
+    run->names.push_back(feed.name);
+    run->byteLengths.push_back(feed.byteLength);
+    if (feed.host) continue;
+    if (feed.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) {
+      int64Count += ElementCount(feed.dims);
+    } else if (feed.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32) {
+      int32Count += ElementCount(feed.dims);
+    } else {
+      throw std::runtime_error("a fixed run feeds int64 or int32 inputs only (" + feed.name + ")");
+    }
+  }
+  // At least one element each: the upload graph always takes both blocks.
+  const int64_t int64Shape[1] = {static_cast<int64_t>(std::max<size_t>(int64Count, 1))};
+  const int64_t int32Shape[1] = {static_cast<int64_t>(std::max<size_t>(int32Count, 1))};
+  run->int64Block = Ort::Value::CreateTensor(*allocator_, int64Shape, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64);
+  run->int32Block = Ort::Value::CreateTensor(*allocator_, int32Shape, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
+  run->int64Staging.assign(static_cast<size_t>(int64Shape[0]), 0);
+  run->int32Staging.assign(static_cast<size_t>(int32Shape[0]), 0);
+  const int64_t logitsShape[2] = {request.batch, request.vocab};
+  run->logits = Ort::Value::CreateTensor(*allocator_, logitsShape, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  run->binding = std::make_unique<Ort::IoBinding>(*session_);
+  run->views.reserve(request.feeds.size() + cache_.size());
+  Ort::MemoryInfo host = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+  auto* int64Base = static_cast<uint8_t*>(run->int64Block.GetTensorMutableRawData());
+  auto* int32Base = static_cast<uint8_t*>(run->int32Block.GetTensorMutableRawData());
+  const Ort::ConstMemoryInfo device = run->int64Block.GetTensorMemoryInfo();
+  for (const HostFeed& feed : request.feeds) {
+    if (feed.host) {
+      run->hostCopies.emplace_back(feed.byteLength);
+      run->views.push_back(Ort::Value::CreateTensor(host, run->hostCopies.back().data(), feed.byteLength, feed.dims.data(),
+                                                    feed.dims.size(), feed.type));
+    } else {
+      uint8_t*& base = feed.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 ? int64Base : int32Base;
+      run->views.push_back(Ort::Value::CreateTensor(device, base, feed.byteLength, feed.dims.data(), feed.dims.size(), feed.type));
+      base += feed.byteLength;
+    }
+    run->binding->BindInput(feed.name.c_str(), run->views.back());
+  }
+  for (size_t i = 0; i < cache_.size(); i++) {
+    run->views.push_back(RowsView(i, 0, request.batch));
+    run->binding->BindInput(spec_.pastNames[i].c_str(), run->views.back());
+    run->binding->BindOutput(spec_.presentNames[i].c_str(), run->views.back());
+  }
+  run->binding->BindOutput(request.logitsName.c_str(), run->logits);
+  // The bucket's size is its graph id: ids are per session, and 0 is ONNX Runtime's default one.
+  if (config_.cudaGraphs) run->runOptions.AddConfigEntry("gpu_graph_id", std::to_string(request.batch).c_str());
+  return *fixed_.emplace(request.batch, std::move(run)).first->second;
+}
+
+void NativeSession::RunFixed(const StepRequest& request) {
+  if (!uploadSession_) throw std::runtime_error("a fixed run needs the staging graphs (allocateCache uploadModel, downloadModel)");
+  if (request.batch <= 0 || request.batch > spec_.rows) throw std::runtime_error("a fixed run's bucket is outside the KV cache");
+  if (request.logitsRows > request.batch) throw std::runtime_error("a fixed run returns at most one logits row per cache row");
+  const size_t logitsCount = static_cast<size_t>(request.logitsRows * request.vocab);
+  if (logitsCount > request.logitsCapacity) throw std::runtime_error("the logits buffer is too small for this run");
+  FixedRun& run = FixedRunFor(request);
+  // Gather the feeds into the staging blocks in the binding's order, and the host feeds into their copies.
+  size_t int64At = 0;
+  size_t int32At = 0;
+  size_t hostAt = 0;
+  for (const HostFeed& feed : request.feeds) {
+    if (feed.host) {
+      std::memcpy(run.hostCopies[hostAt++].data(), feed.data, feed.byteLength);
+    } else if (feed.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) {
+      std::memcpy(run.int64Staging.data() + int64At, feed.data, feed.byteLength);
+      int64At += feed.byteLength / sizeof(int64_t);
+    } else {
+      std::memcpy(run.int32Staging.data() + int32At, feed.data, feed.byteLength);
+      int32At += feed.byteLength / sizeof(int32_t);
+    }
+  }
+  Ort::MemoryInfo host = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+  const int64_t int64Shape[1] = {static_cast<int64_t>(run.int64Staging.size())};
+  const int64_t int32Shape[1] = {static_cast<int64_t>(run.int32Staging.size())};
+  Ort::Value int64Host = Ort::Value::CreateTensor<int64_t>(host, run.int64Staging.data(), run.int64Staging.size(), int64Shape, 1);
+  Ort::Value int32Host = Ort::Value::CreateTensor<int32_t>(host, run.int32Staging.data(), run.int32Staging.size(), int32Shape, 1);
+  Ort::IoBinding upload(*uploadSession_);
+  upload.BindInput("i64", int64Host);
+  upload.BindInput("i32", int32Host);
+  upload.BindOutput("o64", run.int64Block);
+  upload.BindOutput("o32", run.int32Block);
+  uploadSession_->Run(runOptions_, upload);
+
+  session_->Run(run.runOptions, *run.binding);
+
+  if (logitsCount == 0) return;
+  const int64_t flat[1] = {static_cast<int64_t>(logitsCount)};
+  auto* logitsBase = static_cast<float*>(run.logits.GetTensorMutableRawData());
+  Ort::Value rows = Ort::Value::CreateTensor(run.logits.GetTensorMemoryInfo(), logitsBase, logitsCount * sizeof(float), flat, 1,
+                                             ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  Ort::Value out = Ort::Value::CreateTensor<float>(host, request.logits, logitsCount, flat, 1);
+  Ort::IoBinding download(*downloadSession_);
+  download.BindInput("f32", rows);
+  download.BindOutput("of32", out);
+  downloadSession_->Run(runOptions_, download);
 }
 
 void NativeSession::CopyRow(int64_t from, int64_t to, int64_t slots) {

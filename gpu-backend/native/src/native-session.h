@@ -7,6 +7,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,8 @@ struct SessionConfig {
   std::string provider;  // "cpu" or "cuda"
   int intraOpThreads = 1;
   int deviceId = 0;
+  // CUDA only: fixed runs are captured as CUDA graphs (enable_cuda_graph), one graph per batch bucket.
+  bool cudaGraphs = false;
 };
 
 struct CacheSpec {
@@ -30,6 +33,10 @@ struct CacheSpec {
   // ONNX bytes of the row-copy graph: keyValueHeads Identity nodes src_h -> dst_h, each [n, headDim] of
   // elementType. It runs on the session's provider, so a copy between rows of a device cache stays there.
   std::vector<uint8_t> rowCopyModel;
+  // ONNX bytes of the staging graphs of fixed runs, on the session's provider: upload (Identity i64 -> o64
+  // and i32 -> o32, 1-D) and download (Identity f32 -> of32, 1-D). Empty: the session has no fixed runs.
+  std::vector<uint8_t> uploadModel;
+  std::vector<uint8_t> downloadModel;
 };
 
 // A host array handed in for one run; it must stay alive until Run returns.
@@ -39,6 +46,8 @@ struct HostFeed {
   void* data;
   size_t byteLength;
   std::vector<int64_t> dims;
+  // Fixed runs: an input the graph reads from host memory (GroupQueryAttention's total_sequence_length).
+  bool host = false;
 };
 
 struct StepRequest {
@@ -50,6 +59,10 @@ struct StepRequest {
   int64_t vocab = 0;
   int64_t firstRow = 0;  // the batch is cache rows [firstRow, firstRow + batch)
   int64_t batch = 0;
+  // A fixed run: the batch is cache rows [0, batch) (a bucket), and every input and output stays at the
+  // address it got on the bucket's first run, which is what a CUDA graph replays. The feeds are copied
+  // into those buffers on the provider, and the logits rows copied out.
+  bool fixed = false;
 };
 
 class NativeSession {
@@ -59,6 +72,8 @@ class NativeSession {
 
   void AllocateCache(const CacheSpec& spec);
   void Run(const StepRequest& request);
+  // Fixed runs made so far, one binding per bucket (each a CUDA graph when cudaGraphs).
+  size_t FixedBuckets() const { return fixed_.size(); }
   // Copies the first `slots` slots of every cache tensor's row `from` into row `to`, on the provider.
   void CopyRow(int64_t from, int64_t to, int64_t slots);
 
@@ -72,6 +87,24 @@ class NativeSession {
   Ort::Value RowsView(size_t tensor, int64_t firstRow, int64_t batch) const;
   // The first `slots` slots of one head of one row: contiguous, [slots, headDim].
   Ort::Value HeadView(size_t tensor, int64_t row, int64_t head, int64_t slots) const;
+  void RunFixed(const StepRequest& request);
+
+  // One bucket's fixed binding: device blocks for the int64 and int32 feeds (each feed a view into its
+  // block, in feed order), host copies of the host feeds, the cache rows [0, batch) and the logits.
+  struct FixedRun {
+    std::vector<std::string> names;
+    std::vector<size_t> byteLengths;
+    Ort::Value int64Block{nullptr};
+    Ort::Value int32Block{nullptr};
+    std::vector<int64_t> int64Staging;
+    std::vector<int32_t> int32Staging;
+    std::vector<std::vector<uint8_t>> hostCopies;
+    Ort::Value logits{nullptr};  // [batch, vocab] float, on the provider
+    std::vector<Ort::Value> views;  // every bound value, alive as long as the binding
+    std::unique_ptr<Ort::IoBinding> binding;
+    Ort::RunOptions runOptions;
+  };
+  FixedRun& FixedRunFor(const StepRequest& request);
 
   Ort::Env env_;
   SessionConfig config_;
@@ -86,6 +119,9 @@ class NativeSession {
   CacheSpec spec_;
   std::unique_ptr<Ort::IoBinding> binding_;
   Ort::RunOptions runOptions_;
+  std::unique_ptr<Ort::Session> uploadSession_;
+  std::unique_ptr<Ort::Session> downloadSession_;
+  std::map<int64_t, std::unique_ptr<FixedRun>> fixed_;
 };
 
 }  // namespace native

@@ -15,6 +15,12 @@ export interface EngineOptions {
   executionProvider: ExecutionProvider;
   /** Default 'js'. */
   runtime?: SessionRuntime;
+  /**
+   * --runtime native: decode runs with every input at a fixed address per batch bucket, each captured once
+   * as a CUDA graph and replayed. Default: on for cuda. On the cpu, true runs that path without capture
+   * (it only adds copies there; for tests).
+   */
+  cudaGraphs?: boolean;
   intraOpThreads: number;
   /** Longest prefill chunk per session.run; defaults to the sliding window (or 512 without one), on the CPU at most 256. */
   chunkSize?: number;

@@ -31,7 +31,12 @@ export async function loadKvStore(
   }
   const load: StoreLoad = {
     spec,
-    session: { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, profilePrefix: options.profilePrefix },
+    session: {
+      executionProvider: options.executionProvider,
+      intraOpThreads: options.intraOpThreads,
+      cudaGraphs: runtime === 'native' && (options.cudaGraphs ?? options.executionProvider === 'cuda'),
+      profilePrefix: options.profilePrefix,
+    },
     files: { cacheDir: options.onnxCacheDir, checkpointDir: options.modelDir, externalDataThresholdBytes: options.externalDataThresholdBytes },
   };
   if (runtime === 'native') {

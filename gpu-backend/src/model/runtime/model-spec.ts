@@ -19,6 +19,11 @@ export interface ModelSpec {
 export interface SessionSpec {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
+  /**
+   * The native session's decode runs fixed per batch bucket (NativeKvStore), captured as CUDA graphs on
+   * cuda; on the cpu the same path without capture.
+   */
+  cudaGraphs: boolean;
   /** File prefix for an ONNX Runtime per-op profile of the model session, written when it is released. */
   profilePrefix?: string;
 }

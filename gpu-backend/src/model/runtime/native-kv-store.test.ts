@@ -50,7 +50,7 @@ const argmax = (row: Float32Array) => row.reduce((best, value, i) => (value > ro
  * `steps` steps while the middle one (a row inside the batch's row range) waits, then it decodes
  * alone. Returns every logits row per sequence and the token ids.
  */
-async function batchedRun(engine: Engine, steps: number): Promise<{ rows: Float32Array[][]; tokenIds: number[][] }> {
+async function batchedRun(engine: Engine, steps: number): Promise<{ rows: Float32Array[][]; tokenIds: number[][]; ids: number[] }> {
   const tokenIds = [9, 6, 5].map((length, salt) => Array.from({ length }, (_, i) => (i * 7 + 3 + salt * 13) % engine.config.vocabSize));
   const ids = tokenIds.map(() => engine.createSequence());
   const rows: Float32Array[][] = [[], [], []];
@@ -64,7 +64,7 @@ async function batchedRun(engine: Engine, steps: number): Promise<{ rows: Float3
       rows[i].push(logits[k]);
     });
   }
-  return { rows, tokenIds };
+  return { rows, tokenIds, ids };
 }
 
 describe('native session', () => {
@@ -170,6 +170,39 @@ describe('native session', () => {
         logits.forEach((row, i) => expect(maxRelativeError(row, alone[i][alone[i].length - 1])).toBeLessThan(1e-4));
         // Only ids, positions, lengths and the logits rows cross: no cache bytes.
         expect(engine.kvStats().lastStepTransferBytes).toBe(3 * 64 * 4 + 3 * (8 + 8 + 4) + 3 * 8 + 4);
+      },
+    );
+  });
+
+  it('fixed decode (the CUDA graph path, without capture on the cpu) equals unfixed decode, bucket by bucket, across forks and compaction', async () => {
+    const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
+    const weights = randomModelWeights(config, 11);
+    await withNative(
+      () => engineOf(config, weights, { runtime: 'native', cudaGraphs: true, maxSequences: 5 }),
+      async (fixed) => {
+        const unfixed = await engineOf(config, weights, { runtime: 'native', maxSequences: 5 });
+        // Batches of rows [0, 3) (bucket 4) and row 1 alone (bucket 2: row 0 rides along), as batchedRun steps them.
+        const expected = await batchedRun(unfixed, 9);
+        const actual = await batchedRun(fixed, 9);
+        expect(actual.tokenIds).toEqual(expected.tokenIds);
+        actual.rows.forEach((rows, i) => rows.forEach((row, k) => expect(maxRelativeError(row, expected.rows[i][k])).toBeLessThan(1e-5)));
+        // A fork into row 3 and a release that moves it into row 0: a batch of 3 in bucket 4, then 4 in 4.
+        const reference = ReferenceModel.fromWeights(config, weights);
+        const live = actual.ids;
+        const fork = fixed.forkSequence(live[1]);
+        fixed.releaseSequence(live[0]);
+        const order = [fork, live[1], live[2]];
+        const next = [5, 17, 33];
+        const logits = await fixed.step(order.map((sequenceId, i) => ({ sequenceId, tokenIds: [next[i]] })));
+        const alone = [
+          [...actual.tokenIds[1], next[0]],
+          [...actual.tokenIds[1], next[1]],
+          [...actual.tokenIds[2], next[2]],
+        ].map((tokens) => reference.forward(tokens));
+        logits.forEach((row, i) => expect(maxRelativeError(row, alone[i][alone[i].length - 1])).toBeLessThan(1e-4));
+        // Bucket 4: ids, positions and logits rows as int64, lengths as int32, the total, 3 logits rows.
+        expect(fixed.kvStats().lastStepTransferBytes).toBe(4 * (8 + 8 + 8 + 4) + 4 + 3 * 64 * 4);
+        await unfixed.dispose();
       },
     );
   });

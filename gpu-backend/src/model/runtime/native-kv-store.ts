@@ -9,13 +9,18 @@
 // buffer. One spare slot per row past maxModelLen: a decode batch spans a row range, and a filler row
 // (another sequence's, riding along) gets its new key written at its own length, beyond every key
 // it holds, where nothing reads it.
+//
+// Fixed decode (SessionSpec.cudaGraphs): a decode run binds the cache rows [0, bucket) of the smallest
+// batch bucket (1, 2, 4, ... maxSequences) that holds it, and every input at an address that never
+// changes, so that on CUDA each bucket's run is captured once as a CUDA graph and replayed. The rows
+// of the bucket outside the plan ride along as fillers do (their new key lands past their length).
 
 import type { WeightSource } from '../graph/model-graph';
 import { presentOutputName } from '../graph/graph-attention';
 import { prepareOnnxModel } from '../graph/onnx-model-store';
 import type { BatchPlan } from './engine-feeds';
 import type { CacheFeeds, KvStore } from './kv-store';
-import { NativeSession, NativeSessionError } from './native-session';
+import { type NativeFeed, NativeSession, NativeSessionError } from './native-session';
 import type { Feed } from './ort-session';
 import type { RowCopy, SequenceSlots, SequenceSlotsOptions } from './sequence-slots';
 import type { StoreLoad } from './model-spec';
@@ -31,6 +36,12 @@ export class NativeKvStore implements KvStore {
     readonly elementType: 'float32' | 'float16',
     readonly bytesPerSlot: number,
     private readonly vocabSize: number,
+    /** Fixed decode: the batch buckets, ascending; null runs every step as it comes. */
+    private readonly buckets: number[] | null,
+    /** Slots per cache row: a fixed run's total_sequence_length, the one value every replay can take. */
+    private readonly rowSlots: number,
+    /** How decode runs, for the start-up line. */
+    private readonly decodeNote: string,
   ) {}
 
   /** The layout the store needs: no ring (slot = position), the window left to the attention op. */
@@ -44,7 +55,8 @@ export class NativeKvStore implements KvStore {
     if (provider === 'webgpu') throw new NativeSessionError('the native session runs the cpu or cuda provider, not webgpu (use --runtime js)');
     // Shared-buffer GQA: the cache is bound as past and present, so attention is the fused kind.
     const prepared = await prepareOnnxModel(source, { ...spec, ...files, attention: 'fused', cacheIo: 'shared-buffer' });
-    const session = NativeSession.create(prepared.model, { provider, intraOpThreads: run.intraOpThreads });
+    const { session, cudaGraphs, note } = NativeKvStore.createSession(prepared.model, provider, run);
+    const fixed = run.cudaGraphs && (provider === 'cpu' || cudaGraphs);
     const pastNames: string[] = [];
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) {
@@ -63,13 +75,36 @@ export class NativeKvStore implements KvStore {
         slots: layout.maxModelLen + 1,
         headDim: config.headDim,
         elementType,
+        fixedRuns: fixed,
       });
     } catch (error) {
       session.release();
       throw new NativeSessionError(`native session: the KV cache could not be allocated: ${(error as Error).message}`);
     }
     const bytesPerSlot = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (elementType === 'float32' ? 4 : 2);
-    return new NativeKvStore(session, elementType, bytesPerSlot, config.vocabSize);
+    const slots = layout.maxModelLen + 1;
+    const buckets = fixed ? batchBuckets(layout.maxSequences) : null;
+    const decodeNote = buckets ? `decode fixed per batch bucket (${buckets.join(', ')}), ${cudaGraphs ? 'each a CUDA graph' : 'not captured'}` : note;
+    return new NativeKvStore(session, elementType, bytesPerSlot, config.vocabSize, buckets, slots, decodeNote);
+  }
+
+  /**
+   * The model session, with CUDA graphs when asked for on cuda. ONNX Runtime refuses graph capture for some
+   * graphs at session creation (control flow, nodes off the device); the session then runs without them.
+   */
+  private static createSession(
+    model: string | Uint8Array,
+    provider: 'cpu' | 'cuda',
+    run: StoreLoad['session'],
+  ): { session: NativeSession; cudaGraphs: boolean; note: string } {
+    const options = { provider, intraOpThreads: run.intraOpThreads };
+    if (!run.cudaGraphs || provider !== 'cuda') return { session: NativeSession.create(model, options), cudaGraphs: false, note: 'decode unfixed' };
+    try {
+      return { session: NativeSession.create(model, { ...options, cudaGraphs: true }), cudaGraphs: true, note: '' };
+    } catch (error) {
+      const session = NativeSession.create(model, options);
+      return { session, cudaGraphs: false, note: `decode without CUDA graphs (${(error as Error).message.split('\n')[0]})` };
+    }
   }
 
   /** Nothing to feed: the session binds the cache rows itself. */
@@ -80,6 +115,8 @@ export class NativeKvStore implements KvStore {
   async run(feeds: CacheFeeds, slots: SequenceSlots, plan: BatchPlan): Promise<{ logits: Float32Array; transferBytes: number }> {
     const S = plan.sequenceLength;
     const batch = plan.rows.length;
+    const bucket = S === 1 ? this.buckets?.find((size) => size >= plan.firstRow + batch) : undefined;
+    if (bucket !== undefined) return this.runFixed(feeds as Record<string, Feed>, slots, plan, bucket);
     // seqlens_k from the row owners' lengths, fillers included: that is where the op writes each row's new key.
     const seqlens = Int32Array.from({ length: batch }, (_, b) => slots.lengthOfRow(plan.firstRow + b) + S - 1);
     const withLengths: Record<string, Feed> = {
@@ -100,6 +137,61 @@ export class NativeKvStore implements KvStore {
     return { logits: this.logits.slice(0, needed), transferBytes };
   }
 
+  /**
+   * A decode run over the cache rows [0, bucket): the plan's rows keep their feeds, the bucket's other rows
+   * ride along with their own lengths (ids 0), and total_sequence_length is the row's slot count, so every
+   * run of the bucket feeds the same shapes and a captured graph stays valid for all of them.
+   */
+  private async runFixed(
+    feeds: Record<string, Feed>,
+    slots: SequenceSlots,
+    plan: BatchPlan,
+    bucket: number,
+  ): Promise<{ logits: Float32Array; transferBytes: number }> {
+    const unexpected = Object.keys(feeds).filter((name) => !FIXED_FEEDS.has(name));
+    if (unexpected.length > 0) throw new NativeSessionError(`a fixed decode run cannot feed ${unexpected.join(', ')}`);
+    const ids = new BigInt64Array(bucket);
+    const positions = new BigInt64Array(bucket);
+    const seqlens = new Int32Array(bucket);
+    const given = { ids: feeds.input_ids.data as BigInt64Array, positions: feeds.position_ids.data as BigInt64Array };
+    for (let row = 0; row < bucket; row++) {
+      const b = row - plan.firstRow;
+      const length = slots.lengthOfRow(row);
+      seqlens[row] = length;
+      const inPlan = b >= 0 && b < plan.rows.length;
+      ids[row] = inPlan ? given.ids[b] : 0n;
+      positions[row] = inPlan ? given.positions[b] : BigInt(length);
+    }
+    // logits_index counts rows of the plan's batch; here rows of the bucket. The tail repeats row 0.
+    const wanted = feeds.logits_index.data as BigInt64Array;
+    const logitsIndex = new BigInt64Array(bucket);
+    wanted.forEach((index, i) => {
+      logitsIndex[i] = index + BigInt(plan.firstRow);
+    });
+    const list: NativeFeed[] = [
+      { name: 'input_ids', type: 'int64', data: ids, dims: [bucket, 1] },
+      { name: 'position_ids', type: 'int64', data: positions, dims: [bucket, 1] },
+      { name: 'logits_index', type: 'int64', data: logitsIndex, dims: [bucket] },
+      { name: 'seqlens_k', type: 'int32', data: seqlens, dims: [bucket] },
+      { name: 'total_sequence_length', type: 'int32', data: Int32Array.of(this.rowSlots), dims: [], host: true },
+    ];
+    const logitsRows = wanted.length;
+    const needed = logitsRows * this.vocabSize;
+    if (this.logits.length < needed) this.logits = new Float32Array(needed);
+    await this.session.run({
+      feeds: list,
+      logitsName: 'logits',
+      logits: this.logits,
+      logitsRows,
+      vocab: this.vocabSize,
+      firstRow: 0,
+      batch: bucket,
+      fixed: true,
+    });
+    const transferBytes = needed * 4 + list.reduce((sum, feed) => sum + feed.data.byteLength, 0);
+    return { logits: this.logits.slice(0, needed), transferBytes };
+  }
+
   resize(): void {
     // The cache was allocated at full length; the layout's capacity is only how far it reads.
   }
@@ -113,10 +205,21 @@ export class NativeKvStore implements KvStore {
   }
 
   summary(): string {
-    return `KV cache: ${(this.session.cacheBytes / 2 ** 20).toFixed(1)} MiB allocated once in the native session, bound in place (shared-buffer GQA)`;
+    return `KV cache: ${(this.session.cacheBytes / 2 ** 20).toFixed(1)} MiB allocated once in the native session, bound in place (shared-buffer GQA); ${this.decodeNote}`;
   }
 
   async dispose(): Promise<void> {
     this.session.release();
   }
+}
+
+/** What a decode run feeds (buildFeeds for fused attention, plus the lengths run() adds). */
+const FIXED_FEEDS = new Set(['input_ids', 'position_ids', 'logits_index', 'seqlens_k', 'total_sequence_length']);
+
+/** 1, 2, 4, ... up to `rows`, and `rows` itself: a decode batch pads to at most twice its size. */
+export function batchBuckets(rows: number): number[] {
+  const buckets: number[] = [];
+  for (let size = 1; size < rows; size *= 2) buckets.push(size);
+  buckets.push(rows);
+  return buckets;
 }

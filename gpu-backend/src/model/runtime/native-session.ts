@@ -25,10 +25,23 @@ export interface NativeCacheSpec {
   slots: number;
   headDim: number;
   elementType: 'float32' | 'float16';
+  /** Decode may run fixed (NativeStep.fixed): the session then keeps the staging graphs those runs copy through. */
+  fixedRuns?: boolean;
 }
 
+export interface NativeOptions {
+  provider: NativeProvider;
+  intraOpThreads: number;
+  deviceId?: number;
+  /** cuda only: every fixed run is captured as a CUDA graph, one per bucket (ONNX Runtime's enable_cuda_graph). */
+  cudaGraphs?: boolean;
+}
+
+/** A feed of one run; `host`: in a fixed run, an input the graph reads from host memory (total_sequence_length). */
+export type NativeFeed = Feed & { name: string; host?: boolean };
+
 export interface NativeStep {
-  feeds: (Feed & { name: string })[];
+  feeds: NativeFeed[];
   logitsName: string;
   /** Host buffer the logits rows are written into: [logitsRows, vocab] at its start. */
   logits: Float32Array;
@@ -37,21 +50,28 @@ export interface NativeStep {
   /** The run's batch is cache rows [firstRow, firstRow + batch). */
   firstRow: number;
   batch: number;
+  /**
+   * A fixed run: the batch is cache rows [0, batch) (a bucket), each feed is copied into a buffer of the
+   * bucket's that keeps its address, and the logits rows are copied out; every run of a bucket must feed
+   * the same names and sizes. What a CUDA graph replays; on the CPU the same path, without capture.
+   */
+  fixed?: boolean;
 }
 
 /** The addon's class as it is exported (gpu-backend/native/src/addon.cc). */
 interface AddonSession {
-  allocateCache(spec: NativeCacheSpec & { rowCopyModel: Uint8Array }): void;
+  allocateCache(spec: NativeCacheSpec & { rowCopyModel: Uint8Array; uploadModel?: Uint8Array; downloadModel?: Uint8Array }): void;
   run(step: NativeStep): Promise<void>;
   copyRow(from: number, to: number, slots: number): void;
   release(): void;
   readonly inputNames: string[];
   readonly outputNames: string[];
   readonly cacheBytes: number;
+  readonly fixedBuckets: number;
 }
 
 interface Addon {
-  NativeSession: new (model: string | Uint8Array, options: { provider: NativeProvider; intraOpThreads: number; deviceId?: number }) => AddonSession;
+  NativeSession: new (model: string | Uint8Array, options: NativeOptions) => AddonSession;
   ortApiVersion: number;
 }
 
@@ -93,7 +113,7 @@ export class NativeSession {
   private constructor(private readonly session: AddonSession) {}
 
   /** `model`: ONNX bytes or a path (external data resolved beside it). CUDA fails here when its provider or CUDA is missing. */
-  static create(model: string | Uint8Array, options: { provider: NativeProvider; intraOpThreads: number; deviceId?: number }): NativeSession {
+  static create(model: string | Uint8Array, options: NativeOptions): NativeSession {
     const { NativeSession: Native } = loadNativeAddon();
     try {
       return new NativeSession(new Native(model, options));
@@ -117,9 +137,15 @@ export class NativeSession {
     return this.session.cacheBytes;
   }
 
+  /** Buckets that have had a fixed run (each one binding; a CUDA graph each with cudaGraphs). */
+  get fixedBuckets(): number {
+    return this.session.fixedBuckets;
+  }
+
   /** Allocates the cache tensors [rows, keyValueHeads, slots, headDim] once, from the session's allocator. */
   allocateCache(spec: NativeCacheSpec): void {
-    this.session.allocateCache({ ...spec, rowCopyModel: rowCopyGraph(spec) });
+    const staging = spec.fixedRuns ? { uploadModel: uploadGraph(), downloadModel: downloadGraph() } : {};
+    this.session.allocateCache({ ...spec, rowCopyModel: rowCopyGraph(spec), ...staging });
   }
 
   /** One run with the cache rows bound in place; resolves once the logits are in `step.logits`. */
@@ -150,4 +176,30 @@ function rowCopyGraph(spec: NativeCacheSpec): Uint8Array {
     g.output(`dst_${head}`, spec.elementType, ['n', spec.headDim]);
   }
   return concatChunks(encodeOnnxModel(g.build('row-copy')));
+}
+
+/**
+ * A fixed run's upload: its int64 feeds (ids, positions, logits rows) and its int32 feeds (seqlens_k),
+ * each gathered into one host block, copied by ONNX Runtime into the bucket's device blocks.
+ */
+function uploadGraph(): Uint8Array {
+  const g = new GraphBuilder(null);
+  for (const [input, output, type] of [
+    ['i64', 'o64', 'int64'],
+    ['i32', 'o32', 'int32'],
+  ] as const) {
+    g.input(input, type, ['n']);
+    g.nodes.push({ opType: 'Identity', name: `upload_${type}`, inputs: [input], outputs: [output], attributes: {} });
+    g.output(output, type, ['n']);
+  }
+  return concatChunks(encodeOnnxModel(g.build('fixed-upload')));
+}
+
+/** A fixed run's download: the logits rows wanted, from the bucket's device buffer into the host one. */
+function downloadGraph(): Uint8Array {
+  const g = new GraphBuilder(null);
+  g.input('f32', 'float32', ['n']);
+  g.nodes.push({ opType: 'Identity', name: 'download', inputs: ['f32'], outputs: ['of32'], attributes: {} });
+  g.output('of32', 'float32', ['n']);
+  return concatChunks(encodeOnnxModel(g.build('fixed-download')));
 }
