@@ -78,8 +78,9 @@ export async function measureSpeed(
     onnxCacheDir: cacheDir,
     profilePrefix,
   });
-  rows.push({ phase: 'load', context: 0, batch: 0, value: (performance.now() - loadStart) / 1000 });
-  log(`  loaded in ${rows[0].value!.toFixed(1)} s`);
+  // The store's line says how decode runs (with CUDA graphs, or why not): the figures below depend on it.
+  rows.push({ phase: 'load', context: 0, batch: 0, value: (performance.now() - loadStart) / 1000, note: engine.kvCacheSummary() });
+  log(`  loaded in ${rows[0].value!.toFixed(1)} s; ${rows[0].note}`);
   try {
     // Prefill: one untimed prompt (kernel compilation, allocation), then the timed one.
     const warm = engine.createSequence();
