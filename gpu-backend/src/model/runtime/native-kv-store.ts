@@ -98,7 +98,7 @@ export class NativeKvStore implements KvStore {
     run: StoreLoad['session'],
   ): { session: NativeSession; cudaGraphs: boolean; note: string } {
     const options = { provider, intraOpThreads: run.intraOpThreads };
-    if (!run.cudaGraphs || provider !== 'cuda') return { session: NativeSession.create(model, options), cudaGraphs: false, note: 'decode unfixed' };
+    if (!run.cudaGraphs || provider !== 'cuda') return { session: NativeSession.create(model, options), cudaGraphs: false, note: 'no CUDA graphs' };
     try {
       return { session: NativeSession.create(model, { ...options, cudaGraphs: true }), cudaGraphs: true, note: '' };
     } catch (error) {
