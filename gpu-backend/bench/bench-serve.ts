@@ -24,6 +24,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     'decode-tokens': { type: 'string', default: '32' },
     'model-dir': { type: 'string', default: '.models/bench-125m' },
+    checkpoint: { type: 'string' },
     'max-batched-tokens': { type: 'string' },
     'prefill-stall-factor': { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
@@ -34,9 +35,9 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm run bench:serve [-- --threads 2] [--decode-tokens 32] [--model-dir .models/bench-125m]
                             [--max-batched-tokens N] [--prefill-stall-factor F] [--out bench-results] [--speculative]
-                            [--runtime js|native]
---speculative: only decode tokens/s with prompt-lookup drafts off and on, two workloads (spec-serve.ts),
-on the --runtime session (default js).
+                            [--runtime js|native] [--checkpoint DIR]
+--speculative: only decode tokens/s with prompt-lookup drafts off and on, three workloads (spec-serve.ts),
+on the --runtime session (default js), on the random bench model or a trained --checkpoint used as it is.
 The serving stack (scheduler, sampler, prefix cache) on a ~125M Mistral-shaped random model: aggregate decode
 at 1-16 streams, time to first token cold vs prefix-cached, inter-token latency under a long prompt.
 Prints a table and writes raw figures to --out; asserts nothing. LOG_LEVEL=debug prints every engine step.`);
@@ -250,7 +251,13 @@ async function main(): Promise<void> {
 if (values.runtime !== 'js' && values.runtime !== 'native') throw new Error(`--runtime must be js or native, got ${values.runtime}`);
 const runtime = values.runtime;
 const run = values.speculative
-  ? async () => benchSpeculativeServe(await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125), threads, decodeTokens, runtime)
+  ? async () =>
+      benchSpeculativeServe(
+        values.checkpoint ? path.resolve(values.checkpoint) : await ensureRandomModel(path.resolve(values['model-dir']), BENCH_125M_CONFIG, 125),
+        threads,
+        decodeTokens,
+        runtime,
+      )
   : main;
 run().catch((error: Error) => {
   console.error(`bench:serve failed: ${error.stack ?? error.message}`);

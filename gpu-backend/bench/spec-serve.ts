@@ -1,9 +1,13 @@
 // `npm run bench:serve -- --speculative`: end-to-end decode tokens/s with prompt-lookup drafts off and
 // on (--spec-tokens 4), through the worker-thread serving stack, one stream, greedy, on two workloads:
 // "repeating": a 32-id phrase repeated 8 times, so drafts always exist (how many the model keeps is
-// its own business: the random bench model has no reason to copy), and "non-repeating": distinct ids.
-// Runs alternate off/on so machine noise hits both. Prints figures; asserts nothing.
+// its own business: the random bench model has no reason to copy), "non-repeating": distinct ids, and
+// "copying": the model's own greedy text after BOS, then its first 8 ids again, which a trained model
+// (--checkpoint, e.g. stories260k) continues by copying. Runs alternate off/on so machine noise hits
+// both. Prints figures; asserts nothing.
 
+import fs from 'node:fs';
+import path from 'node:path';
 import { DEFAULT_SAMPLING, type GenerateEvent } from '../../shared/protocol';
 import { onnxCacheDirFrom } from '../src/config';
 import type { SessionRuntime } from '../src/model/runtime/engine-types';
@@ -12,10 +16,31 @@ import { formatSpread, median, spread } from '../../shared/stats';
 
 const SPEC_TOKENS = 4;
 
-const WORKLOADS = {
-  repeating: Array.from({ length: 256 }, (_, i) => 3 + (((i % 32) * 7919) % 31_000)),
-  'non-repeating': Array.from({ length: 256 }, (_, i) => 3 + ((i * 7919 + 104_729) % 31_000)),
-};
+/** The fixed workloads, ids below the model's vocabulary (3 and up: clear of BOS, EOS and UNK). */
+function fixedWorkloads(vocabSize: number): Record<string, number[]> {
+  const span = Math.min(31_000, vocabSize - 3);
+  return {
+    repeating: Array.from({ length: 256 }, (_, i) => 3 + (((i % 32) * 7919) % span)),
+    'non-repeating': Array.from({ length: 256 }, (_, i) => 3 + ((i * 7919 + 104_729) % span)),
+  };
+}
+
+/** BOS, the model's own greedy continuation of it, then that text's first 8 ids again. */
+async function copyingWorkload(client: GenerationClient, length: number): Promise<number[]> {
+  const text: number[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const outcome = client.submit(
+      { requestId: 'copy-source', tokenIds: [1], stream: true, sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: length } },
+      (event: GenerateEvent) => {
+        if (event.event === 'token') text.push(...event.data.tokenIds);
+        else if (event.event === 'end') resolve();
+        else if (event.event === 'error') reject(new Error(event.data.message));
+      },
+    );
+    if (!outcome.ok) reject(new Error(outcome.message));
+  });
+  return [1, ...text, ...text.slice(0, 8)];
+}
 
 /** Decode tokens/s of one greedy stream after its first token, and the draft counts the backend reports. */
 async function decodeRate(client: GenerationClient, tokenIds: number[], maxTokens: number): Promise<number> {
@@ -35,6 +60,10 @@ async function decodeRate(client: GenerationClient, tokenIds: number[], maxToken
 }
 
 export async function benchSpeculativeServe(modelDir: string, threads: number, decodeTokens: number, runtime: SessionRuntime, repeats = 3): Promise<void> {
+  const { vocab_size: vocabSize, max_position_embeddings: maxPositions } = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as {
+    vocab_size: number;
+    max_position_embeddings: number;
+  };
   const clientFor = (speculativeTokens: number) =>
     GenerationClient.inWorker({
       engine: {
@@ -46,7 +75,7 @@ export async function benchSpeculativeServe(modelDir: string, threads: number, d
           runtime,
           intraOpThreads: threads,
           maxSequences: 4,
-          maxModelLen: 1024,
+          maxModelLen: Math.min(1024, maxPositions),
           onnxCacheDir: onnxCacheDirFrom(process.env),
           speculativeTokens,
         },
@@ -54,13 +83,15 @@ export async function benchSpeculativeServe(modelDir: string, threads: number, d
       limits: { maxRunning: 2, prefixCacheSize: 0, speculativeTokens },
     });
   const rates: Record<string, { off: number[]; on: number[] }> = {};
+  const workloads = fixedWorkloads(vocabSize);
   let counts = '';
   for (let r = 0; r < repeats; r++) {
     for (const mode of ['off', 'on'] as const) {
       const client = clientFor(mode === 'on' ? SPEC_TOKENS : 0);
       try {
         await client.whenReady();
-        for (const [name, prompt] of Object.entries(WORKLOADS)) {
+        workloads.copying ??= await copyingWorkload(client, 248);
+        for (const [name, prompt] of Object.entries(workloads)) {
           rates[name] ??= { off: [], on: [] };
           rates[name][mode].push(await decodeRate(client, prompt, decodeTokens));
         }
@@ -78,5 +109,5 @@ export async function benchSpeculativeServe(modelDir: string, threads: number, d
   for (const [name, { off, on }] of Object.entries(rates)) {
     console.log(`  ${name}: off ${show(off)}, on ${show(on)}, on/off ${(median(on) / median(off)).toFixed(2)}`);
   }
-  console.log(`  last 'on' run, both workloads: ${counts}`);
+  console.log(`  last 'on' run, all workloads: ${counts}`);
 }

@@ -29,10 +29,30 @@ describe('NgramProposer', () => {
     proposer.record(4, 1);
     expect(proposer.propose(ids, [])).toHaveLength(1);
     proposer.record(1, 0);
+    expect(proposer.propose(ids, [])).toEqual([]); // nothing kept: drafting pauses for one step
     expect(proposer.propose(ids, [])).toHaveLength(1);
     proposer.record(1, 1);
     proposer.record(2, 2);
     expect(proposer.propose(ids, [])).toHaveLength(3);
     expect([proposer.drafted, proposer.accepted]).toEqual([8, 4]);
+  });
+
+  it('pauses drafting 1, 2, 4, ... 32 steps after drafts of which nothing was kept, until one is kept again', () => {
+    const proposer = new NgramProposer({ maxTokens: 4 });
+    const ids = [1, 2, 3, 4, 5, 6, 1];
+    const skippedBefore = () => {
+      let skipped = 0;
+      while (proposer.propose(ids, []).length === 0) skipped++;
+      return skipped;
+    };
+    const pauses: number[] = [];
+    for (let miss = 0; miss < 8; miss++) {
+      proposer.record(1, 0);
+      pauses.push(skippedBefore());
+    }
+    expect(pauses).toEqual([1, 2, 4, 8, 16, 32, 32, 32]);
+    proposer.record(1, 1);
+    proposer.record(1, 0);
+    expect(skippedBefore()).toBe(1);
   });
 });

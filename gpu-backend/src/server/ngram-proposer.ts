@@ -9,10 +9,21 @@ export interface NgramProposerOptions {
   maxNgram?: number;
 }
 
+/** The longest pause after drafts of which none was kept: 32 steps. */
+const MAX_PAUSE = 32;
+
 export class NgramProposer {
   private readonly maxNgram: number;
   /** Draft length for the next step: what was kept after a rejection (at least 1), one more after a full acceptance. */
   private budget: number;
+  /**
+   * Proposals still skipped, and the length of the next pause: a draft of which nothing was kept pauses
+   * drafting for 1, 2, 4, ... MAX_PAUSE steps (reset by any kept draft id). A verification row costs more
+   * than a decode row where a step is dominated by its overhead (small models), and a sequence whose
+   * text only matches its context by chance (single ids) would otherwise pay for it every step.
+   */
+  private paused = 0;
+  private nextPause = 1;
   drafted = 0;
   accepted = 0;
 
@@ -28,6 +39,10 @@ export class NgramProposer {
   propose(prompt: readonly number[], output: readonly number[], limit = Number.POSITIVE_INFINITY): number[] {
     const count = Math.min(limit, this.budget);
     if (count <= 0) return [];
+    if (this.paused > 0) {
+      this.paused--;
+      return [];
+    }
     const at = (i: number) => (i < prompt.length ? prompt[i] : output[i - prompt.length]);
     const end = prompt.length + output.length;
     for (let n = Math.min(this.maxNgram, end - 1); n >= 1; n--) {
@@ -52,6 +67,12 @@ export class NgramProposer {
     // A rejection shrinks the next draft to what was kept, at least 1, so wrong drafts stay cheap;
     // a fully accepted one earns one more, up to maxTokens.
     this.budget = acceptedCount === draftLength ? Math.min(this.options.maxTokens, this.budget + 1) : Math.max(1, acceptedCount);
+    if (acceptedCount > 0) {
+      this.nextPause = 1;
+      return;
+    }
+    this.paused = this.nextPause;
+    this.nextPause = Math.min(MAX_PAUSE, 2 * this.nextPause);
   }
 }
 
