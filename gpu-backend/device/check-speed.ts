@@ -37,6 +37,8 @@ export interface Budget {
 }
 
 const CHUNK = 512;
+/** Positions of every generated model: the longest full plan's context (4096) and its decode steps, rounded up. */
+const SHARED_POSITIONS = 4224;
 
 function randomIds(count: number, vocabSize: number, salt: number): number[] {
   return Array.from({ length: count }, (_, i) => 3 + ((i * 7919 + salt * 104729) % (vocabSize - 3)));
@@ -58,11 +60,15 @@ export async function measureSpeed(
   log: (line: string) => void,
   /** File prefix for an ONNX Runtime per-op profile of the resident-cache session. */
   profilePrefix?: string,
+  /** Graphs built for earlier plans of the same run (a 7B-shape layer takes tens of seconds to build); default a folder of its own. */
+  graphCacheDir?: string,
 ): Promise<SpeedRow[]> {
   const maxContext = Math.max(...plan.contexts, plan.prefillTokens);
   const maxBatch = Math.max(...plan.batches);
-  const config = benchConfig(plan.shape, plan.layerCount, maxContext + plan.decodeSteps * plan.contexts.length * 2 + 64);
-  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'device-check-onnx-'));
+  // One position count for every plan of a run (the rotary tables are part of the graph, so of its cache key):
+  // the short rows beside the full ones then load the graph the full ones built.
+  const config = benchConfig(plan.shape, plan.layerCount, Math.max(SHARED_POSITIONS, maxContext + plan.decodeSteps * plan.contexts.length * 2 + 64));
+  const cacheDir = graphCacheDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'device-check-onnx-'));
   const rows: SpeedRow[] = [];
   const loadStart = performance.now();
   const engine = await Engine.fromWeights(new TiledRandomWeights(config, 6), {
@@ -138,7 +144,7 @@ export async function measureSpeed(
     }
   } finally {
     await engine.dispose();
-    fs.rmSync(cacheDir, { recursive: true, force: true });
+    if (!graphCacheDir) fs.rmSync(cacheDir, { recursive: true, force: true });
   }
   return rows;
 }

@@ -92,6 +92,8 @@ interface PlanRun {
   plan: SpeedPlan;
   /** Overrides the run's target (the rows without CUDA graphs). */
   cudaGraphs?: boolean;
+  /** Overrides the run's session (the JS session's row beside the native one). */
+  runtime?: SessionRuntime;
 }
 
 /** Whether the check's target can capture CUDA graphs at all (the native session on cuda). */
@@ -112,10 +114,20 @@ function speedPlans(args: CheckArgs): PlanRun[] {
     { label: `7B-shape ${args.layers7b}L fp16`, plan: { shape: '7b', layerCount: args.layers7b, dtype: 'fp16', ...full } },
     { label: `7B-shape ${args.layers7b}L int4`, plan: { shape: '7b', layerCount: args.layers7b, dtype: 'int4', ...full } },
   ];
-  if (!capturesGraphs(args) || args.cudaGraphs !== 'both') return plans;
-  // The same 7B-shape decode without graphs, short: what the launches cost at batch 1 and 32.
-  const without = { prefillTokens: 128, contexts: [128], batches: [1, 32], decodeSteps: 8 };
-  return [...plans, ...plans.slice(1).map(({ label, plan }) => ({ label: `${label} -graphs`, plan: { ...plan, ...without }, cudaGraphs: false }))];
+  if (!capturesGraphs(args)) return plans;
+  // Beside the native figures, short decode rows of the 7B-shape models: without CUDA graphs (what the
+  // launches cost), and the fp16 one through onnxruntime-node's session, whose KV cache crosses host <->
+  // device every step (what the native session removes), at a short and a long context.
+  const short = { prefillTokens: 128, decodeSteps: 8 };
+  const fp16 = plans[1];
+  const withoutGraphs = plans
+    .slice(1)
+    .map(({ label, plan }) => ({ label: `${label} -graphs`, plan: { ...plan, ...short, contexts: [128], batches: [1, 32] }, cudaGraphs: false }));
+  return [
+    ...plans,
+    ...(args.cudaGraphs === 'both' ? withoutGraphs : []),
+    { label: `${fp16.label} js`, plan: { ...fp16.plan, ...short, contexts: [128, 4096], batches: [1] }, runtime: 'js' },
+  ];
 }
 
 /**
@@ -150,6 +162,8 @@ interface CheckRun {
   bandwidth: { bytesPerSecond: number; bufferBytes: number; runs: number; links: number };
   speed: SpeedResult[];
   profile: OpTime[];
+  /** Graphs built by the speed parts, kept for the run: a later plan of the same model and format loads them. */
+  graphCacheDir: string;
 }
 
 function startRun(args: CheckArgs): CheckRun {
@@ -165,6 +179,7 @@ function startRun(args: CheckArgs): CheckRun {
     bandwidth: { bytesPerSecond: Number.NaN, bufferBytes: 0, runs: 0, links: 0 },
     speed: [],
     profile: [],
+    graphCacheDir: fs.mkdtempSync(path.join(os.tmpdir(), 'device-check-onnx-')),
   };
 }
 
@@ -230,7 +245,7 @@ async function measureBandwidthPart(run: CheckRun): Promise<void> {
 /** Each plan in turn, skipping one whose load alone (estimated from the last one's) would not fit the budget left. */
 async function measureSpeedParts(run: CheckRun): Promise<void> {
   let loadSecondsPerParameter: number | null = null; // graph build + session start, from the last model
-  for (const { label, plan, cudaGraphs } of speedPlans(run.args)) {
+  for (const { label, plan, cudaGraphs, runtime } of speedPlans(run.args)) {
     const measured = benchConfig(plan.shape, plan.layerCount, 4096);
     const parameters = weightBytesPerToken(measured, 'fp32') / 4; // projection parameters: fp32 holds 4 bytes each
     const estimatedLoad = loadSecondsPerParameter === null ? 10 : parameters * loadSecondsPerParameter;
@@ -244,8 +259,9 @@ async function measureSpeedParts(run: CheckRun): Promise<void> {
     const scale = weightBytesPerToken(measured, plan.dtype) / weightBytesPerToken(full, plan.dtype);
     const floorTokensPerSecond = run.bandwidth.bytesPerSecond / weightBytesPerToken(full, plan.dtype);
     try {
-      const target = cudaGraphs === undefined ? run.target : { ...run.target, cudaGraphs };
-      const rows = await measureSpeed(plan, target, run.args.threads, run.budget, run.log);
+      const target: DeviceTarget =
+        runtime === 'js' ? { executionProvider: run.target.executionProvider, runtime } : { ...run.target, cudaGraphs: cudaGraphs ?? run.target.cudaGraphs };
+      const rows = await measureSpeed(plan, target, run.args.threads, run.budget, run.log, undefined, run.graphCacheDir);
       run.speed.push({ label, plan, rows, scale, floorTokensPerSecond });
       loadSecondsPerParameter = rows[0].value! / parameters;
       save(run, false);
@@ -308,6 +324,7 @@ async function main(): Promise<void> {
   await measureBandwidthPart(run);
   await measureSpeedParts(run);
   await profilePart(run);
+  fs.rmSync(run.graphCacheDir, { recursive: true, force: true });
   const lines = summaryLines(run);
   run.log(lines.join('\n'));
   save(run, true);
