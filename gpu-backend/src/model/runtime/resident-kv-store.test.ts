@@ -11,7 +11,6 @@ import type { BatchPlan } from './engine-feeds';
 import type { AttentionKind } from '../graph/graph-attention';
 import { buildModelGraph } from '../graph/model-graph';
 import type { OnnxGraph } from '../graph/onnx-proto-writer';
-import { addResidentCache } from '../graph/resident-kv-graph';
 import { ResidentRowTable, residentIndices } from './resident-kv-indices';
 import { SequenceSlots } from './sequence-slots';
 import { MapWeightSource, tinyConfig } from '../reference/test-models';
@@ -96,36 +95,32 @@ describe('residentIndices', () => {
   });
 });
 
-describe('addResidentCache', () => {
+describe('the resident cache I/O of the graph builder', () => {
   const opTypes = (graph: OnnxGraph): string[] =>
     graph.nodes.flatMap((node) => [node.opType, ...Object.values(node.attributes ?? {}).flatMap((a) => ('g' in a ? opTypes(a.g) : []))]);
 
-  it('replaces past inputs and new-key outputs by resident tensors, and leaves no CPU-only FusedMatMul', async () => {
-    const config = tinyConfig({ layerCount: 3, slidingWindow: 8 });
-    const { model } = await buildModelGraph(new MapWeightSource(config, randomModelWeights(config, 3)), { format: 'fp32' }, null);
-    // A FusedMatMul inside an If branch, as the in-place attention path emits for fp32 (whatever the builder does today).
-    const branch = {
-      name: 'branch',
-      nodes: [{ opType: 'FusedMatMul', domain: 'com.microsoft', name: 'fm', inputs: ['a', 'b'], outputs: ['c'], attributes: { transB: { i: 1 } } }],
-      initializers: [],
-      inputs: [],
-      outputs: [],
-    };
-    model.graph.nodes.push({
-      opType: 'If',
-      name: 'probe',
-      inputs: ['cond'],
-      outputs: ['d'],
-      attributes: { then_branch: { g: branch }, else_branch: { g: { ...branch, nodes: [] } } },
-    });
-    addResidentCache(model, config);
-    expect(branch.nodes.map((node) => `${node.opType}(${node.inputs.join(',')})`)).toEqual(['Transpose(b)', 'MatMul(a,fm.transposed_b)']);
-    const ops = opTypes(model.graph);
-    expect(ops).not.toContain('FusedMatMul');
-    expect(ops.filter((op) => op === 'ScatterND')).toHaveLength(2 * config.layerCount);
-    expect(model.graph.inputs.map((i) => i.name).filter((name) => name.startsWith('past_'))).toEqual([]);
-    expect(model.graph.outputs.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((l) => [`present_key.${l}`, `present_value.${l}`])]);
-  });
+  it.each(['hybrid', 'unfused', 'fused'] as const)(
+    '%s: resident tensors in place of past inputs and new-key outputs, and no CPU-only FusedMatMul',
+    async (attention) => {
+      const config = tinyConfig({ layerCount: 3, slidingWindow: 8, headDim: 16 });
+      const source = new MapWeightSource(config, randomModelWeights(config, 3));
+      const plain = await buildModelGraph(source, { format: 'fp32', attention }, null);
+      if (attention !== 'fused') expect(opTypes(plain.model.graph)).toContain('FusedMatMul'); // what the host graph uses
+      const { model } = await buildModelGraph(source, { format: 'fp32', attention, cacheIo: 'resident' }, null);
+      const ops = opTypes(model.graph);
+      expect(ops).not.toContain('FusedMatMul');
+      expect(ops.filter((op) => op === 'ScatterND')).toHaveLength(2 * config.layerCount);
+      const inputs = model.graph.inputs.map((i) => i.name);
+      expect(inputs.filter((name) => name.startsWith('past_'))).toEqual([]);
+      expect(inputs.filter((name) => name.startsWith('cache_'))).toEqual([
+        'cache_rows',
+        'cache_slots',
+        'cache_write_index',
+        ...[0, 1, 2].flatMap((l) => [`cache_key.${l}`, `cache_value.${l}`]),
+      ]);
+      expect(model.graph.outputs.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((l) => [`present_key.${l}`, `present_value.${l}`])]);
+    },
+  );
 });
 
 describe('engine with a resident KV cache (CPU provider, host tensors)', () => {

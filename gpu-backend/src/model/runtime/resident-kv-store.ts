@@ -1,5 +1,5 @@
 // What happens to the KV cache on a GPU: the resident KV store. With the WebGPU provider the keys and
-// values never leave device memory. The model graph (addResidentCache) reads each run's past from the
+// values never leave device memory. The model graph (cacheIo 'resident') reads each run's past from the
 // resident tensors [rows, kvHead, slots, headDim] per layer, by row and slot indices, and returns them
 // updated (ScatterND of the new keys/values) as gpu-buffer outputs, which are fed back next run. Per run
 // only token ids, positions, small index/mask inputs go up and the logits rows come down (counted in
@@ -49,7 +49,7 @@ export class ResidentKvStore implements KvStore {
   /** Prepares the resident-cache graph for `source` through the ONNX cache and starts its sessions. */
   static async load(source: WeightSource, { spec, session: run, files }: StoreLoad): Promise<ResidentKvStore> {
     const { config } = source;
-    const prepared = await prepareOnnxModel(source, { ...spec, ...files, variant: 'resident-kv' });
+    const prepared = await prepareOnnxModel(source, { ...spec, ...files, cacheIo: 'resident' });
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
     const sessionOptions = {
