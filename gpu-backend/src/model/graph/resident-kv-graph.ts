@@ -1,10 +1,10 @@
 // The device-resident KV cache's graph parts (cacheIo 'resident', the WebGPU path): the model graph
 // gathers each run's past from resident cache tensors and returns them updated, so keys/values never
-// cross to the host; and a small graph that grows those tensors or copies rows (forks) on the device.
+// cross to the host; and a small graph that re-lays those tensors out (rows, slots) on the device.
 
 import type { ModelConfig } from '../checkpoint/config';
 import type { GraphBuilder } from './graph-builder';
-import type { OnnxDataType, OnnxModel, OnnxNode } from './onnx-proto-writer';
+import type { OnnxDataType, OnnxModel, OnnxNode, OnnxValueInfo } from './onnx-proto-writer';
 
 const KINDS = ['key', 'value'] as const;
 
@@ -50,38 +50,35 @@ export function emitResidentPresent(g: GraphBuilder, config: ModelConfig, dataTy
 }
 
 /**
- * A graph over all layers' resident tensors: out = Gather(Pad(cache, `pads` [8]), `row_sources` [rows],
- * axis 0). Zero pads grow rows/slots; row_sources[r] = s makes row r a copy of row s (forks).
+ * A graph over all layers' resident tensors: out = Gather(Gather(cache, `row_sources` [rows], axis 0),
+ * `slot_sources` [slots], axis 2). Row r of the result is row row_sources[r] of the old tensor (the
+ * layout's forks and row compaction, fresh rows, released top rows dropped); slot s is old slot
+ * slot_sources[s] (a capacity change).
  */
-export function residentResizeGraph(config: ModelConfig, dataType: OnnxDataType): OnnxModel {
+export function residentRelayoutGraph(config: ModelConfig, dataType: OnnxDataType): OnnxModel {
   const { keyValueHeadCount, headDim, layerCount } = config;
-  const inputs = [
-    { name: 'pads', dataType: 'int64' as const, shape: [8] },
-    { name: 'row_sources', dataType: 'int64' as const, shape: ['rows'] },
+  const inputs: OnnxValueInfo[] = [
+    { name: 'row_sources', dataType: 'int64', shape: ['rows'] },
+    { name: 'slot_sources', dataType: 'int64', shape: ['slots'] },
   ];
-  const outputs = [];
+  const outputs: OnnxValueInfo[] = [];
   const nodes: OnnxNode[] = [];
   for (let layer = 0; layer < layerCount; layer++) {
     for (const kind of KINDS) {
       const cache = residentInputName(kind, layer);
-      inputs.push({ name: cache, dataType, shape: ['old_rows', keyValueHeadCount, 'old_slots', headDim] } as never);
-      const padded = `${cache}.padded`;
-      nodes.push({ opType: 'Pad', name: `${cache}.pad`, inputs: [cache, 'pads'], outputs: [padded], attributes: {} });
-      nodes.push({
-        opType: 'Gather',
-        name: `${cache}.rows`,
-        inputs: [padded, 'row_sources'],
-        outputs: [residentOutputName(kind, layer)],
-        attributes: { axis: { i: 0 } },
-      });
-      outputs.push({ name: residentOutputName(kind, layer), dataType, shape: ['rows', keyValueHeadCount, 'slots', headDim] });
+      inputs.push({ name: cache, dataType, shape: ['old_rows', keyValueHeadCount, 'old_slots', headDim] });
+      const rows = `${cache}.rows`;
+      nodes.push({ opType: 'Gather', name: `${cache}.gather_rows`, inputs: [cache, 'row_sources'], outputs: [rows], attributes: { axis: { i: 0 } } });
+      const present = residentOutputName(kind, layer);
+      nodes.push({ opType: 'Gather', name: `${cache}.gather_slots`, inputs: [rows, 'slot_sources'], outputs: [present], attributes: { axis: { i: 2 } } });
+      outputs.push({ name: present, dataType, shape: ['rows', keyValueHeadCount, 'slots', headDim] });
     }
   }
   return {
     irVersion: 10,
     producerName: 'mistral-edge-serve resident-kv-graph',
-    producerVersion: '1',
+    producerVersion: '2',
     opsets: [{ domain: '', version: 21 }],
-    graph: { name: 'resident_resize', nodes, initializers: [], inputs, outputs },
+    graph: { name: 'resident_relayout', nodes, initializers: [], inputs, outputs },
   };
 }
