@@ -23,9 +23,11 @@ export type AttentionKind = 'fused' | 'hybrid' | 'unfused';
  * (new_key/value.L; the store writes them back). 'shared-buffer': GroupQueryAttention's present_key/
  * value.L are graph outputs that the caller binds to the same memory as past_key/value.L, so the op
  * writes the new keys in place and nothing is copied (needs a runtime that binds outputs: the native
- * session). The past then spans the cache's full length.
+ * session). The past then spans the cache's full length. 'resident' (WebGPU, resident-kv-graph.ts): the
+ * cache stays in tensors [rows, kvHead, slots, headDim] per layer that the graph gathers the past from
+ * and returns updated (cache_key/value.L in, present_key/value.L out); no FusedMatMul (no WebGPU kernel).
  */
-export type CacheIo = 'new-rows' | 'shared-buffer';
+export type CacheIo = 'new-rows' | 'shared-buffer' | 'resident';
 
 export const presentOutputName = (kind: 'key' | 'value', layer: number): string => `present_${kind}.${layer}`;
 
@@ -179,10 +181,11 @@ function emitInPlaceAttention(
   const pastValue5 = g.op('Unsqueeze', [pastValue, g.int64([2])]);
   // Scores against the cache and against the new tokens separately, so the cache is read in place:
   // no Concat of keys/values (a full cache copy per layer per step); only the small score rows are joined.
+  // No fp16 FusedMatMul on the CPU, and none at all on WebGPU, where it would run on the CPU and pull the resident cache across.
   const transposedProduct = (left: string, right: string): string =>
-    ctx.computeType === 'float32'
+    ctx.computeType === 'float32' && inputs.cacheIo !== 'resident'
       ? g.op('FusedMatMul', [left, right], { transB: { i: 1 } }, 'com.microsoft')
-      : g.op('MatMul', [left, g.op('Transpose', [right], { perm: { ints: [0, 1, 2, 4, 3] } })]); // no fp16 FusedMatMul on CPU
+      : g.op('MatMul', [left, g.op('Transpose', [right], { perm: { ints: [0, 1, 2, 4, 3] } })]);
   const pastScores = transposedProduct(queryGrouped, pastKey5); // [batch, kvHeads, G, sequence, pastSlots]
   const newScores = transposedProduct(queryGrouped, keyNew); // [batch, kvHeads, G, sequence, sequence]
   const scores = g.op('Add', [g.op('Concat', [pastScores, newScores], { axis: { i: -1 } }), attentionBias]);

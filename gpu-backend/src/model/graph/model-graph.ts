@@ -18,6 +18,7 @@ import { type ExternalDataWriter, GraphBuilder } from './graph-builder';
 import { type GraphContext, emitEmbedding, emitLinear, emitVector } from './graph-linear';
 import type { OnnxModel } from './onnx-proto-writer';
 import { INT4_BLOCK_SIZE } from './quantize-int4';
+import { emitResidentPast, emitResidentPresent } from './resident-kv-graph';
 
 /** Bump when the emitted graph changes: it is part of the ONNX cache key. */
 export const GRAPH_BUILDER_VERSION = '7';
@@ -40,7 +41,7 @@ export interface GraphOptions {
   kvType?: 'float32' | 'float16';
   /** Activation type; default the format's own (computeTypeOf). int4 computes in either (fp16 on CUDA). */
   computeType?: 'float32' | 'float16';
-  /** Default 'new-rows'; 'shared-buffer' needs attention 'fused' and the cache in the compute type. */
+  /** Default 'new-rows'; 'shared-buffer' needs attention 'fused' and the cache in the compute type; 'resident' (WebGPU) any. */
   cacheIo?: CacheIo;
 }
 
@@ -105,8 +106,11 @@ export async function buildModelGraph(
     attentionInputs.totalSequenceLength = g.input('total_sequence_length', 'int32', []);
   }
   if (attention === 'hybrid') attentionInputs.useGqa = g.input('use_gqa', 'bool', []);
-  for (let layer = 0; layer < config.layerCount; layer++) {
-    for (const kind of ['key', 'value']) g.input(`past_${kind}.${layer}`, cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
+  if (cacheIo === 'resident') emitResidentPast(g, config, cacheType);
+  else {
+    for (let layer = 0; layer < config.layerCount; layer++) {
+      for (const kind of ['key', 'value']) g.input(`past_${kind}.${layer}`, cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
+    }
   }
   if (attention !== 'fused') attentionInputs.probabilitySplit = emitProbabilitySplit(ctx, 'past_key.0', inputIds);
 
@@ -172,11 +176,13 @@ export async function buildModelGraph(
     attributes: computeType === 'float32' ? {} : { to: { i: 1 } },
   });
   g.output('logits', 'float32', ['rows', vocabSize]);
-  for (let layer = 0; layer < config.layerCount; layer++) {
-    for (const kind of ['key', 'value'] as const) {
-      if (cacheIo === 'shared-buffer') g.output(presentOutputName(kind, layer), cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
-      else g.output(`new_${kind}.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
+  if (cacheIo === 'resident') emitResidentPresent(g, config, cacheType);
+  else
+    for (let layer = 0; layer < config.layerCount; layer++) {
+      for (const kind of ['key', 'value'] as const) {
+        if (cacheIo === 'shared-buffer') g.output(presentOutputName(kind, layer), cacheType, ['batch', keyValueHeadCount, 'past_slots', headDim]);
+        else g.output(`new_${kind}.${layer}`, cacheType, ['batch', 'sequence', keyValueHeadCount * headDim]);
+      }
     }
-  }
   return { model: g.build(GRAPH_BUILDER_VERSION), attention, computeType, cacheType };
 }

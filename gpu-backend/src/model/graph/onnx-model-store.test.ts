@@ -58,13 +58,16 @@ describe('prepareOnnxModel', () => {
 
   it('caches the resident-KV variant under its own key: built once, reloaded, never mistaken for the plain graph', async () => {
     const options = { format: 'fp32' as const, cacheDir, checkpointDir: path.join(cacheDir, 'variants'), externalDataThresholdBytes: 0 };
-    const resident = await prepareOnnxModel(source, { ...options, variant: 'resident-kv' });
+    const resident = await prepareOnnxModel(source, { ...options, cacheIo: 'resident' });
     expect(resident.fromCache).toBe(false);
-    const again = await prepareOnnxModel(source, { ...options, variant: 'resident-kv' });
+    expect(path.basename(path.dirname(resident.model as string))).toMatch(/^variants-resident-kv-fp32-/);
+    const again = await prepareOnnxModel(source, { ...options, cacheIo: 'resident' });
     expect(again).toEqual({ ...resident, fromCache: true });
     const plain = await prepareOnnxModel(source, options);
     expect(plain.fromCache).toBe(false);
     expect(plain.model).not.toBe(resident.model);
     expect(fs.existsSync(resident.model as string)).toBe(true);
+    // 'new-rows' is the plain graph: named or left out, the same key.
+    expect(await prepareOnnxModel(source, { ...options, cacheIo: 'new-rows' })).toEqual({ ...plain, fromCache: true });
   });
 });

@@ -1,7 +1,7 @@
-// The one model writer: builds the ONNX graph for a checkpoint once (plain, or rewritten for the
-// device-resident KV cache) and caches it (model.onnx + model.onnx.data) in a folder keyed by graph
-// variant, config, weight format, attention kind, builder version and the checkpoint files' sizes and
-// mtimes, so a restart loads instead of rebuilding. Nothing is written into the checkpoint.
+// The one model writer: builds the ONNX graph for a checkpoint once and caches it (model.onnx +
+// model.onnx.data) in a folder keyed by config, graph options (weight format, attention kind, cache I/O,
+// ...), builder version and the checkpoint files' sizes and mtimes, so a restart loads instead of
+// rebuilding. Nothing is written into the checkpoint.
 
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -13,11 +13,7 @@ import { ExternalDataWriter } from './graph-builder';
 import { GRAPH_BUILDER_VERSION, type WeightSource, buildModelGraph } from './model-graph';
 import { concatChunks, encodeOnnxModel } from './onnx-proto-writer';
 import { INT4_BLOCK_SIZE } from './quantize-int4';
-import { addResidentCache } from './resident-kv-graph';
 import { weightBytes as estimatedWeightBytes } from './weight-bytes';
-
-/** 'plain': past/new KV as inputs/outputs (host cache); 'resident-kv': addResidentCache's graph. */
-export type GraphVariant = 'plain' | 'resident-kv';
 
 /** Above this estimated weight size the weights go to model.onnx.data (protobuf stops at 2 GiB). */
 const EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
@@ -28,8 +24,6 @@ export interface StoreOptions {
   format: WeightFormat;
   /** Activation type; default fp16 for fp16 weights, else fp32 (GraphOptions.computeType). */
   computeType?: 'float32' | 'float16';
-  /** Default 'plain'. */
-  variant?: GraphVariant;
   attention?: AttentionKind;
   int4AccuracyLevel?: number;
   /** MatMulNBits block_size (default INT4_BLOCK_SIZE). */
@@ -95,29 +89,21 @@ export async function prepareOnnxModel(source: WeightSource, options: StoreOptio
     int4BlockSize: options.int4BlockSize,
     kvType: cacheType,
     // Left out unless set, so the keys of 'new-rows' graphs stay what they were.
-    ...(options.cacheIo === 'shared-buffer' ? { cacheIo: options.cacheIo } : {}),
+    ...(options.cacheIo !== undefined && options.cacheIo !== 'new-rows' ? { cacheIo: options.cacheIo } : {}),
   };
-  const variant = options.variant ?? 'plain';
-  const build = async (writer: ExternalDataWriter | null, onLayer?: (done: number) => void) => {
-    const built = await buildModelGraph(source, graphOptions, writer, onLayer);
-    if (variant === 'resident-kv') addResidentCache(built.model, source.config);
-    return built.model;
-  };
+  const build = async (writer: ExternalDataWriter | null, onLayer?: (done: number) => void) =>
+    (await buildModelGraph(source, graphOptions, writer, onLayer)).model;
   const weightBytes = estimatedWeightBytes(source.config, options.format, options.int4BlockSize);
   const external = weightBytes > (options.externalDataThresholdBytes ?? EXTERNAL_DATA_THRESHOLD);
   if (options.cacheDir === null) {
     if (external) throw new Error('a model this large needs an ONNX cache folder for its external weight file');
     return { model: concatChunks(encodeOnnxModel(await build(null))), attention, computeType, cacheType, fromCache: false };
   }
-  // The plain variant keeps the key it had before variants existed, so existing caches stay valid.
   const keyed = { config: source.config, graphOptions, builder: GRAPH_BUILDER_VERSION, files: checkpointFingerprint(options.checkpointDir) };
-  const key = createHash('sha256')
-    .update(JSON.stringify(variant === 'plain' ? keyed : { ...keyed, variant }))
-    .digest('hex')
-    .slice(0, 16);
+  const key = createHash('sha256').update(JSON.stringify(keyed)).digest('hex').slice(0, 16);
   // Folder name: what it is for, then the key. Builds that differ only in key (a newer builder, edited
   // weights) replace older ones, so the cache does not grow by a model's size per change.
-  const family = `${path.basename(path.resolve(options.checkpointDir))}-${variant === 'plain' ? '' : `${variant}-`}${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? INT4_BLOCK_SIZE}-` : ''}${cacheType === computeType ? '' : 'kv16-'}${options.cacheIo === 'shared-buffer' ? 'shared-' : ''}`;
+  const family = `${path.basename(path.resolve(options.checkpointDir))}-${options.cacheIo === 'resident' ? 'resident-kv-' : ''}${options.format}-${attention}-a${options.int4AccuracyLevel ?? 0}-${options.format === 'int4' ? `b${options.int4BlockSize ?? INT4_BLOCK_SIZE}-` : ''}${cacheType === computeType ? '' : 'kv16-'}${options.cacheIo === 'shared-buffer' ? 'shared-' : ''}`;
   const folder = path.join(options.cacheDir, `${family}${key}`);
   const modelPath = path.join(folder, 'model.onnx');
   const showProgress = options.progress ?? weightBytes > PROGRESS_THRESHOLD;

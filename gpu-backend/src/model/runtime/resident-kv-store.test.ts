@@ -7,13 +7,15 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomModelWeights } from '../checkpoint/default-model';
 import { Engine } from './engine';
-import type { BatchPlan } from './engine-feeds';
+import { type BatchPlan, buildFeeds } from './engine-feeds';
+import type { Feed } from './ort-session';
+import { ResidentKvStore } from './resident-kv-store';
 import type { AttentionKind } from '../graph/graph-attention';
 import { buildModelGraph } from '../graph/model-graph';
 import type { OnnxGraph } from '../graph/onnx-proto-writer';
-import { addResidentCache } from '../graph/resident-kv-graph';
-import { ResidentRowTable, residentIndices } from './resident-kv-indices';
-import { SequenceSlots } from './sequence-slots';
+import { ResidentRowSources, residentIndices } from './resident-kv-indices';
+import { CAPACITY_STEP, SequenceSlots } from './sequence-slots';
+import { ReferenceModel } from '../reference/reference-forward';
 import { MapWeightSource, tinyConfig } from '../reference/test-models';
 
 function ringCache(slidingWindow: number | null): SequenceSlots {
@@ -25,12 +27,10 @@ const triples = (index: BigInt64Array) => Array.from({ length: index.length / 3 
 describe('residentIndices', () => {
   it('decode in a wrapped ring writes slot p mod (W - 1) of the sequence row (docstring example)', () => {
     const cache = ringCache(4);
-    const table = new ResidentRowTable();
     const ids = [cache.create(), cache.create(), cache.create()];
-    ids.forEach((id) => table.assign(id));
     cache.advance(ids[2], 5);
     const plan: BatchPlan = { rows: [{ sequenceId: ids[2], tokenIds: [9] }], sequenceLength: 1, firstRow: 2, timeOrdered: false, useGqa: false };
-    const { rows, slots, writeIndex } = residentIndices(plan, cache, table, 2, cache.capacity + 1);
+    const { rows, slots, writeIndex } = residentIndices(plan, cache, 2, cache.capacity + 1);
     expect(Array.from(rows, Number)).toEqual([2]);
     expect(Array.from(slots, Number)).toEqual([0, 1, 2]);
     expect(triples(writeIndex)).toEqual([
@@ -41,17 +41,14 @@ describe('residentIndices', () => {
 
   it('fillers and ring overflow write the scratch slot; a wrapped prefill reads its slots oldest first', () => {
     const cache = ringCache(4); // ring of 3
-    const table = new ResidentRowTable();
     const a = cache.create();
     const b = cache.create();
-    table.assign(a);
-    table.assign(b);
     cache.advance(a, 4); // positions 0..3: slots hold [3, 1, 2]
     const prefill: BatchPlan = { rows: [{ sequenceId: a, tokenIds: [5, 6, 7, 8] }], sequenceLength: 4, firstRow: 0, timeOrdered: true, useGqa: true };
     const scratch = cache.capacity; // the last of capacity + 1 slots
-    const { slots, writeIndex } = residentIndices(prefill, cache, table, 1 + 1, cache.capacity + 1);
+    const { slots, writeIndex } = residentIndices(prefill, cache, 1 + 1, cache.capacity + 1);
     expect(Array.from(slots, Number)).toEqual([1, 2, 0]); // positions 1, 2, 3
-    const padded = residentIndices(prefill, cache, table, 2, cache.capacity + 1, 3 + 4); // room for GQA's shared present
+    const padded = residentIndices(prefill, cache, 2, cache.capacity + 1, 3 + 4); // room for GQA's shared present
     expect(Array.from(padded.slots, Number)).toEqual([1, 2, 0, scratch, scratch, scratch, scratch]);
     // Positions 4..7 -> slots 1, 2, 0, 1: only the newest 3 survive, the first goes to scratch.
     expect(
@@ -69,63 +66,64 @@ describe('residentIndices', () => {
       timeOrdered: false,
       useGqa: false,
     };
-    const batch = residentIndices(decode, cache, table, 2, cache.capacity + 1);
-    expect(Array.from(batch.rows, Number)).toEqual([1, 1]); // the filler reads the first real row
+    const batch = residentIndices(decode, cache, 2, cache.capacity + 1);
+    expect(Array.from(batch.rows, Number)).toEqual([0, 1]); // the layout's row range, as the host store feeds it
     expect(triples(batch.writeIndex).map((t) => t[2])).toEqual([scratch, scratch, 0, 0]);
   });
 
-  it('rows are reused after release and forks copy their source row before the next run', () => {
-    const table = new ResidentRowTable();
-    expect([table.assign(10), table.assign(11), table.assign(12)]).toEqual([0, 1, 2]);
-    table.collect((id) => id !== 11);
-    expect(table.assign(13)).toBe(1);
-    table.fork(12, 14);
-    expect(table.rowOf(14)).toBe(3);
-    expect(Array.from(table.takeRowSources(5), Number)).toEqual([0, 1, 2, 2, 4]);
-    expect(table.pendingCopies).toHaveLength(0);
+  it('row sources follow the layout through a fork, a release with compaction and new rows, until the pass', () => {
+    const layout = ringCache(null);
+    const sources = new ResidentRowSources();
+    const [a, b, c] = [layout.create(), layout.create(), layout.create()];
+    expect(sources.take(3, 3)).toBeNull(); // nothing moved: no pass
+    const fork = layout.fork(a); // the fork takes row 0, a the new top row 3 (a copy of row 0)
+    sources.copy(fork.copy);
+    const { move } = layout.release(b); // row 1 freed: the top row (a) moves into it
+    expect(move).toEqual({ from: 3, to: 1, validSlots: 0 });
+    sources.copy(move!);
+    layout.create(); // a fresh row 3: what it holds is never read
+    expect([layout.row(fork.id), layout.row(a), layout.row(c)]).toEqual([0, 1, 2]);
+    expect(sources.take(layout.liveCount, 3)).toEqual([0, 0, 2, 0]);
+    expect(sources.take(4, 4)).toBeNull(); // the pass made the tensors the layout's rows
   });
 
-  it('drops released rows at the top so the resident tensors can shrink, never a row below a live one', () => {
-    const table = new ResidentRowTable();
-    [20, 21, 22, 23].forEach((id) => table.assign(id));
-    table.collect((id) => id !== 21);
-    expect(table.highWater).toBe(4); // row 1 is free but row 3 is live
-    table.collect((id) => id === 20);
-    expect(table.highWater).toBe(1);
-    expect(table.assign(24)).toBe(1);
+  it('drops released top rows at the next pass and maps rows past the old tensor to row 0', () => {
+    const layout = ringCache(null);
+    const ids = [layout.create(), layout.create(), layout.create()];
+    const sources = new ResidentRowSources();
+    expect(layout.release(ids[2]).move).toBeNull();
+    expect(sources.take(layout.liveCount, 3)).toEqual([0, 1]);
+    sources.copy({ from: 3, to: 1, validSlots: 0 }); // a copy from a row the tensors never had
+    expect(sources.take(3, 2)).toEqual([0, 0, 0]);
   });
 });
 
-describe('addResidentCache', () => {
+describe('the resident cache I/O of the graph builder', () => {
   const opTypes = (graph: OnnxGraph): string[] =>
     graph.nodes.flatMap((node) => [node.opType, ...Object.values(node.attributes ?? {}).flatMap((a) => ('g' in a ? opTypes(a.g) : []))]);
 
-  it('replaces past inputs and new-key outputs by resident tensors, and leaves no CPU-only FusedMatMul', async () => {
-    const config = tinyConfig({ layerCount: 3, slidingWindow: 8 });
-    const { model } = await buildModelGraph(new MapWeightSource(config, randomModelWeights(config, 3)), { format: 'fp32' }, null);
-    // A FusedMatMul inside an If branch, as the in-place attention path emits for fp32 (whatever the builder does today).
-    const branch = {
-      name: 'branch',
-      nodes: [{ opType: 'FusedMatMul', domain: 'com.microsoft', name: 'fm', inputs: ['a', 'b'], outputs: ['c'], attributes: { transB: { i: 1 } } }],
-      initializers: [],
-      inputs: [],
-      outputs: [],
-    };
-    model.graph.nodes.push({
-      opType: 'If',
-      name: 'probe',
-      inputs: ['cond'],
-      outputs: ['d'],
-      attributes: { then_branch: { g: branch }, else_branch: { g: { ...branch, nodes: [] } } },
-    });
-    addResidentCache(model, config);
-    expect(branch.nodes.map((node) => `${node.opType}(${node.inputs.join(',')})`)).toEqual(['Transpose(b)', 'MatMul(a,fm.transposed_b)']);
-    const ops = opTypes(model.graph);
-    expect(ops).not.toContain('FusedMatMul');
-    expect(ops.filter((op) => op === 'ScatterND')).toHaveLength(2 * config.layerCount);
-    expect(model.graph.inputs.map((i) => i.name).filter((name) => name.startsWith('past_'))).toEqual([]);
-    expect(model.graph.outputs.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((l) => [`present_key.${l}`, `present_value.${l}`])]);
-  });
+  it.each(['hybrid', 'unfused', 'fused'] as const)(
+    '%s: resident tensors in place of past inputs and new-key outputs, and no CPU-only FusedMatMul',
+    async (attention) => {
+      const config = tinyConfig({ layerCount: 3, slidingWindow: 8, headDim: 16 });
+      const source = new MapWeightSource(config, randomModelWeights(config, 3));
+      const plain = await buildModelGraph(source, { format: 'fp32', attention }, null);
+      if (attention !== 'fused') expect(opTypes(plain.model.graph)).toContain('FusedMatMul'); // what the host graph uses
+      const { model } = await buildModelGraph(source, { format: 'fp32', attention, cacheIo: 'resident' }, null);
+      const ops = opTypes(model.graph);
+      expect(ops).not.toContain('FusedMatMul');
+      expect(ops.filter((op) => op === 'ScatterND')).toHaveLength(2 * config.layerCount);
+      const inputs = model.graph.inputs.map((i) => i.name);
+      expect(inputs.filter((name) => name.startsWith('past_'))).toEqual([]);
+      expect(inputs.filter((name) => name.startsWith('cache_'))).toEqual([
+        'cache_rows',
+        'cache_slots',
+        'cache_write_index',
+        ...[0, 1, 2].flatMap((l) => [`cache_key.${l}`, `cache_value.${l}`]),
+      ]);
+      expect(model.graph.outputs.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((l) => [`present_key.${l}`, `present_value.${l}`])]);
+    },
+  );
 });
 
 describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
@@ -275,6 +273,93 @@ describe('engine with a resident KV cache (CPU provider, host tensors)', () => {
     } finally {
       for (const engine of engines) await engine.dispose();
       fs.rmSync(workDir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps its tensors in the layout shape and moves the bytes of its forks and compaction before the next run', async () => {
+    const modelConfig = tinyConfig({ vocabSize: 96, hiddenSize: 64, intermediateSize: 96, maxPositions: 300 });
+    const source = new MapWeightSource(modelConfig, randomModelWeights(modelConfig, 8));
+    const spec = { format: 'fp32', computeType: 'float32', kvType: 'float32', attention: 'hybrid', int4AccuracyLevel: 0, int4BlockSize: 64 } as const;
+    const store = await ResidentKvStore.load(source, {
+      spec,
+      session: { executionProvider: 'cpu', intraOpThreads: 1, cudaGraphs: false },
+      files: { cacheDir: null, checkpointDir: 'resident' },
+    });
+    const layout = new SequenceSlots({ slidingWindow: null, maxSequences: 4, maxModelLen: 300, growth: 'step' });
+    const plan = (sequenceId: number, tokenIds: number[]): BatchPlan => ({
+      rows: [{ sequenceId, tokenIds }],
+      sequenceLength: tokenIds.length,
+      firstRow: layout.row(sequenceId),
+      timeOrdered: false,
+      useGqa: true,
+    });
+    const step = async (sequenceId: number, tokenIds: number[]) => {
+      const p = plan(sequenceId, tokenIds);
+      layout.ensureFits(layout.length(sequenceId) + tokenIds.length);
+      await store.run(buildFeeds(modelConfig, 'hybrid', layout, p, await store.pastFeeds(layout, p)));
+      layout.advance(sequenceId, tokenIds.length);
+    };
+    // Row r of the first layer's keys, read through the feeds the next run would get.
+    const keyRows = async (sequenceId: number) => {
+      const { data, dims } = (await store.pastFeeds(layout, plan(sequenceId, [1])))['cache_key.0'] as Feed & { data: Float32Array };
+      const rowSize = dims[1] * dims[2] * dims[3];
+      return { dims, row: (r: number) => Array.from(data.subarray(r * rowSize, (r + 1) * rowSize)) };
+    };
+    try {
+      const [a, b, c] = [layout.create(), layout.create(), layout.create()];
+      for (const [k, id] of [a, b, c].entries()) await step(id, [3 + k, 7, 11 + k]);
+      const before = await keyRows(a);
+      expect(before.dims).toEqual([3, modelConfig.keyValueHeadCount, CAPACITY_STEP + 1, modelConfig.headDim]);
+      const fork = layout.fork(a); // the fork keeps row 0, a moves to the new row 3
+      store.fork(a, fork.id, fork.copy);
+      const { move } = layout.release(b); // row 1 freed: the top row (a) fills it
+      store.release(b, move);
+      const after = await keyRows(a);
+      expect(after.dims[0]).toBe(3);
+      expect([layout.row(fork.id), layout.row(a), layout.row(c)]).toEqual([0, 1, 2]);
+      expect([after.row(0), after.row(1), after.row(2)]).toEqual([before.row(0), before.row(0), before.row(2)]);
+      expect(after.row(1)).not.toEqual(before.row(1)); // b's keys are gone
+      await step(
+        c,
+        Array.from({ length: 70 }, (_, i) => i % 96),
+      ); // past 64 slots: the tensors grow with the layout
+      const grown = await keyRows(c);
+      expect(grown.dims[2]).toBe(2 * CAPACITY_STEP + 1);
+      layout.release(c);
+      const shrunk = await keyRows(a);
+      expect([shrunk.dims[0], shrunk.dims[2]]).toEqual([2, CAPACITY_STEP + 1]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('stories260k-swa16 (trained, window 16, head_dim 8): 60 greedy tokens after a 41-token prompt match the float64 reference', async () => {
+    const modelDir = path.join(process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures'), 'stories260k-swa16');
+    const prompt = [1, ...Array.from({ length: 40 }, (_, i) => ((i * 37 + 11) % 500) + 3)];
+    const expected = (await ReferenceModel.load(modelDir)).greedy(prompt, 60, { ignoreEos: true });
+    const engine = await Engine.load({
+      modelDir,
+      dtype: 'fp32',
+      executionProvider: 'cpu',
+      intraOpThreads: 1,
+      maxSequences: 2,
+      chunkSize: 7,
+      onnxCacheDir: null,
+      residentKvCache: true,
+    });
+    try {
+      expect(engine.kvCacheSummary()).toMatch(/device-resident/);
+      const sequenceId = engine.createSequence();
+      let [logits] = await engine.step([{ sequenceId, tokenIds: prompt }]);
+      const generated: number[] = [];
+      while (generated.length < expected.length) {
+        const best = logits.reduce((top, value, id) => (id > 0 && value > logits[top] ? id : top), 0);
+        generated.push(best);
+        [logits] = await engine.step([{ sequenceId, tokenIds: [best] }]);
+      }
+      expect(generated).toEqual(expected);
+    } finally {
+      await engine.dispose();
     }
   });
 

@@ -1,12 +1,13 @@
 // What happens to the KV cache on a GPU: the resident KV store. With the WebGPU provider the keys and
-// values never leave device memory. The model graph (addResidentCache) reads each run's past from the
+// values never leave device memory. The model graph (cacheIo 'resident') reads each run's past from the
 // resident tensors [rows, kvHead, slots, headDim] per layer, by row and slot indices, and returns them
 // updated (ScatterND of the new keys/values) as gpu-buffer outputs, which are fed back next run. Per run
 // only token ids, positions, small index/mask inputs go up and the logits rows come down (counted in
-// transferBytes). Rows never move here (ResidentRowTable: a row per sequence id, freed rows reused); a
-// fork or a growth of rows/slots is one run of a small resize graph on the device. Slot numbers and
-// masks are SequenceSlots' arithmetic, as for the host store. The same code runs with host tensors on
-// the CPU provider, which is how it is tested without a GPU (resident-kv-store.test.ts).
+// transferBytes). Rows and slots are the layout's (SequenceSlots), as for the host store: tensor row r
+// is layout row r and the tensors span the layout's capacity plus a scratch slot. The layout's row
+// copies and capacity changes arrive synchronously; they are made by one run of a small re-layout graph
+// on the device before the next step (a session run is asynchronous). The same code runs with host
+// tensors on the CPU provider, which is how it is tested without a GPU (resident-kv-store.test.ts).
 //
 // Cost the Node binding imposes: it cannot write into a pre-allocated output, so every step's ScatterND
 // produces a new cache tensor (a device-to-device copy of all resident rows and slots, per layer).
@@ -20,18 +21,16 @@ import type { WeightSource } from '../graph/model-graph';
 import { prepareOnnxModel } from '../graph/onnx-model-store';
 import { concatChunks, encodeOnnxModel } from '../graph/onnx-proto-writer';
 import { DeviceTensor, type Feed, OrtSession } from './ort-session';
-import { residentInputName, residentOutputName, residentResizeGraph } from '../graph/resident-kv-graph';
-import { ResidentRowTable, residentIndices } from './resident-kv-indices';
-import type { SequenceSlots } from './sequence-slots';
+import { residentInputName, residentOutputName, residentRelayoutGraph } from '../graph/resident-kv-graph';
+import { ResidentRowSources, residentIndices } from './resident-kv-indices';
+import type { RowCopy, SequenceSlots } from './sequence-slots';
 import type { StoreLoad } from './model-spec';
 
 type CacheTensor = DeviceTensor | Feed;
 
-const SLOT_STEP = 256;
-
 export class ResidentKvStore implements KvStore {
-  private readonly table = new ResidentRowTable();
-  private tensors = new Map<string, CacheTensor>();
+  private readonly rowSources = new ResidentRowSources();
+  private tensors = new Map<string, CacheTensor>(); // per layer and kind: [rows, kvHead, slots, headDim]
   private rows = 0;
   private slots = 0;
   private readonly names: string[] = [];
@@ -39,7 +38,7 @@ export class ResidentKvStore implements KvStore {
   private constructor(
     private readonly config: ModelConfig,
     readonly session: OrtSession,
-    private readonly resizeSession: OrtSession,
+    private readonly relayoutSession: OrtSession,
     readonly elementType: 'float32' | 'float16',
     readonly attention: AttentionKind,
   ) {
@@ -49,7 +48,7 @@ export class ResidentKvStore implements KvStore {
   /** Prepares the resident-cache graph for `source` through the ONNX cache and starts its sessions. */
   static async load(source: WeightSource, { spec, session: run, files }: StoreLoad): Promise<ResidentKvStore> {
     const { config } = source;
-    const prepared = await prepareOnnxModel(source, { ...spec, ...files, variant: 'resident-kv' });
+    const prepared = await prepareOnnxModel(source, { ...spec, ...files, cacheIo: 'resident' });
     const presentNames: string[] = [];
     for (let layer = 0; layer < config.layerCount; layer++) presentNames.push(residentOutputName('key', layer), residentOutputName('value', layer));
     const sessionOptions = {
@@ -58,8 +57,8 @@ export class ResidentKvStore implements KvStore {
       deviceOutputs: run.executionProvider === 'webgpu' ? presentNames : [],
     };
     const session = await OrtSession.create(prepared.model, { ...sessionOptions, profilePrefix: run.profilePrefix });
-    const resize = await OrtSession.create(concatChunks(encodeOnnxModel(residentResizeGraph(config, prepared.computeType))), sessionOptions);
-    return new ResidentKvStore(config, session, resize, prepared.computeType, prepared.attention);
+    const relayout = await OrtSession.create(concatChunks(encodeOnnxModel(residentRelayoutGraph(config, prepared.computeType))), sessionOptions);
+    return new ResidentKvStore(config, session, relayout, prepared.computeType, prepared.attention);
   }
 
   /** Bytes of K and V for one token slot, all layers. */
@@ -68,24 +67,23 @@ export class ResidentKvStore implements KvStore {
     return 2 * layerCount * keyValueHeadCount * headDim * (this.elementType === 'float32' ? 4 : 2);
   }
 
-  /** The capacity only sets the slots each run gathers; the tensors grow on their own, in SLOT_STEP steps. */
+  /**
+   * Every step's ScatterND already copies the whole tensors, so a re-layout pass costs about one step:
+   * the layout follows the longest sequence in fixed steps ('step'), keeping the tensors tight.
+   */
   readonly resizesInPlace = true;
 
-  /** Resident tensor shape right now: rows and slots (scratch slot included). */
-  get shape(): { rows: number; slots: number } {
-    return { rows: this.rows, slots: this.slots };
-  }
-
   resize(): void {
-    // The resident tensors follow the layout's capacity at the next run (ensureShape), in SLOT_STEP steps.
+    // The new capacity is read from the layout at the next run, which re-lays the tensors out first (relayout).
   }
 
-  fork(sourceId: number, forkId: number): void {
-    this.table.fork(sourceId, forkId);
+  fork(_sourceId: number, _forkId: number, copy: RowCopy): void {
+    this.rowSources.copy(copy);
   }
 
-  release(): void {
-    // Rows of sequences the layout no longer has are collected at the start of the next run.
+  release(_sequenceId: number, move: RowCopy | null): void {
+    if (move) this.rowSources.copy(move);
+    // The top row the layout dropped goes with the next re-layout (the tensors then have liveCount rows).
   }
 
   summary(): string {
@@ -95,17 +93,11 @@ export class ResidentKvStore implements KvStore {
   /** Index inputs that gather the past of `plan`'s rows from the resident tensors and say where the new keys go, plus the tensors. */
   async pastFeeds(slots: SequenceSlots, plan: BatchPlan): Promise<CacheFeeds> {
     const { keyValueHeadCount } = this.config;
-    this.table.collect((sequenceId) => slots.has(sequenceId));
-    for (const row of plan.rows) {
-      if (row.sequenceId === null || this.table.has(row.sequenceId)) continue;
-      if (slots.length(row.sequenceId) > 0) throw new Error(`sequence ${row.sequenceId} has a past but no resident row (forks must go through the engine)`);
-      this.table.assign(row.sequenceId);
-    }
-    await this.ensureShape(this.table.highWater, slots);
+    await this.relayout(slots);
     // Pure GQA ('fused'): the past buffer doubles as GQA's present, so it needs room for valid past + S keys.
     const S = plan.sequenceLength;
     const keysPerRow = plan.rows.map((row) => (row.sequenceId === null ? 0 : slots.validSlots(slots.length(row.sequenceId))) + S);
-    const indices = residentIndices(plan, slots, this.table, keyValueHeadCount, this.slots, this.attention === 'fused' ? Math.max(...keysPerRow) : 0);
+    const indices = residentIndices(plan, slots, keyValueHeadCount, this.slots, this.attention === 'fused' ? Math.max(...keysPerRow) : 0);
     return {
       cache_rows: { type: 'int64', data: indices.rows, dims: [indices.rows.length] },
       cache_slots: { type: 'int64', data: indices.slots, dims: [indices.slots.length] },
@@ -126,29 +118,30 @@ export class ResidentKvStore implements KvStore {
     return { logits, transferBytes: transferBytes + logits.byteLength };
   }
 
-  /** Resizes the resident tensors (zero rows/slots added, released top rows dropped) and makes pending fork copies, on the device. */
-  private async ensureShape(neededRows: number, layout: SequenceSlots): Promise<void> {
-    const slotLimit = (layout.ringSlots ?? layout.options.maxModelLen) + 1;
-    const neededSlots = layout.capacity + 1;
+  /**
+   * Makes the tensors the layout's shape: its live rows (forks and compaction copied, released top rows
+   * dropped) and its capacity plus the scratch slot. The first run allocates zeros on the host.
+   */
+  private async relayout(layout: SequenceSlots): Promise<void> {
+    const rows = Math.max(1, layout.liveCount);
+    const slots = layout.capacity + 1;
     if (this.tensors.size === 0) {
-      this.rows = Math.max(1, neededRows);
-      this.slots = Math.min(slotLimit, Math.ceil(neededSlots / SLOT_STEP) * SLOT_STEP);
-      const zeros = this.hostTensor(this.newArray(this.rows * this.slots));
+      this.rowSources.take(rows, rows);
+      [this.rows, this.slots] = [rows, slots];
+      const zeros = this.hostTensor(this.newArray(rows * slots));
       this.replaceTensors(() => zeros);
       return;
     }
-    const rows = Math.max(1, neededRows); // grows, or shrinks when the top rows were released
-    if (rows === this.rows && neededSlots <= this.slots && this.table.pendingCopies.length === 0) return;
-    const slots = neededSlots <= this.slots ? this.slots : Math.min(slotLimit, Math.ceil(neededSlots / SLOT_STEP) * SLOT_STEP);
-    const pads = BigInt64Array.from([0, 0, 0, 0, Math.max(0, rows - this.rows), 0, slots - this.slots, 0].map(BigInt));
-    const rowSources = this.table.takeRowSources(rows);
+    const rowSources = this.rowSources.take(rows, this.rows);
+    if (rowSources === null && slots === this.slots) return;
+    // Slots past the old ones take the old scratch slot: no sequence's valid slots reach them yet.
+    const slotSources = Array.from({ length: slots }, (_, slot) => Math.min(slot, this.slots - 1));
     const feeds: Record<string, CacheTensor> = {
-      pads: { type: 'int64', data: pads, dims: [8] },
-      row_sources: { type: 'int64', data: rowSources, dims: [rows] },
+      row_sources: { type: 'int64', data: BigInt64Array.from(rowSources ?? Array.from({ length: rows }, (_, row) => row), BigInt), dims: [rows] },
+      slot_sources: { type: 'int64', data: BigInt64Array.from(slotSources, BigInt), dims: [slots] },
     };
-    const outputs = await this.resizeSession.runWithDevice({ ...feeds, ...Object.fromEntries(this.tensors) });
-    this.rows = rows;
-    this.slots = slots;
+    const outputs = await this.relayoutSession.runWithDevice({ ...feeds, ...Object.fromEntries(this.tensors) });
+    [this.rows, this.slots] = [rows, slots];
     this.replaceTensors(
       (name) => outputs.device[name.replace('cache_', 'present_')] ?? this.hostTensor(outputs.host[name.replace('cache_', 'present_')] as CacheArray),
     );
@@ -173,6 +166,6 @@ export class ResidentKvStore implements KvStore {
     for (const tensor of this.tensors.values()) if (tensor instanceof DeviceTensor) tensor.dispose();
     this.tensors.clear();
     await this.session.release();
-    await this.resizeSession.release();
+    await this.relayoutSession.release();
   }
 }
