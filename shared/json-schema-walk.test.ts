@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_SCHEMA_DEPTH, mapSubschemas, problemText, resolveLocalRef, type StructureRules, structuralProblem, subschemas } from './json-schema-walk';
 
 const ajv = new Ajv2020({ strict: false, validateFormats: false });
-const STRICT: StructureRules = { extraAnnotations: [], falseSchemas: true, maxNodes: undefined, draft07Tuples: false };
+const STRICT: StructureRules = { extraAnnotations: [], falseSchemas: true, maxNodes: undefined, rewritesTuples: false };
 const problemOf = (schema: unknown, rules: StructureRules = STRICT) => {
   const problem = structuralProblem(schema, rules);
   return problem && problemText(problem);
@@ -167,6 +167,11 @@ describe('the two sides, as rules', () => {
     const noFalse = { ...STRICT, falseSchemas: false };
     expect(problemOf(closed)).toBeNull();
     expect(problemOf(closed, noFalse)).toBe('/items: a false schema (nothing allowed) is not supported; leave the property out instead');
+    // Where tuples are rewritten (the edge), items: false closes one and passes; a false elsewhere still does not.
+    expect(problemOf(closed, { ...noFalse, rewritesTuples: true })).toBeNull();
+    expect(problemOf({ type: 'object', properties: { a: false } }, { ...noFalse, rewritesTuples: true })).toBe(
+      '/properties/a: a false schema (nothing allowed) is not supported; leave the property out instead',
+    );
     expect(problemOf({ type: 'object', additionalProperties: false, unevaluatedProperties: false }, noFalse)).toBeNull();
   });
 

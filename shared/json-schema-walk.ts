@@ -10,7 +10,7 @@ const isObject = (value: unknown): value is Schema => typeof value === 'object' 
 
 /**
  * Keywords whose value is one schema, a list of schemas, or a map of named schemas. `items` is a list in a
- * draft-07 tuple, with `additionalItems` for what follows; the rules refuse both unless draft07Tuples.
+ * draft-07 tuple, with `additionalItems` for what follows; the rules refuse both unless rewritesTuples.
  */
 const SCHEMA_VALUES = ['items', 'additionalItems', 'additionalProperties', 'unevaluatedProperties'];
 const SCHEMA_LISTS = ['anyOf', 'prefixItems'];
@@ -121,8 +121,11 @@ export interface StructureRules {
   falseSchemas: boolean;
   /** The most subschemas walked (the edge's bound on its CPU time); undefined: no bound here. */
   maxNodes: number | undefined;
-  /** Whether draft-07 tuples (`items` as a list, `additionalItems` beside it) pass (the edge: it rewrites them into prefixItems). */
-  draft07Tuples: boolean;
+  /**
+   * Whether draft-07 tuples (`items` as a list, `additionalItems` beside it) and `items: false` (a closed
+   * 2020-12 tuple) pass where false schemas do not: the edge rewrites them into prefixItems and maxItems.
+   */
+  rewritesTuples: boolean;
 }
 
 /** "/path: message", or "(root): message"; the text both sides show. */
@@ -146,13 +149,14 @@ export function structuralProblem(root: unknown, rules: StructureRules): SchemaP
 }
 
 function nodeProblem({ schema, path, keyword }: Subschema, root: unknown, rules: StructureRules, annotations: Set<string>): SchemaProblem | null {
-  if (schema === true || (schema === false && (rules.falseSchemas || BOOLEAN_OR_SCHEMA.includes(keyword as string)))) return null;
+  const closesTuple = keyword === 'items' && rules.rewritesTuples;
+  if (schema === true || (schema === false && (rules.falseSchemas || closesTuple || BOOLEAN_OR_SCHEMA.includes(keyword as string)))) return null;
   if (schema === false) return { path, message: 'a false schema (nothing allowed) is not supported; leave the property out instead', tooLarge: false };
   if (!isObject(schema)) return { path, message: 'a schema must be a JSON object or a boolean', tooLarge: false };
   for (const name of Object.keys(schema)) {
     if (annotations.has(name)) continue;
     const message =
-      rules.draft07Tuples && Array.isArray(schema.items) && (name === 'items' || name === 'additionalItems')
+      rules.rewritesTuples && Array.isArray(schema.items) && (name === 'items' || name === 'additionalItems')
         ? draft07TupleProblem(name, schema)
         : keywordProblem(name, schema[name], root);
     if (message) return { path: `${path}/${escapePointer(name)}`, message, tooLarge: false };

@@ -70,7 +70,7 @@ describe('toGrammarSchema', () => {
   });
 });
 
-describe('draft-07 tuples', () => {
+describe('tuples', () => {
   it('become prefixItems, their additionalItems items, and a closed tuple a maxItems of its length', () => {
     const closed = { type: 'array', items: [{ type: 'string' }, { type: 'integer' }], additionalItems: false };
     expect(toGrammarSchema(closed)).toEqual({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'integer' }], maxItems: 2 });
@@ -92,6 +92,11 @@ describe('draft-07 tuples', () => {
       prefixItems: [{ type: 'string' }],
       maxItems: 1,
     });
+    // 2020-12's closed tuple (items: false after prefixItems) says the same as maxItems, and so does items: false alone.
+    const closed2020 = { type: 'array', prefixItems: [{ type: 'string' }, { type: 'null' }], items: false, maxItems: 4 };
+    expect(() => checkJsonSchema(closed2020, 'schema')).not.toThrow();
+    expect(toGrammarSchema(closed2020)).toEqual({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'null' }], maxItems: 2 });
+    expect(toGrammarSchema({ type: 'array', items: false })).toEqual({ type: 'array', maxItems: 0 });
     // additionalItems means something only beside a list of items.
     expect(() => checkJsonSchema({ type: 'array', items: { type: 'string' }, additionalItems: false }, 'schema')).toThrow(/"additionalItems" is not enforced/);
   });

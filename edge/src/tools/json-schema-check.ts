@@ -15,8 +15,8 @@ const EDGE_RULES: StructureRules = {
   falseSchemas: false,
   // The walk runs on the worker's CPU budget; the backend bounds its work by grammar size and compile time.
   maxNodes: 20_000,
-  // toGrammarSchema rewrites them into prefixItems (fromDraft07Tuples).
-  draft07Tuples: true,
+  // toGrammarSchema rewrites them into prefixItems and maxItems (tuplesForGrammar).
+  rewritesTuples: true,
 };
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -39,7 +39,7 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
  */
 export function toGrammarSchema(schema: unknown): unknown {
   // Recursive: only for schemas checkJsonSchema passed (at most MAX_SCHEMA_DEPTH levels).
-  return nullableAsType(fromDraft07Tuples(schema));
+  return nullableAsType(tuplesForGrammar(schema));
 }
 
 function nullableAsType(schema: unknown): unknown {
@@ -57,17 +57,28 @@ function nullableAsType(schema: unknown): unknown {
 /**
  * Draft-07 tuples (`items` as an array, `additionalItems`), which the openai client's zodResponseFormat writes
  * for z.tuple under zod 3, in 2020-12's words: `prefixItems`, and `items` for what may follow. A closed tuple
- * (`additionalItems: false`) caps maxItems at its length, which says the same without a false schema.
- * The check reads them as written (EDGE_RULES.draft07Tuples); the backend only ever sees this form.
+ * (draft-07's `additionalItems: false`, 2020-12's `items: false`) caps maxItems at its length, which says the
+ * same without a false schema. The check reads them as written (EDGE_RULES.rewritesTuples); the backend only
+ * ever sees this form.
  */
-function fromDraft07Tuples(schema: unknown): unknown {
+function tuplesForGrammar(schema: unknown): unknown {
   if (!isObject(schema)) return schema;
-  const out = mapSubschemas(schema, fromDraft07Tuples);
-  if (!Array.isArray(out.items)) return out;
-  const { items, additionalItems, ...rest } = out;
-  const tuple: Record<string, unknown> = { ...rest, prefixItems: items };
-  if (isObject(additionalItems)) tuple.items = additionalItems;
-  // At most the listed items, also where a looser maxItems was written beside them.
-  else if (additionalItems === false) tuple.maxItems = Math.min(items.length, (tuple.maxItems as number | undefined) ?? items.length);
-  return tuple;
+  const out = mapSubschemas(schema, tuplesForGrammar);
+  if (Array.isArray(out.items)) {
+    const { items, additionalItems, ...rest } = out;
+    const tuple: Record<string, unknown> = { ...rest, prefixItems: items };
+    if (isObject(additionalItems)) tuple.items = additionalItems;
+    else if (additionalItems === false) closeAt(tuple, items.length);
+    return tuple;
+  }
+  if (out.items === false) {
+    delete out.items;
+    closeAt(out, Array.isArray(out.prefixItems) ? out.prefixItems.length : 0);
+  }
+  return out;
+}
+
+/** At most `length` items, also where a looser maxItems was written beside them. */
+function closeAt(tuple: Record<string, unknown>, length: number): void {
+  tuple.maxItems = Math.min(length, (tuple.maxItems as number | undefined) ?? length);
 }

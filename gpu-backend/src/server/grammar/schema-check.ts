@@ -19,7 +19,7 @@ const BACKEND_RULES: StructureRules = {
   // Work is bounded by the grammar text's size and the compile's CPU time (grammar-checker.ts).
   maxNodes: undefined,
   // Callers that skip the edge send 2020-12 tuples (prefixItems); the edge rewrites draft-07 ones.
-  draft07Tuples: false,
+  rewritesTuples: false,
 };
 
 const ajv = new Ajv2020({ strict: false, validateFormats: false });
