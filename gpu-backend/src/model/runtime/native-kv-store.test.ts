@@ -202,6 +202,11 @@ describe('native session', () => {
         logits.forEach((row, i) => expect(maxRelativeError(row, alone[i][alone[i].length - 1])).toBeLessThan(1e-4));
         // Bucket 4: ids, positions and logits rows as int64, lengths as int32, the total, 3 logits rows.
         expect(fixed.kvStats().lastStepTransferBytes).toBe(4 * (8 + 8 + 8 + 4) + 4 + 3 * 64 * 4);
+        // Row 2 alone would pad to bucket 4 (four times its rows): it runs unfixed, moving only its own row.
+        const [alone2] = await fixed.step([{ sequenceId: order[2], tokenIds: [7] }]);
+        expect(fixed.kvStats().lastStepTransferBytes).toBe(8 + 8 + 8 + 4 + 4 + 64 * 4);
+        const expected2 = reference.forward([...actual.tokenIds[2], next[2], 7]);
+        expect(maxRelativeError(alone2, expected2[expected2.length - 1])).toBeLessThan(1e-4);
         await unfixed.dispose();
       },
     );

@@ -13,7 +13,8 @@
 // Fixed decode (SessionSpec.cudaGraphs): a decode run binds the cache rows [0, bucket) of the smallest
 // batch bucket (1, 2, 4, ... maxSequences) that holds it, and every input at an address that never
 // changes, so that on CUDA each bucket's run is captured once as a CUDA graph and replayed. The rows
-// of the bucket outside the plan ride along as fillers do (their new key lands past their length).
+// of the bucket outside the plan ride along as fillers do (their new key lands past their length);
+// a batch whose bucket would be more than twice its rows runs unfixed.
 
 import type { WeightSource } from '../graph/model-graph';
 import { presentOutputName } from '../graph/graph-attention';
@@ -115,8 +116,10 @@ export class NativeKvStore implements KvStore {
   async run(feeds: CacheFeeds, slots: SequenceSlots, plan: BatchPlan): Promise<{ logits: Float32Array; transferBytes: number }> {
     const S = plan.sequenceLength;
     const batch = plan.rows.length;
+    // A bucket of more than twice the batch's rows (a batch high in the cache) would spend more on the rows
+    // riding along (each attends over its own length) than the graph saves in launches: that step runs as it comes.
     const bucket = S === 1 ? this.buckets?.find((size) => size >= plan.firstRow + batch) : undefined;
-    if (bucket !== undefined) return this.runFixed(feeds as Record<string, Feed>, slots, plan, bucket);
+    if (bucket !== undefined && bucket <= 2 * batch) return this.runFixed(feeds as Record<string, Feed>, slots, plan, bucket);
     // seqlens_k from the row owners' lengths, fillers included: that is where the op writes each row's new key.
     const seqlens = Int32Array.from({ length: batch }, (_, b) => slots.lengthOfRow(plan.firstRow + b) + S - 1);
     const withLengths: Record<string, Feed> = {
