@@ -97,6 +97,16 @@ describe('tuples', () => {
     expect(() => checkJsonSchema(closed2020, 'schema')).not.toThrow();
     expect(toGrammarSchema(closed2020)).toEqual({ type: 'array', prefixItems: [{ type: 'string' }, { type: 'null' }], maxItems: 2 });
     expect(toGrammarSchema({ type: 'array', items: false })).toEqual({ type: 'array', maxItems: 0 });
+    // A reused subschema referenced by its path through a draft-07 tuple still resolves after the rewrite.
+    const reused = {
+      type: 'object',
+      properties: { pair: { type: 'array', items: [{ type: 'string', maxLength: 3 }, { type: 'integer' }] }, again: { $ref: '#/properties/pair/items/0' } },
+    };
+    checkJsonSchema(reused, 'schema');
+    expect((toGrammarSchema(reused) as { properties: { again: unknown } }).properties.again).toEqual({ $ref: '#/properties/pair/prefixItems/0' });
+    // A property that is itself called "items" is not a tuple's list.
+    const named = { type: 'object', properties: { items: { type: 'string' }, copy: { $ref: '#/properties/items' } } };
+    expect(toGrammarSchema(named)).toEqual(named);
     // additionalItems means something only beside a list of items.
     expect(() => checkJsonSchema({ type: 'array', items: { type: 'string' }, additionalItems: false }, 'schema')).toThrow(/"additionalItems" is not enforced/);
   });

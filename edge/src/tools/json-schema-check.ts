@@ -39,7 +39,7 @@ export function checkJsonSchema(schema: Record<string, unknown>, param: string):
  */
 export function toGrammarSchema(schema: unknown): unknown {
   // Recursive: only for schemas checkJsonSchema passed (at most MAX_SCHEMA_DEPTH levels).
-  return nullableAsType(tuplesForGrammar(schema));
+  return nullableAsType(refsIntoTuples(tuplesForGrammar(schema), schema));
 }
 
 function nullableAsType(schema: unknown): unknown {
@@ -76,6 +76,35 @@ function tuplesForGrammar(schema: unknown): unknown {
     closeAt(out, Array.isArray(out.prefixItems) ? out.prefixItems.length : 0);
   }
   return out;
+}
+
+/**
+ * `$ref`s written against the caller's schema, re-pointed into the rewritten one: a path through a draft-07
+ * tuple's `items/N` now leads through `prefixItems/N` (a reused subschema is referenced by its path, as
+ * zod-to-json-schema writes it). Every other segment stays as written.
+ */
+function refsIntoTuples(schema: unknown, original: unknown): unknown {
+  if (!isObject(schema)) return schema;
+  const out = mapSubschemas(schema, (child) => refsIntoTuples(child, original));
+  if (typeof out.$ref === 'string' && out.$ref.startsWith('#/')) out.$ref = retargeted(out.$ref, original);
+  return out;
+}
+
+function retargeted(ref: string, original: unknown): string {
+  const segments = ref.slice(2).split('/');
+  let node: unknown = original;
+  const out = segments.map((segment, i) => {
+    let token: string;
+    try {
+      token = decodeURIComponent(segment).replace(/~1/g, '/').replace(/~0/g, '~');
+    } catch {
+      return segment;
+    }
+    const intoTuple = token === 'items' && isObject(node) && Array.isArray(node.items) && /^\d+$/.test(segments[i + 1] ?? '');
+    node = isObject(node) || Array.isArray(node) ? (node as Record<string, unknown>)[token] : undefined;
+    return intoTuple ? 'prefixItems' : segment;
+  });
+  return `#/${out.join('/')}`;
 }
 
 /** At most `length` items, also where a looser maxItems was written beside them. */
