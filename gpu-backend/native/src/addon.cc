@@ -64,7 +64,7 @@ class Session : public Napi::ObjectWrap<Session> {
                         InstanceAccessor("inputNames", &Session::InputNames, nullptr),
                         InstanceAccessor("outputNames", &Session::OutputNames, nullptr),
                         InstanceAccessor("cacheBytes", &Session::CacheBytes, nullptr),
-                        InstanceAccessor("fixedBuckets", &Session::FixedBuckets, nullptr)});
+                        InstanceAccessor("fixedWindows", &Session::FixedWindows, nullptr)});
   }
 
   explicit Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
@@ -157,8 +157,8 @@ class Session : public Napi::ObjectWrap<Session> {
     return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).CacheBytes()));
   }
 
-  Napi::Value FixedBuckets(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).FixedBuckets()));
+  Napi::Value FixedWindows(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).FixedWindows()));
   }
 
   std::unique_ptr<native::NativeSession> session_;

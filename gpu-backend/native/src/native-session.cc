@@ -164,7 +164,8 @@ void NativeSession::Run(const StepRequest& request) {
 }
 
 NativeSession::FixedRun& NativeSession::FixedRunFor(const StepRequest& request) {
-  auto found = fixed_.find(request.batch);
+  const std::pair<int64_t, int64_t> window{request.firstRow, request.batch};
+  auto found = fixed_.find(window);
   if (found != fixed_.end()) {
     FixedRun& run = *found->second;
     bool same = run.names.size() == request.feeds.size();
@@ -220,19 +221,21 @@ NativeSession::FixedRun& NativeSession::FixedRunFor(const StepRequest& request) 
     run->binding->BindInput(feed.name.c_str(), run->views.back());
   }
   for (size_t i = 0; i < cache_.size(); i++) {
-    run->views.push_back(RowsView(i, 0, request.batch));
+    run->views.push_back(RowsView(i, request.firstRow, request.batch));
     run->binding->BindInput(spec_.pastNames[i].c_str(), run->views.back());
     run->binding->BindOutput(spec_.presentNames[i].c_str(), run->views.back());
   }
   run->binding->BindOutput(request.logitsName.c_str(), run->logits);
-  // The bucket's size is its graph id: ids are per session, and 0 is ONNX Runtime's default one.
-  if (config_.cudaGraphs) run->runOptions.AddConfigEntry("gpu_graph_id", std::to_string(request.batch).c_str());
-  return *fixed_.emplace(request.batch, std::move(run)).first->second;
+  // One graph per window, numbered from 1 in order of first use (ONNX Runtime's default id is 0).
+  if (config_.cudaGraphs) run->runOptions.AddConfigEntry("gpu_graph_id", std::to_string(fixed_.size() + 1).c_str());
+  return *fixed_.emplace(window, std::move(run)).first->second;
 }
 
 void NativeSession::RunFixed(const StepRequest& request) {
   if (!uploadSession_) throw std::runtime_error("a fixed run needs the staging graphs (allocateCache uploadModel, downloadModel)");
-  if (request.batch <= 0 || request.batch > spec_.rows) throw std::runtime_error("a fixed run's bucket is outside the KV cache");
+  if (request.batch <= 0 || request.firstRow < 0 || request.firstRow + request.batch > spec_.rows) {
+    throw std::runtime_error("a fixed run's rows are outside the KV cache");
+  }
   if (request.logitsRows > request.batch) throw std::runtime_error("a fixed run returns at most one logits row per cache row");
   const size_t logitsCount = static_cast<size_t>(request.logitsRows * request.vocab);
   if (logitsCount > request.logitsCapacity) throw std::runtime_error("the logits buffer is too small for this run");

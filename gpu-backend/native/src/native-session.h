@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace native {
@@ -18,7 +19,7 @@ struct SessionConfig {
   std::string provider;  // "cpu" or "cuda"
   int intraOpThreads = 1;
   int deviceId = 0;
-  // CUDA only: fixed runs are captured as CUDA graphs (enable_cuda_graph), one graph per batch bucket.
+  // CUDA only: fixed runs are captured as CUDA graphs (enable_cuda_graph), one graph per window of rows.
   bool cudaGraphs = false;
 };
 
@@ -59,8 +60,8 @@ struct StepRequest {
   int64_t vocab = 0;
   int64_t firstRow = 0;  // the batch is cache rows [firstRow, firstRow + batch)
   int64_t batch = 0;
-  // A fixed run: the batch is cache rows [0, batch) (a bucket), and every input and output stays at the
-  // address it got on the bucket's first run, which is what a CUDA graph replays. The feeds are copied
+  // A fixed run: the batch is cache rows [firstRow, firstRow + batch) (a window), and every input and output
+  // stays at the address it got on the window's first run, which is what a CUDA graph replays. The feeds are copied
   // into those buffers on the provider, and the logits rows copied out.
   bool fixed = false;
 };
@@ -72,8 +73,8 @@ class NativeSession {
 
   void AllocateCache(const CacheSpec& spec);
   void Run(const StepRequest& request);
-  // Fixed runs made so far, one binding per bucket (each a CUDA graph when cudaGraphs).
-  size_t FixedBuckets() const { return fixed_.size(); }
+  // Windows that have had a fixed run, one binding each (each a CUDA graph when cudaGraphs).
+  size_t FixedWindows() const { return fixed_.size(); }
   // Copies the first `slots` slots of every cache tensor's row `from` into row `to`, on the provider.
   void CopyRow(int64_t from, int64_t to, int64_t slots);
 
@@ -89,8 +90,8 @@ class NativeSession {
   Ort::Value HeadView(size_t tensor, int64_t row, int64_t head, int64_t slots) const;
   void RunFixed(const StepRequest& request);
 
-  // One bucket's fixed binding: device blocks for the int64 and int32 feeds (each feed a view into its
-  // block, in feed order), host copies of the host feeds, the cache rows [0, batch) and the logits.
+  // One window's fixed binding: device blocks for the int64 and int32 feeds (each feed a view into its
+  // block, in feed order), host copies of the host feeds, the window's cache rows and the logits.
   struct FixedRun {
     std::vector<std::string> names;
     std::vector<size_t> byteLengths;
@@ -121,7 +122,7 @@ class NativeSession {
   Ort::RunOptions runOptions_;
   std::unique_ptr<Ort::Session> uploadSession_;
   std::unique_ptr<Ort::Session> downloadSession_;
-  std::map<int64_t, std::unique_ptr<FixedRun>> fixed_;
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<FixedRun>> fixed_;  // by (firstRow, batch)
 };
 
 }  // namespace native

@@ -174,7 +174,7 @@ describe('native session', () => {
     );
   });
 
-  it('fixed decode (the CUDA graph path, without capture on the cpu) equals unfixed decode, bucket by bucket, across forks and compaction', async () => {
+  it('fixed decode (the CUDA graph path, without capture on the cpu) equals unfixed decode, window by window, across forks, compaction and the last row', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
     const weights = randomModelWeights(config, 11);
     await withNative(
@@ -202,11 +202,19 @@ describe('native session', () => {
         logits.forEach((row, i) => expect(maxRelativeError(row, alone[i][alone[i].length - 1])).toBeLessThan(1e-4));
         // Bucket 4: ids, positions and logits rows as int64, lengths as int32, the total, 3 logits rows.
         expect(fixed.kvStats().lastStepTransferBytes).toBe(4 * (8 + 8 + 8 + 4) + 4 + 3 * 64 * 4);
-        // Row 2 alone would pad to bucket 4 (four times its rows): it runs unfixed, moving only its own row.
-        const [alone2] = await fixed.step([{ sequenceId: order[2], tokenIds: [7] }]);
-        expect(fixed.kvStats().lastStepTransferBytes).toBe(8 + 8 + 8 + 4 + 4 + 64 * 4);
-        const expected2 = reference.forward([...actual.tokenIds[2], next[2], 7]);
-        expect(maxRelativeError(alone2, expected2[expected2.length - 1])).toBeLessThan(1e-4);
+        // Rows 2..4 (two new sequences above): bucket 4 would pass the last of the 5 rows, so the window is rows 1..4.
+        const fresh = [[3, 9, 27], [4, 16]];
+        const added = fresh.map(() => fixed.createSequence());
+        await fixed.step(added.map((sequenceId, i) => ({ sequenceId, tokenIds: fresh[i] })));
+        const top = [order[2], ...added];
+        const topLogits = await fixed.step(top.map((sequenceId) => ({ sequenceId, tokenIds: [7] })));
+        expect(fixed.kvStats().lastStepTransferBytes).toBe(4 * (8 + 8 + 8 + 4) + 4 + 3 * 64 * 4);
+        const topAlone = [
+          [...actual.tokenIds[2], next[2], 7],
+          [...fresh[0], 7],
+          [...fresh[1], 7],
+        ].map((tokens) => reference.forward(tokens));
+        topLogits.forEach((row, i) => expect(maxRelativeError(row, topAlone[i][topAlone[i].length - 1])).toBeLessThan(1e-4));
         await unfixed.dispose();
       },
     );

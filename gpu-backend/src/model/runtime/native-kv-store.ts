@@ -10,11 +10,13 @@
 // (another sequence's, riding along) gets its new key written at its own length, beyond every key
 // it holds, where nothing reads it.
 //
-// Fixed decode (SessionSpec.cudaGraphs): a decode run binds the cache rows [0, bucket) of the smallest
-// batch bucket (1, 2, 4, ... maxSequences) that holds it, and every input at an address that never
-// changes, so that on CUDA each bucket's run is captured once as a CUDA graph and replayed. The rows
-// of the bucket outside the plan ride along as fillers do (their new key lands past their length);
-// a batch whose bucket would be more than twice its rows runs unfixed.
+// Fixed decode (SessionSpec.cudaGraphs): a decode run pads its batch to the smallest bucket (1, 2, 4,
+// ... maxSequences) that holds it and binds that window of cache rows, starting at the batch's first row
+// (lower where the window would pass the last row), with every input at an address the window keeps, so
+// that on CUDA each window's run is captured once as a CUDA graph and replayed. Live rows sit above the
+// prefix snapshots (SequenceSlots.fork), so windows start where the decoding rows are, not at row 0.
+// The window's rows outside the plan ride along as fillers do (their new key lands past their length).
+// At most MAX_FIXED_WINDOWS windows are captured; a batch needing another runs unfixed.
 
 import type { WeightSource } from '../graph/model-graph';
 import { presentOutputName } from '../graph/graph-attention';
@@ -31,6 +33,7 @@ export class NativeKvStore implements KvStore {
   /** The cache spans every slot from the start: the layout's capacity changes move nothing. */
   readonly resizesInPlace = true;
   private logits = new Float32Array(0); // [logits rows, vocabSize] at its start, reused by every run
+  private readonly windows = new Set<string>(); // fixed windows bound so far, "start:size"
 
   private constructor(
     private readonly session: NativeSession,
@@ -39,6 +42,8 @@ export class NativeKvStore implements KvStore {
     private readonly vocabSize: number,
     /** Fixed decode: the batch buckets, ascending; null runs every step as it comes. */
     private readonly buckets: number[] | null,
+    /** Cache rows (maxSequences): no window passes the last. */
+    private readonly rows: number,
     /** Slots per cache row: a fixed run's total_sequence_length, the one value every replay can take. */
     private readonly rowSlots: number,
     /** How decode runs, for the start-up line. */
@@ -85,8 +90,8 @@ export class NativeKvStore implements KvStore {
     const bytesPerSlot = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (elementType === 'float32' ? 4 : 2);
     const slots = layout.maxModelLen + 1;
     const buckets = fixed ? batchBuckets(layout.maxSequences) : null;
-    const decodeNote = buckets ? `decode fixed per batch bucket (${buckets.join(', ')}), ${cudaGraphs ? 'each a CUDA graph' : 'not captured'}` : note;
-    return new NativeKvStore(session, elementType, bytesPerSlot, config.vocabSize, buckets, slots, decodeNote);
+    const decodeNote = buckets ? `decode fixed per window of rows (buckets ${buckets.join(', ')}), ${cudaGraphs ? 'each a CUDA graph' : 'not captured'}` : note;
+    return new NativeKvStore(session, elementType, bytesPerSlot, config.vocabSize, buckets, layout.maxSequences, slots, decodeNote);
   }
 
   /**
@@ -116,10 +121,8 @@ export class NativeKvStore implements KvStore {
   async run(feeds: CacheFeeds, slots: SequenceSlots, plan: BatchPlan): Promise<{ logits: Float32Array; transferBytes: number }> {
     const S = plan.sequenceLength;
     const batch = plan.rows.length;
-    // A bucket of more than twice the batch's rows (a batch high in the cache) would spend more on the rows
-    // riding along (each attends over its own length) than the graph saves in launches: that step runs as it comes.
-    const bucket = S === 1 ? this.buckets?.find((size) => size >= plan.firstRow + batch) : undefined;
-    if (bucket !== undefined && bucket <= 2 * batch) return this.runFixed(feeds as Record<string, Feed>, slots, plan, bucket);
+    const window = S === 1 ? this.fixedWindow(plan) : null;
+    if (window) return this.runFixed(feeds as Record<string, Feed>, slots, plan, window);
     // seqlens_k from the row owners' lengths, fillers included: that is where the op writes each row's new key.
     const seqlens = Int32Array.from({ length: batch }, (_, b) => slots.lengthOfRow(plan.firstRow + b) + S - 1);
     const withLengths: Record<string, Feed> = {
@@ -140,16 +143,29 @@ export class NativeKvStore implements KvStore {
     return { logits: this.logits.slice(0, needed), transferBytes };
   }
 
+  /** The rows a fixed run of `plan` binds, or null: fixed decode off, or no window left to capture. */
+  private fixedWindow(plan: BatchPlan): { start: number; size: number } | null {
+    const size = this.buckets?.find((bucket) => bucket >= plan.rows.length);
+    if (size === undefined) return null;
+    const start = Math.min(plan.firstRow, this.rows - size);
+    const key = `${start}:${size}`;
+    if (!this.windows.has(key)) {
+      if (this.windows.size >= MAX_FIXED_WINDOWS) return null;
+      this.windows.add(key);
+    }
+    return { start, size };
+  }
+
   /**
-   * A decode run over the cache rows [0, bucket): the plan's rows keep their feeds, the bucket's other rows
+   * A decode run over the window's cache rows: the plan's rows keep their feeds, the window's other rows
    * ride along with their own lengths (ids 0), and total_sequence_length is the row's slot count, so every
-   * run of the bucket feeds the same shapes and a captured graph stays valid for all of them.
+   * run of the window feeds the same shapes and a captured graph stays valid for all of them.
    */
   private async runFixed(
     feeds: Record<string, Feed>,
     slots: SequenceSlots,
     plan: BatchPlan,
-    bucket: number,
+    { start, size: bucket }: { start: number; size: number },
   ): Promise<{ logits: Float32Array; transferBytes: number }> {
     const unexpected = Object.keys(feeds).filter((name) => !FIXED_FEEDS.has(name));
     if (unexpected.length > 0) throw new NativeSessionError(`a fixed decode run cannot feed ${unexpected.join(', ')}`);
@@ -157,19 +173,19 @@ export class NativeKvStore implements KvStore {
     const positions = new BigInt64Array(bucket);
     const seqlens = new Int32Array(bucket);
     const given = { ids: feeds.input_ids.data as BigInt64Array, positions: feeds.position_ids.data as BigInt64Array };
-    for (let row = 0; row < bucket; row++) {
-      const b = row - plan.firstRow;
-      const length = slots.lengthOfRow(row);
-      seqlens[row] = length;
+    for (let r = 0; r < bucket; r++) {
+      const b = start + r - plan.firstRow;
+      const length = slots.lengthOfRow(start + r);
+      seqlens[r] = length;
       const inPlan = b >= 0 && b < plan.rows.length;
-      ids[row] = inPlan ? given.ids[b] : 0n;
-      positions[row] = inPlan ? given.positions[b] : BigInt(length);
+      ids[r] = inPlan ? given.ids[b] : 0n;
+      positions[r] = inPlan ? given.positions[b] : BigInt(length);
     }
-    // logits_index counts rows of the plan's batch; here rows of the bucket. The tail repeats row 0.
+    // logits_index counts rows of the plan's batch; here rows of the window. The tail repeats its row 0.
     const wanted = feeds.logits_index.data as BigInt64Array;
     const logitsIndex = new BigInt64Array(bucket);
     wanted.forEach((index, i) => {
-      logitsIndex[i] = index + BigInt(plan.firstRow);
+      logitsIndex[i] = index + BigInt(plan.firstRow - start);
     });
     const list: NativeFeed[] = [
       { name: 'input_ids', type: 'int64', data: ids, dims: [bucket, 1] },
@@ -187,7 +203,7 @@ export class NativeKvStore implements KvStore {
       logits: this.logits,
       logitsRows,
       vocab: this.vocabSize,
-      firstRow: 0,
+      firstRow: start,
       batch: bucket,
       fixed: true,
     });
@@ -215,6 +231,9 @@ export class NativeKvStore implements KvStore {
     this.session.release();
   }
 }
+
+/** Windows captured at most (each a CUDA graph holding its own activation buffers). */
+const MAX_FIXED_WINDOWS = 64;
 
 /** What a decode run feeds (buildFeeds for fused attention, plus the lengths run() adds). */
 const FIXED_FEEDS = new Set(['input_ids', 'position_ids', 'logits_index', 'seqlens_k', 'total_sequence_length']);

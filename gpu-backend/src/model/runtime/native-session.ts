@@ -33,7 +33,7 @@ export interface NativeOptions {
   provider: NativeProvider;
   intraOpThreads: number;
   deviceId?: number;
-  /** cuda only: every fixed run is captured as a CUDA graph, one per bucket (ONNX Runtime's enable_cuda_graph). */
+  /** cuda only: every fixed run is captured as a CUDA graph, one per window of rows (ONNX Runtime's enable_cuda_graph). */
   cudaGraphs?: boolean;
 }
 
@@ -51,8 +51,8 @@ export interface NativeStep {
   firstRow: number;
   batch: number;
   /**
-   * A fixed run: the batch is cache rows [0, batch) (a bucket), each feed is copied into a buffer of the
-   * bucket's that keeps its address, and the logits rows are copied out; every run of a bucket must feed
+   * A fixed run: the batch is cache rows [firstRow, firstRow + batch) (a window), each feed is copied into a
+   * buffer of the window's that keeps its address, and the logits rows are copied out; every run of a window must feed
    * the same names and sizes. What a CUDA graph replays; on the CPU the same path, without capture.
    */
   fixed?: boolean;
@@ -67,7 +67,7 @@ interface AddonSession {
   readonly inputNames: string[];
   readonly outputNames: string[];
   readonly cacheBytes: number;
-  readonly fixedBuckets: number;
+  readonly fixedWindows: number;
 }
 
 interface Addon {
@@ -137,9 +137,9 @@ export class NativeSession {
     return this.session.cacheBytes;
   }
 
-  /** Buckets that have had a fixed run (each one binding; a CUDA graph each with cudaGraphs). */
-  get fixedBuckets(): number {
-    return this.session.fixedBuckets;
+  /** Windows of rows that have had a fixed run (each one binding; a CUDA graph each with cudaGraphs). */
+  get fixedWindows(): number {
+    return this.session.fixedWindows;
   }
 
   /** Allocates the cache tensors [rows, keyValueHeads, slots, headDim] once, from the session's allocator. */
@@ -180,7 +180,7 @@ function rowCopyGraph(spec: NativeCacheSpec): Uint8Array {
 
 /**
  * A fixed run's upload: its int64 feeds (ids, positions, logits rows) and its int32 feeds (seqlens_k),
- * each gathered into one host block, copied by ONNX Runtime into the bucket's device blocks.
+ * each gathered into one host block, copied by ONNX Runtime into the window's device blocks.
  */
 function uploadGraph(): Uint8Array {
   const g = new GraphBuilder(null);
@@ -195,7 +195,7 @@ function uploadGraph(): Uint8Array {
   return concatChunks(encodeOnnxModel(g.build('fixed-upload')));
 }
 
-/** A fixed run's download: the logits rows wanted, from the bucket's device buffer into the host one. */
+/** A fixed run's download: the logits rows wanted, from the window's device buffer into the host one. */
 function downloadGraph(): Uint8Array {
   const g = new GraphBuilder(null);
   g.input('f32', 'float32', ['n']);
