@@ -83,14 +83,17 @@ export function settledUsage(plan: GenerationPlan, usage: Usage | null, received
  * read stays billed. A lease at hand is stopped synchronously, so the caller's abort that follows is held back.
  */
 export function settleClientGone(plan: GenerationPlan, lease: BackendLease | Promise<BackendLease>, received: ReceivedCount): void {
-  const counted =
+  let tell!: (usage: Promise<Usage | null>) => void;
+  // The release goes out first: the next request of the key waits on it, not on the stop.
+  plan.waitUntil(plan.admission.releaseAwaitingCount(settledUsage(plan, null, received), new Promise((resolve) => (tell = resolve))));
+  tell(
     lease instanceof Promise
       ? lease.then(
           (opened) => opened.stop('client_closed'),
           () => null,
         )
-      : lease.stop('client_closed');
-  plan.waitUntil(plan.admission.releaseAwaitingCount(settledUsage(plan, null, received), counted));
+      : lease.stop('client_closed'),
+  );
 }
 
 /** What a backend must serve for this plan's tokenizer and limits (backend/peer-check.ts). */
