@@ -14,16 +14,17 @@ import { SseParser } from '../shared/sse';
 import { backendGauges } from './soak-probes';
 import { createLocalKey, freePort, generateApiKey, startStack, type Stack } from './stack';
 
-const USAGE = `Usage: npm run bench:drop-billing [-- --rounds N] [--tokens N]
+const USAGE = `Usage: npm run bench:drop-billing [-- --rounds N] [--tokens N] [--gap-ms MS]
 
 Starts a private local stack (backend + wrangler dev), drops N streams after the client saw --tokens tokens
-(default 3), and prints one JSON line of timings and token counts. A bill that never reaches the backend's
+(default 3), --gap-ms apart (default 1000), and prints one JSON line of timings and token counts. A bill that never reaches the backend's
 count is given up on after 5 s (settledMs then reads ~5000; billedAsGenerated counts the rounds that did).`;
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '10' },
     tokens: { type: 'string', default: '3' },
+    'gap-ms': { type: 'string', default: '1000' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -33,6 +34,8 @@ if (values.help) {
 }
 const ROUNDS = Number(values.rounds);
 const TOKENS = Number(values.tokens);
+/** Idle time before each round, so one round's cleanup (closing connections, the bill's amendment) is not timed in the next. */
+const GAP_MS = Number(values['gap-ms']);
 const MESSAGES = [{ role: 'user', content: 'Tell me about the billing of language models, line by line. '.repeat(12) }];
 
 /** Opens a stream, resolves once the client has seen `count` tokens; drop() closes the socket and returns the time. */
@@ -143,7 +146,10 @@ async function main(): Promise<void> {
   });
   try {
     const rounds = [];
-    for (let i = 0; i < ROUNDS; i++) rounds.push(await round(stack, key));
+    for (let i = 0; i < ROUNDS; i++) {
+      await new Promise((resolve) => setTimeout(resolve, GAP_MS));
+      rounds.push(await round(stack, key));
+    }
     const settledRounds = rounds.filter((r) => r.billed === r.generated).length;
     console.log(
       JSON.stringify({
