@@ -61,12 +61,25 @@ export interface GenerateRequest {
 }
 
 /**
- * POST /v1/stop body: the edge itself ended request `requestId` (a stop string matched in its text). The backend
- * cancels it and counts it as a stop, so the edge's cancel of the stream that follows is not taken for a client
- * that left. 204 when it was in flight, 404 when not (already ended, or unknown): the edge ignores both.
+ * POST /v1/stop body: the edge ends request `requestId` itself. `reason` "stop_string" (the default): a stop string
+ * matched in its text, and the backend counts a stop, so the edge's cancel of the stream that follows is not taken
+ * for a client that left; "client_closed": its client left, counted as an abort (as a closed connection is). The
+ * answer (200, a StopResponse) comes once the request has ended, at the backend's next step boundary, and also
+ * names a request that ended on its own shortly before; 404 when the backend knows no usage for that id.
  */
 export interface StopRequest {
   requestId: string;
+  reason?: StopReason;
+}
+
+export type StopReason = 'stop_string' | 'client_closed';
+
+/**
+ * 200 answer to POST /v1/stop: the request's usage as its `end` event carries it, so what the backend generated,
+ * tokens the edge had not read yet included (what a client that left is billed).
+ */
+export interface StopResponse {
+  usage: Usage;
 }
 
 /**

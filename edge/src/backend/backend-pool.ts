@@ -3,7 +3,7 @@
 // never one that fails the peer check (protocol version, model; peer-check.ts). What each kind of failed
 // attempt leads to is one table, ATTEMPT_RULES.
 
-import { BACKEND_AUTH_HEADER, type GenerateRequest, type StopRequest } from '../../../shared/protocol';
+import { BACKEND_AUTH_HEADER, type GenerateRequest, type StopReason, type StopRequest, type Usage } from '../../../shared/protocol';
 import { HttpError } from '../../../shared/http-error';
 import { PeerChecks, type PeerExpectation } from './peer-check';
 import { edgeMetrics, type BackendOutcome } from '../observability/edge-metrics';
@@ -89,11 +89,13 @@ export interface BackendLease {
   /** Marks the request done for load accounting; `failed` also starts the cooldown. */
   done(failed?: boolean): void;
   /**
-   * The edge ends the request itself (a stop string): POSTs /v1/stop, and only once the backend has answered (or
-   * the headers timeout passed) closes the connection, so the backend counts a stop, not a client that left. Until
-   * then neither the caller's abort nor the body's reader (see `stopping`) closes it. Never rejects; idempotent.
+   * The edge ends the request itself (a stop string, or its client left): POSTs /v1/stop, and only once the backend
+   * has answered (or the headers timeout passed) closes the connection, so the backend counts a stop (or an abort for
+   * "client_closed"), and its answer can carry the request's usage. Until then neither the caller's abort nor the
+   * body's reader (see `stopping`) closes it. Resolves with the backend's usage of the request (what it generated),
+   * null when it gave none. Never rejects; idempotent (the first call's reason holds).
    */
-  stop(): Promise<void>;
+  stop(reason?: StopReason): Promise<Usage | null>;
   /** True once stop() was called: the body is closed by the lease, not by its reader. */
   readonly stopping: boolean;
 }
@@ -164,33 +166,53 @@ class AttemptSignal {
   }
 }
 
-/** POST /v1/stop for `requestId`; any failure is only logged (the abort that follows then counts as one). */
-async function postStop(url: string, config: PoolConfig, requestId: string): Promise<void> {
+/** The usage of a StopResponse body, or null for anything else (an older backend's empty 204 included). */
+function usageOf(body: unknown): Usage | null {
+  const usage = (body as { usage?: Record<string, unknown> } | null)?.usage;
+  const count = (value: unknown) => typeof value === 'number' && Number.isInteger(value) && value >= 0;
+  if (!usage || !count(usage.promptTokens) || !count(usage.completionTokens) || !count(usage.cachedTokens)) return null;
+  return { promptTokens: usage.promptTokens as number, completionTokens: usage.completionTokens as number, cachedTokens: usage.cachedTokens as number };
+}
+
+/**
+ * POST /v1/stop for `requestId`, resolving with the usage the backend answers; any failure is only logged and
+ * resolves null (the abort that follows then counts as one).
+ */
+async function postStop(url: string, config: PoolConfig, requestId: string, reason: StopReason): Promise<Usage | null> {
   try {
-    const body = JSON.stringify({ requestId } satisfies StopRequest);
+    const body = JSON.stringify({ requestId, reason } satisfies StopRequest);
     const signal = AbortSignal.timeout(config.backendHeadersTimeoutMs);
     const response = await fetch(`${url}/v1/stop`, { method: 'POST', headers: backendHeaders(config.backendToken), body, signal });
+    if (response.ok) return usageOf(await response.json().catch(() => null));
     await response.body?.cancel();
-    // 404: the request ended on its own meanwhile; nothing left to stop.
-    if (!response.ok && response.status !== 404) console.error(`edge: backend ${url} answered ${response.status} to /v1/stop`);
+    // 404: the backend knows no usage of that request (it ended long ago, or failed); nothing left to stop.
+    if (response.status !== 404) console.error(`edge: backend ${url} answered ${response.status} to /v1/stop`);
   } catch (error) {
     console.error(`edge: backend ${url} did not take /v1/stop: ${(error as Error).message}`);
   }
+  return null;
 }
 
 /** The lease of a backend that answered 2xx; a stop aborts the attempt once the backend was told. */
-function leaseOf(url: string, response: Response, done: BackendLease['done'], attempt: AttemptSignal, tellStop: () => Promise<void>): BackendLease {
-  let stopping: Promise<void> | null = null;
+function leaseOf(
+  url: string,
+  response: Response,
+  done: BackendLease['done'],
+  attempt: AttemptSignal,
+  tellStop: (reason: StopReason) => Promise<Usage | null>,
+): BackendLease {
+  let stopping: Promise<Usage | null> | null = null;
   attempt.holdForStop = () => stopping !== null;
   return {
     url,
     response,
     done,
-    stop: () =>
-      (stopping ??= tellStop().then(async () => {
+    stop: (reason = 'stop_string') =>
+      (stopping ??= tellStop(reason).then(async (usage) => {
         attempt.abort();
         // The fetch's abort ends the body in a runtime; a body still unread and unlocked is let go here too.
         if (!response.body?.locked) await response.body?.cancel().catch(() => undefined);
+        return usage;
       })),
     get stopping() {
       return stopping !== null;
@@ -258,7 +280,7 @@ export class BackendPool {
         attempt.headersArrived();
         if (response.ok && response.body) {
           edgeMetrics.countBackendAttempt('ok');
-          return { lease: leaseOf(url, response, done, attempt, () => postStop(url, this.config, request.requestId)) };
+          return { lease: leaseOf(url, response, done, attempt, (reason) => postStop(url, this.config, request.requestId, reason)) };
         }
         outcome = outcomeOfStatus(response.status);
         grammarError = await grammarRefusal(response, request);

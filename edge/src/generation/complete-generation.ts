@@ -1,19 +1,24 @@
 // Non-streaming generation: the same backend event pipeline as streaming, aggregated per choice. The
-// rate-limit lease and the backend's load slot are released whatever happens.
+// rate-limit lease and the backend's load slot are released whatever happens; a client that left (deployed:
+// request.signal) is billed the backend's count of what it generated, as a stream's is (settleClientGone).
 
 import type { Usage } from '../../../shared/protocol';
 import { backendPool, type BackendLease } from '../backend/backend-pool';
 import { HttpError } from '../../../shared/http-error';
-import { addToolCallDelta, peerOf, planEvents, settledUsage, type ChoiceResult, type GenerationPlan } from './generation-plan';
+import { addToolCallDelta, peerOf, planEvents, settleClientGone, settledUsage, type ChoiceResult, type GenerationPlan } from './generation-plan';
 
 const LOST = 'The connection to the model backend was lost.';
 
 export async function completeGeneration(plan: GenerationPlan): Promise<{ choices: ChoiceResult[]; usage: Usage }> {
   const upstream = new AbortController();
-  const onClientAbort = () => upstream.abort();
-  plan.clientSignal?.addEventListener('abort', onClientAbort);
   let lease: BackendLease | null = null;
   let usage: Usage | null = null;
+  // Stopped first (the lease then holds the abort back until the backend has answered with its count).
+  const onClientAbort = () => {
+    if (lease && !usage) plan.waitUntil(lease.stop('client_closed'));
+    upstream.abort();
+  };
+  plan.clientSignal?.addEventListener('abort', onClientAbort);
   const received = { tokenCount: 0 };
   let failed = false;
   try {
@@ -39,9 +44,10 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
     throw new HttpError(503, 'backend_unavailable', LOST, null, { ...plan.admission.headers, 'retry-after': '1' });
   } finally {
     plan.clientSignal?.removeEventListener('abort', onClientAbort);
+    // No lease: no backend took the request (as a stream's early 503), so nothing is charged or billed.
+    if (lease && !usage && plan.clientSignal?.aborted) settleClientGone(plan, lease, received);
+    else plan.waitUntil(plan.admission.release(lease ? settledUsage(plan, usage, received) : null));
     upstream.abort();
     lease?.done(failed);
-    // No lease: no backend took the request (as a stream's early 503), so nothing is charged or billed.
-    plan.waitUntil(plan.admission.release(lease ? settledUsage(plan, usage, received) : null));
   }
 }

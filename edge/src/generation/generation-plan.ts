@@ -68,10 +68,32 @@ export interface ReceivedCount {
 /**
  * What the key is charged and billed: the usage its client receives, or for a request cut short (client
  * gone, backend lost) the prompt + the token ids seen so far, with no cached count (only the backend's end
- * event reports one).
+ * event reports one). A client that left gets this amended by the backend's own count (settleClientGone).
  */
 export function settledUsage(plan: GenerationPlan, usage: Usage | null, received: ReceivedCount): Usage {
   return usage ?? { promptTokens: plan.request.tokenIds.length, completionTokens: received.tokenCount, cachedTokens: 0 };
+}
+
+/**
+ * Ends a request whose client left before its usage came. The backend is stopped, not only disconnected, so its
+ * answer carries what it generated for the request, tokens the edge had not read yet included: the count the key is
+ * billed (a cancelled stream is counted by what was generated). The key's slot is released at once with what the
+ * edge read, amended when that answer comes, so the next request is admitted no later than before. No lease (the
+ * backend never answered), a backend that cannot be reached or gives no count (an older one's 204): what the edge
+ * read stays billed. A lease at hand is stopped synchronously, so the caller's abort that follows is held back.
+ */
+export function settleClientGone(plan: GenerationPlan, lease: BackendLease | Promise<BackendLease>, received: ReceivedCount): void {
+  let tell!: (usage: Promise<Usage | null>) => void;
+  // The release goes out first: the next request of the key waits on it, not on the stop.
+  plan.waitUntil(plan.admission.releaseAwaitingCount(settledUsage(plan, null, received), new Promise((resolve) => (tell = resolve))));
+  tell(
+    lease instanceof Promise
+      ? lease.then(
+          (opened) => opened.stop('client_closed'),
+          () => null,
+        )
+      : lease.stop('client_closed'),
+  );
 }
 
 /** What a backend must serve for this plan's tokenizer and limits (backend/peer-check.ts). */

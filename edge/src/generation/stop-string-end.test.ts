@@ -1,5 +1,6 @@
 // A stop string ends the backend request through POST /v1/stop before the fetch is cancelled (so the backend
-// counts a stop, not an abort), without holding back the client's answer; a client that leaves is no stop.
+// counts a stop, not an abort), without holding back the client's answer; a client that leaves is stopped as
+// "client_closed" (an abort to the backend), never as a stop string.
 
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { StopRequest } from '../../../shared/protocol';
@@ -52,7 +53,7 @@ describe('stop strings end the backend request with /v1/stop', () => {
     expect(JSON.stringify(data)).toContain('"finish_reason":"stop"');
     await vi.waitFor(() => expect(backend.seen).toHaveLength(1));
     expect(backend.seen[0]).toEqual({
-      stop: { requestId: backend.calls[0].request.requestId },
+      stop: { requestId: backend.calls[0].request.requestId, reason: 'stop_string' },
       url: `${BACKEND}/v1/stop`,
       generateAborted: false,
       bodyCancelled: false,
@@ -93,7 +94,7 @@ describe('stop strings end the backend request with /v1/stop', () => {
     }
   });
 
-  it('sends no stop while another choice is still generating, nor for a client that leaves', async () => {
+  it('sends no stop string while another choice is still generating; a client that leaves is stopped as client_closed', async () => {
     const backend = heldStop();
     const { response, settle } = await chat({ stream: true, stop: ['STOP'], n: 2 });
     const reader = response.body!.getReader();
@@ -102,9 +103,12 @@ describe('stop strings end the backend request with /v1/stop', () => {
     // Read until choice 0 has finished on its stop string.
     let text = '';
     while (!text.includes('"finish_reason":"stop"')) text += new TextDecoder().decode((await reader.read()).value);
-    await reader.cancel();
-    await settle();
     expect(backend.seen).toEqual([]);
+    await reader.cancel();
+    await vi.waitFor(() => expect(backend.seen).toHaveLength(1));
+    expect(backend.seen[0]).toMatchObject({ stop: { requestId: backend.calls[0].request.requestId, reason: 'client_closed' }, generateAborted: false });
+    backend.release(new Response(null, { status: 204 }));
+    await settle();
     expect(backend.calls[0].signal.aborted).toBe(true);
   });
 });

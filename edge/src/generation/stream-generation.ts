@@ -1,7 +1,8 @@
 // Streaming generation: 200 + SSE headers as soon as a backend answers (a backend that is down is still a
 // 503), the API's opening chunks at once, `: ping` while the backend prefills, text chunks as tokens decode,
 // the usage chunk, `data: [DONE]`. The response stream owns the upstream fetch: its cancel (client gone)
-// aborts it even before the backend's first byte, and every end path settles the rate-limit lease.
+// stops the backend request (aborts it before the backend's first byte), and every end path settles the
+// rate-limit lease; a client that left is billed the backend's count of what it generated (settleClientGone).
 
 import { errorBody, type Usage } from '../../../shared/protocol';
 import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
@@ -9,7 +10,7 @@ import { backendPool, type BackendLease } from '../backend/backend-pool';
 import { HttpError, errorResponse } from '../../../shared/http-error';
 import { edgeMetrics, type StreamEnd } from '../observability/edge-metrics';
 import type { OutputEvent } from './generation-events';
-import { peerOf, planEvents, settledUsage, type GenerationPlan, type StreamFormat } from './generation-plan';
+import { peerOf, planEvents, settleClientGone, settledUsage, type GenerationPlan, type StreamFormat } from './generation-plan';
 
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
@@ -113,18 +114,20 @@ class StreamSession {
     edgeMetrics.countStreamEnd(how);
     if (how === 'backend_error') edgeMetrics.countError('backend_unavailable');
     this.stopHeartbeat();
+    // Before the abort: a lease that is stopping holds it back until the backend has answered with its count.
+    if (how === 'client_closed' && !this.usage) settleClientGone(this.plan, this.lease ?? this.opening, this.received);
+    else this.plan.waitUntil(this.plan.admission.release(settledUsage(this.plan, this.usage, this.received)));
     this.upstream.abort();
     this.lease?.done(this.failed);
-    this.plan.waitUntil(this.plan.admission.release(settledUsage(this.plan, this.usage, this.received)));
     this.markEnded();
   }
 
   private async relay(): Promise<void> {
     const lease = await this.opening;
     if (this.closed) {
-      // The client left while the backend was answering: finish() ran before the lease existed.
+      // The client left while the backend was answering: finish() ran before the lease existed, and its stop
+      // (settleClientGone) closes the body once the backend has answered.
       lease.done();
-      await lease.response.body?.cancel();
       return;
     }
     this.lease = lease;

@@ -13,6 +13,13 @@ export interface Admission {
    * renewals. Null: the request never reached a backend (nothing charged or billed). Safe from any end path.
    */
   release(used: Usage | null): Promise<void>;
+  /**
+   * For a request whose client left before its usage came: releases at once, as release(read) does (the slot and
+   * the unused reservation come back as soon), and once `counted` (the backend's count of what it generated)
+   * resolves, bills and charges what it holds beyond `read`. `counted` null (the backend could not be asked or gave
+   * no count): `read` stays billed. A no-op after an earlier release, like release.
+   */
+  releaseAwaitingCount(read: Usage, counted: Promise<Usage | null>): Promise<void>;
 }
 
 function duration(seconds: number): string {
@@ -69,16 +76,33 @@ export async function admitRequest(namespace: Env['RATE_LIMITER'], key: KeyRecor
   const renewal = setInterval(() => {
     stub.renew(leaseId).catch((error: unknown) => console.error('edge: lease renewal failed', error));
   }, LEASE_RENEW_MS);
+  /** Releases the lease once; true for the call that did. */
+  const releaseOnce = (used: Usage | null, awaitingCount: boolean): boolean => {
+    clearInterval(renewal);
+    if (released) return false;
+    edgeMetrics.holdSlot(key.keyId, -1);
+    released = stub.release(key.limits, leaseId, used, awaitingCount).then(
+      () => undefined,
+      (error: unknown) => console.error(`edge: releasing lease ${leaseId} of key ${key.keyId} failed (it lapses within 30 s)`, error),
+    );
+    return true;
+  };
   return {
     headers,
     release(used: Usage | null) {
-      clearInterval(renewal);
-      if (!released) edgeMetrics.holdSlot(key.keyId, -1);
-      released ??= stub.release(key.limits, leaseId, used).then(
-        () => undefined,
-        (error: unknown) => console.error(`edge: releasing lease ${leaseId} of key ${key.keyId} failed (it lapses within 30 s)`, error),
-      );
-      return released;
+      releaseOnce(used, false);
+      return released as Promise<void>;
+    },
+    releaseAwaitingCount(read: Usage, counted: Promise<Usage | null>) {
+      if (!releaseOnce(read, true)) return released as Promise<void>;
+      return Promise.all([released, counted]).then(async ([, usage]) => {
+        if (!usage) return;
+        await stub
+          .amend(key.limits, leaseId, usage)
+          .catch((error: unknown) =>
+            console.error(`edge: amending the usage of lease ${leaseId} of key ${key.keyId} failed (what the edge read stays billed)`, error),
+          );
+      });
     },
   };
 }

@@ -95,8 +95,9 @@ export class RateLimiter extends DurableObject<Env> {
    * may go below zero and the key waits for it to refill. The same prompt + completion tokens go to the
    * key's usage, in the same transaction; `used` null (the request never reached a backend) refunds the
    * whole reservation and bills nothing. Unknown leases are ignored (idempotent: nothing is billed twice).
+   * `awaitingCount`: `used` is what the edge read of a request whose client left; amend() adds the backend's count.
    */
-  release(limits: RateLimits, leaseId: string, used: Usage | null): RateLimitSnapshot {
+  release(limits: RateLimits, leaseId: string, used: Usage | null, awaitingCount = false): RateLimitSnapshot {
     const now = Date.now();
     const tokenBucket = this.refill('tokens', limits.tpm, now);
     this.ctx.storage.transactionSync(() => {
@@ -106,7 +107,24 @@ export class RateLimiter extends DurableObject<Env> {
       const charged = used ? Math.max(0, used.promptTokens + used.completionTokens) : 0;
       tokenBucket.level = Math.min(limits.tpm, tokenBucket.level + lease.tokens - charged);
       this.save('tokens', tokenBucket);
-      if (used) this.ledger.record(used, now);
+      if (used && awaitingCount) this.ledger.recordAmendable(leaseId, used, now);
+      else if (used) this.ledger.record(used, now);
+    });
+    return snapshot(limits, this.refill('requests', limits.rpm, now), tokenBucket);
+  }
+
+  /**
+   * The backend's count of a request released with `awaitingCount`: what it generated beyond what the release
+   * billed is billed and charged to the bucket (which may go below zero), once; later calls change nothing.
+   */
+  amend(limits: RateLimits, leaseId: string, counted: Usage): RateLimitSnapshot {
+    const now = Date.now();
+    const tokenBucket = this.refill('tokens', limits.tpm, now);
+    this.ctx.storage.transactionSync(() => {
+      const extra = this.ledger.amend(leaseId, counted, now);
+      if (extra === 0) return;
+      tokenBucket.level -= extra;
+      this.save('tokens', tokenBucket);
     });
     return snapshot(limits, this.refill('requests', limits.rpm, now), tokenBucket);
   }

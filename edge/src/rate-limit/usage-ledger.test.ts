@@ -1,7 +1,7 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { RateLimiter } from './rate-limiter';
-import { USAGE_DAYS_KEPT, UsageLedger } from './usage-ledger';
+import { AMEND_WINDOW_MS, USAGE_DAYS_KEPT, UsageLedger } from './usage-ledger';
 
 const limits = { rpm: 100, tpm: 10_000, concurrent: 4 };
 const stubFor = (keyId: string) => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(keyId));
@@ -32,6 +32,40 @@ describe('UsageLedger in the RateLimiter', () => {
     const settled = await stub.release(limits, admitted.leaseId!, null);
     expect(settled.remainingTokens).toBe(10_000);
     expect(await stub.usage()).toEqual({ total: { requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0 }, days: [] });
+  });
+
+  it("amends a client-closed request's bill once by the backend's count, charging the bucket what it adds", async () => {
+    const stub = stubFor('usage-amend');
+    const admitted = await stub.admit(limits, 500);
+    const read = { promptTokens: 30, cachedTokens: 0, completionTokens: 3 };
+    const released = await stub.release(limits, admitted.leaseId!, read, true);
+    const counts = (completionTokens: number, cachedTokens: number) => ({ requests: 1, promptTokens: 30, cachedTokens, completionTokens });
+    expect((await stub.usage()).total).toEqual(counts(3, 0));
+    const counted = { promptTokens: 30, cachedTokens: 8, completionTokens: 20 };
+    const amended = await stub.amend(limits, admitted.leaseId!, counted);
+    expect(await stub.usage()).toEqual({ total: counts(20, 8), days: [{ date: today(), ...counts(20, 8) }] });
+    // 17 completion tokens more are charged; the bucket refills meanwhile, so at most 17 fewer remain.
+    expect(released.remainingTokens - amended.remainingTokens).toBeLessThanOrEqual(17);
+    expect(released.remainingTokens - amended.remainingTokens).toBeGreaterThan(0);
+    // Once only; and a lease released without awaitingCount, or never seen, is not amended.
+    await stub.amend(limits, admitted.leaseId!, { ...counted, completionTokens: 90 });
+    const plain = await stub.admit(limits, 500);
+    await stub.release(limits, plain.leaseId!, read);
+    await stub.amend(limits, plain.leaseId!, counted);
+    await stub.amend(limits, 'no-such-lease', counted);
+    expect((await stub.usage()).total).toEqual({ requests: 2, promptTokens: 60, cachedTokens: 8, completionTokens: 23 });
+  });
+
+  it('keeps a provisional bill when the count is lower than what was read, or comes after AMEND_WINDOW_MS', async () => {
+    await runInDurableObject(stubFor('usage-amend-window'), (_: RateLimiter, state) => {
+      const ledger = new UsageLedger(state.storage.sql);
+      const at = Date.parse('2026-05-04T10:00:00Z');
+      ledger.recordAmendable('lower', { promptTokens: 10, cachedTokens: 0, completionTokens: 5 }, at);
+      expect(ledger.amend('lower', { promptTokens: 10, cachedTokens: 2, completionTokens: 4 }, at + 1)).toBe(0);
+      ledger.recordAmendable('late', { promptTokens: 10, cachedTokens: 0, completionTokens: 5 }, at);
+      expect(ledger.amend('late', { promptTokens: 10, cachedTokens: 0, completionTokens: 50 }, at + AMEND_WINDOW_MS)).toBe(0);
+      expect(ledger.read(at + AMEND_WINDOW_MS).total).toEqual({ requests: 2, promptTokens: 20, cachedTokens: 2, completionTokens: 10 });
+    });
   });
 
   it('splits by UTC day, keeps USAGE_DAYS_KEPT days and a lifetime total', async () => {

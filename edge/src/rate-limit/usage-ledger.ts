@@ -1,6 +1,8 @@
 // A key's usage (requests, prompt / cached / completion tokens) by UTC day plus a lifetime total, in the
 // SQLite storage of the key's RateLimiter. RateLimiter.release records it in the same synchronous call that
-// settles the token bucket, from the same counts, so billing and rate limiting cannot disagree.
+// settles the token bucket, from the same counts, so billing and rate limiting cannot disagree. A request whose
+// client left is billed in two steps: what the edge read at its release, amended once by the backend's count of what
+// it generated (RateLimiter.amend), so the key's slot comes back without waiting for the backend.
 
 import type { Usage } from '../../../shared/protocol';
 
@@ -31,6 +33,11 @@ type UsageRow = { period: string; requests: number; prompt_tokens: number; cache
 const COLUMNS = 'requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL';
 /** The lifetime row of usage_total. */
 const TOTAL = 'all';
+/**
+ * How long a provisional bill waits for its amendment. The backend answers a stop within a step (the edge gives
+ * up after BACKEND_HEADERS_TIMEOUT_MS); a row left past this (the edge's context died) keeps its provisional bill.
+ */
+export const AMEND_WINDOW_MS = 10 * 60_000;
 
 function utcDate(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
@@ -50,24 +57,71 @@ export class UsageLedger {
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`CREATE TABLE IF NOT EXISTS usage_day (period TEXT PRIMARY KEY, ${COLUMNS})`);
     sql.exec(`CREATE TABLE IF NOT EXISTS usage_total (period TEXT PRIMARY KEY, ${COLUMNS})`);
+    sql.exec(
+      'CREATE TABLE IF NOT EXISTS usage_unamended (lease_id TEXT PRIMARY KEY, prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, billed_at INTEGER NOT NULL)',
+    );
   }
 
   /** Adds one request and its tokens to `now`'s UTC day and to the total; drops days past USAGE_DAYS_KEPT. */
   record(usage: Usage, now: number): void {
-    const values = [count(usage.promptTokens), count(usage.cachedTokens), count(usage.completionTokens)];
+    this.add(
+      { requests: 1, promptTokens: count(usage.promptTokens), cachedTokens: count(usage.cachedTokens), completionTokens: count(usage.completionTokens) },
+      now,
+    );
+    this.sql.exec('DELETE FROM usage_day WHERE period < ?', firstKeptDate(now));
+  }
+
+  /** As record, and keeps what was billed under `leaseId` for one amend() within AMEND_WINDOW_MS. */
+  recordAmendable(leaseId: string, usage: Usage, now: number): void {
+    this.record(usage, now);
+    this.sql.exec('DELETE FROM usage_unamended WHERE billed_at <= ?', now - AMEND_WINDOW_MS);
+    this.sql.exec(
+      'INSERT OR REPLACE INTO usage_unamended (lease_id, prompt_tokens, cached_tokens, completion_tokens, billed_at) VALUES (?, ?, ?, ?, ?)',
+      leaseId,
+      count(usage.promptTokens),
+      count(usage.cachedTokens),
+      count(usage.completionTokens),
+      now,
+    );
+  }
+
+  /**
+   * Bills what `counted` (the backend's count) holds beyond the provisional bill of `leaseId`, on the day that bill
+   * went to, once; returns the prompt + completion tokens added (0: nothing to amend, or already amended). A field
+   * counted below what was billed stays billed: the edge read those ids from the backend, so they were generated.
+   */
+  amend(leaseId: string, counted: Usage, now: number): number {
+    const row = this.sql
+      .exec<Omit<UsageRow, 'period' | 'requests'> & { billed_at: number }>('SELECT * FROM usage_unamended WHERE lease_id = ?', leaseId)
+      .toArray()[0];
+    if (!row || row.billed_at <= now - AMEND_WINDOW_MS) return 0;
+    this.sql.exec('DELETE FROM usage_unamended WHERE lease_id = ?', leaseId);
+    const extra = {
+      requests: 0,
+      promptTokens: Math.max(0, count(counted.promptTokens) - row.prompt_tokens),
+      cachedTokens: Math.max(0, count(counted.cachedTokens) - row.cached_tokens),
+      completionTokens: Math.max(0, count(counted.completionTokens) - row.completion_tokens),
+    };
+    this.add(extra, row.billed_at);
+    return extra.promptTokens + extra.completionTokens;
+  }
+
+  private add(counts: UsageCounts, at: number): void {
     for (const [table, period] of [
-      ['usage_day', utcDate(now)],
+      ['usage_day', utcDate(at)],
       ['usage_total', TOTAL],
     ]) {
       this.sql.exec(
-        `INSERT INTO ${table} (period, requests, prompt_tokens, cached_tokens, completion_tokens) VALUES (?, 1, ?, ?, ?)
-         ON CONFLICT(period) DO UPDATE SET requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+        `INSERT INTO ${table} (period, requests, prompt_tokens, cached_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(period) DO UPDATE SET requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
          cached_tokens = cached_tokens + excluded.cached_tokens, completion_tokens = completion_tokens + excluded.completion_tokens`,
         period,
-        ...values,
+        counts.requests,
+        counts.promptTokens,
+        counts.cachedTokens,
+        counts.completionTokens,
       );
     }
-    this.sql.exec('DELETE FROM usage_day WHERE period < ?', firstKeptDate(now));
   }
 
   read(now: number): UsageReport {

@@ -1,5 +1,6 @@
 import { env } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { StopRequest } from '../../../shared/protocol';
 import type { KeyUsageBody } from './key-usage';
 import { BackendStream, bearer, callEdge, createKey, fakeBackend, readSse, scriptedBackend, sseResponse } from '../test-support/edge-harness';
 import { getDefaultTokenizer } from '../tokenizer/default-tokenizer';
@@ -65,10 +66,18 @@ describe('GET /v1/usage', () => {
     expect(await response.json()).toStrictEqual({ key_id: record.keyId, total: sum, days: [{ date: today(), ...sum }] });
   });
 
-  it('bills a cancelled stream by the prompt and the tokens the edge received, though its client got no usage', async () => {
-    const { secret } = await createKey();
+  /** A stream whose client reads three tokens and leaves; the backend's stop answer is the test's to give. */
+  async function leftStream(secret: string) {
     const stream = new BackendStream();
-    const calls = fakeBackend(() => sseResponse(stream));
+    const stops: StopRequest[] = [];
+    let answer!: (response: Response | Promise<Response>) => void;
+    const answered = new Promise<Response>((resolve) => (answer = resolve));
+    const calls = fakeBackend(() => sseResponse(stream), {
+      onStop: (stop) => {
+        stops.push(stop);
+        return answered;
+      },
+    });
     const { response, settle } = await post(secret, chat({ stream: true, stream_options: { include_usage: true }, max_tokens: 1000 }));
     const [one, two, three] = getDefaultTokenizer().encode('one two three');
     const reader = response.body!.getReader();
@@ -77,12 +86,48 @@ describe('GET /v1/usage', () => {
     await readContentDeltas(reader, 1);
     stream.send('token', { choice: 0, tokenIds: [two, three] });
     await readContentDeltas(reader, 1);
-    // As a real backend does when the edge aborts its request: it ends the body.
+    // As a real backend does when the edge closes its request: it ends the body.
     calls[0].signal.addEventListener('abort', () => stream.close());
     await reader.cancel();
-    await settle();
+    await vi.waitFor(() => expect(stops).toHaveLength(1));
+    return { stream, stops, answer, settle, promptTokens: calls[0].request.tokenIds.length, requestId: calls[0].request.requestId };
+  }
+
+  it("bills a cancelled stream by what the backend generated, from its stop answer, without holding the key's slot for it", async () => {
+    const { secret, record } = await createKey({ rpm: 1000, tpm: 10_000_000, concurrent: 1 });
+    const left = await leftStream(secret);
+    expect(left.stops[0]).toEqual({ requestId: left.requestId, reason: 'client_closed' });
+    // The backend has not answered yet: the slot is free already (a concurrency of 1 admits the next request)
+    // and the key is billed what the edge read, 3 tokens.
+    const limiter = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(record.keyId));
+    await vi.waitFor(async () => expect((await limiter.inspect(record.limits)).activeLeases).toBe(0));
+    const provisional = (await (await get('/v1/usage', secret)).response.json()) as KeyUsageBody;
+    expect(provisional.total).toEqual({ requests: 1, prompt_tokens: left.promptTokens, cached_tokens: 0, completion_tokens: 3 });
+    // It generated 11 tokens for the request (8 the edge never read), 5 of the prompt's from the prefix cache.
+    left.answer(Response.json({ usage: { promptTokens: left.promptTokens, completionTokens: 11, cachedTokens: 5 } }));
+    await left.settle();
     const body = (await (await get('/v1/usage', secret)).response.json()) as KeyUsageBody;
-    expect(body.total).toEqual({ requests: 1, prompt_tokens: calls[0].request.tokenIds.length, cached_tokens: 0, completion_tokens: 3 });
+    const billed = { requests: 1, prompt_tokens: left.promptTokens, cached_tokens: 5, completion_tokens: 11 };
+    expect(body).toStrictEqual({ key_id: record.keyId, total: billed, days: [{ date: today(), ...billed }] });
+  });
+
+  it('bills a cancelled stream what the edge received when the backend gives no count (an older backend, or none reachable)', async () => {
+    const answers = [
+      () => new Response(null, { status: 204 }),
+      () => new Response('{}', { status: 500 }),
+      () => Promise.reject(new Error('connection refused')),
+    ];
+    for (const answer of answers) {
+      const { secret } = await createKey();
+      const logged = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+      const left = await leftStream(secret);
+      left.answer(answer());
+      await left.settle();
+      logged.mockRestore();
+      const body = (await (await get('/v1/usage', secret)).response.json()) as KeyUsageBody;
+      expect(body.total).toEqual({ requests: 1, prompt_tokens: left.promptTokens, cached_tokens: 0, completion_tokens: 3 });
+      vi.restoreAllMocks();
+    }
   });
 
   it('bills nothing for a request no backend took (503), streamed or not', async () => {

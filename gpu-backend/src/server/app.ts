@@ -14,6 +14,7 @@ import {
   type ErrorCode,
   type GenerateEvent,
   type GenerateResponse,
+  type StopResponse,
 } from '../../../shared/protocol';
 import { SSE_HEADERS, encodeSse, encodeSseComment } from '../../../shared/sse';
 import type { GenerationClient, SubmitOutcome } from './generation-client';
@@ -111,14 +112,16 @@ export function createBackendApp(options: BackendAppOptions): Hono {
     return request.stream ? streamGeneration(c, client, request, heartbeatMs) : collectGeneration(c, client, request);
   });
 
-  // The edge ended a request on a stop string and says so before it cancels the stream (shared/protocol.ts).
+  // The edge ends a request itself (a stop string, or its client left) and says so before it cancels the stream;
+  // the answer waits for the request's end, so it carries what was generated (shared/protocol.ts).
   app.post('/v1/stop', limitBody(MAX_STOP_BODY_BYTES), async (c) => {
     const body: unknown = await c.req.json().catch(() => {
       throw badRequest('The body must be JSON.');
     });
-    const { requestId } = parseStopRequest(body);
-    if (!client.stop(requestId)) throw new HttpError(404, 'not_found', 'No request with this requestId is in flight.', 'requestId');
-    return c.body(null, 204);
+    const { requestId, reason } = parseStopRequest(body);
+    const usage = await client.stop(requestId, reason ?? 'stop_string');
+    if (!usage) throw new HttpError(404, 'not_found', 'No request with this requestId is in flight or recently ended with a usage.', 'requestId');
+    return c.json({ usage } satisfies StopResponse);
   });
 
   const render = (error: HttpError) => {

@@ -2,7 +2,7 @@
 // event routing, cancellation, latency metrics. The scheduler runs in a worker thread, or in this
 // thread for tests (same messages, no structured clone).
 
-import type { GenerateEvent, ModelInfo } from '../../../shared/protocol';
+import type { GenerateEvent, ModelInfo, StopReason, Usage } from '../../../shared/protocol';
 import type { ExecutionProvider, ModelEngine, SessionRuntime } from '../model/runtime/engine-types';
 import { QueueCapacity } from './capacity';
 import { runEngineHost } from './engine-worker';
@@ -29,7 +29,15 @@ interface Pending {
   outcome: RequestOutcome;
   /** The edge ended it on a stop string (stop()): the choices it cancels finish as 'stop', not 'abort'. */
   stopped: boolean;
+  /** stop() callers waiting for the request's end: its usage, or null when it ended without one (error, drain). */
+  endWaiters: ((usage: Usage | null) => void)[];
 }
+
+/**
+ * Usage of this many ended requests is kept by requestId, so a stop that crosses the request's own end (the edge's
+ * client left just as the last tokens went out) is still answered with what was generated.
+ */
+const ENDED_KEPT = 1024;
 
 /** Which session and provider serve: reported in /ready and /metrics (backend_engine_info). */
 export interface EngineLabel {
@@ -53,6 +61,8 @@ export class GenerationClient {
   modelInfo: ModelInfo | null = null;
   limits: ServingLimits | null = null;
   private readonly pending = new Map<number, Pending>();
+  /** requestId -> usage of the last ENDED_KEPT requests that ended with one, oldest first. */
+  private readonly ended = new Map<string, Usage>();
   /** Choices accepted and not yet ended (capacity.ts); made when the engine thread sends its limits. */
   private queue: QueueCapacity | null = null;
   private nextId = 1;
@@ -137,6 +147,7 @@ export class GenerationClient {
       lastTokenAt: new Map(),
       outcome: 'stop',
       stopped: false,
+      endWaiters: [],
     });
     const sampling = { ...request.sampling, seed: request.sampling.seed ?? randomSeed() };
     this.transport.send({
@@ -147,19 +158,25 @@ export class GenerationClient {
   }
 
   /**
-   * The edge ended the request named `requestId` on a stop string: cancel it, and let what the cancel cuts short
-   * count as a stop. False when no such request is in flight. Every request of that id is stopped (the edge makes
-   * them unique; a repeated id only ever names the caller's own requests).
+   * The edge ends the request named `requestId`: on a stop string (what the cancel cuts short counts as a stop) or
+   * because its client left (an abort). Resolves with its usage once it has ended, the count of what the scheduler
+   * generated for it; a request that already ended is answered from the kept usages at once. Null when the id names
+   * nothing this client knows. Every request in flight of that id is stopped and their usages summed (the edge
+   * makes ids unique; a repeated id only ever names the caller's own requests).
    */
-  stop(requestId: string): boolean {
-    let found = false;
+  stop(requestId: string, reason: StopReason): Promise<Usage | null> | null {
+    const ends: Promise<Usage | null>[] = [];
     for (const [id, entry] of this.pending) {
       if (entry.requestId !== requestId) continue;
-      found = true;
-      entry.stopped = true;
+      if (reason === 'stop_string') entry.stopped = true;
+      ends.push(new Promise((resolve) => entry.endWaiters.push(resolve)));
       this.transport.send({ type: 'cancel', id });
     }
-    return found;
+    if (ends.length === 0) {
+      const usage = this.ended.get(requestId);
+      return usage ? Promise.resolve(usage) : null;
+    }
+    return Promise.all(ends).then((usages) => (usages.includes(null) ? null : sumUsage(usages as Usage[])));
   }
 
   /** Resolves once no request is in flight (every one ended or failed). */
@@ -256,14 +273,21 @@ export class GenerationClient {
       if (reason === 'abort' || (reason === 'length' && entry.outcome === 'stop')) entry.outcome = reason;
     } else if (event.event === 'end') {
       this.metrics.countUsage(event.data.usage);
-      this.finish(id, entry.outcome);
+      this.finish(id, entry.outcome, event.data.usage);
     } else {
       this.finish(id, 'error');
     }
     entry.listener(event);
   }
 
-  private finish(id: number, outcome: RequestOutcome): void {
+  private finish(id: number, outcome: RequestOutcome, usage: Usage | null = null): void {
+    const entry = this.pending.get(id);
+    if (entry && usage) {
+      this.ended.delete(entry.requestId);
+      this.ended.set(entry.requestId, usage);
+      if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value as string);
+    }
+    for (const resolve of entry?.endWaiters.splice(0) ?? []) resolve(usage);
     this.pending.delete(id);
     this.queue?.release(id);
     this.metrics.countRequest(outcome);
@@ -275,4 +299,12 @@ export class GenerationClient {
 function asStopped(event: GenerateEvent): GenerateEvent {
   if (event.event !== 'finish' || event.data.finishReason !== 'abort') return event;
   return { event: 'finish', data: { ...event.data, finishReason: 'stop' } };
+}
+
+function sumUsage(usages: Usage[]): Usage {
+  return usages.reduce((sum, usage) => ({
+    promptTokens: sum.promptTokens + usage.promptTokens,
+    completionTokens: sum.completionTokens + usage.completionTokens,
+    cachedTokens: sum.cachedTokens + usage.cachedTokens,
+  }));
 }

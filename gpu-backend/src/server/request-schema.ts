@@ -28,7 +28,7 @@ export interface ValidatedGenerateRequest {
 
 const MAX_STOP_TOKEN_IDS = 64;
 const REQUEST_ID = z.string().min(1).max(256);
-const STOP_REQUEST = z.object({ requestId: REQUEST_ID });
+const STOP_REQUEST = z.object({ requestId: REQUEST_ID, reason: z.enum(['stop_string', 'client_closed']).optional() });
 
 function schemaFor(limits: RequestLimits) {
   const tokenId = z
@@ -89,10 +89,13 @@ export class RequestSchema {
   }
 }
 
-/** A POST /v1/stop body, or throws the 400 naming requestId. */
+/** A POST /v1/stop body, or throws the 400 naming the field (requestId or reason). */
 export function parseStopRequest(body: unknown): StopRequest {
   const parsed = STOP_REQUEST.safeParse(body);
-  if (!parsed.success) throw badRequest(`requestId: ${parsed.error.issues[0].message}`, 'requestId');
+  if (!parsed.success) {
+    const param = parsed.error.issues[0].path[0] === 'reason' ? 'reason' : 'requestId';
+    throw badRequest(`${param}: ${parsed.error.issues[0].message}`, param);
+  }
   return parsed.data;
 }
 

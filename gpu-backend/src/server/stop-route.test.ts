@@ -1,8 +1,9 @@
 // POST /v1/stop: the edge ends a request on a stop string and says so, so the backend counts a stop, while a
-// stream that is only cancelled (a client that left) still counts as an abort. Real app, real client, fake model.
+// stream that is only cancelled, or stopped for a client that left, counts as an abort. The answer carries what
+// was generated for the request (what the edge bills a client that left). Real app, real client, fake model.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ErrorBody, GenerateEvent } from '../../../shared/protocol';
+import type { ErrorBody, GenerateEvent, StopResponse, Usage } from '../../../shared/protocol';
 import { SseParser } from '../../../shared/sse';
 import { createBackendApp } from './app';
 import { FakeEngine } from './fake-engine';
@@ -53,6 +54,14 @@ async function openLongStream(app: ReturnType<typeof createBackendApp>, requestI
   return { reader, rest };
 }
 
+/** The usage a stream's own `end` event carried, and the token ids its events carried (an independent count). */
+function streamCounts(events: GenerateEvent[]): { usage: Usage; tokenIds: number } {
+  const end = events.find((event) => event.event === 'end');
+  expect(end, 'the stream ended with an end event').toBeDefined();
+  const tokenIds = events.reduce((sum, event) => sum + (event.event === 'token' ? event.data.tokenIds.length : 0), 0);
+  return { usage: (end!.data as { usage: Usage }).usage, tokenIds };
+}
+
 function outcomes(client: GenerationClient): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const match of client.metrics.render().matchAll(/^backend_requests_total\{outcome="([a-z_]+)"\} (\d+)$/gm)) counts[match[1]] = Number(match[2]);
@@ -69,8 +78,11 @@ describe('POST /v1/stop', () => {
     const initial = engine.freeSequences();
     const stream = await openLongStream(app, 'stopped-by-edge', 2);
     const stopped = await app.request(post('/v1/stop', { requestId: 'stopped-by-edge' }));
-    expect(stopped.status).toBe(204);
+    expect(stopped.status).toBe(200);
     const events = await stream.rest();
+    const counts = streamCounts(events);
+    expect(counts.usage.completionTokens).toBe(counts.tokenIds);
+    expect(((await stopped.json()) as StopResponse).usage).toEqual(counts.usage);
     const finishes = events.filter((event) => event.event === 'finish');
     expect(finishes.map((event) => event.data)).toEqual(
       expect.arrayContaining([
@@ -95,13 +107,44 @@ describe('POST /v1/stop', () => {
     expect(outcomes(client).stop).toBeUndefined();
   });
 
-  it('answers 404 for an id not in flight (unknown or already ended) and touches no other request', async () => {
+  it('stops a request whose client left as an abort, answering with every token it generated, also those not read yet', async () => {
+    const { app, client, engine } = await setup();
+    const initial = engine.freeSequences();
+    const stream = await openLongStream(app, 'client-gone', 2);
+    const stopped = await app.request(post('/v1/stop', { requestId: 'client-gone', reason: 'client_closed' }));
+    expect(stopped.status).toBe(200);
+    const { usage } = (await stopped.json()) as StopResponse;
+    // The body the edge would have stopped reading still holds every token event: their count is the reference.
+    const events = await stream.rest();
+    const counts = streamCounts(events);
+    expect(usage).toEqual(counts.usage);
+    expect(usage).toMatchObject({ promptTokens: 3, completionTokens: counts.tokenIds });
+    expect(usage.completionTokens).toBeGreaterThan(0);
+    expect(events.filter((event) => event.event === 'finish').map((event) => event.data)).toEqual(
+      expect.arrayContaining([
+        { choice: 0, finishReason: 'abort' },
+        { choice: 1, finishReason: 'abort' },
+      ]),
+    );
+    await client.idle();
+    expect(outcomes(client)).toMatchObject({ abort: 1 });
+    expect(outcomes(client).stop).toBeUndefined();
+    expect(engine.freeSequences()).toBe(initial);
+  });
+
+  it('answers a request that already ended with its usage, 404 for an id it never saw, and touches no other request', async () => {
     const { app, client } = await setup();
     const done = await app.request(post('/v1/generate', { requestId: 'finished', tokenIds: [1, 2], sampling: { maxTokens: 2, ignoreEos: true } }));
     expect(done.status).toBe(200);
-    await done.json();
+    const finished = (await done.json()) as { usage: Usage };
     const other = await openLongStream(app, 'bystander');
-    for (const requestId of ['finished', 'no-such-request', 'BYSTANDER']) {
+    for (const reason of ['stop_string', 'client_closed']) {
+      const late = await app.request(post('/v1/stop', { requestId: 'finished', reason }));
+      expect(late.status).toBe(200);
+      expect(((await late.json()) as StopResponse).usage).toEqual({ promptTokens: 2, completionTokens: 2, cachedTokens: 0 });
+    }
+    expect(finished.usage).toEqual({ promptTokens: 2, completionTokens: 2, cachedTokens: 0 });
+    for (const requestId of ['no-such-request', 'BYSTANDER']) {
       const response = await app.request(post('/v1/stop', { requestId }));
       expect(response.status, requestId).toBe(404);
       expect(await errorOf(response)).toMatchObject({ code: 'not_found', param: 'requestId' });
@@ -119,6 +162,7 @@ describe('POST /v1/stop', () => {
     ['an empty id', { requestId: '' }, 'requestId'],
     ['an id over 256 characters', { requestId: 'x'.repeat(257) }, 'requestId'],
     ['an array', [], 'requestId'],
+    ['an unknown reason', { requestId: 'r', reason: 'bored' }, 'reason'],
     ['a body that is not JSON', '{not json', null],
   ])('answers 400 naming the field for %s', async (_label, body, param) => {
     const { app } = await setup();
