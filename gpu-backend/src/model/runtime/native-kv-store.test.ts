@@ -203,7 +203,10 @@ describe('native session', () => {
         // Bucket 4: ids, positions and logits rows as int64, lengths as int32, the total, 3 logits rows.
         expect(fixed.kvStats().lastStepTransferBytes).toBe(4 * (8 + 8 + 8 + 4) + 4 + 3 * 64 * 4);
         // Rows 2..4 (two new sequences above): bucket 4 would pass the last of the 5 rows, so the window is rows 1..4.
-        const fresh = [[3, 9, 27], [4, 16]];
+        const fresh = [
+          [3, 9, 27],
+          [4, 16],
+        ];
         const added = fresh.map(() => fixed.createSequence());
         await fixed.step(added.map((sequenceId, i) => ({ sequenceId, tokenIds: fresh[i] })));
         const top = [order[2], ...added];
