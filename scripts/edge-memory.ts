@@ -1,6 +1,6 @@
 // `npm run soak -- --heap DIR`: after each wave, the edge worker's live JS heap (a heap snapshot, which
 // collects garbage first) beside the resident memory of each edge process (wrangler's node, its workerd
-// processes); the first and the last wave's snapshots stay in DIR, and which constructors grew between them.
+// processes), and the same while the stack idles after the waves (--idle); the first and the last wave's snapshots stay in DIR, and which constructors grew between them.
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,6 +18,10 @@ function roleOf(pid: number, name: string): string {
   return name;
 }
 
+function rssLine(processes: { label: string; mb: number }[]): string {
+  return processes.map((p) => `${p.label} ${p.mb.toFixed(0)}`).join(', ');
+}
+
 export class EdgeMemory {
   private readonly heapLive: number[] = [];
   private readonly rssByProcess = new Map<string, number[]>();
@@ -33,14 +37,29 @@ export class EdgeMemory {
 
   async afterWave(wave: number): Promise<string> {
     this.heap ??= await WorkerHeap.open(this.inspectorPort);
-    const heap = await this.heap.usageMb();
     const snapshot = await this.heap.snapshot(path.join(this.dir, wave === 1 ? 'edge-wave-1.heapsnapshot' : 'edge-last-wave.heapsnapshot'));
     this.firstSnapshot ??= snapshot;
     this.lastSnapshot = snapshot;
     this.heapLive.push(liveMb(snapshot));
-    const processes = treeRss(this.edgePid).map((p) => ({ ...p, label: roleOf(p.pid, p.name) }));
+    const processes = this.processes();
     for (const p of processes) this.rssByProcess.set(p.label, [...(this.rssByProcess.get(p.label) ?? []), p.mb]);
-    return `      edge heap ${this.heapLive.at(-1)!.toFixed(1)} MB live (${heap.used.toFixed(1)} used / ${heap.total.toFixed(1)} MB); RSS ${processes.map((p) => `${p.label} ${p.mb.toFixed(0)}`).join(', ')} MB`;
+    return `      edge heap ${this.heapLive.at(-1)!.toFixed(1)} MB live (${await this.usage()}); RSS ${rssLine(processes)} MB`;
+  }
+
+  /** One sample while the stack is idle after the waves: kept apart from the per-wave slopes. */
+  async idleSample(secondsIdle: number): Promise<string> {
+    this.heap ??= await WorkerHeap.open(this.inspectorPort);
+    const snapshot = await this.heap.snapshot(path.join(this.dir, 'edge-idle.heapsnapshot'));
+    return `idle ${String(secondsIdle).padStart(4)} s: edge heap ${liveMb(snapshot).toFixed(1)} MB live (${await this.usage()}); RSS ${rssLine(this.processes())} MB`;
+  }
+
+  private processes(): { label: string; mb: number }[] {
+    return treeRss(this.edgePid).map((p) => ({ ...p, label: roleOf(p.pid, p.name) }));
+  }
+
+  private async usage(): Promise<string> {
+    const heap = await this.heap!.usageMb();
+    return `${heap.used.toFixed(1)} used / ${heap.total.toFixed(1)} MB`;
   }
 
   /** The report lines: slopes, and the growth from the first wave's snapshot to the last one's. */
