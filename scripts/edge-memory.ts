@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { slope, treeRss } from './soak-probes';
-import { WorkerHeap, heapGrowth, liveMb } from './worker-heap';
+import { WorkerHeap, heapGrowth, liveMb, type HeapCounts } from './worker-heap';
 
 /** What an edge process is, from its command line: the worker's runtime is the workerd with the inspector. */
 function roleOf(pid: number, name: string): string {
@@ -25,32 +25,42 @@ function rssLine(processes: { label: string; mb: number }[]): string {
 export class EdgeMemory {
   private readonly heapLive: number[] = [];
   private readonly rssByProcess = new Map<string, number[]>();
-  private firstSnapshot: Awaited<ReturnType<WorkerHeap['snapshot']>> | null = null;
-  private lastSnapshot: Awaited<ReturnType<WorkerHeap['snapshot']>> | null = null;
+  private firstSnapshot: HeapCounts | null = null;
+  private lastSnapshot: HeapCounts | null = null;
   private heap: WorkerHeap | null = null;
 
   constructor(
     private readonly edgePid: number,
     private readonly inspectorPort: number,
-    private readonly dir: string,
+    /** Where heap snapshots go; null: resident memory only, the inspector left alone (its traffic runs through wrangler). */
+    private readonly dir: string | null,
   ) {}
 
   async afterWave(wave: number): Promise<string> {
-    this.heap ??= await WorkerHeap.open(this.inspectorPort);
-    const snapshot = await this.heap.snapshot(path.join(this.dir, wave === 1 ? 'edge-wave-1.heapsnapshot' : 'edge-last-wave.heapsnapshot'));
-    this.firstSnapshot ??= snapshot;
-    this.lastSnapshot = snapshot;
-    this.heapLive.push(liveMb(snapshot));
+    // Resident memory is read before the snapshot, whose traffic through wrangler's inspector proxy costs memory there.
     const processes = this.processes();
     for (const p of processes) this.rssByProcess.set(p.label, [...(this.rssByProcess.get(p.label) ?? []), p.mb]);
-    return `      edge heap ${this.heapLive.at(-1)!.toFixed(1)} MB live (${await this.usage()}); RSS ${rssLine(processes)} MB`;
+    const heap = await this.heapLine(wave === 1 ? 'edge-wave-1.heapsnapshot' : 'edge-last-wave.heapsnapshot', (snapshot) => {
+      this.firstSnapshot ??= snapshot;
+      this.lastSnapshot = snapshot;
+      this.heapLive.push(liveMb(snapshot));
+    });
+    return `      ${heap}RSS ${rssLine(processes)} MB`;
   }
 
   /** One sample while the stack is idle after the waves: kept apart from the per-wave slopes. */
   async idleSample(secondsIdle: number): Promise<string> {
+    const processes = this.processes();
+    return `idle ${String(secondsIdle).padStart(4)} s: ${await this.heapLine('edge-idle.heapsnapshot', () => {})}RSS ${rssLine(processes)} MB`;
+  }
+
+  /** The worker's live heap from a snapshot written to `file` in dir (none without dir). */
+  private async heapLine(file: string, keep: (snapshot: HeapCounts) => void): Promise<string> {
+    if (this.dir === null) return '';
     this.heap ??= await WorkerHeap.open(this.inspectorPort);
-    const snapshot = await this.heap.snapshot(path.join(this.dir, 'edge-idle.heapsnapshot'));
-    return `idle ${String(secondsIdle).padStart(4)} s: edge heap ${liveMb(snapshot).toFixed(1)} MB live (${await this.usage()}); RSS ${rssLine(this.processes())} MB`;
+    const snapshot = await this.heap.snapshot(path.join(this.dir, file));
+    keep(snapshot);
+    return `edge heap ${liveMb(snapshot).toFixed(1)} MB live (${await this.usage()}); `;
   }
 
   private processes(): { label: string; mb: number }[] {
@@ -67,9 +77,11 @@ export class EdgeMemory {
     this.heap?.close();
     const perWave = (values: number[]) =>
       `${slope(values) >= 0 ? '+' : ''}${slope(values).toFixed(2)} MB/wave (${values[0]?.toFixed(1)} -> ${values.at(-1)?.toFixed(1)})`;
+    const rss = [...this.rssByProcess].map(([label, values]) => `edge process ${label} RSS: ${perWave(values)}`);
+    if (this.dir === null) return rss;
     return [
       `edge worker live heap (snapshot): ${perWave(this.heapLive)}`,
-      ...[...this.rssByProcess].map(([label, values]) => `edge process ${label} RSS: ${perWave(values)}`),
+      ...rss,
       `edge heap growth, wave 1 -> last (snapshots in ${this.dir}):`,
       ...(this.firstSnapshot && this.lastSnapshot ? heapGrowth(this.firstSnapshot, this.lastSnapshot).map((line) => `  ${line}`) : []),
     ];

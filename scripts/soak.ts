@@ -20,8 +20,8 @@ through a local stack on free loopback ports with the built-in model, then check
   - backend running and waiting back to 0, and every engine sequence free again except the prefix
     cache's snapshots (which the cache keeps on purpose: free sequences + snapshots = the idle free count)
 and prints backend and edge resident memory per wave with its slope. Stops after --waves or --seconds.
-With --heap DIR it also prints the edge worker's live JS heap (from a heap snapshot) and each edge
-process's memory per wave, and keeps the first and the last wave's snapshots in DIR.
+Each edge process's memory (wrangler's node, its workerd processes) is printed per wave; with --heap DIR
+also the edge worker's live JS heap (from a heap snapshot), keeping the first and last wave's snapshots in DIR.
 With --idle SECONDS the stack then idles that long, sampled every 30 s (edge and backend RSS, and with
 --heap the worker's live heap), to show whether memory is given back.
 Exit 0 when every check held, 1 otherwise.`;
@@ -249,14 +249,14 @@ function rssSlopeLine(rss: Rss): string {
 const IDLE_SAMPLE_MS = 30_000;
 
 /** After the waves: does anyone give memory back while nothing is asked of the stack? */
-async function idleSamples(stack: Stack, edgeMemory: EdgeMemory | null, seconds: number): Promise<void> {
+async function idleSamples(stack: Stack, edgeMemory: EdgeMemory, seconds: number): Promise<void> {
   if (seconds === 0) return;
   const start = Date.now();
   for (let next = 0; next <= seconds * 1000; next += IDLE_SAMPLE_MS) {
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, start + next - Date.now())));
     const idleFor = Math.round((Date.now() - start) / 1000);
     const rss = `backend RSS ${treeRssMb(stack.pids.backend).toFixed(1)} MB, edge RSS ${treeRssMb(stack.pids.edge).toFixed(1)} MB`;
-    console.log(edgeMemory ? `${await edgeMemory.idleSample(idleFor)}; ${rss}` : `idle ${idleFor} s: ${rss}`);
+    console.log(`${await edgeMemory.idleSample(idleFor)}; ${rss}`);
   }
 }
 
@@ -273,7 +273,7 @@ async function main(): Promise<number> {
   startWatchdog(stack, args.seconds + args.idle);
   const failures: string[] = [];
   const rss: Rss = { backend: [], edge: [] };
-  const edgeMemory = args.heap ? new EdgeMemory(stack.pids.edge, edgePort + 1000, args.heap) : null;
+  const edgeMemory = new EdgeMemory(stack.pids.edge, edgePort + 1000, args.heap ?? null);
   try {
     const idle = await backendGauges(stack.backendUrl, stack.backendToken);
     const idleSlotsUsed = idle.get('backend_kv_slots_used') ?? 0;
@@ -287,12 +287,12 @@ async function main(): Promise<number> {
       rss.backend.push(treeRssMb(stack.pids.backend));
       rss.edge.push(treeRssMb(stack.pids.edge));
       console.log(waveRow(wave, tally, rss));
-      if (edgeMemory) console.log(await edgeMemory.afterWave(wave));
+      console.log(await edgeMemory.afterWave(wave));
       for (const failure of tally.failures) console.log(`      FAIL ${failure}`);
       failures.push(...tally.failures);
     }
     await idleSamples(stack, edgeMemory, args.idle);
-    for (const line of edgeMemory?.finish() ?? []) console.log(line);
+    for (const line of edgeMemory.finish()) console.log(line);
   } finally {
     await stack.stop();
     rmSync(persistTo, { recursive: true, force: true });
