@@ -9,6 +9,7 @@ export const PROBE_VARIANTS = {
   hold: "fetch + ctx.waitUntil(ended), the context hold that ours keeps until the session's finish",
   burst: 'hold + each upstream chunk parsed into SSE events, re-encoded as one enqueue per event (as ours)',
   full: 'burst + a request.signal abort listener and a 15 s heartbeat interval (as ours)',
+  yield: 'full + a wait on a timer (setTimeout 0) after each enqueue, as ours since this was found',
 } as const;
 
 /** Module source; `env.SSE_URL` is the local SSE server that streams like the backend. */
@@ -62,11 +63,12 @@ async function relayed(variant, request, env, ctx) {
     markEnded();
   };
   if (variant !== 'fetch') ctx.waitUntil(ended);
-  if (variant === 'full') request.signal.addEventListener('abort', () => finish('signal'), { once: true });
-  const perEvent = variant === 'burst' || variant === 'full';
+  const full = variant === 'full' || variant === 'yield';
+  if (full) request.signal.addEventListener('abort', () => finish('signal'), { once: true });
+  const perEvent = variant === 'burst' || full;
   return new ReadableStream({
     start(controller) {
-      if (variant === 'full') heartbeat = setInterval(() => { try { controller.enqueue(encoder.encode(': ping\\n\\n')); } catch {} }, 15000);
+      if (full) heartbeat = setInterval(() => { try { controller.enqueue(encoder.encode(': ping\\n\\n')); } catch {} }, 15000);
       ctx.waitUntil((async () => {
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
@@ -77,7 +79,10 @@ async function relayed(variant, request, env, ctx) {
             if (done) return;
             if (upstreamDone) break;
             const chunks = perEvent ? reencode(decoder.decode(value, { stream: true }), pending) : [value];
-            for (const chunk of chunks) controller.enqueue(chunk);
+            for (const chunk of chunks) {
+              controller.enqueue(chunk);
+              if (variant === 'yield') await new Promise((resolve) => setTimeout(resolve, 0));
+            }
           }
           controller.enqueue(encoder.encode('data: [DONE]\\n\\n'));
           controller.close();

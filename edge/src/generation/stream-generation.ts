@@ -14,6 +14,8 @@ import { peerOf, planEvents, settledUsage, type GenerationPlan, type StreamForma
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
 
+const timerTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 /** Resolves with the settled `promise` (its value or its error), or 'waiting' after `ms`. */
 async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'waiting' | unknown> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -133,6 +135,10 @@ class StreamSession {
       if (this.closed) return;
       this.write(event);
       if (event.type === 'error') return;
+      // workerd delivers a client's disconnect (the body's cancel, request.signal) only once this loop waits on
+      // a timer: fed by the backend's body alone it may relay to the end unaware (docs/bench/edge-dev-runtime.md).
+      // Not after usage, the last event: the backend's body is let go at once then (a stopping lease needs that).
+      if (event.type !== 'usage') await timerTurn();
     }
     const chunk = this.usage ? this.format.usage(this.usage) : null;
     if (chunk) this.sendJson(chunk);
