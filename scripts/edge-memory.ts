@@ -28,6 +28,7 @@ export class EdgeMemory {
   private firstSnapshot: HeapCounts | null = null;
   private lastSnapshot: HeapCounts | null = null;
   private heap: WorkerHeap | null = null;
+  private readonly pidOf = new Map<string, number>();
 
   constructor(
     private readonly edgePid: number,
@@ -63,8 +64,15 @@ export class EdgeMemory {
     return `edge heap ${liveMb(snapshot).toFixed(1)} MB live (${await this.usage()}); `;
   }
 
+  /** The edge's processes; a workerd seen before under another pid is marked restarted (wrangler restarts it on a reload). */
   private processes(): { label: string; mb: number }[] {
-    return treeRss(this.edgePid).map((p) => ({ ...p, label: roleOf(p.pid, p.name) }));
+    return treeRss(this.edgePid).map((p) => {
+      const role = roleOf(p.pid, p.name);
+      if (!role.startsWith('workerd')) return { ...p, label: role };
+      const before = this.pidOf.get(role);
+      this.pidOf.set(role, p.pid);
+      return { ...p, label: before !== undefined && before !== p.pid ? `${role} (restarted)` : role };
+    });
   }
 
   private async usage(): Promise<string> {
