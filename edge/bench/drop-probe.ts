@@ -15,7 +15,8 @@ import { parseArgs } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../../gpu-backend/src/model/checkpoint/default-model';
 import { backendGauges, settle } from '../../scripts/soak-probes';
-import { REPO_ROOT, freePort, generateApiKey, startStack, type Stack } from '../../scripts/stack';
+import { SOCKET_RUNTIME, startEdgeOnSocket } from '../../scripts/edge-socket';
+import { freePort, generateApiKey, startStack } from '../../scripts/stack';
 import { PROBE_VARIANTS, PROBE_WORKER } from './drop-probe-workers';
 
 const USAGE = `Usage: npm run bench:drops [-- --path wrangler|workerd|socket] [--workers edge,gen,...] [--rounds N]
@@ -102,33 +103,6 @@ async function userWorkerdPort(proxyPort: number): Promise<number> {
   throw new Error("no workerd listener besides wrangler's proxy answers /health");
 }
 
-const SOCKET_COMMON = { compatibilityDate: '2026-04-01', compatibilityFlags: ['enable_request_signal'] };
-
-/** Our worker, from the deploy bundle, on a socket of its own. */
-function edgeSocket(stack: Stack, port: number): Miniflare {
-  const outdir = mkdtempSync(path.join(tmpdir(), 'drop-probe-bundle-'));
-  execFileSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir], {
-    cwd: REPO_ROOT,
-    stdio: 'ignore',
-  });
-  return new Miniflare({
-    ...SOCKET_COMMON,
-    unsafeDirectSockets: [{ host: '127.0.0.1', port }],
-    modules: true,
-    scriptPath: path.join(outdir, 'index.js'),
-    modulesRoot: outdir,
-    kvNamespaces: ['API_KEYS', 'SYSTEM_PROMPTS'],
-    durableObjects: { RATE_LIMITER: { className: 'RateLimiter', useSQLite: true } },
-    bindings: {
-      BACKEND_URLS: stack.backendUrl,
-      BACKEND_TOKEN: stack.backendToken,
-      DEV_API_KEY: stack.apiKey,
-      MODEL_ID: stack.modelInfo.modelId,
-      MAX_MODEL_LEN: String(stack.modelInfo.maxModelLen),
-    },
-  });
-}
-
 /** Upstream of the probe workers: SSE_EVENTS token events per stream, counted by path as sent in full or cut. */
 async function sseServer(): Promise<{ url: string; ends: Record<string, { full: number; cut: number }>; close(): void }> {
   const ends: Record<string, { full: number; cut: number }> = {};
@@ -193,13 +167,13 @@ try {
   if (values.path === 'workerd') port = await userWorkerdPort(edgePort);
   if (values.path === 'socket' && WORKERS.includes('edge')) {
     port = await freePort();
-    sockets.push(edgeSocket(stack, port));
+    sockets.push(await startEdgeOnSocket(stack, port));
   }
   const probePort = await freePort();
   if (upstream) {
     sockets.push(
       new Miniflare({
-        ...SOCKET_COMMON,
+        ...SOCKET_RUNTIME,
         unsafeDirectSockets: [{ host: '127.0.0.1', port: probePort }],
         modules: true,
         script: PROBE_WORKER,

@@ -14,7 +14,9 @@ import { peerOf, planEvents, settledUsage, type GenerationPlan, type StreamForma
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
 
-const timerTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+const timerTurn = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** How often a stream whose client reads slower than the backend writes looks whether its queue was taken. */
+const DRAIN_POLL_MS = 2;
 
 /** Resolves with the settled `promise` (its value or its error), or 'waiting' after `ms`. */
 async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'waiting' | unknown> {
@@ -135,13 +137,21 @@ class StreamSession {
       if (this.closed) return;
       this.write(event);
       if (event.type === 'error') return;
-      // workerd delivers a client's disconnect (the body's cancel, request.signal) only once this loop waits on
-      // a timer: fed by the backend's body alone it may relay to the end unaware (docs/bench/edge-dev-runtime.md).
       // Not after usage, the last event: the backend's body is let go at once then (a stopping lease needs that).
-      if (event.type !== 'usage') await timerTurn();
+      if (event.type !== 'usage') await this.paced();
     }
     const chunk = this.usage ? this.format.usage(this.usage) : null;
     if (chunk) this.sendJson(chunk);
+  }
+
+  /**
+   * workerd delivers a client's disconnect (the body's cancel, request.signal) to a relay fed by the backend's
+   * body alone late or never, the more so once chunks queue in the response stream: so wait on a timer after
+   * each event, and until the runtime has taken what is queued (docs/bench/edge-dev-runtime.md).
+   */
+  private async paced(): Promise<void> {
+    await timerTurn(0);
+    while (!this.closed && (this.controller.desiredSize ?? 1) <= 0) await timerTurn(DRAIN_POLL_MS);
   }
 
   private write(event: OutputEvent): void {
