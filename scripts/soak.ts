@@ -104,6 +104,15 @@ async function oneRequest(stack: Stack, key: string, random: () => number, tally
   }
 }
 
+/** The message of an OpenAI-shaped error body; null for anything else (wrangler's own plain-text 503s). */
+function errorMessageOf(text: string): string | null {
+  try {
+    return (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** A key of concurrency N must admit N concurrent one-token requests once the wave is over. */
 async function slotsFree(stack: Stack, key: { key: string; concurrent: number }, name: string): Promise<string | null> {
   let why = '';
@@ -117,7 +126,7 @@ async function slotsFree(stack: Stack, key: { key: string; concurrent: number },
       ).catch((error: Error) => error);
       if (response instanceof Error) return ((why ||= `no answer within ${REQUEST_TIMEOUT_MS / 1000} s: ${response.message}`), 0);
       const text = await response.text();
-      if (response.status !== 200) why ||= ((JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text).slice(0, 120);
+      if (response.status !== 200) why ||= (errorMessageOf(text) ?? text).slice(0, 120);
       return response.status;
     }),
   );
