@@ -17,6 +17,7 @@ const LOST = 'The connection to the model backend was lost.';
 const timerTurn = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** How often a stream whose client reads slower than the backend writes looks whether its queue was taken. */
 const DRAIN_POLL_MS = 2;
+const DRAIN_WAIT_MS = 250;
 
 /** Resolves with the settled `promise` (its value or its error), or 'waiting' after `ms`. */
 async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'waiting' | unknown> {
@@ -73,6 +74,8 @@ class StreamSession {
   private readonly received = { tokenCount: 0 };
   private failed = false;
   private closed = false;
+  /** Set once the runtime left a queued chunk untaken for DRAIN_WAIT_MS (see paced). */
+  private unpaced = false;
   private markEnded!: () => void;
   /** Settles once finish() has run: the lease is released (or its release is under way). */
   readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve));
@@ -151,7 +154,17 @@ class StreamSession {
    */
   private async paced(): Promise<void> {
     await timerTurn(0);
-    while (!this.closed && (this.controller.desiredSize ?? 1) <= 0) await timerTurn(DRAIN_POLL_MS);
+    if (this.unpaced) return;
+    // A client gone while its chunks were queued is sometimes never reported and never read from again: past
+    // DRAIN_WAIT_MS the stream relays unpaced, so it still runs to its end and releases its lease.
+    const giveUpAt = Date.now() + DRAIN_WAIT_MS;
+    while (!this.closed && (this.controller.desiredSize ?? 1) <= 0) {
+      if (Date.now() >= giveUpAt) {
+        this.unpaced = true;
+        return;
+      }
+      await timerTurn(DRAIN_POLL_MS);
+    }
   }
 
   private write(event: OutputEvent): void {
