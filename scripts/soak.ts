@@ -12,7 +12,7 @@ import { EdgeMemory } from './edge-memory';
 import { backendGauges, settle, slope, treeRssMb } from './soak-probes';
 import { createLocalKey, freeEdgePort, freePort, generateApiKey, startStack, type Stack } from './stack';
 
-const USAGE = `Usage: npm run soak [-- --waves 10] [--requests 12] [--seconds 600] [--threads 1] [--seed 1] [--heap DIR]
+const USAGE = `Usage: npm run soak [-- --waves 10] [--requests 12] [--seconds 600] [--threads 1] [--seed 1] [--heap DIR] [--idle SECONDS]
 Drives waves of mixed streaming/non-streaming chats (some aborted, some over their key's concurrency)
 through a local stack on free loopback ports with the built-in model, then checks after every wave:
   - every admitted stream ended with data: [DONE] or an in-band error (no cut connection)
@@ -20,8 +20,10 @@ through a local stack on free loopback ports with the built-in model, then check
   - backend running and waiting back to 0, and every engine sequence free again except the prefix
     cache's snapshots (which the cache keeps on purpose: free sequences + snapshots = the idle free count)
 and prints backend and edge resident memory per wave with its slope. Stops after --waves or --seconds.
-With --heap DIR it also prints the edge worker's live JS heap (from a heap snapshot) and each edge
-process's memory per wave, and keeps the first and the last wave's snapshots in DIR.
+Each edge process's memory (wrangler's node, its workerd processes) is printed per wave; with --heap DIR
+also the edge worker's live JS heap (from a heap snapshot), keeping the first and last wave's snapshots in DIR.
+With --idle SECONDS the stack then idles that long, sampled every 30 s (edge and backend RSS, and with
+--heap the worker's live heap), to show whether memory is given back.
 Exit 0 when every check held, 1 otherwise.`;
 
 /** A request of the mix takes well under a second here; one still open after this has hung. */
@@ -102,6 +104,15 @@ async function oneRequest(stack: Stack, key: string, random: () => number, tally
   }
 }
 
+/** The message of an OpenAI-shaped error body; null for anything else (wrangler's own plain-text 503s). */
+function errorMessageOf(text: string): string | null {
+  try {
+    return (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** A key of concurrency N must admit N concurrent one-token requests once the wave is over. */
 async function slotsFree(stack: Stack, key: { key: string; concurrent: number }, name: string): Promise<string | null> {
   let why = '';
@@ -115,7 +126,7 @@ async function slotsFree(stack: Stack, key: { key: string; concurrent: number },
       ).catch((error: Error) => error);
       if (response instanceof Error) return ((why ||= `no answer within ${REQUEST_TIMEOUT_MS / 1000} s: ${response.message}`), 0);
       const text = await response.text();
-      if (response.status !== 200) why ||= ((JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text).slice(0, 120);
+      if (response.status !== 200) why ||= (errorMessageOf(text) ?? text).slice(0, 120);
       return response.status;
     }),
   );
@@ -132,6 +143,7 @@ interface SoakArgs {
   seed: number;
   threads: string;
   heap: string | undefined;
+  idle: number;
 }
 
 /** The flags, or null for --help. */
@@ -144,6 +156,7 @@ function parseSoakArgs(): SoakArgs | null {
       threads: { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
       heap: { type: 'string' },
+      idle: { type: 'string', default: '0' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -154,7 +167,9 @@ function parseSoakArgs(): SoakArgs | null {
     if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got "${values[name]}"`);
     return value;
   });
-  return { waves, requests, seconds, seed, threads: values.threads, heap: values.heap };
+  const idle = Number(values.idle);
+  if (!Number.isInteger(idle) || idle < 0) throw new Error(`--idle must be a whole number of seconds, got "${values.idle}"`);
+  return { waves, requests, seconds, seed, threads: values.threads, heap: values.heap, idle };
 }
 
 /** The two soak keys go into `persistTo` before the edge starts, which then reads them from there. */
@@ -240,6 +255,20 @@ function rssSlopeLine(rss: Rss): string {
   return `RSS slope: backend ${mb(rss.backend)}; edge (wrangler + workerd) ${mb(rss.edge)}`;
 }
 
+const IDLE_SAMPLE_MS = 30_000;
+
+/** After the waves: does anyone give memory back while nothing is asked of the stack? */
+async function idleSamples(stack: Stack, edgeMemory: EdgeMemory, seconds: number): Promise<void> {
+  if (seconds === 0) return;
+  const start = Date.now();
+  for (let next = 0; next <= seconds * 1000; next += IDLE_SAMPLE_MS) {
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, start + next - Date.now())));
+    const idleFor = Math.round((Date.now() - start) / 1000);
+    const rss = `backend RSS ${treeRssMb(stack.pids.backend).toFixed(1)} MB, edge RSS ${treeRssMb(stack.pids.edge).toFixed(1)} MB`;
+    console.log(`${await edgeMemory.idleSample(idleFor)}; ${rss}`);
+  }
+}
+
 async function main(): Promise<number> {
   const args = parseSoakArgs();
   if (!args) {
@@ -250,10 +279,10 @@ async function main(): Promise<number> {
   const random = prng(args.seed);
   const persistTo = mkdtempSync(path.join(tmpdir(), 'soak-edge-'));
   const { stack, edgePort } = await startSoakStack(persistTo, args.threads);
-  startWatchdog(stack, args.seconds);
+  startWatchdog(stack, args.seconds + args.idle);
   const failures: string[] = [];
   const rss: Rss = { backend: [], edge: [] };
-  const edgeMemory = args.heap ? new EdgeMemory(stack.pids.edge, edgePort + 1000, args.heap) : null;
+  const edgeMemory = new EdgeMemory(stack.pids.edge, edgePort + 1000, args.heap ?? null);
   try {
     const idle = await backendGauges(stack.backendUrl, stack.backendToken);
     const idleSlotsUsed = idle.get('backend_kv_slots_used') ?? 0;
@@ -267,11 +296,12 @@ async function main(): Promise<number> {
       rss.backend.push(treeRssMb(stack.pids.backend));
       rss.edge.push(treeRssMb(stack.pids.edge));
       console.log(waveRow(wave, tally, rss));
-      if (edgeMemory) console.log(await edgeMemory.afterWave(wave));
+      console.log(await edgeMemory.afterWave(wave));
       for (const failure of tally.failures) console.log(`      FAIL ${failure}`);
       failures.push(...tally.failures);
     }
-    for (const line of edgeMemory?.finish() ?? []) console.log(line);
+    await idleSamples(stack, edgeMemory, args.idle);
+    for (const line of edgeMemory.finish()) console.log(line);
   } finally {
     await stack.stop();
     rmSync(persistTo, { recursive: true, force: true });

@@ -89,7 +89,7 @@ export class WorkerHeap {
   }
 }
 
-type HeapCounts = Map<string, { count: number; bytes: number }>;
+export type HeapCounts = Map<string, { count: number; bytes: number }>;
 
 /** The live heap a snapshot holds, in MB. */
 export function liveMb(counts: HeapCounts): number {

@@ -1,35 +1,44 @@
 // Do dropped streams reach the backend as aborts? Drops rounds of concurrent streaming chats (at their first
 // body bytes, or after --after bytes) and reads who noticed: the backend's outcome counters and the edge's
 // stream ends. Paths: through `wrangler dev` (its proxy), to wrangler's user workerd directly, or to workerd
-// serving the deploy bundle on a socket of its own (no wrangler, no miniflare entry worker). --minimal serves
-// a ten-line streaming worker instead of ours on that last path, to tell workerd's behaviour from ours.
+// serving the deploy bundle on a socket of its own (no wrangler, no miniflare entry worker). On that socket,
+// --workers interleaves ours with small probe workers (drop-probe-workers.ts), each one step closer to ours,
+// round by round, so the machine's load falls on all of them alike.
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../../gpu-backend/src/model/checkpoint/default-model';
 import { backendGauges, settle } from '../../scripts/soak-probes';
-import { REPO_ROOT, freePort, generateApiKey, startStack, type Stack } from '../../scripts/stack';
+import { SOCKET_RUNTIME, startEdgeOnSocket } from '../../scripts/edge-socket';
+import { freePort, generateApiKey, startStack } from '../../scripts/stack';
+import { PROBE_VARIANTS, PROBE_WORKER } from './drop-probe-workers';
 
-const USAGE = `Usage: npm run bench:drops [-- --path wrangler|workerd|socket] [--minimal] [--rounds N] [--concurrency N]
-                           [--max-tokens N] [--after BYTES]
+const USAGE = `Usage: npm run bench:drops [-- --path wrangler|workerd|socket] [--workers edge,gen,...] [--rounds N]
+                           [--concurrency N] [--max-tokens N] [--after BYTES]
 
-Starts the local stack, drops streams, prints one JSON line: what the client did, and how many streams
-the edge and the backend saw end by a drop (abort / client_closed) or ran to their end (length / completed).
+Starts the local stack, drops streams, prints one JSON line per worker: what the client did, and how many
+streams the worker, its upstream and the backend saw end by a drop (abort / client_closed / cancelled / cut) or
+ran to their end (length / completed / full).
   --path wrangler   through wrangler dev's proxy, as npm start serves (default)
   --path workerd    to the workerd that runs the worker under wrangler dev, skipping its proxy
   --path socket     to workerd serving the \`wrangler deploy --dry-run\` bundle on its own socket
-  --minimal         (socket only) a minimal worker that streams 400 chunks instead of the edge
+  --workers LIST    (socket only) comma-separated, interleaved per round: edge (ours, default) and the probe
+                    workers, ${Object.keys(PROBE_VARIANTS).join(', ')}:
+${Object.entries(PROBE_VARIANTS)
+  .map(([name, what]) => `                      ${name}: ${what}`)
+  .join('\n')}
   --after BYTES     drop after this many body bytes (default 1: the first bytes)`;
 
 const { values } = parseArgs({
   options: {
     path: { type: 'string', default: 'wrangler' },
-    minimal: { type: 'boolean', default: false },
+    workers: { type: 'string', default: 'edge' },
     rounds: { type: 'string', default: '15' },
     concurrency: { type: 'string', default: '4' },
     'max-tokens': { type: 'string', default: '400' },
@@ -42,30 +51,14 @@ if (values.help) {
   process.exit(0);
 }
 if (!['wrangler', 'workerd', 'socket'].includes(values.path)) throw new Error(`--path ${values.path}: expected wrangler, workerd or socket`);
-
-const MINIMAL_WORKER = `
-const ends = { started: 0, cancelled: 0, completed: 0 };
-export default {
-  fetch(request, env, ctx) {
-    if (new URL(request.url).pathname === '/ends') return Response.json(ends);
-    ends.started++;
-    let done = false;
-    const chunk = new TextEncoder().encode('data: ' + 'x'.repeat(150) + '\\n\\n');
-    const body = new ReadableStream({
-      start(controller) {
-        ctx.waitUntil((async () => {
-          for (let i = 0; i < 400 && !done; i++) {
-            await new Promise((resolve) => setTimeout(resolve, 0));
-            try { controller.enqueue(chunk); } catch { if (!done) ends.cancelled++; done = true; }
-          }
-          if (!done) { done = true; controller.close(); ends.completed++; }
-        })());
-      },
-      cancel() { if (!done) { done = true; ends.cancelled++; } },
-    });
-    return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
-  },
-};`;
+const WORKERS = values.workers.split(',');
+for (const worker of WORKERS) {
+  if (worker !== 'edge' && !(worker in PROBE_VARIANTS)) throw new Error(`--workers: unknown worker "${worker}"`);
+}
+if (values.path !== 'socket' && WORKERS.some((worker) => worker !== 'edge')) throw new Error('--workers other than edge need --path socket');
+/** Events the local SSE server sends per stream, one every SSE_INTERVAL_MS: about a 400-token stream of the backend's. */
+const SSE_EVENTS = 400;
+const SSE_INTERVAL_MS = 3;
 
 /** Resolves once the response's first `after` body bytes arrived and the socket was destroyed (or it ended). */
 function dropOne(url: URL, apiKey: string, body: string, after: number): Promise<string> {
@@ -110,37 +103,50 @@ async function userWorkerdPort(proxyPort: number): Promise<number> {
   throw new Error("no workerd listener besides wrangler's proxy answers /health");
 }
 
-async function ownSocket(stack: Stack, port: number): Promise<Miniflare> {
-  const common = { compatibilityDate: '2026-04-01', compatibilityFlags: ['enable_request_signal'], unsafeDirectSockets: [{ host: '127.0.0.1', port }] };
-  if (values.minimal) return new Miniflare({ ...common, modules: true, script: MINIMAL_WORKER });
-  const outdir = mkdtempSync(path.join(tmpdir(), 'drop-probe-bundle-'));
-  execFileSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir], {
-    cwd: REPO_ROOT,
-    stdio: 'ignore',
+/** Upstream of the probe workers: SSE_EVENTS token events per stream, counted by path as sent in full or cut. */
+async function sseServer(): Promise<{ url: string; ends: Record<string, { full: number; cut: number }>; close(): void }> {
+  const ends: Record<string, { full: number; cut: number }> = {};
+  const server = http.createServer((request, response) => {
+    const tally = (ends[request.url ?? ''] ??= { full: 0, cut: 0 });
+    response.writeHead(200, { 'content-type': 'text/event-stream' });
+    let sent = 0;
+    response.on('close', () => {
+      if (sent < SSE_EVENTS) tally.cut++;
+    });
+    const tick = () => {
+      if (response.destroyed) return;
+      if (sent === SSE_EVENTS) {
+        tally.full++;
+        response.end();
+        return;
+      }
+      response.write(`event: token\ndata: {"choice":0,"tokenIds":[${sent++}]}\n\n`);
+      setTimeout(tick, SSE_INTERVAL_MS);
+    };
+    tick();
   });
-  return new Miniflare({
-    ...common,
-    modules: true,
-    scriptPath: path.join(outdir, 'index.js'),
-    modulesRoot: outdir,
-    kvNamespaces: ['API_KEYS', 'SYSTEM_PROMPTS'],
-    durableObjects: { RATE_LIMITER: { className: 'RateLimiter', useSQLite: true } },
-    bindings: {
-      BACKEND_URLS: stack.backendUrl,
-      BACKEND_TOKEN: stack.backendToken,
-      DEV_API_KEY: stack.apiKey,
-      MODEL_ID: stack.modelInfo.modelId,
-      MAX_MODEL_LEN: String(stack.modelInfo.maxModelLen),
-    },
-  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ends, close: () => server.close() };
 }
 
 async function edgeEnds(port: number, apiKey: string): Promise<Record<string, number>> {
-  if (values.minimal) return (await (await fetch(`http://127.0.0.1:${port}/ends`)).json()) as Record<string, number>;
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${apiKey}` } })).text();
   const ends: Record<string, number> = {};
   for (const [, end, count] of text.matchAll(/^edge_streams_total\{end="(\w+)"\} (\d+)$/gm)) ends[end] = Number(count);
   return ends;
+}
+
+type ProbeEnds = Record<string, { started: number; cancelled: number; completed: number; signal: number }>;
+
+/** The probe workers' stream ends, once every started stream has ended (or after `ms`). */
+async function probeEnds(port: number, ms: number): Promise<{ ends: ProbeEnds; settled: boolean }> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ends = (await (await fetch(`http://127.0.0.1:${port}/ends`)).json()) as ProbeEnds;
+    const settled = Object.values(ends).every((e) => e.started === e.cancelled + e.completed + e.signal);
+    if (settled || Date.now() > deadline) return { ends, settled };
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 const edgePort = await freePort();
@@ -154,16 +160,29 @@ const stack = await startStack({
   backendArgs: ['--threads', '1'],
   log: () => {},
 });
-let socket: Miniflare | undefined;
+const sockets: Miniflare[] = [];
+const upstream = WORKERS.some((worker) => worker !== 'edge') ? await sseServer() : null;
 try {
   let port = edgePort;
   if (values.path === 'workerd') port = await userWorkerdPort(edgePort);
-  if (values.path === 'socket') {
+  if (values.path === 'socket' && WORKERS.includes('edge')) {
     port = await freePort();
-    socket = await ownSocket(stack, port);
-    await socket.ready;
+    sockets.push(await startEdgeOnSocket(stack, port));
   }
-  const url = new URL(`http://127.0.0.1:${port}/v1/chat/completions`);
+  const probePort = await freePort();
+  if (upstream) {
+    sockets.push(
+      new Miniflare({
+        ...SOCKET_RUNTIME,
+        unsafeDirectSockets: [{ host: '127.0.0.1', port: probePort }],
+        modules: true,
+        script: PROBE_WORKER,
+        bindings: { SSE_URL: upstream.url },
+      }),
+    );
+  }
+  await Promise.all(sockets.map((socket) => socket.ready));
+  const urlOf = (worker: string) => new URL(worker === 'edge' ? `http://127.0.0.1:${port}/v1/chat/completions` : `http://127.0.0.1:${probePort}/${worker}`);
   const body = JSON.stringify({
     model: stack.modelInfo.modelId,
     stream: true,
@@ -172,26 +191,33 @@ try {
     messages: [{ role: 'user', content: 'Tell me a long story.' }],
   });
   const before = await backendGauges(stack.backendUrl, stack.backendToken);
-  const client: Record<string, number> = {};
+  const client: Record<string, Record<string, number>> = {};
   for (let round = 0; round < Number(values.rounds); round++) {
-    const ends = await Promise.all(Array.from({ length: Number(values.concurrency) }, () => dropOne(url, stack.apiKey, body, Number(values.after))));
-    for (const end of ends) client[end] = (client[end] ?? 0) + 1;
+    // Each round starts one worker later, so no worker always runs right after the same one.
+    for (let i = 0; i < WORKERS.length; i++) {
+      const worker = WORKERS[(round + i) % WORKERS.length]!;
+      const ends = await Promise.all(
+        Array.from({ length: Number(values.concurrency) }, () => dropOne(urlOf(worker), stack.apiKey, body, Number(values.after))),
+      );
+      for (const end of ends) (client[worker] ??= {})[end] = (client[worker]?.[end] ?? 0) + 1;
+    }
   }
   const { gauges, held } = await settle(stack.backendUrl, stack.backendToken, (g) => g.get('backend_running_sequences') === 0, 120_000);
   const delta = (outcome: string) =>
     (gauges.get(`backend_requests_total{outcome="${outcome}"}`) ?? 0) - (before.get(`backend_requests_total{outcome="${outcome}"}`) ?? 0);
-  const backend = values.minimal ? null : { abort: delta('abort'), length: delta('length'), stop: delta('stop'), settled: held };
-  console.log(
-    JSON.stringify({
-      path: values.path,
-      worker: values.minimal ? 'minimal' : 'edge',
-      after: Number(values.after),
-      client,
-      edge: await edgeEnds(port, stack.apiKey),
-      backend,
-    }),
-  );
+  const probes = upstream ? await probeEnds(probePort, 60_000) : null;
+  const load = loadavg().map((l) => Number(l.toFixed(1)));
+  for (const worker of WORKERS) {
+    const common = { path: values.path, worker, after: Number(values.after), rounds: Number(values.rounds), load, client: client[worker] };
+    if (worker === 'edge') {
+      const backend = { abort: delta('abort'), length: delta('length'), stop: delta('stop'), settled: held };
+      console.log(JSON.stringify({ ...common, edge: await edgeEnds(port, stack.apiKey), backend }));
+    } else {
+      console.log(JSON.stringify({ ...common, probe: probes?.ends[worker], settled: probes?.settled, upstream: upstream?.ends[`/${worker}`] }));
+    }
+  }
 } finally {
-  await socket?.dispose();
+  await Promise.all(sockets.map((socket) => socket.dispose()));
+  upstream?.close();
   await stack.stop();
 }

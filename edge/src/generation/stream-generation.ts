@@ -15,6 +15,11 @@ import { peerOf, planEvents, settleClientGone, settledUsage, type GenerationPlan
 const encoder = new TextEncoder();
 const LOST = 'The connection to the model backend was lost.';
 
+const timerTurn = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** How often a stream whose client reads slower than the backend writes looks whether its queue was taken. */
+const DRAIN_POLL_MS = 2;
+const DRAIN_WAIT_MS = 250;
+
 /** Resolves with the settled `promise` (its value or its error), or 'waiting' after `ms`. */
 async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'waiting' | unknown> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -70,6 +75,8 @@ class StreamSession {
   private readonly received = { tokenCount: 0 };
   private failed = false;
   private closed = false;
+  /** Set once the runtime left a queued chunk untaken for DRAIN_WAIT_MS (see paced). */
+  private unpaced = false;
   private markEnded!: () => void;
   /** Settles once finish() has run: the lease is released (or its release is under way). */
   readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve));
@@ -136,9 +143,31 @@ class StreamSession {
       if (this.closed) return;
       this.write(event);
       if (event.type === 'error') return;
+      // Not after usage, the last event: the backend's body is let go at once then (a stopping lease needs that).
+      if (event.type !== 'usage') await this.paced();
     }
     const chunk = this.usage ? this.format.usage(this.usage) : null;
     if (chunk) this.sendJson(chunk);
+  }
+
+  /**
+   * workerd delivers a client's disconnect (the body's cancel, request.signal) to a relay fed by the backend's
+   * body alone late or never, the more so once chunks queue in the response stream: so wait on a timer after
+   * each event, and until the runtime has taken what is queued (docs/bench/edge-dev-runtime.md).
+   */
+  private async paced(): Promise<void> {
+    await timerTurn(0);
+    if (this.unpaced) return;
+    // A client gone while its chunks were queued is sometimes never reported and never read from again: past
+    // DRAIN_WAIT_MS the stream relays unpaced, so it still runs to its end and releases its lease.
+    const giveUpAt = Date.now() + DRAIN_WAIT_MS;
+    while (!this.closed && (this.controller.desiredSize ?? 1) <= 0) {
+      if (Date.now() >= giveUpAt) {
+        this.unpaced = true;
+        return;
+      }
+      await timerTurn(DRAIN_POLL_MS);
+    }
   }
 
   private write(event: OutputEvent): void {
