@@ -48,6 +48,7 @@ export async function completeGeneration(plan: GenerationPlan): Promise<{ choice
     if (lease && !usage && plan.clientSignal?.aborted) settleClientGone(plan, lease, received);
     else plan.waitUntil(plan.admission.release(lease ? settledUsage(plan, usage, received) : null));
     upstream.abort();
-    lease?.done(failed);
+    // A body cut short because the client left (the edge aborted it) says nothing of the backend's health.
+    lease?.done(failed && !plan.clientSignal?.aborted);
   }
 }
