@@ -3,7 +3,7 @@
   "targets": [
     {
       "target_name": "native_session",
-      "sources": ["src/addon.cc", "src/native-session.cc"],
+      "sources": ["src/addon.cc", "src/native-session.cc", "src/fixed-runs.cc"],
       "include_dirs": ["<(addon_api_dir)", "<(ort_include_dir)"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
