@@ -1,68 +1,16 @@
 // Chooses a backend per request: healthy first (no recent failure), then least in-flight in this worker.
 // Tries the next backend only while nothing has been streamed (connect error or 5xx before any token), and
 // never one that fails the peer check (protocol version, model; peer-check.ts). What each kind of failed
-// attempt leads to is one table, ATTEMPT_RULES.
+// attempt leads to is one table, ATTEMPT_RULES (attempt-rules.ts).
 
 import { BACKEND_AUTH_HEADER, type GenerateRequest, type StopReason, type StopRequest, type Usage } from '../../../shared/protocol';
 import { HttpError } from '../../../shared/http-error';
 import { PeerChecks, type PeerExpectation } from './peer-check';
-import { edgeMetrics, type BackendOutcome } from '../observability/edge-metrics';
+import { edgeMetrics } from '../observability/edge-metrics';
+import { ATTEMPT_RULES, type AttemptOutcome, outcomeOfStatus, unavailable } from './attempt-rules';
 
 /** A backend that failed is skipped for this long unless every backend is failing. */
 export const FAILURE_COOLDOWN_MS = 10_000;
-
-/** What a failed attempt on one backend came to. */
-type AttemptOutcome =
-  | 'mismatched'
-  | 'server_error'
-  | 'unauthorized'
-  | 'overloaded'
-  | 'invalid_request'
-  | 'unexpected_answer'
-  | 'headers_timeout'
-  | 'connect_error'
-  | 'caller_gone';
-
-interface AttemptRule {
-  /** Try the next backend: nothing has reached the client yet, and another backend may answer. */
-  retry: boolean;
-  /** Start the backend's cooldown. */
-  markFailed: boolean;
-  metric: BackendOutcome | null;
-  /** What the client is told when this is the last attempt. */
-  error: () => HttpError;
-}
-
-const unavailable = () => new HttpError(503, 'backend_unavailable', 'No model backend is available right now; retry shortly.', null, { 'retry-after': '1' });
-const overloaded = () => new HttpError(503, 'overloaded', 'The model is overloaded; retry shortly.', null, { 'retry-after': '1' });
-const rejected = () => new HttpError(400, 'invalid_request', 'The model backend rejected the request parameters.');
-
-/** Never passes a backend's own message through (except a grammar refusal, see grammarRefusal). */
-const ATTEMPT_RULES: Record<AttemptOutcome, AttemptRule> = {
-  // Another model or protocol version: never this request's backend, and not worth asking again soon.
-  mismatched: { retry: true, markFailed: true, metric: 'mismatched', error: unavailable },
-  server_error: { retry: true, markFailed: true, metric: 'refused', error: unavailable },
-  // 401/403: this backend holds another token, a deployment fault the next backend may not share.
-  unauthorized: { retry: true, markFailed: true, metric: 'refused', error: unavailable },
-  // 429: full for now, healthy.
-  overloaded: { retry: true, markFailed: false, metric: 'refused', error: overloaded },
-  // 400/413/422: the request itself; every backend would say the same.
-  invalid_request: { retry: false, markFailed: false, metric: 'refused', error: rejected },
-  // Any other status, or a 2xx without a body: not a state a retry is known to fix.
-  unexpected_answer: { retry: false, markFailed: false, metric: 'refused', error: unavailable },
-  // A stopped or wedged process accepts connections and never answers.
-  headers_timeout: { retry: true, markFailed: true, metric: 'headers_timeout', error: unavailable },
-  connect_error: { retry: true, markFailed: true, metric: 'connect_error', error: unavailable },
-  caller_gone: { retry: false, markFailed: false, metric: null, error: unavailable },
-};
-
-function outcomeOfStatus(status: number): AttemptOutcome {
-  if (status >= 500) return 'server_error';
-  if (status === 401 || status === 403) return 'unauthorized';
-  if (status === 429) return 'overloaded';
-  if (status === 400 || status === 413 || status === 422) return 'invalid_request';
-  return 'unexpected_answer';
-}
 
 /** One backend's load in this pool; `take` counts a request on it and returns its once-only release. */
 class BackendState {
