@@ -5,7 +5,6 @@
 // completion tokens of the dropped stream; and the median, min and max of the timings.
 
 import { mkdtempSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,6 +12,7 @@ import { DEFAULT_MODEL_DIR, ensureDefaultModel } from '../gpu-backend/src/model/
 import { SseParser } from '../shared/sse';
 import { backendGauges } from './soak-probes';
 import { createLocalKey, freePort, generateApiKey, startStack, type Stack } from './stack';
+import { type OpenStream, streamUntilTokens } from './stream-drop';
 
 const USAGE = `Usage: npm run bench:drop-billing [-- --rounds N] [--tokens N] [--gap-ms MS]
 
@@ -39,40 +39,9 @@ const GAP_MS = Number(values['gap-ms']);
 const MESSAGES = [{ role: 'user', content: 'Tell me about the billing of language models, line by line. '.repeat(12) }];
 
 /** Opens a stream, resolves once the client has seen `count` tokens; drop() closes the socket and returns the time. */
-function openStream(stack: Stack, secret: string, count: number): Promise<{ seen: number; drop(): number }> {
-  const body = JSON.stringify({ model: stack.modelInfo.modelId, messages: MESSAGES, max_tokens: 400, logprobs: true, stream: true });
-  return new Promise((resolve, reject) => {
-    const request = http.request(`${stack.edgeUrl}/v1/chat/completions`, {
-      method: 'POST',
-      agent: false,
-      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-    });
-    request.on('error', reject);
-    request.on('response', (response) => {
-      const parser = new SseParser();
-      let seen = 0;
-      response.setEncoding('utf8');
-      response.on('data', (text: string) => {
-        for (const message of parser.push(text)) {
-          if (message.data !== '[DONE]')
-            seen += (JSON.parse(message.data) as { choices: { logprobs?: { content?: unknown[] } }[] }).choices[0]?.logprobs?.content?.length ?? 0;
-        }
-        if (seen < count) return;
-        response.removeAllListeners('data');
-        request.removeListener('error', reject);
-        request.on('error', () => undefined);
-        resolve({
-          seen,
-          drop: () => {
-            request.destroy();
-            return performance.now();
-          },
-        });
-      });
-      response.on('end', () => reject(new Error(`the stream ended after ${seen} tokens, before the drop`)));
-    });
-    request.end(body);
-  });
+function openStream(stack: Stack, secret: string, count: number): Promise<OpenStream> {
+  const body = { model: stack.modelInfo.modelId, messages: MESSAGES, max_tokens: 400, logprobs: true, stream: true };
+  return streamUntilTokens(stack.edgeUrl, secret, body, count);
 }
 
 async function completionTotals(stack: Stack, keyId: string): Promise<{ billed: number; generated: number; ended: number }> {

@@ -5,13 +5,12 @@
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SseParser } from '../shared/sse';
 import { createLocalKey, generateApiKey, REPO_ROOT, type Stack } from '../scripts/stack';
+import { streamUntilTokens } from '../scripts/stream-drop';
 import { startTestStack } from './test-stack';
 
 type Counts = { requests: number; prompt_tokens: number; cached_tokens: number; completion_tokens: number };
@@ -112,35 +111,11 @@ async function finishedRequests(client: OpenAI): Promise<Counts[]> {
  * A stream whose client closes its TCP connection once it has seen `count` tokens (logprobs: one entry per token),
  * over a connection of its own; returns how many it saw.
  */
-function cancelledStream(count: number): Promise<number> {
-  const body = JSON.stringify({ model: stack.modelInfo.modelId, messages: MESSAGES, max_tokens: 400, logprobs: true, stream: true });
-  return new Promise((resolve, reject) => {
-    const request = http.request(`${stack.edgeUrl}/v1/chat/completions`, {
-      method: 'POST',
-      agent: false,
-      headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
-    });
-    request.on('error', reject);
-    request.on('response', (response) => {
-      const parser = new SseParser();
-      let seen = 0;
-      response.setEncoding('utf8');
-      response.on('data', (text: string) => {
-        for (const message of parser.push(text)) {
-          if (message.data === '[DONE]') continue;
-          const chunk = JSON.parse(message.data) as OpenAI.ChatCompletionChunk;
-          seen += chunk.choices[0]?.logprobs?.content?.length ?? 0;
-        }
-        if (seen < count) return;
-        request.removeListener('error', reject);
-        request.on('error', () => undefined);
-        request.destroy();
-        resolve(seen);
-      });
-      response.on('end', () => reject(new Error(`the stream ended after ${seen} tokens, before the client left`)));
-    });
-    request.end(body);
-  });
+async function cancelledStream(count: number): Promise<number> {
+  const body = { model: stack.modelInfo.modelId, messages: MESSAGES, max_tokens: 400, logprobs: true, stream: true };
+  const stream = await streamUntilTokens(stack.edgeUrl, key.secret, body, count);
+  stream.drop();
+  return stream.seen;
 }
 
 /**
