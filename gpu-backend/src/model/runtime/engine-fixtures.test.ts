@@ -1,5 +1,6 @@
 // The trained stories260k checkpoints (head_dim 8: the unfused fallback) against the float64 reference:
-// greedy generations token for token, prompts longer than the window, generations several windows long.
+// greedy generations token for token, prompts longer than the window, generations several windows long,
+// through the host KV cache and (swa16) the device-resident one.
 
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -47,4 +48,25 @@ describe('stories260k fixtures', () => {
       await engine.dispose();
     });
   }
+
+  it('stories260k-swa16 through the device-resident KV cache (the WebGPU store, on the CPU): 60 greedy tokens match the reference', async () => {
+    const modelDir = path.join(FIXTURES, 'stories260k-swa16');
+    const expected = (await ReferenceModel.load(modelDir)).greedy(PROMPT, 60, { ignoreEos: true });
+    const engine = await Engine.load({
+      modelDir,
+      dtype: 'fp32',
+      executionProvider: 'cpu',
+      intraOpThreads: 1,
+      maxSequences: 2,
+      chunkSize: 7,
+      onnxCacheDir: null,
+      residentKvCache: true,
+    });
+    try {
+      expect(engine.kvCacheSummary()).toMatch(/device-resident/);
+      expect(await engineGreedy(engine, PROMPT, 60)).toEqual(expected);
+    } finally {
+      await engine.dispose();
+    }
+  });
 });
