@@ -72,13 +72,15 @@ export class NativeKvStore implements KvStore {
       }
     }
     const elementType = prepared.cacheType;
+    // One spare slot per row past maxModelLen (the header says why).
+    const slots = layout.maxModelLen + 1;
     try {
       session.allocateCache({
         pastNames,
         presentNames,
         rows: layout.maxSequences,
         keyValueHeads: config.keyValueHeadCount,
-        slots: layout.maxModelLen + 1,
+        slots,
         headDim: config.headDim,
         elementType,
         fixedRuns: fixed,
@@ -88,7 +90,6 @@ export class NativeKvStore implements KvStore {
       throw new NativeSessionError(`native session: the KV cache could not be allocated: ${(error as Error).message}`);
     }
     const bytesPerSlot = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (elementType === 'float32' ? 4 : 2);
-    const slots = layout.maxModelLen + 1;
     const buckets = fixed ? batchBuckets(layout.maxSequences) : null;
     const decodeNote = buckets ? `decode fixed per window of rows (buckets ${buckets.join(', ')}), ${cudaGraphs ? 'each a CUDA graph' : 'not captured'}` : note;
     return new NativeKvStore(session, elementType, bytesPerSlot, config.vocabSize, buckets, layout.maxSequences, slots, decodeNote);
@@ -130,15 +131,20 @@ export class NativeKvStore implements KvStore {
       seqlens_k: { type: 'int32', data: seqlens, dims: [batch] },
       total_sequence_length: { type: 'int32', data: Int32Array.of(Math.max(...seqlens) + 1), dims: [] },
     };
-    const logitsRows = withLengths.logits_index.dims[0];
+    const list = Object.entries(withLengths).map(([name, feed]) => ({ name, ...feed }));
+    return this.runSession(list, withLengths.logits_index.dims[0], { firstRow: plan.firstRow, batch, fixed: false });
+  }
+
+  /** One session run over cache rows [firstRow, firstRow + batch); its logits rows and the bytes it moved. */
+  private async runSession(
+    feeds: NativeFeed[],
+    logitsRows: number,
+    rows: { firstRow: number; batch: number; fixed: boolean },
+  ): Promise<{ logits: Float32Array; transferBytes: number }> {
     const needed = logitsRows * this.vocabSize;
     if (this.logits.length < needed) this.logits = new Float32Array(needed);
-    let transferBytes = needed * 4;
-    const list = Object.entries(withLengths).map(([name, feed]) => {
-      transferBytes += feed.data.byteLength;
-      return { name, ...feed };
-    });
-    await this.session.run({ feeds: list, logitsName: 'logits', logits: this.logits, logitsRows, vocab: this.vocabSize, firstRow: plan.firstRow, batch });
+    await this.session.run({ feeds, logitsName: 'logits', logits: this.logits, logitsRows, vocab: this.vocabSize, ...rows });
+    const transferBytes = needed * 4 + feeds.reduce((sum, feed) => sum + feed.data.byteLength, 0);
     // A copy: the buffer is reused by the next run while the caller may still hold these rows.
     return { logits: this.logits.slice(0, needed), transferBytes };
   }
@@ -194,21 +200,7 @@ export class NativeKvStore implements KvStore {
       { name: 'seqlens_k', type: 'int32', data: seqlens, dims: [bucket] },
       { name: 'total_sequence_length', type: 'int32', data: Int32Array.of(this.rowSlots), dims: [], host: true },
     ];
-    const logitsRows = wanted.length;
-    const needed = logitsRows * this.vocabSize;
-    if (this.logits.length < needed) this.logits = new Float32Array(needed);
-    await this.session.run({
-      feeds: list,
-      logitsName: 'logits',
-      logits: this.logits,
-      logitsRows,
-      vocab: this.vocabSize,
-      firstRow: start,
-      batch: bucket,
-      fixed: true,
-    });
-    const transferBytes = needed * 4 + list.reduce((sum, feed) => sum + feed.data.byteLength, 0);
-    return { logits: this.logits.slice(0, needed), transferBytes };
+    return this.runSession(list, wanted.length, { firstRow: start, batch: bucket, fixed: true });
   }
 
   resize(): void {
