@@ -19,16 +19,14 @@ NativeSession::FixedRun& NativeSession::FixedRunFor(const StepRequest& request) 
     for (size_t i = 0; same && i < request.feeds.size(); i++) {
       same = run.names[i] == request.feeds[i].name && run.byteLengths[i] == request.feeds[i].byteLength;
     }
-    if (!same) throw std::runtime_error("a fixed run must feed the same inputs, of the same sizes, as its bucket's first run");
+    if (!same) throw std::runtime_error("a fixed run must feed the same inputs, of the same sizes, as its window's first run");
     return run;
   }
   auto run = std::make_unique<FixedRun>();
   size_t int64Count = 0;
   size_t int32Count = 0;
   for (const HostFeed& feed : request.feeds) {
-    if (ElementCount(feed.dims) * ElementBytes(feed.type) != feed.byteLength) {
-      throw std::runtime_error("feed " + feed.name + " does not match its dims");
-    }
+    CheckFeedBytes(feed);
     run->names.push_back(feed.name);
     run->byteLengths.push_back(feed.byteLength);
     if (feed.host) continue;

@@ -39,6 +39,12 @@ Ort::SessionOptions MakeOptions(const SessionConfig& config, bool graphs) {
 
 }  // namespace
 
+void CheckFeedBytes(const HostFeed& feed) {
+  if (ElementCount(feed.dims) * ElementBytes(feed.type) != feed.byteLength) {
+    throw std::runtime_error("feed " + feed.name + " does not match its dims");
+  }
+}
+
 NativeSession::NativeSession(const std::string& model, const std::vector<uint8_t>& modelBytes, const SessionConfig& config)
     : env_(ORT_LOGGING_LEVEL_ERROR, "native-session"), config_(config), provider_(config.provider), deviceId_(config.deviceId) {
   if (config.cudaGraphs && config.provider != "cuda") throw std::runtime_error("CUDA graphs need the cuda provider");
@@ -123,9 +129,7 @@ void NativeSession::Run(const StepRequest& request) {
   binding_->ClearBoundInputs();
   binding_->ClearBoundOutputs();
   for (const HostFeed& feed : request.feeds) {
-    if (ElementCount(feed.dims) * ElementBytes(feed.type) != feed.byteLength) {
-      throw std::runtime_error("feed " + feed.name + " does not match its dims");
-    }
+    CheckFeedBytes(feed);
     values.push_back(Ort::Value::CreateTensor(host, feed.data, feed.byteLength, feed.dims.data(), feed.dims.size(), feed.type));
     binding_->BindInput(feed.name.c_str(), values.back());
   }

@@ -51,6 +51,9 @@ struct HostFeed {
   bool host = false;
 };
 
+// Throws unless the feed's bytes are exactly its dims of its type.
+void CheckFeedBytes(const HostFeed& feed);
+
 struct StepRequest {
   std::vector<HostFeed> feeds;
   std::string logitsName;
