@@ -25,36 +25,33 @@ function fixedWorkloads(vocabSize: number): Record<string, number[]> {
   };
 }
 
-/** BOS, the model's own greedy continuation of it, then that text's first 8 ids again. */
-async function copyingWorkload(client: GenerationClient, length: number): Promise<number[]> {
-  const text: number[] = [];
-  await new Promise<void>((resolve, reject) => {
+/** One greedy stream of `maxTokens` after `tokenIds`; `onIds` sees each token event's ids as they arrive. */
+function greedyStream(client: GenerationClient, requestId: string, tokenIds: number[], maxTokens: number, onIds: (ids: number[]) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const outcome = client.submit(
-      { requestId: 'copy-source', tokenIds: [1], stream: true, sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: length } },
+      { requestId, tokenIds, stream: true, sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens } },
       (event: GenerateEvent) => {
-        if (event.event === 'token') text.push(...event.data.tokenIds);
+        if (event.event === 'token') onIds(event.data.tokenIds);
         else if (event.event === 'end') resolve();
         else if (event.event === 'error') reject(new Error(event.data.message));
       },
     );
     if (!outcome.ok) reject(new Error(outcome.message));
   });
+}
+
+/** BOS, the model's own greedy continuation of it, then that text's first 8 ids again. */
+async function copyingWorkload(client: GenerationClient, length: number): Promise<number[]> {
+  const text: number[] = [];
+  await greedyStream(client, 'copy-source', [1], length, (ids) => text.push(...ids));
   return [1, ...text, ...text.slice(0, 8)];
 }
 
-/** Decode tokens/s of one greedy stream after its first token, and the draft counts the backend reports. */
+/** Decode tokens/s of one greedy stream after its first token. */
 async function decodeRate(client: GenerationClient, tokenIds: number[], maxTokens: number): Promise<number> {
   const times: number[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const outcome = client.submit(
-      { requestId: 'spec', tokenIds, stream: true, sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens } },
-      (event: GenerateEvent) => {
-        if (event.event === 'token') for (const _ of event.data.tokenIds) times.push(performance.now());
-        else if (event.event === 'end') resolve();
-        else if (event.event === 'error') reject(new Error(event.data.message));
-      },
-    );
-    if (!outcome.ok) reject(new Error(outcome.message));
+  await greedyStream(client, 'spec', tokenIds, maxTokens, (ids) => {
+    for (const _ of ids) times.push(performance.now());
   });
   return ((times.length - 1) / (times.at(-1)! - times[0])) * 1000;
 }
