@@ -1,6 +1,7 @@
 // `npm run bench:peer -- --help`: our engine against llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU
-// library) on the same checkpoint, side by side: each engine in its own process per round, rounds
-// interleaved (A B B A ...), CPU use by other processes measured per round. Prints figures and ratios
+// library) on the same checkpoint, side by side, llama.cpp twice: driven by a C++ loop (llama-loop.cc,
+// no JS per token) and through node-llama-cpp. Each engine in its own process per round, rounds
+// interleaved (A B C, C B A, ...), CPU use by other processes measured per round. Prints figures and ratios
 // (min/median/max), a greedy-token fidelity check, writes JSON to bench-results/ and, with --charts DIR,
 // an SVG chart. Asserts nothing.
 
@@ -14,9 +15,10 @@ import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureRandomModel } from '../s
 import { machineDescription } from './machine';
 import { machineBusySeconds, othersShare, waitForQuietCpu } from './peer/cpu-share';
 import { checkpointToGguf, type GgufFormat } from './peer/checkpoint-to-gguf';
+import { ensureLlamaLoop, type LlamaLoop } from './peer/llama-loop-build';
 import { measureReadBandwidth } from './read-bandwidth';
 import { USAGE, values } from './peer/peer-args';
-import { GGUF_FORMAT, printFormat, type Result, type Round, render, settingsFromFlags, writeCharts } from './peer/peer-report';
+import { type Engine, GGUF_FORMAT, printFormat, type Result, type Round, render, settingsFromFlags, writeCharts } from './peer/peer-report';
 
 const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 const RUNNER = path.join(PEER_DIR, 'peer-runner.ts');
@@ -55,12 +57,13 @@ async function ensureGguf(modelDir: string, format: GgufFormat): Promise<string>
   return file;
 }
 
-/** Runs one round of one engine in a fresh process; returns its result, wall time and the CPU others used meanwhile. */
-function runRound(args: string[]): Promise<{ result: Result; othersShare: number }> {
+/** Runs one round of one engine in a fresh process; returns its result and the CPU others used meanwhile. */
+function runRound(engine: Engine, args: string[], loop: LlamaLoop): Promise<{ result: Result; othersShare: number }> {
+  const [command, commandArgs] = engine === 'loop' ? [loop.binary, args] : [process.execPath, ['--import', 'tsx', RUNNER, ...args]];
   return new Promise((resolve, reject) => {
     const busyBefore = machineBusySeconds();
     const start = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], {
+    const child = spawn(command, commandArgs, {
       cwd: REPO_ROOT,
       env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -70,7 +73,7 @@ function runRound(args: string[]): Promise<{ result: Result; othersShare: number
     child.on('error', reject);
     child.on('exit', (code) => {
       const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || !line) return reject(new Error(`peer-runner ${args.join(' ')} exited ${code}:\n${stdout}`));
+      if (code !== 0 || !line) return reject(new Error(`${path.basename(command)} ${commandArgs.join(' ')} exited ${code}:\n${stdout}`));
       const result = JSON.parse(line.slice(7)) as Result;
       const share = othersShare(busyBefore, machineBusySeconds(), (performance.now() - start) / 1000, Number(result.cpuSeconds));
       resolve({ result, othersShare: share });
@@ -78,7 +81,6 @@ function runRound(args: string[]): Promise<{ result: Result; othersShare: number
   });
 }
 
-type Engine = 'ours' | 'llama';
 type PeerRound = Round & { othersShare: number };
 
 async function main(): Promise<void> {
@@ -89,8 +91,9 @@ async function main(): Promise<void> {
   const modelDir = await ensureModel(shape);
   const config = configOf(shape);
   ensurePeerInstalled();
+  const loop = ensureLlamaLoop(PEER_DIR);
   const formats = values.formats.split(',');
-  const argsFor = runnerArgs(modelDir, await ensureGgufs(modelDir, formats));
+  const argsFor = runnerArgs(modelDir, await ensureGgufs(modelDir, formats), loop);
   const limit = Number(values['max-other-cpu']);
   const cpuModel = machineDescription();
   console.log(`${cpuModel}; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
   };
   let noisyRounds = 0;
   for (const format of formats) {
-    const rounds = await runRounds(format, argsFor, limit);
+    const rounds = await runRounds(format, argsFor, limit, loop);
     noisyRounds += rounds.filter((round) => round.othersShare > limit).length;
     printFormat(format, rounds, config, bandwidth, settings);
     formatReports[format] = { rounds };
@@ -138,7 +141,7 @@ async function ensureGgufs(modelDir: string, formats: string[]): Promise<Map<str
 }
 
 /** peer-runner's arguments for one engine and format: the flags both engines share, then each engine's own. */
-function runnerArgs(modelDir: string, ggufs: Map<string, string>): (engine: Engine, format: string) => string[] {
+function runnerArgs(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoop): (engine: Engine, format: string) => string[] {
   const common = [
     '--threads',
     values.threads,
@@ -158,7 +161,10 @@ function runnerArgs(modelDir: string, ggufs: Map<string, string>): (engine: Engi
     values['kv-cache-dtype'],
     ...(values['chunk-size'] ? ['--chunk-size', values['chunk-size']] : []),
   ];
-  return (engine, format) => ['--engine', engine, '--format', format, ...(engine === 'ours' ? ours : ['--gguf', ggufs.get(format)!]), ...common];
+  return (engine, format) => {
+    if (engine === 'loop') return ['--format', format, '--gguf', ggufs.get(format)!, '--backends', loop.backends, ...common];
+    return ['--engine', engine, '--format', format, ...(engine === 'ours' ? ours : ['--gguf', ggufs.get(format)!]), ...common];
+  };
 }
 
 async function measureBestBandwidth(): Promise<number> {
@@ -168,23 +174,23 @@ async function measureBestBandwidth(): Promise<number> {
   return best;
 }
 
-/** --rounds interleaved rounds of one format (ours first in even rounds), each waiting for a quiet CPU first. */
-async function runRounds(format: string, argsFor: (engine: Engine, format: string) => string[], limit: number): Promise<PeerRound[]> {
+/** --rounds interleaved rounds of one format (ours first in even rounds, last in odd ones), each waiting for a quiet CPU first. */
+async function runRounds(format: string, argsFor: (engine: Engine, format: string) => string[], limit: number, loop: LlamaLoop): Promise<PeerRound[]> {
   // Build (or load) our cached ONNX graph once outside the rounds, so no round's load time includes a build.
-  await runRound([...argsFor('ours', format), '--prepare']);
+  await runRound('ours', [...argsFor('ours', format), '--prepare'], loop);
   const rounds: PeerRound[] = [];
   for (let r = 0; r < Number(values.rounds); r++) {
     const quiet = await waitForQuietCpu(limit, Number(values['wait-quiet']));
-    const order: Engine[] = r % 2 === 0 ? ['ours', 'llama'] : ['llama', 'ours'];
+    const order: Engine[] = r % 2 === 0 ? ['ours', 'loop', 'llama'] : ['llama', 'loop', 'ours'];
     const got: Partial<Record<Engine, Result>> = {};
     let worst = quiet;
     for (const engine of order) {
-      const { result, othersShare: share } = await runRound(argsFor(engine, format));
+      const { result, othersShare: share } = await runRound(engine, argsFor(engine, format), loop);
       got[engine] = result;
       worst = Math.max(worst, share);
     }
     console.log(`  ${format} round ${r + 1} (${order.join(' then ')}): others used ${(worst * 100).toFixed(0)}% of the CPU${worst > limit ? '  NOISY' : ''}`);
-    rounds.push({ ours: got.ours!, llama: got.llama!, othersShare: worst });
+    rounds.push({ ours: got.ours!, loop: got.loop!, llama: got.llama!, othersShare: worst });
   }
   return rounds;
 }

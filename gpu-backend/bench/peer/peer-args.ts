@@ -9,7 +9,7 @@ export const USAGE = `usage: npm run bench:peer -- [options]
   --formats fp32,int4     weight formats (ours fp32 vs llama.cpp F32, ours int4 vs Q4_0)
   --rounds 3              rounds per format; each runs both engines, order alternating (A B, B A, ...)
   --threads 2             threads for both engines (default: CPU cores)
-  --decode-tokens 16      greedy tokens per decode measurement
+  --decode-tokens 64      greedy tokens per decode measurement
   --long-context 2000     the long prefill and the context of the long decode
   --batches 4,8           sequences decoding together for the aggregate figures
   --shape 125m|7b         125m: the ~125M bench model; 7b: a random Mistral-7B-shaped bf16 checkpoint
@@ -26,14 +26,16 @@ export const USAGE = `usage: npm run bench:peer -- [options]
   --render A.json[,B.json] measure nothing: print the tables of saved runs (their formats merged, later files
                           win) and, with --charts, draw them; only rounds with others' CPU <= --max-other-cpu
                           count when any such round exists
-llama.cpp is installed on demand into gpu-backend/bench/peer/node_modules (npm ci there, prebuilt binaries only).`;
+llama.cpp is installed on demand into gpu-backend/bench/peer/node_modules (npm ci there, prebuilt binaries only)
+and measured twice: from a C++ loop (llama-loop.cc, built there with g++ against the same library) and through
+node-llama-cpp.`;
 
 const { values: parsed } = parseArgs({
   options: {
     formats: { type: 'string', default: 'fp32,int4' },
     rounds: { type: 'string', default: '3' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
-    'decode-tokens': { type: 'string', default: '16' },
+    'decode-tokens': { type: 'string', default: '64' },
     'long-context': { type: 'string', default: '2000' },
     batches: { type: 'string', default: '4,8' },
     shape: { type: 'string', default: '125m' },

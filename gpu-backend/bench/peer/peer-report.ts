@@ -14,17 +14,25 @@ type ModelConfig = ReturnType<typeof configFromHuggingFace>;
 /** Our format and the llama.cpp format it is measured against. */
 export const GGUF_FORMAT: Record<string, GgufFormat> = { fp32: 'F32', int4: 'Q4_0' };
 export type Result = Record<string, number | string | number[]> & { greedyTokenIds: number[] };
-export type Round = { ours: Result; llama: Result };
+/** ours; llama.cpp driven by a C++ loop (llama-loop.cc); llama.cpp through node-llama-cpp. */
+export type Engine = 'ours' | 'loop' | 'llama';
+type Peer = Exclude<Engine, 'ours'>;
+/** Runs saved before the C++ loop existed (2026-12-07) have no `loop`. */
+export type Round = { ours: Result; llama: Result; loop?: Result };
+const PEER_NAME: Record<Peer, string> = { loop: 'llama.cpp C++', llama: 'node-llama-cpp' };
+/** The peers every round measured, the C++ loop (the reference) first. */
+const peersOf = (rounds: Round[]): Peer[] => (['loop', 'llama'] as const).filter((peer) => rounds.every((round) => round[peer] !== undefined));
 /** Higher is better, except load time and memory (their ratio is taken the other way round). */
-const METRICS = [
+/** The figures a run measured, by key and label: its long context and batches are the run's own. */
+const metricsOf = (settings: RunSettings): [key: string, label: string][] => [
   ['prefill128', 'prefill 128 (tok/s)'],
-  ['prefillLong', `prefill ${values['long-context']} (tok/s)`],
+  ['prefillLong', `prefill ${settings.longContext} (tok/s)`],
   ['decode128', 'decode @128 (tok/s)'],
-  ['decodeLong', `decode @${values['long-context']} (tok/s)`],
-  ...values.batches.split(',').map((b) => [`aggregate${b}`, `${b} sequences aggregate (tok/s)`]),
+  ['decodeLong', `decode @${settings.longContext} (tok/s)`],
+  ...settings.batches.map((b): [string, string] => [`aggregate${b}`, `${b} sequences aggregate (tok/s)`]),
   ['loadSeconds', 'load (s, lower better)'],
   ['peakRssMiB', 'peak RSS (MiB, lower better)'],
-] as const;
+];
 const LOWER_IS_BETTER = new Set(['loadSeconds', 'peakRssMiB']);
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
@@ -32,11 +40,12 @@ const span = (xs: number[]) => formatSpread(spread(xs, midpointMedian), fmt);
 const agreeingPrefix = (a: number[], b: number[]) =>
   a.findIndex((x, i) => x !== b[i]) === -1 ? Math.min(a.length, b.length) : a.findIndex((x, i) => x !== b[i]);
 
-function ratioRows(format: string, rounds: { ours: Result; llama: Result }[]) {
-  return METRICS.map(([key, label]) => {
-    const ratios = rounds.map(({ ours, llama }) =>
-      LOWER_IS_BETTER.has(key) ? Number(llama[key]) / Number(ours[key]) : Number(ours[key]) / Number(llama[key]),
-    );
+function ratioRows(format: string, rounds: Round[], peer: Peer, settings: RunSettings) {
+  return metricsOf(settings).map(([key, label]) => {
+    const ratios = rounds.map((round) => {
+      const [ours, theirs] = [Number(round.ours[key]), Number(round[peer]![key])];
+      return LOWER_IS_BETTER.has(key) ? theirs / ours : ours / theirs;
+    });
     return { metric: label, key, format, ...spread(ratios, midpointMedian) };
   });
 }
@@ -60,22 +69,29 @@ export function settingsFromFlags(): RunSettings {
   };
 }
 
-export function printFormat(format: string, rounds: { ours: Result; llama: Result }[], config: ModelConfig, bandwidth: number, settings: RunSettings): void {
-  const peer = GGUF_FORMAT[format];
+/** Runs saved before the settings were recorded (2026-11-29) print with the flags given now. */
+const settingsOf = (report: Record<string, unknown>) => (report.settings as RunSettings | undefined) ?? settingsFromFlags();
+
+export function printFormat(format: string, rounds: Round[], config: ModelConfig, bandwidth: number, settings: RunSettings): void {
+  const peers = peersOf(rounds);
   console.log(
-    `\n${format} (ours) vs ${peer} (llama.cpp), ${rounds.length} rounds: median (min-max); ratio = ours/llama.cpp per round (load, RSS: llama.cpp/ours), > 1 is better for us`,
+    `\n${format} (ours) vs ${GGUF_FORMAT[format]} (llama.cpp: ${peers.map((peer) => PEER_NAME[peer]).join(', ')}), ${rounds.length} rounds: median (min-max); ` +
+      'ratio = ours/theirs per round (load, RSS: theirs/ours), > 1 is better for us',
   );
-  for (const row of ratioRows(format, rounds)) {
-    const ours = rounds.map((r) => Number(r.ours[row.key]));
-    const llama = rounds.map((r) => Number(r.llama[row.key]));
-    console.log(`  ${row.metric.padEnd(34)} ours ${span(ours).padEnd(22)} llama.cpp ${span(llama).padEnd(22)} ratio ${formatSpread(row, fmt)}`);
-  }
+  const rows = peers.map((peer) => ratioRows(format, rounds, peer, settings));
+  metricsOf(settings).forEach(([key, label], m) => {
+    const figures = (engine: Engine) => span(rounds.map((r) => Number(r[engine]![key])));
+    const columns = [`ours ${figures('ours').padEnd(20)}`, ...peers.map((peer) => `${PEER_NAME[peer]} ${figures(peer).padEnd(20)}`)];
+    const ratios = peers.map((peer, p) => `vs ${peer === 'loop' ? 'C++' : 'node'} ${formatSpread(rows[p][m], fmt).padEnd(18)}`);
+    console.log(`  ${label.padEnd(34)} ${columns.join(' ')} ${ratios.join(' ')}`);
+  });
   // Ours from the one weight-size rule; llama.cpp's Q4_0 holds 18 bytes per block of 32 (16 packed + an fp16 scale).
   const linearWeights = weightBytesPerToken(config, 'fp32') / 4;
   const blockSize = settings.int4BlockSize;
   const bytesPerWeight = format === 'fp32' ? { ours: 4, llama: 4 } : { ours: weightBytesPerToken(config, 'int4', blockSize) / linearWeights, llama: 18 / 32 };
 
-  const agree = rounds.map((r) => agreeingPrefix(r.ours.greedyTokenIds, r.llama.greedyTokenIds));
+  const reference = peers[0];
+  const agree = rounds.map((r) => agreeingPrefix(r.ours.greedyTokenIds, r[reference]!.greedyTokenIds));
   const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
   const floor = (bytes: number) => `${fmt(bandwidth / bytes)} tok/s`;
   console.log(
@@ -94,8 +110,13 @@ export function printFormat(format: string, rounds: { ours: Result; llama: Resul
   const tokens = rounds[0].ours.greedyTokenIds;
   const note = format === 'fp32' ? '' : ' (int4 and Q4_0 round differently: fp32 vs fp16 scales, int8 vs Q8 activations; agreement is not expected)';
   console.log(
-    `  fidelity: greedy ids after the 128-token prompt agree for the first ${Math.min(...agree)} of ${tokens.length}${note} (ours: ${tokens.slice(0, 8).join(' ')} ...)`,
+    `  fidelity: greedy ids after the 128-token prompt agree with ${PEER_NAME[reference]} for the first ${Math.min(...agree)} of ${tokens.length}${note} (ours: ${tokens.slice(0, 8).join(' ')} ...)`,
   );
+  if (peers.length === 2) {
+    // One library, two drivers: a C++ loop whose structs did not match the library's would show here first.
+    const same = rounds.map((r) => agreeingPrefix(r.loop!.greedyTokenIds, r.llama.greedyTokenIds));
+    console.log(`  llama.cpp's two drivers agree on the first ${Math.min(...same)} of ${rounds[0].loop!.greedyTokenIds.length} greedy ids`);
+  }
 }
 
 /** Tables and charts from saved runs: formats merged (later files win), noisy rounds left out where quiet ones exist. */
@@ -119,15 +140,16 @@ export async function render(files: string[], configOf: (shape: unknown) => Mode
     }
   }
   const config = configOf(merged.shape);
-  // Runs saved before the settings were recorded (2026-11-29) print with the flags given here.
-  const settings = (merged.settings as RunSettings | undefined) ?? settingsFromFlags();
+  const settings = settingsOf(merged);
   for (const [format, { rounds }] of Object.entries(merged.formats)) printFormat(format, rounds, config, Number(merged.bandwidthBytesPerSecond), settings);
   if (values.charts) await writeCharts(merged, path.resolve(values.charts));
 }
 
 export async function writeCharts(report: Record<string, unknown>, dir: string): Promise<void> {
-  const formats = report.formats as Record<string, { rounds: { ours: Result; llama: Result }[] }>;
-  const rows = Object.entries(formats).flatMap(([format, { rounds }]) => ratioRows(`${format} vs ${GGUF_FORMAT[format]}`, rounds));
+  const formats = report.formats as Record<string, { rounds: Round[] }>;
+  const rows = Object.entries(formats).flatMap(([format, { rounds }]) =>
+    peersOf(rounds).flatMap((peer) => ratioRows(`${format} vs ${GGUF_FORMAT[format]} (${PEER_NAME[peer]})`, rounds, peer, settingsOf(report))),
+  );
   const limit = Number(values['max-other-cpu']);
   const roundsNote = Object.entries(formats)
     .map(
@@ -141,7 +163,7 @@ export async function writeCharts(report: Record<string, unknown>, dir: string):
   ];
   const file = await writeChart(
     path.join(dir, `peer-${report.shape}.svg`),
-    ratioChart(`Ours vs llama.cpp (node-llama-cpp 3.21.1), ${report.shape} shape`, subtitle, rows),
+    ratioChart(`Ours vs llama.cpp (node-llama-cpp 3.21.1's library), ${report.shape} shape`, subtitle, rows),
   );
   writeFileSync(path.join(dir, `peer-${report.shape}.json`), `${JSON.stringify(report, null, 2)}\n`);
   console.log(`chart: ${file}`);

@@ -9,7 +9,7 @@ import type { WeightFormat } from '../../src/model/runtime/engine-types';
 import { onnxCacheDirFrom } from '../../src/config';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
-  [--threads 2] [--decode-tokens 16] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 64] [--chunk-size N] [--prepare]
+  [--threads 2] [--decode-tokens 64] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 64] [--chunk-size N] [--prepare]
 One round of bench:peer in its own process; prints RESULT {json}. Run by npm run bench:peer, rarely by hand.`;
 
 const { values } = parseArgs({
@@ -19,7 +19,7 @@ const { values } = parseArgs({
     'model-dir': { type: 'string' },
     gguf: { type: 'string' },
     threads: { type: 'string', default: '2' },
-    'decode-tokens': { type: 'string', default: '16' },
+    'decode-tokens': { type: 'string', default: '64' },
     'long-context': { type: 'string', default: '2000' },
     batches: { type: 'string', default: '4,8' },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
