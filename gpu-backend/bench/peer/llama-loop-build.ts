@@ -37,8 +37,9 @@ export function ensureLlamaLoop(peerDir: string): LlamaLoop {
   // The libraries carry the release in their names (libllama.v0.4.0.so for release v0.4.0).
   const { release } = JSON.parse(readFileSync(path.join(modules, 'node-llama-cpp/llama/binariesGithubRelease.json'), 'utf8')) as { release: string };
   const libraries = [`libllama.${release}.so`, `libggml.${release}.so`, 'libggml-base.so'].map((name) => path.join(backends, name));
+  // CXX as node-gyp reads it: the addon and this program build with the same compiler.
   execFileSync(
-    'g++',
+    process.env.CXX ?? 'g++',
     [
       '-O2',
       '-std=c++17',
