@@ -5,11 +5,11 @@
 import { parseArgs } from 'node:util';
 import { INT4_BLOCK_SIZE } from '../../src/model/graph/quantize-int4';
 import { Engine } from '../../src/model/runtime/engine';
-import type { WeightFormat } from '../../src/model/runtime/engine-types';
+import type { SessionRuntime, WeightFormat } from '../../src/model/runtime/engine-types';
 import { onnxCacheDirFrom } from '../../src/config';
 
 const USAGE = `usage: node --import tsx gpu-backend/bench/peer/peer-runner.ts --engine ours|llama --format fp32|int4 (--model-dir DIR | --gguf FILE)
-  [--threads 2] [--decode-tokens 64] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--int4-block-size 64] [--chunk-size N] [--prepare]
+  [--threads 2] [--decode-tokens 64] [--long-context 2000] [--batches 4,8] [--kv-cache-dtype auto|fp16] [--runtime js|native] [--int4-block-size 64] [--chunk-size N] [--prepare]
 One round of bench:peer in its own process; prints RESULT {json}. Run by npm run bench:peer, rarely by hand.`;
 
 const { values } = parseArgs({
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     'long-context': { type: 'string', default: '2000' },
     batches: { type: 'string', default: '4,8' },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
+    runtime: { type: 'string', default: 'js' },
     'int4-block-size': { type: 'string', default: String(INT4_BLOCK_SIZE) },
     'chunk-size': { type: 'string' },
     prepare: { type: 'boolean', default: false },
@@ -57,6 +58,7 @@ async function loadOurs(modelDir: string, format: WeightFormat, threads: number,
     maxSequences: slots,
     maxModelLen: contextLength,
     kvCacheDtype: values['kv-cache-dtype'] as 'auto' | 'fp16',
+    runtime: values.runtime as SessionRuntime,
     int4BlockSize: Number(values['int4-block-size']),
     chunkSize: values['chunk-size'] === undefined ? undefined : Number(values['chunk-size']),
     onnxCacheDir: onnxCacheDirFrom(process.env),
