@@ -60,10 +60,12 @@ class Session : public Napi::ObjectWrap<Session> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeSession",
                        {InstanceMethod("allocateCache", &Session::AllocateCache), InstanceMethod("run", &Session::Run),
-                        InstanceMethod("copyRow", &Session::CopyRow), InstanceMethod("release", &Session::Release),
+                        InstanceMethod("copyRow", &Session::CopyRow), InstanceMethod("discardRow", &Session::DiscardRow),
+                        InstanceMethod("release", &Session::Release),
                         InstanceAccessor("inputNames", &Session::InputNames, nullptr),
                         InstanceAccessor("outputNames", &Session::OutputNames, nullptr),
                         InstanceAccessor("cacheBytes", &Session::CacheBytes, nullptr),
+                        InstanceAccessor("residentCacheBytes", &Session::ResidentCacheBytes, nullptr),
                         InstanceAccessor("fixedWindows", &Session::FixedWindows, nullptr)});
   }
 
@@ -145,6 +147,17 @@ class Session : public Napi::ObjectWrap<Session> {
     return info.Env().Undefined();
   }
 
+  Napi::Value DiscardRow(const Napi::CallbackInfo& info) {
+    try {
+      Native(info.Env()).DiscardRow(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value());
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& error) {
+      throw Napi::Error::New(info.Env(), error.what());
+    }
+    return info.Env().Undefined();
+  }
+
   Napi::Value Release(const Napi::CallbackInfo& info) {
     Native(info.Env());
     session_.reset();
@@ -153,6 +166,16 @@ class Session : public Napi::ObjectWrap<Session> {
 
   Napi::Value InputNames(const Napi::CallbackInfo& info) { return StringArray(info.Env(), Native(info.Env()).InputNames()); }
   Napi::Value OutputNames(const Napi::CallbackInfo& info) { return StringArray(info.Env(), Native(info.Env()).OutputNames()); }
+  Napi::Value ResidentCacheBytes(const Napi::CallbackInfo& info) {
+    try {
+      return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).ResidentCacheBytes()));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& error) {
+      throw Napi::Error::New(info.Env(), error.what());
+    }
+  }
+
   Napi::Value CacheBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).CacheBytes()));
   }

@@ -5,7 +5,6 @@
 #include "tensor-bytes.h"
 
 #include <algorithm>
-#include <cstring>
 #include <unordered_map>
 #include <stdexcept>
 
@@ -81,11 +80,36 @@ void NativeSession::AllocateCache(const CacheSpec& spec) {
   allocator_ = std::make_unique<Ort::Allocator>(*session_, info);
   spec_ = spec;
   const int64_t shape[4] = {spec.rows, spec.keyValueHeads, spec.slots, spec.headDim};
+  const size_t tensorBytes = RowBytes() * static_cast<size_t>(spec.rows);
+  const Ort::MemoryInfo hostInfo = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
   for (size_t i = 0; i < spec.pastNames.size(); i++) {
-    cache_.push_back(Ort::Value::CreateTensor(*allocator_, shape, 4, spec.elementType));
-    // Host caches start zeroed so an unread slot never holds garbage; device memory is left as
-    // allocated (the attention op reads only slots below each row's length).
-    if (CacheOnHost()) std::memset(cache_.back().GetTensorMutableRawData(), 0, RowBytes() * static_cast<size_t>(spec.rows));
+    if (!CacheOnHost()) {
+      // Device memory is left as allocated: the attention op reads only slots below each row's length.
+      cache_.push_back(Ort::Value::CreateTensor(*allocator_, shape, 4, spec.elementType));
+      continue;
+    }
+    // Host caches read as zeros until written, so an unread slot never holds garbage, and cost resident
+    // memory only where tokens are (host-pages.h).
+    hostPages_.emplace_back(tensorBytes);
+    cache_.push_back(Ort::Value::CreateTensor(hostInfo, hostPages_.back().data(), tensorBytes, shape, 4, spec.elementType));
+  }
+}
+
+void NativeSession::DiscardRow(int64_t row, int64_t keepSlots) {
+  if (row < 0 || row >= spec_.rows || keepSlots < 0 || keepSlots > spec_.slots) throw std::runtime_error("discard outside the KV cache");
+  const size_t slotBytes = static_cast<size_t>(spec_.headDim) * ElementBytes(spec_.elementType);
+  const size_t headBytes = slotBytes * static_cast<size_t>(spec_.slots);
+  const size_t rowStart = RowBytes() * static_cast<size_t>(row);
+  for (const HostPages& pages : hostPages_) {
+    if (keepSlots == 0) {
+      pages.Discard(rowStart, RowBytes());
+      continue;
+    }
+    // Each head's slots are contiguous: its tail past keepSlots is one range.
+    for (int64_t head = 0; head < spec_.keyValueHeads; head++) {
+      pages.Discard(rowStart + headBytes * static_cast<size_t>(head) + slotBytes * static_cast<size_t>(keepSlots),
+                    slotBytes * static_cast<size_t>(spec_.slots - keepSlots));
+    }
   }
 }
 
@@ -96,6 +120,13 @@ size_t NativeSession::RowBytes() const {
 bool NativeSession::CacheOnHost() const { return provider_ == "cpu"; }
 
 size_t NativeSession::CacheBytes() const { return cache_.size() * RowBytes() * static_cast<size_t>(spec_.rows); }
+
+size_t NativeSession::ResidentCacheBytes() const {
+  if (!CacheOnHost()) return CacheBytes();
+  size_t bytes = 0;
+  for (const HostPages& pages : hostPages_) bytes += pages.ResidentBytes();
+  return bytes;
+}
 
 Ort::Value NativeSession::RowsView(size_t tensor, int64_t firstRow, int64_t batch) const {
   const Ort::Value& whole = cache_[tensor];

@@ -1,10 +1,12 @@
-// One ONNX Runtime session with its KV cache bound in place: the cache tensors are allocated once from
-// the session's own allocator (host memory on the CPU provider, device memory on CUDA) and bound as
+// One ONNX Runtime session with its KV cache bound in place: the cache tensors are allocated once (on
+// CUDA from the session's own allocator; on the CPU as reserved pages, host-pages.h) and bound as
 // both past and present of GroupQueryAttention (shared-buffer mode), so a step moves only its small
 // inputs up and the logits rows down. No N-API here: addon.cc wraps it.
 #pragma once
 
 #include <onnxruntime_cxx_api.h>
+
+#include "host-pages.h"
 
 #include <cstdint>
 #include <map>
@@ -80,11 +82,16 @@ class NativeSession {
   size_t FixedWindows() const { return fixed_.size(); }
   // Copies the first `slots` slots of every cache tensor's row `from` into row `to`, on the provider.
   void CopyRow(int64_t from, int64_t to, int64_t slots);
+  // Row `row` holds only its first `keepSlots` slots now: a host cache gives the pages of the rest back
+  // (they read as zeros again); a device cache keeps them.
+  void DiscardRow(int64_t row, int64_t keepSlots);
 
   std::vector<std::string> InputNames() const;
   std::vector<std::string> OutputNames() const;
   bool CacheOnHost() const;
   size_t CacheBytes() const;
+  // Host caches: the bytes backed by memory now; device caches: all of them.
+  size_t ResidentCacheBytes() const;
 
  private:
   size_t RowBytes() const;
@@ -117,8 +124,10 @@ class NativeSession {
   std::unique_ptr<Ort::Session> session_;
   std::unique_ptr<Ort::Session> copySession_;
   std::unique_ptr<Ort::IoBinding> copyBinding_;
-  // Declared before the cache: the tensors free their memory through it, so it must outlive them.
+  // Declared before the cache, which lives in them (host: pages) or frees its memory through it (device),
+  // so both outlive the tensors.
   std::unique_ptr<Ort::Allocator> allocator_;
+  std::vector<HostPages> hostPages_;  // one per cache tensor on the CPU provider
   std::vector<Ort::Value> cache_;  // each [rows, keyValueHeads, slots, headDim]
   CacheSpec spec_;
   std::unique_ptr<Ort::IoBinding> binding_;

@@ -80,6 +80,8 @@ export interface KvCacheStats {
   bytesPerSlot: number;
   /** Bytes copied host<->device (or into/out of session.run) by the last decode step. */
   lastStepTransferBytes: number;
+  /** Bytes of memory the cache occupies now, where the store can tell and it differs from its reservation. */
+  residentBytes?: number;
 }
 
 /** One unit of work in a step: append `tokenIds` to a sequence and return logits of its last new token. */

@@ -158,8 +158,8 @@ export class Engine implements ModelEngine {
 
   releaseSequence(sequenceId: number): void {
     if (!this.slots.has(sequenceId)) return;
-    const { move, resized } = this.slots.release(sequenceId);
-    this.store.release(sequenceId, move);
+    const { move, freedRow, resized } = this.slots.release(sequenceId);
+    this.store.release(sequenceId, move, freedRow);
     if (resized) this.store.resize(this.slots.capacity, this.slots.liveCount);
   }
 
@@ -328,6 +328,7 @@ export class Engine implements ModelEngine {
       slotsTotal: this.slots.slotsMax(),
       bytesPerSlot: this.store.bytesPerSlot,
       lastStepTransferBytes: this.lastTransferBytes,
+      ...(this.store.residentBytes ? { residentBytes: this.store.residentBytes() } : {}),
     };
   }
 

@@ -35,9 +35,14 @@ export interface KvStore {
   resize(capacity: number, liveRows: number): void;
   /** `forkId` starts as a copy of `sourceId`; in the dense host layout that is `copy`. */
   fork(sourceId: number, forkId: number, copy: RowCopy): void;
-  /** `sequenceId` left; `move` is the row compaction the layout made (null when it held the top row). */
-  release(sequenceId: number, move: RowCopy | null): void;
+  /**
+   * `sequenceId` left; `move` is the row compaction the layout made (null when it held the top row), and
+   * `freedRow` the row left empty after it.
+   */
+  release(sequenceId: number, move: RowCopy | null, freedRow: number): void;
   /** One line for the start-up log. */
   summary(): string;
+  /** Bytes the cache occupies now, where that differs from its reservation (the native session's host cache). */
+  residentBytes?(): number;
   dispose(): Promise<void>;
 }

@@ -174,6 +174,35 @@ describe('native session', () => {
     );
   });
 
+  it('the host cache is reserved, not written: it occupies memory where tokens are, and a freed row gives its pages back', async () => {
+    // 32 KiB per slot (2 layers, K and V, 8 heads of 256 floats) x 4 rows x 8192 slots: a 1 GiB reservation.
+    const config = tinyConfig({ headDim: 256, queryHeadCount: 8, keyValueHeadCount: 8, maxPositions: 8191 });
+    const weights = randomModelWeights(config, 13);
+    const bytesPerSlot = 2 * 2 * 8 * 256 * 4;
+    // Each [row, head] run of slots may end in a partly written page: at most one page per head of each tensor.
+    const slack = 4 * 8 * 4096;
+    await withNative(
+      () => engineOf(config, weights, { runtime: 'native', maxModelLen: 8191, chunkSize: 512 }),
+      async (engine) => {
+        expect(engine.kvStats().residentBytes).toBe(0);
+        const held = engine.createSequence();
+        const idle = engine.createSequence();
+        const prompt = Array.from({ length: 2048 }, (_, i) => (i * 7 + 3) % 64);
+        await engine.step([{ sequenceId: held, tokenIds: prompt }]);
+        await engine.step([{ sequenceId: idle, tokenIds: [5, 6, 7] }]);
+        const written = engine.kvStats().residentBytes!;
+        expect(written).toBeGreaterThanOrEqual(2051 * bytesPerSlot);
+        expect(written).toBeLessThanOrEqual(2051 * bytesPerSlot + 2 * slack);
+        engine.releaseSequence(held); // the idle row moves down into row 0 over the held one's slots; row 1 is freed
+        expect(engine.kvStats().residentBytes).toBeLessThanOrEqual(3 * bytesPerSlot + slack);
+        const next = await engine.step([{ sequenceId: idle, tokenIds: [8] }]);
+        expect(maxRelativeError(next[0], ReferenceModel.fromWeights(config, weights).forward([5, 6, 7, 8])[3])).toBeLessThan(1e-4);
+        engine.releaseSequence(idle);
+        expect(engine.kvStats().residentBytes).toBe(0);
+      },
+    );
+  });
+
   it('fixed decode (the CUDA graph path, without capture on the cpu) equals unfixed decode, window by window, across forks, compaction and the last row', async () => {
     const config = tinyConfig({ headDim: 16, queryHeadCount: 4, keyValueHeadCount: 2, slidingWindow: 5 });
     const weights = randomModelWeights(config, 11);

@@ -1,6 +1,7 @@
 // The native KV store (--runtime native): the cache lives inside the native session (NativeSession),
-// allocated once from the session's allocator at full length, one [maxSequences, kvHead, slots,
-// headDim] tensor per layer and kind, and bound as both past and present of GroupQueryAttention
+// allocated once at full length, one [maxSequences, kvHead, slots, headDim] tensor per layer and kind
+// (on the CPU a reservation that occupies memory only where tokens are written, and a release gives
+// the freed slots' pages back), and bound as both past and present of GroupQueryAttention
 // (shared-buffer mode): the op writes each new key at index seqlens_k of its row, in place. Per run
 // only ids, positions, lengths and the logits rows cross; row copies (forks, compaction) are memcpys.
 //
@@ -211,8 +212,17 @@ export class NativeKvStore implements KvStore {
     this.session.copyRow(copy.from, copy.to, copy.validSlots);
   }
 
-  release(_sequenceId: number, move: RowCopy | null): void {
-    if (move) this.session.copyRow(move.from, move.to, move.validSlots);
+  release(_sequenceId: number, move: RowCopy | null, freedRow: number): void {
+    // The host cache then holds memory only for live tokens: the row moved into keeps the moved slots.
+    if (move) {
+      this.session.copyRow(move.from, move.to, move.validSlots);
+      this.session.discardRow(move.to, move.validSlots);
+    }
+    this.session.discardRow(freedRow, 0);
+  }
+
+  residentBytes(): number {
+    return this.session.residentCacheBytes;
   }
 
   summary(): string {

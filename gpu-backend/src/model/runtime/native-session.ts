@@ -63,10 +63,12 @@ interface AddonSession {
   allocateCache(spec: NativeCacheSpec & { rowCopyModel: Uint8Array; uploadModel?: Uint8Array; downloadModel?: Uint8Array }): void;
   run(step: NativeStep): Promise<void>;
   copyRow(from: number, to: number, slots: number): void;
+  discardRow(row: number, keepSlots: number): void;
   release(): void;
   readonly inputNames: string[];
   readonly outputNames: string[];
   readonly cacheBytes: number;
+  readonly residentCacheBytes: number;
   readonly fixedWindows: number;
 }
 
@@ -137,6 +139,11 @@ export class NativeSession {
     return this.session.cacheBytes;
   }
 
+  /** A host cache's bytes backed by memory now (it is reserved, and pages in where written); a device cache's all. */
+  get residentCacheBytes(): number {
+    return this.session.residentCacheBytes;
+  }
+
   /** Windows of rows that have had a fixed run (each one binding; a CUDA graph each with cudaGraphs). */
   get fixedWindows(): number {
     return this.session.fixedWindows;
@@ -156,6 +163,14 @@ export class NativeSession {
   /** Copies the first `slots` slots of cache row `from` into row `to`, every layer, on the session's provider. */
   copyRow(from: number, to: number, slots: number): void {
     this.session.copyRow(from, to, slots);
+  }
+
+  /**
+   * Row `row` holds only its first `keepSlots` slots now: a host cache gives the memory of the rest back
+   * (it reads as zeros again); a device cache keeps it.
+   */
+  discardRow(row: number, keepSlots: number): void {
+    this.session.discardRow(row, keepSlots);
   }
 
   release(): void {

@@ -58,7 +58,7 @@ describe('SequenceSlots', () => {
     const short = kv.create();
     kv.advance(short, 1);
     kv.advance(id, 700);
-    expect(kv.release(id)).toEqual({ move: { from: 1, to: 0, validSlots: 1 }, resized: true }); // the long one leaves: the short row moves down
+    expect(kv.release(id)).toEqual({ move: { from: 1, to: 0, validSlots: 1 }, freedRow: 1, resized: true }); // the long one leaves: the short row moves down
     expect(kv.capacity).toBe(64);
     expect(kv.row(short)).toBe(0);
   });
@@ -90,14 +90,14 @@ describe('SequenceSlots', () => {
     const [a, b, c] = [kv.create(), kv.create(), kv.create()];
     for (const id of [a, b, c]) kv.advance(id, 1);
     kv.advance(c, 4);
-    expect(kv.release(a)).toEqual({ move: { from: 2, to: 0, validSlots: 5 }, resized: false });
+    expect(kv.release(a)).toEqual({ move: { from: 2, to: 0, validSlots: 5 }, freedRow: 2, resized: false });
     expect(kv.row(c)).toBe(0);
     expect([kv.lengthOfRow(0), kv.lengthOfRow(1), kv.lengthOfRow(2)]).toEqual([5, 1, 0]); // row 2 is free now
     const { id: forked, copy } = kv.fork(b);
     expect(copy).toEqual({ from: 1, to: 2, validSlots: 1 });
     expect(kv.length(forked)).toBe(1);
     expect([kv.row(forked), kv.row(b)]).toEqual([1, 2]);
-    expect(kv.release(b)).toEqual({ move: null, resized: false }); // the top row: nothing moves
+    expect(kv.release(b)).toEqual({ move: null, freedRow: 2, resized: false }); // the top row: nothing moves
     expect(kv.slotsUsed()).toBe(6);
     kv.fork(forked);
     expect(() => kv.create()).toThrow(/no free/);

@@ -164,9 +164,10 @@ export class SequenceSlots {
 
   /**
    * Frees the row; the last row moves into the hole so live rows stay dense (decode batches are row
-   * ranges). `move` is that copy (made at the old capacity); `resized` says the capacity shrank after it.
+   * ranges). `move` is that copy (made at the old capacity); `freedRow` is the row no sequence holds now
+   * (the old top one); `resized` says the capacity shrank after it.
    */
-  release(sequenceId: number): { move: RowCopy | null; resized: boolean } {
+  release(sequenceId: number): { move: RowCopy | null; freedRow: number; resized: boolean } {
     const { row } = this.state(sequenceId);
     const lastRow = this.rowOwners.length - 1;
     let move: RowCopy | null = null;
@@ -178,7 +179,7 @@ export class SequenceSlots {
     }
     this.rowOwners.pop();
     this.sequences.delete(sequenceId);
-    return { move, resized: this.shrinkIfSparse() };
+    return { move, freedRow: lastRow, resized: this.shrinkIfSparse() };
   }
 
   /** Gives capacity back: 'step' down to what the longest live sequence needs, 'double' once that is a quarter or less. */
