@@ -17,6 +17,8 @@ import { machineBusySeconds, othersShare, waitForQuietCpu } from './peer/cpu-sha
 import { checkpointToGguf, type GgufFormat } from './peer/checkpoint-to-gguf';
 import { ensureLlamaLoop, type LlamaLoop } from './peer/llama-loop-build';
 import { measureReadBandwidth } from './read-bandwidth';
+import type { KvCacheDtype } from '../src/model/runtime/engine-types';
+import { chooseRuntime } from '../src/model/runtime/runtime-choice';
 import { USAGE, values } from './peer/peer-args';
 import { type Engine, GGUF_FORMAT, printFormat, type Result, type Round, render, settingsFromFlags, writeCharts } from './peer/peer-report';
 
@@ -93,12 +95,15 @@ async function main(): Promise<void> {
   ensurePeerInstalled();
   const loop = ensureLlamaLoop(PEER_DIR);
   const formats = values.formats.split(',');
-  const argsFor = runnerArgs(modelDir, await ensureGgufs(modelDir, formats), loop);
+  const runtime =
+    values.runtime ??
+    chooseRuntime(config, { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype: kvCacheDtypeFlag(), maxModelLen: config.maxPositions }).runtime;
+  const argsFor = runnerArgs(modelDir, await ensureGgufs(modelDir, formats), loop, runtime);
   const limit = Number(values['max-other-cpu']);
   const cpuModel = machineDescription();
   console.log(`${cpuModel}; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);
   const bandwidth = await measureBestBandwidth();
-  const settings = settingsFromFlags();
+  const settings = { ...settingsFromFlags(), runtime };
   const formatReports: Record<string, unknown> = {};
   const report = {
     machine: cpuModel,
@@ -125,6 +130,12 @@ async function main(): Promise<void> {
   }
 }
 
+function kvCacheDtypeFlag(): KvCacheDtype {
+  const flag = values['kv-cache-dtype'];
+  if (flag !== 'auto' && flag !== 'fp32' && flag !== 'fp16') throw new Error(`--kv-cache-dtype: expected auto, fp32 or fp16, got ${flag}`);
+  return flag;
+}
+
 /** The checkpoint of the shape, generated once into --model-dir (random weights: the bench measures speed). */
 function ensureModel(shape: '125m' | '7b'): Promise<string> {
   if (shape === '125m') return ensureRandomModel(path.resolve(values['model-dir'] ?? '.models/bench-125m'), BENCH_125M_CONFIG, 125);
@@ -141,7 +152,7 @@ async function ensureGgufs(modelDir: string, formats: string[]): Promise<Map<str
 }
 
 /** peer-runner's arguments for one engine and format: the flags both engines share, then each engine's own. */
-function runnerArgs(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoop): (engine: Engine, format: string) => string[] {
+function runnerArgs(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoop, runtime: string): (engine: Engine, format: string) => string[] {
   const common = [
     '--threads',
     values.threads,
@@ -159,6 +170,8 @@ function runnerArgs(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoo
     values['int4-block-size'],
     '--kv-cache-dtype',
     values['kv-cache-dtype'],
+    '--runtime',
+    runtime,
     ...(values['chunk-size'] ? ['--chunk-size', values['chunk-size']] : []),
   ];
   return (engine, format) => {

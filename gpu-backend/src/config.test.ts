@@ -17,7 +17,7 @@ describe('backendConfigFrom', () => {
       logLevel: 'info',
       backendToken: undefined,
       executionProvider: 'cpu',
-      runtime: 'js',
+      runtime: undefined,
       cudaGraphs: false,
       dtype: 'fp32',
       kvCacheDtype: 'auto',
@@ -63,7 +63,10 @@ describe('backendConfigFrom', () => {
     // CUDA defaults to the native session (the KV cache stays on the device); an explicit flag still wins.
     expect(backendConfigFrom([...MODEL, '--ep', 'cuda'], {}).runtime).toBe('native');
     expect(backendConfigFrom([...MODEL, '--ep', 'cuda', '--runtime', 'js'], {}).runtime).toBe('js');
-    expect(backendConfigFrom([...MODEL, '--ep', 'cpu'], {}).runtime).toBe('js');
+    // The CPU's default depends on the model (runtime-choice.ts): left undefined until its config is read.
+    expect(backendConfigFrom([...MODEL, '--ep', 'cpu'], {}).runtime).toBeUndefined();
+    expect(backendConfigFrom([...MODEL, '--ep', 'webgpu'], {}).runtime).toBe('js');
+    expect(backendConfigFrom([...MODEL, '--ep', 'cpu', '--runtime', 'js'], {}).runtime).toBe('js');
     // CUDA graphs follow the native session on cuda unless turned off; asked for elsewhere, refused.
     expect(backendConfigFrom([...MODEL, '--ep', 'cuda'], {}).cudaGraphs).toBe(true);
     expect(backendConfigFrom([...MODEL, '--ep', 'cuda', '--cuda-graphs', 'off'], {}).cudaGraphs).toBe(false);

@@ -44,7 +44,8 @@ export interface BackendConfig {
   /** The id clients send and /v1/model reports; undefined: the model folder's name. */
   modelId: string | undefined;
   executionProvider: ExecutionProvider;
-  runtime: SessionRuntime;
+  /** Undefined on the CPU without --runtime: chosen once the model's config is read (runtime-choice.ts). */
+  runtime: SessionRuntime | undefined;
   /** --runtime native on cuda: decode replays one CUDA graph per batch bucket (EngineOptions.cudaGraphs). */
   cudaGraphs: boolean;
   dtype: WeightFormat;
@@ -78,7 +79,9 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
   --ep cpu|cuda|webgpu       ONNX Runtime execution provider (default ${DEFAULTS.executionProvider})
   --runtime js|native        session: onnxruntime-node's, or the native addon's with the KV cache bound
                              in place (cpu, cuda; npm run build:native builds it) (default native
-                             on cuda, whose KV cache then stays on the device; js otherwise)
+                             on cuda, whose KV cache then stays on the device; js on webgpu; on the
+                             cpu native (faster) unless the model's sliding window is shorter than
+                             --max-model-len, --kv-cache-dtype converts, or the addon is not built)
   --cuda-graphs on|off       cuda + native: decode replays one CUDA graph per batch bucket (default on;
                              the start-up line says when ONNX Runtime refuses capture for the graph)
   --dtype fp32|fp16|int4     weight format (default ${DEFAULTS.dtype}; converted once, cached in MODEL_ONNX_CACHE_DIR)
@@ -174,16 +177,15 @@ function scheduleLimits(values: Record<string, string | undefined>): Partial<Ser
   return limits;
 }
 
-/** Flags (`argv`, without node and the script) and environment -> a validated BackendConfig. */
 /**
  * Under onnxruntime-node's session a CUDA KV cache makes a host round trip every step; the native session
- * binds it in place. On the CPU the JS session stays: the native cache keeps every position of a windowed
- * model (docs/bench/native-session.md).
+ * binds it in place. WebGPU runs only under the JS session. The CPU's choice depends on the model (undefined).
  */
-function defaultRuntime(executionProvider: ExecutionProvider): SessionRuntime {
-  return executionProvider === 'cuda' ? 'native' : 'js';
+function defaultRuntime(executionProvider: ExecutionProvider): SessionRuntime | undefined {
+  return executionProvider === 'cuda' ? 'native' : executionProvider === 'webgpu' ? 'js' : undefined;
 }
 
+/** Flags (`argv`, without node and the script) and environment -> a validated BackendConfig. */
 export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -211,7 +213,7 @@ export function backendConfigFrom(argv: string[], env: Env): BackendConfig {
     throw new ConfigError('--model DIR is required (or --default-model for the built-in random tiny model)');
   };
   const executionProvider = oneOf(flags.ep, '--ep', ['cpu', 'cuda', 'webgpu'], DEFAULTS.executionProvider);
-  const runtime = oneOf(flags.runtime, '--runtime', ['js', 'native'], defaultRuntime(executionProvider));
+  const runtime = flags.runtime === undefined ? defaultRuntime(executionProvider) : oneOf(flags.runtime, '--runtime', ['js', 'native'], 'js');
   const cudaGraphs = oneOf(flags['cuda-graphs'], '--cuda-graphs', ['on', 'off'], 'on') === 'on';
   if (flags['cuda-graphs'] === 'on' && (executionProvider !== 'cuda' || runtime !== 'native')) {
     throw new ConfigError('--cuda-graphs on needs --ep cuda with --runtime native');

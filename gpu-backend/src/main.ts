@@ -1,15 +1,14 @@
 // The backend process: flags -> engine thread (model + scheduler) -> Hono app on @hono/node-server,
 // with graceful shutdown on SIGTERM/SIGINT. `npx tsx gpu-backend/src/main.ts --model DIR`.
 
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { serve } from '@hono/node-server';
 import { type BackendConfig, ConfigError, USAGE, backendConfigFrom } from './config';
-import { configFromHuggingFace, type ModelConfig } from './model/checkpoint/config';
+import { type ModelConfig, readModelConfig } from './model/checkpoint/config';
 import { DEFAULT_MODEL_DIR, ensureDefaultModel } from './model/checkpoint/default-model';
 import { weightBytes } from './model/graph/weight-bytes';
-import { type EngineOptions, computeTypeOf } from './model/runtime/engine-types';
+import { type EngineOptions, type SessionRuntime, computeTypeOf } from './model/runtime/engine-types';
+import { chooseRuntime } from './model/runtime/runtime-choice';
 import { createBackendApp } from './server/app';
 import { GenerationClient } from './server/generation-client';
 import { GrammarChecker } from './server/grammar/grammar-checker';
@@ -28,13 +27,7 @@ interface BackendSettings {
  * --max-sequences derived from a KV memory budget: --kv-memory-gib, or on the CPU half the memory free
  * after the weights. GPU memory is not visible from Node, so there only the flag sets a budget.
  */
-function kvBudgetSequences(modelDir: string, config: BackendConfig) {
-  let model: ModelConfig;
-  try {
-    model = configFromHuggingFace(JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')));
-  } catch {
-    return null; // the engine reports a missing or bad config.json with the full message
-  }
+function kvBudgetSequences(model: ModelConfig, config: BackendConfig, runtime: SessionRuntime) {
   const length = Math.min(config.maxModelLen ?? model.maxPositions, model.maxPositions);
   let budgetBytes: number;
   if (config.kvMemoryGib !== undefined) budgetBytes = config.kvMemoryGib * 2 ** 30;
@@ -47,10 +40,28 @@ function kvBudgetSequences(modelDir: string, config: BackendConfig) {
     maxModelLen: length,
     kvCacheDtype: config.kvCacheDtype,
     computeType: computeTypeOf(config.dtype, config.executionProvider),
-    runtime: config.runtime,
+    runtime,
     draftSlots: config.speculativeTokens,
   };
   return sequencesForBudget(shape, budgetBytes, config.defaultSequences);
+}
+
+/** The checkpoint's config, or null: the engine then reports a missing or bad config.json with the full message. */
+function modelConfigOrNull(modelDir: string): ModelConfig | null {
+  try {
+    return readModelConfig(modelDir);
+  } catch {
+    return null;
+  }
+}
+
+/** The CPU's session when --runtime was not given, said on stderr with the reason. */
+function cpuRuntime(model: ModelConfig | null, config: BackendConfig): SessionRuntime {
+  if (!model) return 'js';
+  const maxModelLen = Math.min(config.maxModelLen ?? model.maxPositions, model.maxPositions);
+  const { runtime, reason } = chooseRuntime(model, { ...config, maxModelLen });
+  console.error(`gpu-backend: ${runtime} session: ${reason} (--runtime to change)`);
+  return runtime;
 }
 
 /** The validated config -> what the engine thread is started with (the default model is made here on first use). */
@@ -69,8 +80,10 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     };
   }
   const modelDir = config.model.kind === 'checkpoint' ? config.model.modelDir : await ensureDefaultModel(DEFAULT_MODEL_DIR);
-  if (config.maxSequences === undefined) {
-    const budget = kvBudgetSequences(modelDir, config);
+  const model = modelConfigOrNull(modelDir);
+  const runtime = config.runtime ?? cpuRuntime(model, config);
+  if (model && config.maxSequences === undefined) {
+    const budget = kvBudgetSequences(model, config, runtime);
     if (budget) {
       maxSequences = budget.maxSequences;
       console.error(`gpu-backend: ${budget.reason} (--kv-memory-gib / --max-sequences to change)`);
@@ -80,7 +93,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     modelDir,
     dtype: config.dtype,
     executionProvider: config.executionProvider,
-    runtime: config.runtime,
+    runtime,
     cudaGraphs: config.cudaGraphs,
     intraOpThreads: config.intraOpThreads,
     maxSequences,
@@ -95,7 +108,7 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
   return {
     config,
     engineHost: { engine: { kind: 'onnx', options }, limits: config.limits, modelId: config.modelId },
-    modelLabel: `${modelDir} (${config.executionProvider}, ${config.runtime} session, ${config.dtype}, ${config.intraOpThreads} threads)`,
+    modelLabel: `${modelDir} (${config.executionProvider}, ${runtime} session, ${config.dtype}, ${config.intraOpThreads} threads)`,
     modelDir,
   };
 }

@@ -17,6 +17,7 @@ export const USAGE = `usage: npm run bench:peer -- [options]
   --model-dir DIR         checkpoint folder (default .models/bench-125m for 125m)
   --int4-block-size 64    our MatMulNBits block size (default the engine's; 64 with fp32 scales stores Q4_0's 0.5625 bytes/weight)
   --kv-cache-dtype auto   our KV cache type (llama.cpp keeps its default f16 cache)
+  --runtime js|native     our session (default: the backend's choice for the model, runtime-choice.ts)
   --chunk-size N          our prefill chunk (default: the engine's, on the CPU min(window, 256); llama.cpp's batch is 512)
   --max-other-cpu 0.15    share of all cores other processes may use during a round before it is marked noisy
   --wait-quiet 120        seconds to wait before each round for the CPU to be that quiet
@@ -43,6 +44,7 @@ const { values: parsed } = parseArgs({
     'max-other-cpu': { type: 'string', default: '0.15' },
     'int4-block-size': { type: 'string', default: String(INT4_BLOCK_SIZE) },
     'kv-cache-dtype': { type: 'string', default: 'auto' },
+    runtime: { type: 'string' },
     'chunk-size': { type: 'string' },
     'wait-quiet': { type: 'string', default: '120' },
     strict: { type: 'boolean', default: false },
@@ -71,6 +73,7 @@ if (!parsed.help && !parsed.render) {
   for (const flag of ['rounds', 'threads', 'decode-tokens', 'long-context', 'batches', 'int4-block-size', 'chunk-size'] as const) positiveIntegers(flag);
   const share = Number(parsed['max-other-cpu']);
   if (!(share >= 0 && share <= 1)) fail(`--max-other-cpu: expected a share between 0 and 1, got "${parsed['max-other-cpu']}"`);
+  if (parsed.runtime !== undefined && parsed.runtime !== 'js' && parsed.runtime !== 'native') fail(`--runtime: expected js or native, got "${parsed.runtime}"`);
   if (!(Number(parsed['wait-quiet']) >= 0)) fail(`--wait-quiet: expected seconds >= 0, got "${parsed['wait-quiet']}"`);
 }
 

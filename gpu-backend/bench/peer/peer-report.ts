@@ -52,6 +52,8 @@ function ratioRows(format: string, rounds: Round[], peer: Peer, settings: RunSet
 
 /** What a run measured with, beyond the shape: saved with it, so --render prints a saved run's figures, not the flags given to --render. */
 interface RunSettings {
+  /** Our session; runs saved before 2026-12-07 ran the JS one. */
+  runtime?: string;
   int4BlockSize: number;
   kvCacheDtype: string;
   longContext: number;
@@ -75,7 +77,7 @@ const settingsOf = (report: Record<string, unknown>) => (report.settings as RunS
 export function printFormat(format: string, rounds: Round[], config: ModelConfig, bandwidth: number, settings: RunSettings): void {
   const peers = peersOf(rounds);
   console.log(
-    `\n${format} (ours) vs ${GGUF_FORMAT[format]} (llama.cpp: ${peers.map((peer) => PEER_NAME[peer]).join(', ')}), ${rounds.length} rounds: median (min-max); ` +
+    `\n${format} (ours, ${settings.runtime ?? 'js'} session) vs ${GGUF_FORMAT[format]} (llama.cpp: ${peers.map((peer) => PEER_NAME[peer]).join(', ')}), ${rounds.length} rounds: median (min-max); ` +
       'ratio = ours/theirs per round (load, RSS: theirs/ours), > 1 is better for us',
   );
   const rows = peers.map((peer) => ratioRows(format, rounds, peer, settings));

@@ -23,8 +23,8 @@ export interface GenerateArgs {
   chunkSize?: number;
   dtype: WeightFormat;
   kvCacheDtype: KvCacheDtype;
-  /** The session: onnxruntime-node's ('js', default) or the native addon's. */
-  runtime: SessionRuntime;
+  /** The session: onnxruntime-node's or the native addon's; undefined: as the backend chooses (runtime-choice.ts). */
+  runtime: SessionRuntime | undefined;
   threads: number;
   onnxCacheDir?: string | null;
   /** Speculative decoding by prompt lookup (default off); specTokens drafts at most per step. */
@@ -87,8 +87,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   const kvCacheDtype = values['kv-cache-dtype'] ?? 'auto';
   if (kvCacheDtype !== 'auto' && kvCacheDtype !== 'fp32' && kvCacheDtype !== 'fp16')
     throw new UsageError(`--kv-cache-dtype must be auto, fp32 or fp16, got "${kvCacheDtype}"`);
-  const runtime = values.runtime ?? 'js';
-  if (runtime !== 'js' && runtime !== 'native') throw new UsageError(`--runtime must be js or native, got "${runtime}"`);
+  const runtime = values.runtime;
+  if (runtime !== undefined && runtime !== 'js' && runtime !== 'native') throw new UsageError(`--runtime must be js or native, got "${runtime}"`);
   const speculative = values.speculative ?? 'off';
   if (speculative !== 'off' && speculative !== 'ngram') throw new UsageError(`--speculative must be off or ngram, got "${speculative}"`);
   if (values['spec-tokens'] !== undefined && speculative === 'off') throw new UsageError('--spec-tokens needs --speculative ngram');

@@ -5,7 +5,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { onnxCacheDirFrom } from '../config';
+import { readModelConfig } from '../model/checkpoint/config';
 import { Engine } from '../model/runtime/engine';
+import { chooseRuntime } from '../model/runtime/runtime-choice';
 import { keptDrafts, NgramProposer } from '../server/ngram-proposer';
 import { Prng } from '../server/prng';
 import { argmax } from '../server/logits-processors';
@@ -22,12 +24,16 @@ export interface GenerateResult {
 /** Generation through the serving engine; with --speculative ngram, prompt-lookup drafts verified as the server does. */
 export async function generate(args: GenerateArgs): Promise<GenerateResult> {
   const speculativeTokens = args.speculative === 'ngram' ? args.specTokens : 0;
+  const model = readModelConfig(args.modelDir);
+  const runtime =
+    args.runtime ??
+    chooseRuntime(model, { executionProvider: 'cpu', dtype: args.dtype, kvCacheDtype: args.kvCacheDtype, maxModelLen: model.maxPositions }).runtime;
   const engine = await Engine.load({
     modelDir: args.modelDir,
     dtype: args.dtype,
     kvCacheDtype: args.kvCacheDtype,
     executionProvider: 'cpu',
-    runtime: args.runtime,
+    runtime,
     intraOpThreads: args.threads,
     maxSequences: 1,
     chunkSize: args.chunkSize,

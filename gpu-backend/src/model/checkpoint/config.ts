@@ -1,5 +1,8 @@
 // Model dimensions in the project's own names; Hugging Face config.json keys are mapped in exactly one function.
 
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
 export interface ModelConfig {
   architecture: string;
   vocabSize: number;
@@ -97,4 +100,9 @@ export function configFromHuggingFace(json: unknown): ModelConfig {
     eosTokenId: firstTokenId(hf.eos_token_id, 2),
     tieWordEmbeddings: hf.tie_word_embeddings === true,
   };
+}
+
+/** A checkpoint folder's config.json, read before its weights (to choose a session, size a KV budget). */
+export function readModelConfig(modelDir: string): ModelConfig {
+  return configFromHuggingFace(JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')));
 }

@@ -47,8 +47,8 @@ export class NativeKvStore implements KvStore {
     private readonly rows: number,
     /** Slots per cache row: a fixed run's total_sequence_length, the one value every replay can take. */
     private readonly rowSlots: number,
-    /** How decode runs, for the start-up line. */
-    private readonly decodeNote: string,
+    /** Where the cache lives and how decode runs, for the start-up line. */
+    private readonly note: string,
   ) {}
 
   /** The layout the store needs: no ring (slot = position), the window left to the attention op. */
@@ -93,7 +93,17 @@ export class NativeKvStore implements KvStore {
     const bytesPerSlot = 2 * config.layerCount * config.keyValueHeadCount * config.headDim * (elementType === 'float32' ? 4 : 2);
     const buckets = fixed ? batchBuckets(layout.maxSequences) : null;
     const decodeNote = buckets ? `decode fixed per window of rows (buckets ${buckets.join(', ')}), ${cudaGraphs ? 'each a CUDA graph' : 'not captured'}` : note;
-    return new NativeKvStore(session, elementType, bytesPerSlot, config.vocabSize, buckets, layout.maxSequences, slots, decodeNote);
+    const where = provider === 'cpu' ? 'reserved in the native session (memory only where tokens are)' : 'allocated once on the device in the native session';
+    return new NativeKvStore(
+      session,
+      elementType,
+      bytesPerSlot,
+      config.vocabSize,
+      buckets,
+      layout.maxSequences,
+      slots,
+      `${where}, bound in place (shared-buffer GQA); ${decodeNote}`,
+    );
   }
 
   /**
@@ -226,7 +236,7 @@ export class NativeKvStore implements KvStore {
   }
 
   summary(): string {
-    return `KV cache: ${(this.session.cacheBytes / 2 ** 20).toFixed(1)} MiB allocated once in the native session, bound in place (shared-buffer GQA); ${this.decodeNote}`;
+    return `KV cache: ${(this.session.cacheBytes / 2 ** 20).toFixed(1)} MiB ${this.note}`;
   }
 
   async dispose(): Promise<void> {
