@@ -97,7 +97,8 @@ async function main(): Promise<void> {
   const formats = values.formats.split(',');
   const runtime =
     values.runtime ??
-    chooseRuntime(config, { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype: kvCacheDtypeFlag(), maxModelLen: config.maxPositions }).runtime;
+    chooseRuntime(config, { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype: kvCacheDtypeFlag(), maxModelLen: config.maxPositions, speculative: false })
+      .runtime;
   const argsFor = runnerArgs(modelDir, await ensureGgufs(modelDir, formats), loop, runtime);
   const limit = Number(values['max-other-cpu']);
   const cpuModel = machineDescription();

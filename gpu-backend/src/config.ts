@@ -81,7 +81,8 @@ Token ids in, SSE of token ids out: POST /v1/generate, GET /v1/model, /health, /
                              in place (cpu, cuda; npm run build:native builds it) (default native
                              on cuda, whose KV cache then stays on the device; js on webgpu; on the
                              cpu native (faster) unless the model's sliding window is shorter than
-                             --max-model-len, --kv-cache-dtype converts, or the addon is not built)
+                             --max-model-len, --kv-cache-dtype converts, --speculative is on, or
+                             the addon is not built)
   --cuda-graphs on|off       cuda + native: decode replays one CUDA graph per batch bucket (default on;
                              the start-up line says when ONNX Runtime refuses capture for the graph)
   --dtype fp32|fp16|int4     weight format (default ${DEFAULTS.dtype}; converted once, cached in MODEL_ONNX_CACHE_DIR)

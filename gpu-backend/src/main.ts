@@ -59,7 +59,7 @@ function modelConfigOrNull(modelDir: string): ModelConfig | null {
 function cpuRuntime(model: ModelConfig | null, config: BackendConfig): SessionRuntime {
   if (!model) return 'js';
   const maxModelLen = Math.min(config.maxModelLen ?? model.maxPositions, model.maxPositions);
-  const { runtime, reason } = chooseRuntime(model, { ...config, maxModelLen });
+  const { runtime, reason } = chooseRuntime(model, { ...config, maxModelLen, speculative: config.speculativeTokens > 0 });
   console.error(`gpu-backend: ${runtime} session: ${reason} (--runtime to change)`);
   return runtime;
 }

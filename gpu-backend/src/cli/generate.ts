@@ -27,7 +27,13 @@ export async function generate(args: GenerateArgs): Promise<GenerateResult> {
   const model = readModelConfig(args.modelDir);
   const runtime =
     args.runtime ??
-    chooseRuntime(model, { executionProvider: 'cpu', dtype: args.dtype, kvCacheDtype: args.kvCacheDtype, maxModelLen: model.maxPositions }).runtime;
+    chooseRuntime(model, {
+      executionProvider: 'cpu',
+      dtype: args.dtype,
+      kvCacheDtype: args.kvCacheDtype,
+      maxModelLen: model.maxPositions,
+      speculative: speculativeTokens > 0,
+    }).runtime;
   const engine = await Engine.load({
     modelDir: args.modelDir,
     dtype: args.dtype,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseRuntime } from './runtime-choice';
 
-const CPU = { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype: 'auto', maxModelLen: 8192 } as const;
+const CPU = { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype: 'auto', maxModelLen: 8192, speculative: false } as const;
 const loads = () => null;
 
 describe('chooseRuntime (the session when --runtime is not given)', () => {
@@ -25,6 +25,10 @@ describe('chooseRuntime (the session when --runtime is not given)', () => {
     });
     // int4 computes in fp32 on the cpu: an fp32 cache is its own type.
     expect(chooseRuntime({ slidingWindow: null }, { ...CPU, dtype: 'int4', kvCacheDtype: 'fp32' }, loads).runtime).toBe('native');
+    expect(chooseRuntime({ slidingWindow: null }, { ...CPU, speculative: true }, loads)).toEqual({
+      runtime: 'js',
+      reason: 'it verifies speculative drafts inside the batched decode run',
+    });
     expect(chooseRuntime({ slidingWindow: null }, CPU, () => 'the native session addon is not built')).toEqual({
       runtime: 'js',
       reason: 'the native session addon is not built',

@@ -3,7 +3,9 @@
 // device. On the CPU the native session decodes faster (docs/bench/peer.md) and its cache occupies
 // memory only where tokens are, but it keeps every position of a sequence, where the JS session's ring
 // keeps the last W: so the JS session stays where a sliding window is shorter than the longest
-// sequence, and where the cache type differs from the compute type (only the host cache converts).
+// sequence, where the cache type differs from the compute type (only the host cache converts), and with
+// speculative decoding, whose drafts the JS session verifies inside the batched decode run while the
+// native one (GQA takes S > 1 over a past only at batch 1) runs each sequence's verification alone.
 
 import type { ModelConfig } from '../checkpoint/config';
 import { type ExecutionProvider, type KvCacheDtype, type SessionRuntime, type WeightFormat, computeTypeOf, kvCacheElementType } from './engine-types';
@@ -17,7 +19,7 @@ export interface RuntimeChoice {
 
 export function chooseRuntime(
   model: Pick<ModelConfig, 'slidingWindow'>,
-  asked: { executionProvider: ExecutionProvider; dtype: WeightFormat; kvCacheDtype: KvCacheDtype; maxModelLen: number },
+  asked: { executionProvider: ExecutionProvider; dtype: WeightFormat; kvCacheDtype: KvCacheDtype; maxModelLen: number; speculative: boolean },
   addonLoads: () => string | null = nativeAddonProblem,
 ): RuntimeChoice {
   if (asked.executionProvider === 'cuda') return { runtime: 'native', reason: 'the native session keeps the CUDA KV cache on the device' };
@@ -25,6 +27,7 @@ export function chooseRuntime(
   const computeType = computeTypeOf(asked.dtype, asked.executionProvider);
   if (kvCacheElementType(computeType, asked.kvCacheDtype) !== computeType)
     return { runtime: 'js', reason: `--kv-cache-dtype ${asked.kvCacheDtype} needs the JS session's host cache` };
+  if (asked.speculative) return { runtime: 'js', reason: 'it verifies speculative drafts inside the batched decode run' };
   const window = model.slidingWindow;
   if (window !== null && window < asked.maxModelLen)
     return {
