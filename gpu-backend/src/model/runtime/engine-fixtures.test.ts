@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Engine } from './engine';
+import { Engine, type EngineLoadOptions } from './engine';
 import { ReferenceModel } from '../reference/reference-forward';
 
 const FIXTURES = process.env.FIXTURES_DIR ?? path.resolve(process.cwd(), '../shared/fixtures');
@@ -23,6 +23,18 @@ async function engineGreedy(engine: Engine, promptIds: number[], maxNewTokens: n
   }
 }
 
+/** A fixture checkpoint on the CPU, one thread, two sequences, no graph cache; `options` adds the store's settings. */
+const loadFixture = (folder: string, options: Partial<EngineLoadOptions>) =>
+  Engine.load({
+    modelDir: path.join(FIXTURES, folder),
+    dtype: 'fp32',
+    executionProvider: 'cpu',
+    intraOpThreads: 1,
+    maxSequences: 2,
+    onnxCacheDir: null,
+    ...options,
+  });
+
 describe('stories260k fixtures', () => {
   for (const [folder, chunkSize] of [
     ['stories260k', undefined],
@@ -30,17 +42,8 @@ describe('stories260k fixtures', () => {
     ['stories260k-swa32', undefined],
   ] as const) {
     it(`${folder}: 100 greedy tokens after a 41-token prompt match the reference (chunk ${chunkSize ?? 'default'})`, async () => {
-      const modelDir = path.join(FIXTURES, folder);
-      const reference = await ReferenceModel.load(modelDir);
-      const engine = await Engine.load({
-        modelDir,
-        dtype: 'fp32',
-        executionProvider: 'cpu',
-        intraOpThreads: 1,
-        maxSequences: 2,
-        chunkSize,
-        onnxCacheDir: null,
-      });
+      const reference = await ReferenceModel.load(path.join(FIXTURES, folder));
+      const engine = await loadFixture(folder, { chunkSize });
       expect(engine.attention).toBe('unfused');
       const expected = reference.greedy(PROMPT, 100, { ignoreEos: true });
       expect(await engineGreedy(engine, PROMPT, 100)).toEqual(expected);
@@ -50,18 +53,8 @@ describe('stories260k fixtures', () => {
   }
 
   it('stories260k-swa16 through the device-resident KV cache (the WebGPU store, on the CPU): 60 greedy tokens match the reference', async () => {
-    const modelDir = path.join(FIXTURES, 'stories260k-swa16');
-    const expected = (await ReferenceModel.load(modelDir)).greedy(PROMPT, 60, { ignoreEos: true });
-    const engine = await Engine.load({
-      modelDir,
-      dtype: 'fp32',
-      executionProvider: 'cpu',
-      intraOpThreads: 1,
-      maxSequences: 2,
-      chunkSize: 7,
-      onnxCacheDir: null,
-      residentKvCache: true,
-    });
+    const expected = (await ReferenceModel.load(path.join(FIXTURES, 'stories260k-swa16'))).greedy(PROMPT, 60, { ignoreEos: true });
+    const engine = await loadFixture('stories260k-swa16', { chunkSize: 7, residentKvCache: true });
     try {
       expect(engine.kvCacheSummary()).toMatch(/device-resident/);
       expect(await engineGreedy(engine, PROMPT, 60)).toEqual(expected);
