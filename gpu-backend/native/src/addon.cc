@@ -35,6 +35,19 @@ Napi::Array StringArray(Napi::Env env, const std::vector<std::string>& values) {
 
 int64_t Integer(const Napi::Object& object, const char* key) { return object.Get(key).As<Napi::Number>().Int64Value(); }
 
+// Runs `body`, turning a C++ exception (the session's, ONNX Runtime's) into a JS Error with its message;
+// an N-API error passes through as it is.
+template <typename Body>
+auto AsJsError(Napi::Env env, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw Napi::Error::New(env, error.what());
+  }
+}
+
 class Session;
 
 // One step on the thread pool. The request object (and so every typed array it names) stays
@@ -88,11 +101,7 @@ class Session : public Napi::ObjectWrap<Session> {
     } else {
       throw Napi::TypeError::New(env, "model must be a path or the model's bytes");
     }
-    try {
-      session_ = std::make_unique<native::NativeSession>(path, bytes, config);
-    } catch (const std::exception& error) {
-      throw Napi::Error::New(env, error.what());
-    }
+    AsJsError(env, [&] { session_ = std::make_unique<native::NativeSession>(path, bytes, config); });
   }
 
   native::NativeSession& Native(Napi::Env env) {
@@ -122,39 +131,25 @@ class Session : public Napi::ObjectWrap<Session> {
       Napi::Uint8Array model = spec.Get(key).As<Napi::Uint8Array>();
       (std::string(key) == "uploadModel" ? cache.uploadModel : cache.downloadModel).assign(model.Data(), model.Data() + model.ByteLength());
     }
-    try {
+    AsJsError(info.Env(), [&] {
       cache.elementType = ElementType(spec.Get("elementType").As<Napi::String>().Utf8Value());
       Native(info.Env()).AllocateCache(cache);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& error) {
-      throw Napi::Error::New(info.Env(), error.what());
-    }
+    });
     return info.Env().Undefined();
   }
 
   Napi::Value Run(const Napi::CallbackInfo& info);
 
   Napi::Value CopyRow(const Napi::CallbackInfo& info) {
-    try {
+    AsJsError(info.Env(), [&] {
       Native(info.Env()).CopyRow(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value(),
                                  info[2].As<Napi::Number>().Int64Value());
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& error) {
-      throw Napi::Error::New(info.Env(), error.what());
-    }
+    });
     return info.Env().Undefined();
   }
 
   Napi::Value DiscardRow(const Napi::CallbackInfo& info) {
-    try {
-      Native(info.Env()).DiscardRow(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value());
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& error) {
-      throw Napi::Error::New(info.Env(), error.what());
-    }
+    AsJsError(info.Env(), [&] { Native(info.Env()).DiscardRow(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value()); });
     return info.Env().Undefined();
   }
 
@@ -167,13 +162,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value InputNames(const Napi::CallbackInfo& info) { return StringArray(info.Env(), Native(info.Env()).InputNames()); }
   Napi::Value OutputNames(const Napi::CallbackInfo& info) { return StringArray(info.Env(), Native(info.Env()).OutputNames()); }
   Napi::Value ResidentCacheBytes(const Napi::CallbackInfo& info) {
-    try {
-      return Napi::Number::New(info.Env(), static_cast<double>(Native(info.Env()).ResidentCacheBytes()));
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& error) {
-      throw Napi::Error::New(info.Env(), error.what());
-    }
+    return Napi::Number::New(info.Env(), static_cast<double>(AsJsError(info.Env(), [&] { return Native(info.Env()).ResidentCacheBytes(); })));
   }
 
   Napi::Value CacheBytes(const Napi::CallbackInfo& info) {
@@ -207,14 +196,10 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Native(env);
   Napi::Object request = info[0].As<Napi::Object>();
   native::StepRequest step;
-  try {
+  AsJsError(env, [&] {
     Napi::Array feeds = request.Get("feeds").As<Napi::Array>();
     for (uint32_t i = 0; i < feeds.Length(); i++) step.feeds.push_back(Feed(feeds.Get(i).As<Napi::Object>()));
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& error) {
-    throw Napi::Error::New(env, error.what());
-  }
+  });
   step.logitsName = request.Get("logitsName").As<Napi::String>().Utf8Value();
   Napi::Float32Array logits = request.Get("logits").As<Napi::Float32Array>();
   step.logits = logits.Data();
