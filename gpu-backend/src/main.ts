@@ -27,8 +27,7 @@ interface BackendSettings {
  * --max-sequences derived from a KV memory budget: --kv-memory-gib, or on the CPU half the memory free
  * after the weights. GPU memory is not visible from Node, so there only the flag sets a budget.
  */
-function kvBudgetSequences(model: ModelConfig, config: BackendConfig, runtime: SessionRuntime) {
-  const length = Math.min(config.maxModelLen ?? model.maxPositions, model.maxPositions);
+function kvBudgetSequences({ model, maxModelLen }: ModelShape, config: BackendConfig, runtime: SessionRuntime) {
   let budgetBytes: number;
   if (config.kvMemoryGib !== undefined) budgetBytes = config.kvMemoryGib * 2 ** 30;
   else if (config.executionProvider === 'cpu')
@@ -37,7 +36,7 @@ function kvBudgetSequences(model: ModelConfig, config: BackendConfig, runtime: S
   const shape = {
     config: model,
     dtype: config.dtype,
-    maxModelLen: length,
+    maxModelLen,
     kvCacheDtype: config.kvCacheDtype,
     computeType: computeTypeOf(config.dtype, config.executionProvider),
     runtime,
@@ -46,20 +45,27 @@ function kvBudgetSequences(model: ModelConfig, config: BackendConfig, runtime: S
   return sequencesForBudget(shape, budgetBytes, config.defaultSequences);
 }
 
-/** The checkpoint's config, or null: the engine then reports a missing or bad config.json with the full message. */
-function modelConfigOrNull(modelDir: string): ModelConfig | null {
+/** The checkpoint's config and the longest sequence the engine will take (never past the model's positions). */
+interface ModelShape {
+  model: ModelConfig;
+  maxModelLen: number;
+}
+
+/** The checkpoint's shape, or null: the engine then reports a missing or bad config.json with the full message. */
+function modelShapeOrNull(modelDir: string, config: BackendConfig): ModelShape | null {
+  let model: ModelConfig;
   try {
-    return readModelConfig(modelDir);
+    model = readModelConfig(modelDir);
   } catch {
     return null;
   }
+  return { model, maxModelLen: Math.min(config.maxModelLen ?? model.maxPositions, model.maxPositions) };
 }
 
 /** The CPU's session when --runtime was not given, said on stderr with the reason. */
-function cpuRuntime(model: ModelConfig | null, config: BackendConfig): SessionRuntime {
-  if (!model) return 'js';
-  const maxModelLen = Math.min(config.maxModelLen ?? model.maxPositions, model.maxPositions);
-  const { runtime, reason } = chooseRuntime(model, { ...config, maxModelLen, speculative: config.speculativeTokens > 0 });
+function cpuRuntime(shape: ModelShape | null, config: BackendConfig): SessionRuntime {
+  if (!shape) return 'js';
+  const { runtime, reason } = chooseRuntime(shape.model, { ...config, maxModelLen: shape.maxModelLen, speculative: config.speculativeTokens > 0 });
   console.error(`gpu-backend: ${runtime} session: ${reason} (--runtime to change)`);
   return runtime;
 }
@@ -80,10 +86,10 @@ async function settingsFor(config: BackendConfig): Promise<BackendSettings> {
     };
   }
   const modelDir = config.model.kind === 'checkpoint' ? config.model.modelDir : await ensureDefaultModel(DEFAULT_MODEL_DIR);
-  const model = modelConfigOrNull(modelDir);
-  const runtime = config.runtime ?? cpuRuntime(model, config);
-  if (model && config.maxSequences === undefined) {
-    const budget = kvBudgetSequences(model, config, runtime);
+  const shape = modelShapeOrNull(modelDir, config);
+  const runtime = config.runtime ?? cpuRuntime(shape, config);
+  if (shape && config.maxSequences === undefined) {
+    const budget = kvBudgetSequences(shape, config, runtime);
     if (budget) {
       maxSequences = budget.maxSequences;
       console.error(`gpu-backend: ${budget.reason} (--kv-memory-gib / --max-sequences to change)`);

@@ -7,6 +7,7 @@ import { DEFAULT_SAMPLING } from '../../../shared/protocol';
 import { onnxCacheDirFrom } from '../config';
 import { readModelConfig } from '../model/checkpoint/config';
 import { Engine } from '../model/runtime/engine';
+import type { SessionRuntime } from '../model/runtime/engine-types';
 import { chooseRuntime } from '../model/runtime/runtime-choice';
 import { keptDrafts, NgramProposer } from '../server/ngram-proposer';
 import { Prng } from '../server/prng';
@@ -21,19 +22,17 @@ export interface GenerateResult {
   speculative: { drafted: number; accepted: number } | null;
 }
 
+/** The session the backend would choose for this checkpoint (runtime-choice.ts); its config is read only for this. */
+function defaultRuntime(args: GenerateArgs, speculative: boolean): SessionRuntime {
+  const model = readModelConfig(args.modelDir);
+  const asked = { executionProvider: 'cpu', dtype: args.dtype, kvCacheDtype: args.kvCacheDtype, maxModelLen: model.maxPositions, speculative } as const;
+  return chooseRuntime(model, asked).runtime;
+}
+
 /** Generation through the serving engine; with --speculative ngram, prompt-lookup drafts verified as the server does. */
 export async function generate(args: GenerateArgs): Promise<GenerateResult> {
   const speculativeTokens = args.speculative === 'ngram' ? args.specTokens : 0;
-  const model = readModelConfig(args.modelDir);
-  const runtime =
-    args.runtime ??
-    chooseRuntime(model, {
-      executionProvider: 'cpu',
-      dtype: args.dtype,
-      kvCacheDtype: args.kvCacheDtype,
-      maxModelLen: model.maxPositions,
-      speculative: speculativeTokens > 0,
-    }).runtime;
+  const runtime = args.runtime ?? defaultRuntime(args, speculativeTokens > 0);
   const engine = await Engine.load({
     modelDir: args.modelDir,
     dtype: args.dtype,
