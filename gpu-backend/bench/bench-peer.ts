@@ -59,9 +59,11 @@ async function ensureGguf(modelDir: string, format: GgufFormat): Promise<string>
   return file;
 }
 
+/** A process to start: the program and its arguments. */
+type Command = [command: string, args: string[]];
+
 /** Runs one round of one engine in a fresh process; returns its result and the CPU others used meanwhile. */
-function runRound(engine: Engine, args: string[], loop: LlamaLoop): Promise<{ result: Result; othersShare: number }> {
-  const [command, commandArgs] = engine === 'loop' ? [loop.binary, args] : [process.execPath, ['--import', 'tsx', RUNNER, ...args]];
+function runRound([command, commandArgs]: Command): Promise<{ result: Result; othersShare: number }> {
   return new Promise((resolve, reject) => {
     const busyBefore = machineBusySeconds();
     const start = performance.now();
@@ -95,11 +97,11 @@ async function main(): Promise<void> {
   ensurePeerInstalled();
   const loop = ensureLlamaLoop(PEER_DIR);
   const formats = values.formats.split(',');
+  const kvCacheDtype = values['kv-cache-dtype'] as KvCacheDtype; // checked by peer-args
   const runtime =
     values.runtime ??
-    chooseRuntime(config, { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype: kvCacheDtypeFlag(), maxModelLen: config.maxPositions, speculative: false })
-      .runtime;
-  const argsFor = runnerArgs(modelDir, await ensureGgufs(modelDir, formats), loop, runtime);
+    chooseRuntime(config, { executionProvider: 'cpu', dtype: 'fp32', kvCacheDtype, maxModelLen: config.maxPositions, speculative: false }).runtime;
+  const commandFor = engineCommands(modelDir, await ensureGgufs(modelDir, formats), loop, runtime);
   const limit = Number(values['max-other-cpu']);
   const cpuModel = machineDescription();
   console.log(`${cpuModel}; shape ${shape}; threads ${values.threads}; ${new Date().toISOString()}`);
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
   };
   let noisyRounds = 0;
   for (const format of formats) {
-    const rounds = await runRounds(format, argsFor, limit, loop);
+    const rounds = await runRounds(format, commandFor, limit);
     noisyRounds += rounds.filter((round) => round.othersShare > limit).length;
     printFormat(format, rounds, config, bandwidth, settings);
     formatReports[format] = { rounds };
@@ -129,12 +131,6 @@ async function main(): Promise<void> {
     console.log(`${noisyRounds} round(s) shared the CPU with other processes (over ${(limit * 100).toFixed(0)}%): figures are noisy`);
     if (values.strict) process.exit(1);
   }
-}
-
-function kvCacheDtypeFlag(): KvCacheDtype {
-  const flag = values['kv-cache-dtype'];
-  if (flag !== 'auto' && flag !== 'fp32' && flag !== 'fp16') throw new Error(`--kv-cache-dtype: expected auto, fp32 or fp16, got ${flag}`);
-  return flag;
 }
 
 /** The checkpoint of the shape, generated once into --model-dir (random weights: the bench measures speed). */
@@ -153,7 +149,7 @@ async function ensureGgufs(modelDir: string, formats: string[]): Promise<Map<str
 }
 
 /** peer-runner's arguments for one engine and format: the flags both engines share, then each engine's own. */
-function runnerArgs(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoop, runtime: string): (engine: Engine, format: string) => string[] {
+function engineCommands(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoop, runtime: string): (engine: Engine, format: string) => Command {
   const common = [
     '--threads',
     values.threads,
@@ -176,8 +172,9 @@ function runnerArgs(modelDir: string, ggufs: Map<string, string>, loop: LlamaLoo
     ...(values['chunk-size'] ? ['--chunk-size', values['chunk-size']] : []),
   ];
   return (engine, format) => {
-    if (engine === 'loop') return ['--format', format, '--gguf', ggufs.get(format)!, '--backends', loop.backends, ...common];
-    return ['--engine', engine, '--format', format, ...(engine === 'ours' ? ours : ['--gguf', ggufs.get(format)!]), ...common];
+    if (engine === 'loop') return [loop.binary, ['--format', format, '--gguf', ggufs.get(format)!, '--backends', loop.backends, ...common]];
+    const args = ['--engine', engine, '--format', format, ...(engine === 'ours' ? ours : ['--gguf', ggufs.get(format)!]), ...common];
+    return [process.execPath, ['--import', 'tsx', RUNNER, ...args]];
   };
 }
 
@@ -189,9 +186,10 @@ async function measureBestBandwidth(): Promise<number> {
 }
 
 /** --rounds interleaved rounds of one format (ours first in even rounds, last in odd ones), each waiting for a quiet CPU first. */
-async function runRounds(format: string, argsFor: (engine: Engine, format: string) => string[], limit: number, loop: LlamaLoop): Promise<PeerRound[]> {
+async function runRounds(format: string, commandFor: (engine: Engine, format: string) => Command, limit: number): Promise<PeerRound[]> {
   // Build (or load) our cached ONNX graph once outside the rounds, so no round's load time includes a build.
-  await runRound('ours', [...argsFor('ours', format), '--prepare'], loop);
+  const [node, args] = commandFor('ours', format);
+  await runRound([node, [...args, '--prepare']]);
   const rounds: PeerRound[] = [];
   for (let r = 0; r < Number(values.rounds); r++) {
     const quiet = await waitForQuietCpu(limit, Number(values['wait-quiet']));
@@ -199,7 +197,7 @@ async function runRounds(format: string, argsFor: (engine: Engine, format: strin
     const got: Partial<Record<Engine, Result>> = {};
     let worst = quiet;
     for (const engine of order) {
-      const { result, othersShare: share } = await runRound(engine, argsFor(engine, format), loop);
+      const { result, othersShare: share } = await runRound(commandFor(engine, format));
       got[engine] = result;
       worst = Math.max(worst, share);
     }

@@ -73,6 +73,7 @@ if (!parsed.help && !parsed.render) {
   for (const flag of ['rounds', 'threads', 'decode-tokens', 'long-context', 'batches', 'int4-block-size', 'chunk-size'] as const) positiveIntegers(flag);
   const share = Number(parsed['max-other-cpu']);
   if (!(share >= 0 && share <= 1)) fail(`--max-other-cpu: expected a share between 0 and 1, got "${parsed['max-other-cpu']}"`);
+  if (!['auto', 'fp32', 'fp16'].includes(parsed['kv-cache-dtype'])) fail(`--kv-cache-dtype: expected auto, fp32 or fp16, got "${parsed['kv-cache-dtype']}"`);
   if (parsed.runtime !== undefined && parsed.runtime !== 'js' && parsed.runtime !== 'native') fail(`--runtime: expected js or native, got "${parsed.runtime}"`);
   if (!(Number(parsed['wait-quiet']) >= 0)) fail(`--wait-quiet: expected seconds >= 0, got "${parsed['wait-quiet']}"`);
 }
