@@ -25,12 +25,14 @@ const { values } = parseArgs({
     'kv-cache-dtypes': { type: 'string', default: 'auto' },
     runtimes: { type: 'string', default: 'js' },
     verify: { type: 'boolean', default: false },
+    peer: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   console.log(`Usage: npm run bench:model [-- --threads 1,2] [--dtypes fp32,int4] [--kv-cache-dtypes auto,fp16] [--repeats 3]
-                            [--decode-tokens 16] [--model-dir .models/bench-125m] [--runtimes js,native] [--verify]
---verify: only the cost of a speculative verification step of 1 + k tokens against a decode step (verify-cost.ts).
+                            [--decode-tokens 16] [--model-dir .models/bench-125m] [--runtimes js,native] [--verify [--peer]]
+--verify: only the cost of a speculative verification step of 1 + k tokens against a decode step (verify-cost.ts);
+          --peer adds llama.cpp's C++ loop on the same weights (installed on demand, as bench:peer does).
 Prefill and decode tokens/s of the engine on a ~125M Mistral-shaped random model (generated on first use),
 against the memory-bandwidth floor measured in the same run. Prints figures; asserts nothing.`);
   process.exit(0);
@@ -181,5 +183,5 @@ async function main(): Promise<void> {
   console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 }
 
-if (values.verify) await benchVerifyCost(threadCounts, dtypes, repeats);
+if (values.verify) await benchVerifyCost(threadCounts, dtypes, repeats, values.peer);
 else await main();

@@ -5,28 +5,25 @@
 // (min/median/max), a greedy-token fidelity check, writes JSON to bench-results/ and, with --charts DIR,
 // an SVG chart. Asserts nothing.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { configFromHuggingFace } from '../src/model/checkpoint/config';
 import { BENCH_125M_CONFIG, DEFAULT_MODEL_CONFIG, ensureRandomModel } from '../src/model/checkpoint/default-model';
 import { machineDescription } from './machine';
 import { machineBusySeconds, othersShare, waitForQuietCpu } from './peer/cpu-share';
-import { checkpointToGguf, type GgufFormat } from './peer/checkpoint-to-gguf';
+import { ensureGguf, ensurePeerInstalled, GGUF_FORMAT, PEER_DIR } from './peer/peer-install';
 import { ensureLlamaLoop, type LlamaLoop } from './peer/llama-loop-build';
 import { measureReadBandwidth } from './read-bandwidth';
 import type { KvCacheDtype } from '../src/model/runtime/engine-types';
 import { chooseRuntime } from '../src/model/runtime/runtime-choice';
 import { USAGE, values } from './peer/peer-args';
-import { type Engine, GGUF_FORMAT, printFormat, type Result, type Round, render, settingsFromFlags, writeCharts } from './peer/peer-report';
+import { type Engine, printFormat, type Result, type Round, render, settingsFromFlags, writeCharts } from './peer/peer-report';
 
-const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 const RUNNER = path.join(PEER_DIR, 'peer-runner.ts');
 /** The runner resolves tsx and the ONNX cache (.models/onnx-cache) from here, wherever bench:peer was started. */
 const REPO_ROOT = path.resolve(PEER_DIR, '../../..');
-const TOKENIZER = path.resolve(PEER_DIR, '../../../../shared/fixtures/tokenizer/tokenizer.model.v1');
 /** Mistral-7B-v0.1's shape without the window (the llama architecture in llama.cpp has none; 2000-token contexts never reach it). */
 const MISTRAL_7B_CONFIG = {
   ...DEFAULT_MODEL_CONFIG,
@@ -42,22 +39,6 @@ const MISTRAL_7B_CONFIG = {
 
 /** The model config of a shape, live or as a saved run names it. */
 const configOf = (shape: unknown) => configFromHuggingFace(shape === '7b' ? MISTRAL_7B_CONFIG : BENCH_125M_CONFIG);
-
-function ensurePeerInstalled(): void {
-  if (existsSync(path.join(PEER_DIR, 'node_modules/node-llama-cpp/package.json'))) return;
-  console.log('installing node-llama-cpp 3.21.1 (prebuilt CPU binaries, no build, no downloads) into gpu-backend/bench/peer ...');
-  execFileSync('npm', ['ci', '--omit=optional', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: PEER_DIR, stdio: 'inherit' });
-}
-
-async function ensureGguf(modelDir: string, format: GgufFormat): Promise<string> {
-  const file = path.join(modelDir, `peer-${format}.gguf`);
-  const weights = path.join(modelDir, existsSync(path.join(modelDir, 'model.safetensors')) ? 'model.safetensors' : 'config.json');
-  if (existsSync(file) && statSync(file).mtimeMs > statSync(weights).mtimeMs) return file;
-  console.log(`writing ${file} ...`);
-  await checkpointToGguf(modelDir, `${file}.tmp`, format, TOKENIZER);
-  renameSync(`${file}.tmp`, file);
-  return file;
-}
 
 /** A process to start: the program and its arguments. */
 type Command = [command: string, args: string[]];

@@ -1,7 +1,8 @@
 // bench:peer's llama.cpp row without any JS in the loop: the prebuilt llama.cpp library that
 // @node-llama-cpp/linux-x64 ships, driven by llama_decode from C++. It measures what peer-runner.ts
 // measures (the same prompts, greedy ids, batches and context sizes) and prints one line
-// `RESULT <json>` on stdout, so bench-peer.ts treats it as a third engine. Built by bench-peer.ts
+// `RESULT <json>` on stdout, so bench-peer.ts treats it as a third engine; with --verify K it times
+// speculative verification steps instead (verify-cost.ts). Built by bench-peer.ts
 // against the llama.h of the same release (from node-llama-cpp's source bundle), never committed.
 
 #include <sys/resource.h>
@@ -30,6 +31,8 @@ struct Options {
   int decodeTokens = 64;
   int longContext = 2000;
   std::vector<int> batches = {4, 8};
+  /** > 0: measure only speculative verification steps of 1 + k tokens, k = 0..verify (verify-cost.ts's row). */
+  int verify = 0;
 };
 
 [[noreturn]] void Fail(const std::string& message) {
@@ -56,6 +59,7 @@ Options Parse(int argc, char** argv) {
     else if (flag == "--threads") options.threads = PositiveInt(flag, value);
     else if (flag == "--decode-tokens") options.decodeTokens = PositiveInt(flag, value);
     else if (flag == "--long-context") options.longContext = PositiveInt(flag, value);
+    else if (flag == "--verify") options.verify = PositiveInt(flag, value);
     else if (flag == "--batches") {
       options.batches.clear();
       std::stringstream parts(value);
@@ -116,6 +120,21 @@ class Loop {
     std::vector<llama_token> next(slots.size());
     for (size_t i = 0; i < slots.size(); i++) next[i] = Argmax(static_cast<int>(i));
     return next;
+  }
+
+  /** `ids` appended to `slot` in one llama_decode with logits for every row, as a verification step needs them. */
+  void Verify(int slot, const std::vector<llama_token>& ids) {
+    batch_.n_tokens = 0;
+    for (llama_token id : ids) Add(id, slot, true);
+    Decode();
+  }
+
+  int Length(int slot) const { return lengths_[slot]; }
+
+  /** Drops `slot`'s cells from `length` on: a rejected draft rolled back. */
+  void Truncate(int slot, int length) {
+    if (!llama_memory_seq_rm(llama_get_memory(context_), slot, length, -1)) Fail("cannot truncate sequence " + std::to_string(slot));
+    lengths_[slot] = length;
   }
 
   void Clear(int slot) {
@@ -179,6 +198,32 @@ Measured Measure(Loop& loop, int context, int slotCount, int decodeTokens) {
   return measured;
 }
 
+/**
+ * As verify-cost.ts measures ours: a 128-token prompt, then for each k = 0..maxDraft a warm-up and `steps`
+ * steps of 1 + k tokens, each rolled back to one kept token after it; the median milliseconds per k.
+ */
+std::vector<double> VerifyMillis(Loop& loop, int maxDraft, int steps) {
+  std::vector<double> medians;
+  loop.Prefill(0, PromptOf(128, 0));
+  for (int k = 0; k <= maxDraft; k++) {
+    std::vector<double> samples;
+    for (int i = 0; i <= steps; i++) {
+      std::vector<llama_token> ids(1 + k);
+      for (int t = 0; t <= k; t++) ids[t] = static_cast<llama_token>(3 + (i * 31 + t * 17) % 31000);
+      const int length = loop.Length(0);
+      const auto start = std::chrono::steady_clock::now();
+      loop.Verify(0, ids);
+      if (i > 0) samples.push_back(SecondsSince(start) * 1000);
+      loop.Truncate(0, length + 1);
+    }
+    std::sort(samples.begin(), samples.end());
+    const size_t n = samples.size();
+    medians.push_back(n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2);
+  }
+  loop.Clear(0);
+  return medians;
+}
+
 void Quiet(ggml_log_level level, const char* text, void*) {
   if (level == GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
 }
@@ -230,14 +275,19 @@ int main(int argc, char** argv) {
     Loop loop(model, context, slots);
     loop.Prefill(0, PromptOf(16, 99));  // warm-up, as peer-runner.ts does
     loop.Clear(0);
-    const Measured brief = Measure(loop, 128, 1, options.decodeTokens);
-    numbers["prefill128"] = brief.prefillRate;
-    numbers["decode128"] = brief.rate;
-    greedy = brief.firstSlotIds;
-    const Measured wide = Measure(loop, options.longContext, 1, options.decodeTokens);
-    numbers["prefillLong"] = wide.prefillRate;
-    numbers["decodeLong"] = wide.rate;
-    for (int batch : options.batches) numbers["aggregate" + std::to_string(batch)] = Measure(loop, 128, batch, options.decodeTokens).rate;
+    if (options.verify > 0) {
+      const std::vector<double> millis = VerifyMillis(loop, options.verify, options.decodeTokens);
+      for (size_t k = 0; k < millis.size(); k++) numbers["verifyMs" + std::to_string(k)] = millis[k];
+    } else {
+      const Measured brief = Measure(loop, 128, 1, options.decodeTokens);
+      numbers["prefill128"] = brief.prefillRate;
+      numbers["decode128"] = brief.rate;
+      greedy = brief.firstSlotIds;
+      const Measured wide = Measure(loop, options.longContext, 1, options.decodeTokens);
+      numbers["prefillLong"] = wide.prefillRate;
+      numbers["decodeLong"] = wide.rate;
+      for (int batch : options.batches) numbers["aggregate" + std::to_string(batch)] = Measure(loop, 128, batch, options.decodeTokens).rate;
+    }
   }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);

@@ -7,12 +7,10 @@ import { formatSpread, midpointMedian, spread } from '../../../shared/stats';
 import type { configFromHuggingFace } from '../../src/model/checkpoint/config';
 import { weightBytes as weightBytesHeld, weightBytesPerToken } from '../../src/model/graph/weight-bytes';
 import { ratioChart, writeChart } from '../charts';
-import type { GgufFormat } from './checkpoint-to-gguf';
 import { values } from './peer-args';
+import { GGUF_FORMAT } from './peer-install';
 
 type ModelConfig = ReturnType<typeof configFromHuggingFace>;
-/** Our format and the llama.cpp format it is measured against. */
-export const GGUF_FORMAT: Record<string, GgufFormat> = { fp32: 'F32', int4: 'Q4_0' };
 export type Result = Record<string, number | string | number[]> & { greedyTokenIds: number[] };
 /** ours; llama.cpp driven by a C++ loop (llama-loop.cc); llama.cpp through node-llama-cpp. */
 export type Engine = 'ours' | 'loop' | 'llama';
