@@ -3,11 +3,11 @@
 // each step; the rest of the token budget prefills prompts in chunks, so a long prompt never stalls
 // the streams already running.
 
-import type { GenerateEvent, SampledLogprob } from '../../../shared/protocol';
+import type { GenerateEvent } from '../../../shared/protocol';
 import type { KvCacheStats, ModelEngine, StepItem } from '../model/runtime/engine-types';
 import { Capacity, type CapacityLimits } from './capacity';
-import { keptDrafts } from './ngram-proposer';
 import { type GrammarState, prefetchMasks } from './grammar/grammar-state';
+import { OutputEmitter } from './output-emitter';
 import { PrefillBudget } from './prefill-budget';
 import type { PrefixCache } from './prefix-cache';
 import { type RequestGroup, Sequence, type ScheduledRequest } from './sequence';
@@ -71,12 +71,13 @@ export class Scheduler {
   private stopped = false;
   private readonly prefillBudget: PrefillBudget;
   private readonly speculativeTokens: number;
-  private readonly speculative = { drafted: 0, accepted: 0 };
+  /** Every event goes out through it: tokens, finishes (rows given back), ends, errors. */
+  private readonly output: OutputEmitter;
 
   constructor(
     private readonly engine: ModelEngine,
     readonly limits: SchedulerLimits,
-    private readonly emit: SchedulerEventSink,
+    emit: SchedulerEventSink,
     /** Seconds; injectable so tests can run the step-time feedback on virtual time. */
     private readonly clock: () => number = () => performance.now() / 1000,
   ) {
@@ -90,6 +91,7 @@ export class Scheduler {
     }
     this.capacity = new Capacity(engine, limits);
     this.prefixCache = this.capacity.prefixCache;
+    this.output = new OutputEmitter(engine, this.capacity, emit, (group) => this.groups.delete(group.request.id));
   }
 
   /** `grammars`: one matcher per choice when the request has a grammar (made by the engine host). */
@@ -165,8 +167,8 @@ export class Scheduler {
       prefixCacheEntries: this.prefixCache.size,
       prefixCacheHits: this.prefixCache.hits,
       prefixCacheMisses: this.prefixCache.misses,
-      speculativeDrafted: this.speculative.drafted,
-      speculativeAccepted: this.speculative.accepted,
+      speculativeDrafted: this.output.speculativeDrafted,
+      speculativeAccepted: this.output.speculativeAccepted,
     };
   }
 
@@ -267,27 +269,17 @@ export class Scheduler {
         failed.set(group, error as Error);
       }
     }
-    for (const [group, error] of failed) this.failRequest(group, error);
+    for (const [group, error] of failed) this.output.failRequest(group, error);
     if (failed.size > 0) this.dropCancelled();
     this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
   }
 
   private async postprocessItem(group: RequestGroup, { sequence, tokenIds, draft }: ScheduledItem, logits: Float32Array): Promise<void> {
-    if (sequence.status === 'decoding' && draft.length > 0) return this.verifyAndEmit(group, sequence, draft, logits);
-    if (sequence.status === 'decoding') return this.sampleAndEmit(group, sequence, logits);
+    if (sequence.status === 'decoding' && draft.length > 0) return this.output.verifyAndEmit(group, sequence, draft, logits);
+    if (sequence.status === 'decoding') return this.output.sampleAndEmit(group, sequence, logits);
     sequence.prefilled += tokenIds.length;
     if (group.snapshotPoints.includes(sequence.prefilled)) this.capacity.snapshot(sequence.request.tokenIds, sequence.prefilled, sequence.engineId);
     if (sequence.prefilled === sequence.promptLength) await this.finishPrefill(group, sequence, logits);
-  }
-
-  /** Ends one request whose own processing failed; the operator gets the message, the wire a generic one. */
-  private failRequest(group: RequestGroup, error: Error): void {
-    console.error(`request ${group.request.id} failed in the step loop (the others go on): ${error.message}`);
-    this.emit(group.request.id, {
-      event: 'error',
-      data: { message: 'Generating this request failed; other requests are unaffected.', type: 'server_error', param: null, code: 'internal_error' },
-    });
-    group.cancelled = true;
   }
 
   /** The prompt is in the cache: fork the other choices and sample every choice's first token. */
@@ -301,66 +293,8 @@ export class Scheduler {
     }
     for (const sequence of group.sequences) {
       sequence.status = 'decoding';
-      await this.sampleAndEmit(group, sequence, logits);
+      await this.output.sampleAndEmit(group, sequence, logits);
     }
-  }
-
-  private async sampleAndEmit(group: RequestGroup, sequence: Sequence, logits: Float32Array): Promise<void> {
-    const sampled = await sequence.sampleNext(logits);
-    if (sampled) {
-      const logprobs = sampled.logprob ? [sampled.logprob] : undefined;
-      this.emit(group.request.id, { event: 'token', data: { choice: sequence.choice, tokenIds: [sampled.tokenId], ...(logprobs && { logprobs }) } });
-    }
-    if (sequence.finishReason) this.finishSequence(group, sequence);
-  }
-
-  /**
-   * Samples row after row of a verification exactly as plain decoding would (same sampler, same one
-   * draw per id, penalties and grammar advanced over each id emitted) and goes on while the id drawn
-   * equals the next draft. Drawing t ~ p and keeping the draft d when t = d is the rejection rule for
-   * a one-point draft (keep d with probability p(d), else draw from p without d), so the output
-   * distribution, and a seeded run's ids, are those of decoding without drafts. The rejected draft
-   * positions are rolled back before anything is emitted.
-   */
-  private async verifyAndEmit(group: RequestGroup, sequence: Sequence, draft: number[], rows: Float32Array): Promise<void> {
-    const { vocabSize } = this.engine.config;
-    const fedLength = this.engine.sequenceLength(sequence.engineId) - draft.length;
-    const tokenIds: number[] = [];
-    const logprobs: SampledLogprob[] = [];
-    const accepted = await keptDrafts(draft, async (i) => {
-      const sampled = await sequence.sampleNext(rows.subarray(i * vocabSize, (i + 1) * vocabSize));
-      if (sampled) tokenIds.push(sampled.tokenId);
-      if (sampled?.logprob) logprobs.push(sampled.logprob);
-      return { tokenId: sequence.outputIds[sequence.outputIds.length - 1], done: sequence.finishReason !== null };
-    });
-    this.engine.truncateSequence(sequence.engineId, fedLength + accepted);
-    sequence.recordDraft(draft.length, accepted);
-    this.speculative.drafted += draft.length;
-    this.speculative.accepted += accepted;
-    if (tokenIds.length > 0) {
-      this.emit(group.request.id, { event: 'token', data: { choice: sequence.choice, tokenIds, ...(logprobs.length > 0 && { logprobs }) } });
-    }
-    if (sequence.finishReason) this.finishSequence(group, sequence);
-  }
-
-  private finishSequence(group: RequestGroup, sequence: Sequence): void {
-    sequence.status = 'finished';
-    sequence.release();
-    // A choice of a request that never left `waiting` holds nothing; one never forked holds a promise.
-    // A whole answer (not one cut short by an abort or a failure) stays cached for the next turn.
-    const whole = sequence.finishReason === 'stop' || sequence.finishReason === 'length';
-    if (group.reservation && whole) this.capacity.retire(group.reservation, sequence.engineId, [...sequence.request.tokenIds, ...sequence.outputIds]);
-    else if (group.reservation) this.capacity.release(group.reservation, sequence.engineId);
-    sequence.engineId = -1;
-    this.emit(group.request.id, { event: 'finish', data: { choice: sequence.choice, finishReason: sequence.finishReason! } });
-    if (group.sequences.length < group.request.sampling.n) return;
-    if (group.sequences.some((other) => other.status !== 'finished')) return;
-    this.groups.delete(group.request.id);
-    const completionTokens = group.sequences.reduce((sum, other) => sum + other.outputIds.length, 0);
-    this.emit(group.request.id, {
-      event: 'end',
-      data: { usage: { promptTokens: group.request.tokenIds.length, completionTokens, cachedTokens: group.cachedTokens } },
-    });
   }
 
   /** Cancelled requests leave here, at a step boundary: their choices finish with 'abort'. */
@@ -373,7 +307,7 @@ export class Scheduler {
       for (const sequence of group.sequences) {
         if (sequence.status === 'finished') continue;
         sequence.finishReason = 'abort';
-        this.finishSequence(group, sequence);
+        this.output.finishSequence(group, sequence);
       }
     }
     this.running.splice(0, this.running.length, ...this.running.filter((sequence) => sequence.status !== 'finished'));
@@ -381,16 +315,7 @@ export class Scheduler {
 
   /** An engine failure ends every request that had work in the failed step. */
   private failBatch(items: ScheduledItem[], error: Error): void {
-    const failed = new Set(items.map((item) => this.groups.get(item.sequence.request.id)!));
-    // The operator gets the engine's message; the wire gets a generic one (never backend internals).
-    console.error(`engine step failed (${failed.size} requests ended): ${error.message}`);
-    for (const group of failed) {
-      this.emit(group.request.id, {
-        event: 'error',
-        data: { message: 'The model engine failed on this request.', type: 'server_error', param: null, code: 'internal_error' },
-      });
-      group.cancelled = true;
-    }
+    this.output.failStep(new Set(items.map((item) => this.groups.get(item.sequence.request.id)!)), error);
     this.dropCancelled();
   }
 }
