@@ -2,8 +2,8 @@
 // @node-llama-cpp/linux-x64 ships, driven by llama_decode from C++. It measures what peer-runner.ts
 // measures (the same prompts, greedy ids, batches and context sizes) and prints one line
 // `RESULT <json>` on stdout, so bench-peer.ts treats it as a third engine; with --verify K it times
-// speculative verification steps instead (verify-cost.ts). Built by bench-peer.ts
-// against the llama.h of the same release (from node-llama-cpp's source bundle), never committed.
+// speculative verification steps instead (verify-cost.ts). Built by llama-loop-build.ts against the
+// llama.h of the same release (from node-llama-cpp's source bundle), never committed.
 
 #include <sys/resource.h>
 

@@ -89,23 +89,19 @@ export class OutputEmitter {
   /** Ends one request whose own processing failed; the operator gets the message, the wire a generic one. */
   failRequest(group: RequestGroup, error: Error): void {
     console.error(`request ${group.request.id} failed in the step loop (the others go on): ${error.message}`);
-    this.emit(group.request.id, {
-      event: 'error',
-      data: { message: 'Generating this request failed; other requests are unaffected.', type: 'server_error', param: null, code: 'internal_error' },
-    });
-    group.cancelled = true;
+    this.endWithError(group, 'Generating this request failed; other requests are unaffected.');
   }
 
   /** An engine failure ends every request that had work in the failed step. */
   failStep(failed: Set<RequestGroup>, error: Error): void {
     // The operator gets the engine's message; the wire gets a generic one (never backend internals).
     console.error(`engine step failed (${failed.size} requests ended): ${error.message}`);
-    for (const group of failed) {
-      this.emit(group.request.id, {
-        event: 'error',
-        data: { message: 'The model engine failed on this request.', type: 'server_error', param: null, code: 'internal_error' },
-      });
-      group.cancelled = true;
-    }
+    for (const group of failed) this.endWithError(group, 'The model engine failed on this request.');
+  }
+
+  /** The in-band error the client sees (never backend internals); the group leaves at the next step boundary. */
+  private endWithError(group: RequestGroup, message: string): void {
+    this.emit(group.request.id, { event: 'error', data: { message, type: 'server_error', param: null, code: 'internal_error' } });
+    group.cancelled = true;
   }
 }
